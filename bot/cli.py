@@ -1,0 +1,161 @@
+"""``python -m bot …`` / ``siyu …``: the command line.
+
+Each feature adds its subcommands through a ``register(subparsers)`` function
+listed in CLI_MODULES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bot import __version__
+from bot.config import Config, ConfigError, default_config_path, describe, load_config
+
+CLI_MODULES: list[str] = [
+    "bot.simulate",
+]
+
+EPILOG = """\
+examples:
+  python -m bot serve                        start on config.toml (or config.example.toml)
+  python -m bot check-config config.toml     validate a config file, name every bad key
+  python -m bot simulate --group 新人群       chat with the bot in the terminal
+
+Every config key can be overridden by an environment variable SIYU_<SECTION>__<KEY>,
+e.g. SIYU_DATABASE__URL=postgresql://user:pass@host/db or SIYU_BOT__ADMINS='["admin01"]'.
+"""
+
+
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="PATH",
+                   help="config file (default: ./config.toml, else ./config.example.toml)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load the config named by --config, printing errors and exiting 2 if it is invalid."""
+    path = default_config_path(getattr(args, "config", None))
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"siyu: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.app import BotApp
+    from bot.logs import setup_logging
+    from bot.web import AccessLogger, create_web_app
+
+    cfg = config_from_args(args)
+    if args.host:
+        cfg.server.host = args.host
+    if args.port is not None:
+        cfg.server.port = args.port
+    setup_logging(cfg.log.level, cfg.log.format)
+    logging.getLogger("siyu.cli").info("serving on http://%s:%d (config: %s)", cfg.server.host, cfg.server.port,
+                                       cfg.source)
+    bot = BotApp(cfg)
+    web.run_app(create_web_app(bot), host=cfg.server.host, port=cfg.server.port, print=None,
+                access_log_class=AccessLogger, access_log=logging.getLogger("siyu.access"),
+                shutdown_timeout=15)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = default_config_path(args.path or getattr(args, "config", None))
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        if args.json:
+            emit_json({"ok": False, "source": exc.source, "problems": exc.problems})
+        else:
+            print(f"✗ {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        emit_json({"ok": True, "source": cfg.source, "config": describe(cfg)})
+    else:
+        print(f"✓ {cfg.source}: configuration is valid")
+        for section, values in describe(cfg).items():
+            print(f"[{section}]")
+            for k, v in values.items():
+                print(f"  {k} = {json.dumps(v, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bot.storage import migrate
+    from bot.storage.db import Database
+
+    cfg = config_from_args(args)
+
+    async def run() -> set[str]:
+        db = Database(cfg.database_url)
+        try:
+            await migrate.upgrade(db)
+            return await migrate.current_heads(db)
+        finally:
+            await db.dispose()
+
+    heads = asyncio.run(run())
+    print(f"database at {', '.join(sorted(heads))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="siyu", description="siyu (私域) — WeCom community bot: knowledge base, SOP, Moments, compliance, tiers.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"siyu {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the bot: HTTP callbacks, workers, scheduler",
+                       description="Run the bot: WeCom/aibot/webhook callbacks, inbox workers, outbox sender and "
+                                   "scheduler. Stops cleanly on SIGTERM/Ctrl-C.")
+    add_config_arg(p)
+    p.add_argument("--host", help="listen address (overrides server.host)")
+    p.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a config file and print it with secrets masked",
+                       description="Validate a config file (and SIYU_* environment overrides). Exit 0 when valid, "
+                                   "1 with one line per bad key otherwise.")
+    p.add_argument("path", nargs="?", help="config file (default: --config, ./config.toml, ./config.example.toml)")
+    add_config_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("migrate", help="apply database migrations (serve does this on start)",
+                       description="Apply every pending schema migration to database.url and print the revision.")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_migrate)
+
+    for name in CLI_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

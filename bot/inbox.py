@@ -1,0 +1,273 @@
+"""The durable inbox: channels commit events here before answering 200; workers process them.
+
+- :class:`InboxWriter` batches concurrent inserts into one transaction (group
+  commit) and tells each caller whether its event was new or a duplicate.
+- :class:`InboxPump` claims pending rows (``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL, the write lock on SQLite), dispatches their events and marks them
+  done. A row whose worker died is claimable again once its lease runs out.
+  Events of one chat are handled in order within a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, update
+
+from bot.clock import Clock
+from bot.config import InboxConfig
+from bot.events import Event, PayloadError, chat_key_of, events_from_payload
+from bot.metrics import Metrics
+from bot.pump import Pump
+from bot.storage.db import Database, insert_ignoring_conflicts
+from bot.storage.models import InboxRow
+
+if TYPE_CHECKING:
+    from bot.dispatcher import Dispatcher, Outcome
+
+log = logging.getLogger("siyu.inbox")
+INBOX = InboxRow.__table__
+
+
+@dataclass(slots=True)
+class Incoming:
+    dedup_key: str
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+    raw: str | None = None
+    chat_key: str = ""
+
+
+_STOP = object()
+
+
+class InboxWriter:
+    """Group commit: one transaction for every event that arrived while the last one committed."""
+
+    def __init__(self, db: Database, clock: Clock, *, max_batch: int = 256,
+                 on_commit: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.max_batch = max_batch
+        self.on_commit = on_commit
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="inbox-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await self._queue.put(_STOP)
+            await self._task
+            self._task = None
+
+    async def put(self, item: Incoming) -> bool:
+        """Commit one event; True if it was new, False if its key was already stored."""
+        if self._task is None:
+            return (await self.insert([item]))[0]
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop_after = False
+            while len(batch) < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                batch.append(nxt)
+            try:
+                results = await self.insert([item for item, _ in batch])
+            except Exception as exc:
+                log.exception("inbox insert failed for %d events", len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                for (_, fut), new in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(new)
+            if stop_after:
+                return
+
+    async def insert(self, items: list[Incoming]) -> list[bool]:
+        async with self.db.session() as session:
+            results = await insert_incoming(session, self.db.dialect, self.clock.now(), items)
+        if any(results) and self.on_commit is not None:
+            self.on_commit()
+        return results
+
+
+async def insert_incoming(session: Any, dialect: str, now: Any, items: list[Incoming]) -> list[bool]:
+    """Insert inbox rows, skipping stored keys; True for each item that was new."""
+    first_index: dict[str, int] = {}
+    rows = []
+    for i, item in enumerate(items):
+        if item.dedup_key in first_index:
+            continue
+        first_index[item.dedup_key] = i
+        rows.append({
+            "dedup_key": item.dedup_key, "channel": item.channel, "kind": item.kind,
+            "chat_key": item.chat_key[:160], "payload": item.payload, "raw": item.raw,
+            "received_at": now, "status": "pending", "attempts": 0,
+        })
+    if not rows:
+        return []
+    stmt = insert_ignoring_conflicts(dialect, INBOX, ["dedup_key"]).values(rows).returning(INBOX.c.dedup_key)
+    inserted = set((await session.execute(stmt)).scalars().all())
+    return [item.dedup_key in inserted and first_index[item.dedup_key] == i for i, item in enumerate(items)]
+
+
+Enricher = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class InboxPump(Pump):
+    """Claims pending inbox rows and dispatches their events."""
+
+    name = "inbox"
+
+    def __init__(self, db: Database, clock: Clock, dispatcher: Dispatcher, cfg: InboxConfig, metrics: Metrics,
+                 replica: str, staff_ids: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.db = db
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.cfg = cfg
+        self.metrics = metrics
+        self.replica = replica
+        self.staff_ids = staff_ids
+        self.enrichers: list[Enricher] = []
+        self._waiters: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
+        self.max_attempts = 5
+
+    async def drain_once(self) -> int:
+        rows = await self.claim(self.cfg.batch_size)
+        if rows:
+            await self.process(rows)
+        return len(rows)
+
+    async def claim(self, limit: int) -> list[Any]:
+        now = self.clock.now()
+        claimable = or_(INBOX.c.status == "pending",
+                        and_(INBOX.c.status == "processing", INBOX.c.locked_until < now))
+        pick = select(INBOX.c.id).where(claimable).order_by(INBOX.c.id).limit(limit)
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True)
+        stmt = (
+            update(INBOX)
+            .where(INBOX.c.id.in_(pick.scalar_subquery()))
+            .values(status="processing", locked_by=self.replica,
+                    locked_until=now + timedelta(seconds=self.cfg.lease_s), attempts=INBOX.c.attempts + 1)
+            .returning(INBOX.c.id, INBOX.c.dedup_key, INBOX.c.payload, INBOX.c.received_at,
+                       INBOX.c.chat_key, INBOX.c.attempts)
+        )
+        async with self.db.session() as s:
+            rows = (await s.execute(stmt)).all()
+        return sorted(rows, key=lambda r: r.id)
+
+    async def process(self, rows: list[Any]) -> None:
+        groups: dict[str, list[Any]] = defaultdict(list)
+        for row in rows:
+            groups[row.chat_key or f"row:{row.id}"].append(row)
+        sem = asyncio.Semaphore(self.cfg.workers)
+
+        async def run_group(group: list[Any]) -> list[tuple[Any, str, str | None]]:
+            async with sem:
+                return [await self._process_one(row) for row in group]
+
+        results = await asyncio.gather(*(run_group(g) for g in groups.values()))
+        now = self.clock.now()
+        async with self.db.session() as s:
+            for group in results:
+                for row, status, error in group:
+                    values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None,
+                                              "error": error}
+                    if status in ("done", "failed"):
+                        values["processed_at"] = now
+                    await s.execute(update(INBOX).where(and_(INBOX.c.id == row.id,
+                                                             INBOX.c.locked_by == self.replica)).values(**values))
+        for group in results:
+            for row, status, _ in group:
+                self.metrics.processed.labels(status).inc()
+                if status != "pending":
+                    self._notify(row.dedup_key, status == "done")
+
+    async def _process_one(self, row: Any) -> tuple[Any, str, str | None]:
+        payload = dict(row.payload)
+        try:
+            for enrich in self.enrichers:
+                changed = await enrich(payload)
+                if changed is not None:
+                    payload = changed
+                    async with self.db.session() as s:
+                        await s.execute(update(INBOX).where(INBOX.c.id == row.id).values(payload=payload))
+            events = events_from_payload(payload, row.dedup_key, row.received_at, self.staff_ids)
+        except PayloadError as exc:
+            log.warning("inbox row %s has an undecodable payload: %s", row.id, exc)
+            return row, "failed", f"payload: {exc}"
+        except Exception as exc:
+            log.exception("enriching inbox row %s failed", row.id)
+            return row, self._retry_or_fail(row), f"enrich: {exc!r}"
+        outcomes: list[Outcome] = []
+        for event in events:
+            outcomes.append(await self.dispatcher.dispatch(event))
+        retry = [o for o in outcomes if o.retry]
+        errors = "; ".join(e for o in outcomes for e in o.errors) or None
+        if retry:
+            return row, self._retry_or_fail(row), errors
+        return row, "done", errors
+
+    def _retry_or_fail(self, row: Any) -> str:
+        return "failed" if row.attempts >= self.max_attempts else "pending"
+
+    async def release(self) -> int:
+        """Give back rows this replica claimed but did not finish (on shutdown)."""
+        async with self.db.session() as s:
+            res = await s.execute(
+                update(INBOX).where(and_(INBOX.c.status == "processing", INBOX.c.locked_by == self.replica))
+                .values(status="pending", locked_by=None, locked_until=None,
+                        attempts=INBOX.c.attempts - 1))
+        return res.rowcount or 0
+
+    def _notify(self, key: str, ok: bool) -> None:
+        for fut in self._waiters.pop(key, []):
+            if not fut.done():
+                fut.set_result(ok)
+
+    async def wait_processed(self, key: str, within_s: float) -> bool:
+        """Wait until this replica finished processing ``key`` (False on timeout)."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters[key].append(fut)
+        try:
+            return await asyncio.wait_for(fut, within_s)
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    self._waiters.pop(key, None)
+
+    async def emit(self, session: Any, event: Event) -> bool:
+        """Queue an internal event durably, inside the caller's transaction."""
+        payload = event.to_payload()
+        (new,) = await insert_incoming(session, self.db.dialect, self.clock.now(), [
+            Incoming(dedup_key=event.key, channel=event.channel, kind=event.type, payload=payload,
+                     chat_key=chat_key_of(payload))])
+        return new

@@ -1,0 +1,70 @@
+"""What features may know about a member, whoever stores it.
+
+The tiers feature owns members (points, tier, tags, groups) and provides a
+:class:`MemberDirectory` under :data:`MEMBERS`. The knowledge base (scopes by
+tier, answer templates) and the SOP engine (``when: member.points < 10``) read
+profiles through it; without the tiers feature they fall back to what the event
+says (:func:`profile_from_actor`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.app import ServiceKey
+from bot.events import Actor
+
+
+@dataclass(frozen=True, slots=True)
+class MemberProfile:
+    id: str
+    name: str = ""
+    tier: str = ""            # tier id, e.g. "quality"
+    tier_name: str = ""       # display name, e.g. "质量成员"
+    points: int = 0
+    checkins: int = 0
+    homework: int = 0
+    purchases: int = 0
+    tags: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()   # chat ids
+    joined_at: datetime | None = None
+    staff: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def for_template(self) -> dict[str, Any]:
+        """The ``member`` object templates and conditions see."""
+        return {
+            "id": self.id, "name": self.name or "朋友", "tier": self.tier, "tier_name": self.tier_name,
+            "points": self.points, "checkins": self.checkins, "homework": self.homework,
+            "purchases": self.purchases, "tags": list(self.tags), "groups": list(self.groups),
+            "joined_at": self.joined_at, "staff": self.staff, **self.extra,
+        }
+
+
+class MemberDirectory(Protocol):
+    async def profile(self, session: Any, member_id: str) -> MemberProfile | None:
+        """The member's profile, or None if the bot has never seen them."""
+        ...
+
+
+MEMBERS: ServiceKey[MemberDirectory] = ServiceKey("members")
+
+
+def profile_from_actor(actor: Actor) -> MemberProfile:
+    return MemberProfile(id=actor.id, name=actor.name, staff=actor.staff)
+
+
+async def profile_of(app: Any, session: Any, actor: Actor) -> MemberProfile:
+    """The directory's profile when there is one, else what the event knows (name from the event wins)."""
+    directory = app.maybe(MEMBERS)
+    if directory is not None:
+        found = await directory.profile(session, actor.id)
+        if found is not None:
+            if actor.name and not found.name:
+                from dataclasses import replace
+
+                return replace(found, name=actor.name)
+            return found
+    return profile_from_actor(actor)

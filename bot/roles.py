@@ -1,0 +1,48 @@
+"""Who may do what: admins from config, operators and reviewers granted in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import and_, delete, select
+
+from bot.clock import Clock
+from bot.dispatcher import ADMIN, ROLES
+from bot.storage.db import insert_ignoring_conflicts
+from bot.storage.models import RoleGrant
+
+GRANTS = RoleGrant.__table__
+
+
+class Roles:
+    def __init__(self, admins: Iterable[str], clock: Clock, dialect: str) -> None:
+        self.admins = frozenset(admins)
+        self.clock = clock
+        self.dialect = dialect
+
+    async def of(self, session: Any, user_id: str) -> frozenset[str]:
+        roles = {ADMIN} if user_id in self.admins else set()
+        rows = (await session.execute(select(GRANTS.c.role).where(GRANTS.c.user_id == user_id))).scalars()
+        roles.update(rows)
+        return frozenset(roles)
+
+    async def grant(self, session: Any, user_id: str, role: str, by: str) -> bool:
+        if role not in ROLES or role == ADMIN:
+            raise ValueError(f"role must be one of {', '.join(r for r in ROLES if r != ADMIN)}")
+        stmt = insert_ignoring_conflicts(self.dialect, GRANTS, ["user_id", "role"]).values(
+            user_id=user_id, role=role, granted_by=by, granted_at=self.clock.now()).returning(GRANTS.c.id)
+        return (await session.execute(stmt)).first() is not None
+
+    async def revoke(self, session: Any, user_id: str, role: str) -> bool:
+        res = await session.execute(delete(GRANTS).where(and_(GRANTS.c.user_id == user_id, GRANTS.c.role == role)))
+        return bool(res.rowcount)
+
+    async def holders(self, session: Any, role: str | None = None) -> list[tuple[str, str, str]]:
+        """(user, role, granted_by) for every grant, admins from config first."""
+        out = [(a, ADMIN, "config") for a in sorted(self.admins) if role in (None, ADMIN)]
+        q = select(GRANTS.c.user_id, GRANTS.c.role, GRANTS.c.granted_by).order_by(GRANTS.c.role, GRANTS.c.user_id)
+        if role is not None:
+            q = q.where(GRANTS.c.role == role)
+        out += [(r.user_id, r.role, r.granted_by) for r in (await session.execute(q)).all()]
+        return out

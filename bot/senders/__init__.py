@@ -1,0 +1,1 @@
+"""Senders deliver outbox rows: the console (default), WeCom's API, group robots."""

@@ -1,0 +1,133 @@
+"""Async engine and sessions for SQLite (embedded default) and PostgreSQL.
+
+SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``:
+a deferred transaction that later writes can fail at once with SQLITE_BUSY when
+another connection committed in between, which busy_timeout does not cover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on both databases.
+
+    SQLite keeps no zone, so values are stored as naive UTC in a fixed-width
+    ISO format that sorts and compares correctly as text.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use clock.now() or attach a tzinfo")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Database:
+    """Owns the engine and hands out sessions; ``dialect`` is "sqlite" or "postgresql"."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, sqlite_synchronous: str = "FULL", echo: bool = False):
+        self.url = url
+        kwargs: dict[str, Any] = {"echo": echo}
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[1]
+            if path == ":memory:":
+                kwargs["poolclass"] = StaticPool
+                kwargs["connect_args"] = {"check_same_thread": False}
+            else:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                kwargs["pool_size"] = pool_size
+                kwargs["max_overflow"] = pool_size
+            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "timeout": 30}
+        else:
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.dialect = self.engine.dialect.name
+        self.read_engine = self.engine
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine, sqlite_synchronous, immediate=True)
+            if ":memory:" not in url:
+                # Reads never take the write lock, so a read while a write transaction is open cannot deadlock.
+                self.read_engine = create_async_engine(url, **kwargs)
+                _configure_sqlite(self.read_engine, sqlite_synchronous, immediate=False)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A write session in one transaction: committed on success, rolled back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only; on SQLite it never waits for (or blocks) a writer."""
+        async with self.read_sessionmaker() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy so BEGIN IMMEDIATE and SAVEPOINT work.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    if immediate:
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignoring_conflicts(dialect: str, table: Any, conflict_columns: list[str]) -> Any:
+    """``INSERT … ON CONFLICT (cols) DO NOTHING`` for the running database."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict_columns)

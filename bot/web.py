@@ -1,0 +1,333 @@
+"""HTTP: the three inbound channels, health and metrics.
+
+Every channel verifies, parses, commits to the inbox and answers — it never
+waits for handlers (except the 智能机器人's short, bounded wait for a passive
+reply). Forged or missing signatures and stale timestamps → 401, malformed
+bodies → 400, oversized bodies → 413; none of them stores anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from bot.app import BotApp
+from bot.channels.parse import Parsed, ParseProblem, outer_encrypt, parse_aibot_message, parse_app_message
+from bot.crypto import CryptoError, WeComCrypto
+from bot.events import PayloadError, events_from_payload
+from bot.inbox import Incoming
+
+log = logging.getLogger("siyu.web")
+
+BOT = web.AppKey("bot", BotApp)
+APP_CRYPTO = web.AppKey("wecom_app_crypto", object)
+AIBOT_CRYPTO = web.AppKey("aibot_crypto", object)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def _refuse(status: int, reason: str, detail: str) -> Refused:
+    return Refused(status, reason, detail)
+
+
+def _query(request: web.Request, *names: str) -> list[str]:
+    values = []
+    for name in names:
+        v = request.query.get(name)
+        if not v:
+            raise _refuse(400, "missing_param", f"query parameter {name} is required")
+        # base64 survives in a query only percent-encoded; a bare '+' decodes to ' '.
+        values.append(v.replace(" ", "+"))
+    return values
+
+
+def _check_skew(bot: BotApp, timestamp: str, max_skew: int) -> None:
+    if max_skew <= 0:
+        return
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        raise _refuse(400, "bad_timestamp", "timestamp must be an integer") from None
+    if abs(bot.clock.now().timestamp() - ts) > max_skew:
+        raise _refuse(401, "stale", "timestamp outside the allowed clock skew")
+
+
+async def _read(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _refuse(413, "too_large", f"body larger than {request.app[BOT].config.server.max_body_bytes} bytes") \
+            from None
+
+
+def channel(name: str, *, json_errors: bool = False) -> Callable[[Handler], Handler]:
+    """Turn Refused into the status code, count it, time the acknowledgement."""
+
+    def deco(fn: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            bot = request.app[BOT]
+            started = time.perf_counter()
+            try:
+                response = await fn(request)
+            except Refused as r:
+                bot.metrics.rejected.labels(name, r.reason).inc()
+                log.info("%s refused %s %s: %s", name, r.status, r.reason, r.detail)
+                if json_errors:
+                    return web.json_response({"error": r.detail}, status=r.status)
+                return web.Response(status=r.status, text=r.detail)
+            bot.metrics.ack_latency.labels(name).observe(time.perf_counter() - started)
+            return response
+
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
+    return deco
+
+
+async def _commit(bot: BotApp, channel_name: str, parsed: Parsed, raw: str) -> bool:
+    try:
+        return await bot.accept(Incoming(dedup_key=parsed.dedup_key, channel=channel_name, kind=parsed.kind,
+                                         payload=parsed.payload, raw=raw, chat_key=parsed.chat_key))
+    except Exception as exc:
+        log.exception("could not store a %s event", channel_name)
+        raise _refuse(503, "storage", "could not store the event; retry later") from exc
+
+
+def _crypto(request: web.Request, key: web.AppKey[Any]) -> WeComCrypto:
+    crypto = request.app.get(key)
+    if crypto is None:
+        raise _refuse(404, "not_configured", "this channel is not configured")
+    return crypto  # type: ignore[return-value]
+
+
+# ── WeCom self-built app (XML) ──
+
+
+@channel("wecom_app")
+async def wecom_verify(request: web.Request) -> web.StreamResponse:
+    bot = request.app[BOT]
+    crypto = _crypto(request, APP_CRYPTO)
+    sig, ts, nonce, echostr = _query(request, "msg_signature", "timestamp", "nonce", "echostr")
+    try:
+        crypto.verify(ts, nonce, echostr, sig)
+    except CryptoError:
+        raise _refuse(401, "signature", "signature mismatch") from None
+    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
+    try:
+        plain = crypto.decrypt(echostr)
+    except CryptoError as exc:
+        raise _refuse(400, "decrypt", f"cannot decrypt echostr ({exc.code})") from None
+    return web.Response(body=plain.encode(), content_type="text/plain")
+
+
+@channel("wecom_app")
+async def wecom_callback(request: web.Request) -> web.StreamResponse:
+    bot = request.app[BOT]
+    crypto = _crypto(request, APP_CRYPTO)
+    sig, ts, nonce = _query(request, "msg_signature", "timestamp", "nonce")
+    body = await _read(request)
+    try:
+        encrypted, _to = outer_encrypt(body)
+    except ParseProblem as exc:
+        raise _refuse(400, "malformed", str(exc)) from None
+    try:
+        crypto.verify(ts, nonce, encrypted, sig)
+    except CryptoError:
+        raise _refuse(401, "signature", "signature mismatch") from None
+    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
+    try:
+        plain = crypto.decrypt(encrypted)
+        parsed = parse_app_message(plain, frozenset(bot.config.bot.staff_ids))
+    except CryptoError as exc:
+        raise _refuse(400, "decrypt", f"cannot decrypt ({exc.code})") from None
+    except ParseProblem as exc:
+        raise _refuse(400, "malformed", str(exc)) from None
+    if parsed is None:
+        bot.metrics.ignored.labels("wecom_app").inc()
+        return web.Response(text="")
+    await _commit(bot, "wecom_app", parsed, plain)
+    return web.Response(text="")
+
+
+# ── WeCom 智能机器人 (JSON) ──
+
+
+@channel("aibot")
+async def aibot_verify(request: web.Request) -> web.StreamResponse:
+    bot = request.app[BOT]
+    crypto = _crypto(request, AIBOT_CRYPTO)
+    sig, ts, nonce, echostr = _query(request, "msg_signature", "timestamp", "nonce", "echostr")
+    try:
+        crypto.verify(ts, nonce, echostr, sig)
+    except CryptoError:
+        raise _refuse(401, "signature", "signature mismatch") from None
+    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
+    try:
+        plain = crypto.decrypt(echostr)
+    except CryptoError as exc:
+        raise _refuse(400, "decrypt", f"cannot decrypt echostr ({exc.code})") from None
+    return web.Response(body=plain.encode(), content_type="text/plain")
+
+
+@channel("aibot")
+async def aibot_callback(request: web.Request) -> web.StreamResponse:
+    bot = request.app[BOT]
+    crypto = _crypto(request, AIBOT_CRYPTO)
+    sig, ts, nonce = _query(request, "msg_signature", "timestamp", "nonce")
+    body = await _read(request)
+    try:
+        outer = json.loads(body)
+        encrypted = outer["encrypt"] if isinstance(outer, dict) else None
+        if not isinstance(encrypted, str) or not encrypted:
+            raise ValueError
+    except (ValueError, KeyError, UnicodeDecodeError):
+        raise _refuse(400, "malformed", 'the body must be JSON {"encrypt": "…"}') from None
+    try:
+        crypto.verify(ts, nonce, encrypted, sig)
+    except CryptoError:
+        raise _refuse(401, "signature", "signature mismatch") from None
+    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
+    try:
+        plain = crypto.decrypt(encrypted)
+        parsed = parse_aibot_message(plain, frozenset(bot.config.bot.staff_ids), bot.bot_names)
+    except CryptoError as exc:
+        raise _refuse(400, "decrypt", f"cannot decrypt ({exc.code})") from None
+    except ParseProblem as exc:
+        raise _refuse(400, "malformed", str(exc)) from None
+    if parsed is None:
+        bot.metrics.ignored.labels("aibot").inc()
+        return web.Response(text="")
+    new = await _commit(bot, "aibot", parsed, plain)
+    wait = bot.config.aibot.reply_wait_ms / 1000
+    if not new or wait <= 0 or not bot.run_workers:
+        return web.Response(text="")
+    # Answer passively when the reply is ready in time; otherwise it goes out via response_url.
+    if not await bot.inbox_pump.wait_processed(parsed.dedup_key, wait):
+        return web.Response(text="")
+    replies = await bot.outbox.claim_passive(parsed.dedup_key)
+    if not replies:
+        return web.Response(text="")
+    content = "\n\n".join(r.get("text", "") for r in replies)
+    if parsed.kind == "entered":
+        message = {"msgtype": "text", "text": {"content": content}}
+    else:
+        message = {"msgtype": "stream", "stream": {"id": secrets.token_hex(8), "finish": True, "content": content}}
+    reply_ts = str(int(bot.clock.now().timestamp()))
+    encrypted_reply, signature = crypto.seal(json.dumps(message, ensure_ascii=False), reply_ts, nonce)
+    return web.json_response({"encrypt": encrypted_reply, "msgsignature": signature, "timestamp": int(reply_ts),
+                              "nonce": nonce})
+
+
+# ── generic signed JSON ──
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@channel("webhook", json_errors=True)
+async def webhook(request: web.Request) -> web.StreamResponse:
+    bot = request.app[BOT]
+    secret = bot.config.webhook.secret.get_secret_value()
+    if not secret:
+        raise _refuse(404, "not_configured", "the generic webhook is not configured (webhook.secret)")
+    body = await _read(request)
+    given = request.headers.get("X-Siyu-Signature", "")
+    if not given or not hmac.compare_digest(webhook_signature(secret, body).encode(), given.strip().encode()):
+        raise _refuse(401, "signature", "missing or wrong X-Siyu-Signature (sha256=<hex of HMAC-SHA256>)")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _refuse(400, "malformed", f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise _refuse(400, "malformed", "the event must be a JSON object")
+    event_id = payload.get("id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 180:
+        raise _refuse(400, "malformed", "id: a string of 1-180 characters is required")
+    skew = bot.config.webhook.max_clock_skew_s
+    if skew > 0:
+        if not isinstance(payload.get("time"), int | float):
+            raise _refuse(401, "stale", "time is required when webhook.max_clock_skew_s is set")
+        if abs(bot.clock.now().timestamp() - float(payload["time"])) > skew:
+            raise _refuse(401, "stale", "time outside the allowed clock skew")
+    payload.setdefault("channel", "webhook")
+    key = f"webhook:{event_id}"
+    try:
+        events_from_payload(payload, key, bot.clock.now(), frozenset(bot.config.bot.staff_ids))
+    except PayloadError as exc:
+        raise _refuse(400, "malformed", str(exc)) from None
+    parsed = Parsed(key, str(payload["type"]), payload)
+    new = await _commit(bot, "webhook", parsed, "")
+    return web.json_response({"accepted": True, "duplicate": not new})
+
+
+# ── ops ──
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    status = await request.app[BOT].health()
+    return web.json_response(status, status=200 if status["status"] == "ok" else 503)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    bot = request.app[BOT]
+    try:
+        await bot.refresh_gauges()
+    except Exception:
+        log.exception("could not refresh gauges")
+    return web.Response(body=bot.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, path without the query (it carries signatures and encrypted text), status, time."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time * 1000)
+
+
+def create_web_app(bot: BotApp, *, manage_lifecycle: bool = True) -> web.Application:
+    app = web.Application(client_max_size=bot.config.server.max_body_bytes)
+    app[BOT] = bot
+    cfg = bot.config
+    if cfg.wecom.token.get_secret_value() and cfg.wecom.encoding_aes_key.get_secret_value():
+        app[APP_CRYPTO] = WeComCrypto(cfg.wecom.token.get_secret_value(),
+                                      cfg.wecom.encoding_aes_key.get_secret_value(), cfg.wecom.corp_id)
+    if cfg.aibot.token.get_secret_value() and cfg.aibot.encoding_aes_key.get_secret_value():
+        app[AIBOT_CRYPTO] = WeComCrypto(cfg.aibot.token.get_secret_value(),
+                                        cfg.aibot.encoding_aes_key.get_secret_value(), "")
+    app.router.add_get("/wecom/callback", wecom_verify)
+    app.router.add_post("/wecom/callback", wecom_callback)
+    app.router.add_get("/wecom/aibot", aibot_verify)
+    app.router.add_post("/wecom/aibot", aibot_callback)
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for method, path, handler in bot.http_routes:
+        app.router.add_route(method, path, handler)
+
+    if manage_lifecycle:
+        async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+            await bot.start()
+            yield
+            await bot.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+    return app
+

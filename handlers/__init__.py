@@ -1,0 +1,7 @@
+"""One router per feature, included explicitly (no discovery)."""
+
+from handlers import admin
+
+FEATURES = [
+    admin.setup,
+]
