@@ -60,6 +60,20 @@ def default_features() -> list[Setup]:
     return list(FEATURES)
 
 
+def load_plugin(ref: str) -> Setup:
+    """``package.module:setup`` → the setup function (config ``bot.plugins``)."""
+    import importlib
+
+    module_name, _, attr = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"bot.plugins: cannot load {ref!r}: {exc}") from exc
+    if not callable(fn):
+        raise ValueError(f"bot.plugins: {ref!r} is not a function")
+    return fn
+
+
 def make_sender(config: Config) -> Sender:
     if config.bot.sender == "wecom":
         from bot.senders.wecom import WeComSender
@@ -105,7 +119,9 @@ class BotApp:
         self.started = False
 
         self.dispatcher.include(build_command_router())
-        for setup in (default_features() if features is None else features):
+        setups = default_features() if features is None else list(features)
+        setups += [load_plugin(ref) for ref in config.bot.plugins]
+        for setup in setups:
             result = setup(self)
             for router in ([result] if isinstance(result, Router) else list(result)):
                 self.dispatcher.include(router)

@@ -125,6 +125,15 @@ class BotConfig(Section):
     ops_users: list[str] = Field(default_factory=list)
     confirm_ttl_s: int = Field(120, ge=10, le=3600)
     instance_id: str = ""
+    plugins: list[str] = Field(default_factory=list)
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugin_refs(cls, v: list[str]) -> list[str]:
+        for ref in v:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):
+                raise ValueError(f"{ref!r} is not 'package.module:setup_function'")
+        return v
 
     @field_validator("timezone")
     @classmethod

@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -229,7 +229,13 @@ class Context:
             raise RuntimeError(f"{type(self.event).__name__} has no chat to reply to")
         if mention and to:
             dest["mention"] = list(to)
-        return await self.send("reply", text=text, chat=chat, to=to, msgtype=msgtype, destination=dest, key=key)
+        extra: dict[str, Any] = {}
+        if self.event.channel == "aibot" and dest.get("response_url"):
+            # The callback may still answer passively; the outbox takes over only after that window.
+            wait_ms = self.app.config.aibot.reply_wait_ms
+            extra["not_before"] = self.now() + timedelta(milliseconds=wait_ms + 500)
+        return await self.send("reply", text=text, chat=chat, to=to, msgtype=msgtype, destination=dest, key=key,
+                               **extra)
 
     async def send(self, kind: str, *, text: str = "", chat: Chat | dict[str, Any] | None = None,
                    to: Iterable[str] = (), key: str | None = None, **kw: Any) -> int:

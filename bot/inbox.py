@@ -249,20 +249,27 @@ class InboxPump(Pump):
             if not fut.done():
                 fut.set_result(ok)
 
-    async def wait_processed(self, key: str, within_s: float) -> bool:
-        """Wait until this replica finished processing ``key`` (False on timeout)."""
+    def expect(self, key: str) -> asyncio.Future[bool]:
+        """A future resolved when this replica has processed ``key`` (register before committing it)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters[key].append(fut)
+        return fut
+
+    async def wait_processed(self, key: str, fut: asyncio.Future[bool], within_s: float) -> bool:
+        """Wait for a future from :meth:`expect`; False on timeout."""
         try:
-            return await asyncio.wait_for(fut, within_s)
+            return await asyncio.wait_for(asyncio.shield(fut), within_s)
         except TimeoutError:
             return False
         finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None and fut in waiters:
-                waiters.remove(fut)
-                if not waiters:
-                    self._waiters.pop(key, None)
+            self.forget(key, fut)
+
+    def forget(self, key: str, fut: asyncio.Future[bool]) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                self._waiters.pop(key, None)
 
     async def emit(self, session: Any, event: Event) -> bool:
         """Queue an internal event durably, inside the caller's transaction."""

@@ -214,12 +214,17 @@ async def aibot_callback(request: web.Request) -> web.StreamResponse:
     if parsed is None:
         bot.metrics.ignored.labels("aibot").inc()
         return web.Response(text="")
-    new = await _commit(bot, "aibot", parsed, plain)
     wait = bot.config.aibot.reply_wait_ms / 1000
-    if not new or wait <= 0 or not bot.run_workers:
+    waiting = wait > 0 and bot.run_workers
+    processed = bot.inbox_pump.expect(parsed.dedup_key) if waiting else None
+    new = await _commit(bot, "aibot", parsed, plain)
+    if processed is None:
+        return web.Response(text="")
+    if not new:
+        bot.inbox_pump.forget(parsed.dedup_key, processed)
         return web.Response(text="")
     # Answer passively when the reply is ready in time; otherwise it goes out via response_url.
-    if not await bot.inbox_pump.wait_processed(parsed.dedup_key, wait):
+    if not await bot.inbox_pump.wait_processed(parsed.dedup_key, processed, wait):
         return web.Response(text="")
     replies = await bot.outbox.claim_passive(parsed.dedup_key)
     if not replies:

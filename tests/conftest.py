@@ -149,15 +149,23 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_bot(config: Config, clock: FakeClock) -> Callable[..., BotApp]:
-    """BotApp factory: the test's database, a fake clock, a recording sender, no background workers."""
+async def make_bot(config: Config, clock: FakeClock) -> AsyncIterator[Callable[..., BotApp]]:
+    """BotApp factory: the test's database, a fake clock, a recording sender, no background workers.
+
+    Apps it made are stopped at teardown (stopping twice is harmless).
+    """
+    made: list[BotApp] = []
 
     def build(*, cfg: Config | None = None, sender: Sender | None = None, features: list[Setup] | None = None,
               run_workers: bool = False, **kw: Any) -> BotApp:
-        return BotApp(cfg or config, sender=sender if sender is not None else RecordingSender(), clock=clock,
-                      features=features, run_workers=run_workers, **kw)
+        app = BotApp(cfg or config, sender=sender if sender is not None else RecordingSender(), clock=clock,
+                     features=features, run_workers=run_workers, **kw)
+        made.append(app)
+        return app
 
-    return build
+    yield build
+    for app in made:
+        await app.stop()
 
 
 @pytest.fixture

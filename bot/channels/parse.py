@@ -166,24 +166,26 @@ def outer_encrypt(body: bytes) -> tuple[str, str]:
     return (enc.text or "").strip(), ((to.text or "").strip() if to is not None else "")
 
 
-def strip_mentions(text: str, names: Iterable[str] = ()) -> str:
-    """Drop the leading "@机器人" the 智能机器人 callback keeps in group texts.
+def strip_mentions(text: str, names: Iterable[str] = (), *, first_is_bot: bool = False) -> str:
+    """Drop the leading "@机器人" from a group text.
 
-    With known bot names only those are stripped; without, the first @mention is.
-    WeCom separates a mention from the text with U+2005, which ``\\s`` covers.
+    The 智能机器人 only receives group messages that mention it, so with
+    ``first_is_bot`` the first leading mention is the bot's whatever its name;
+    known bot names are stripped too. WeCom separates a mention from the text
+    with U+2005, which ``\\s`` covers.
     """
     t = text.lstrip()
     known = [n for n in names if n]
+    if first_is_bot:
+        m = re.match(r"[@＠]\S+\s*", t)
+        if m:
+            t = t[m.end():]
     while t[:1] in ("@", "＠"):
         for name in known:
             if t[1:].startswith(name):
                 t = t[1 + len(name):].lstrip()
                 break
         else:
-            if not known:
-                m = re.match(r"[@＠]\S+\s+", t)
-                if m:
-                    t = t[m.end():]
             break
     return t
 
@@ -234,6 +236,7 @@ def parse_aibot_message(plain: str, staff_ids: frozenset[str] = frozenset(),
         return None
     if text is None:
         return None
-    payload = {**base, "type": "message", "text": strip_mentions(text, bot_names), "mentions_bot": True,
+    text = strip_mentions(text, bot_names, first_is_bot=chattype == "group")
+    payload = {**base, "type": "message", "text": text, "mentions_bot": True,
                "msg_id": msgid}
     return Parsed(f"aibot:msg:{msgid}", "message", payload)
