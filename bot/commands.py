@@ -248,15 +248,6 @@ class CommandRegistry:
         return [s for _, s in sorted(self.specs.items()) if s.allowed(roles)]
 
 
-def strip_bot_mention(text: str, bot_names: Iterable[str]) -> str:
-    t = text.lstrip()
-    for name in bot_names:
-        for prefix in (f"@{name}", f"＠{name}"):
-            if name and t.startswith(prefix):
-                return t[len(prefix):].lstrip()
-    return t
-
-
 async def audit(session: Any, app: BotApp, event: MessageEvent, spec_name: str, args: str, outcome: str,
                 detail: str = "") -> None:
     session.add(AuditLog(actor=event.sender.id, chat_id=event.chat.id, command=spec_name[:64], args=args[:2000],
@@ -269,8 +260,7 @@ def build_router() -> Router:
 
     @router.message(is_command_text, priority=10, block=True)
     async def handle(event: MessageEvent, ctx: Context) -> None:
-        body = command_text(strip_bot_mention(event.text, ctx.app.bot_names))
-        await execute(ctx, event, body or "")
+        await execute(ctx, event, command_text(event.text) or "")
 
     return router
 

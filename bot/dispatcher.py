@@ -86,9 +86,15 @@ def text_matches(pattern: str | re.Pattern[str]) -> Predicate:
     return Predicate(lambda e: isinstance(e, MessageEvent) and bool(rx.search(e.text)), f"text~{rx.pattern}")
 
 
+_LEADING_MENTIONS = re.compile(r"^(?:[@＠]\S+\s+)+")
+
+
 def command_text(text: str) -> str | None:
-    """The text after the slash if ``text`` is a slash command (ASCII or full-width slash)."""
-    t = text.lstrip()
+    """The text after the slash if ``text`` is a slash command (ASCII or full-width slash).
+
+    Leading @mentions are skipped: "@小域 /help" is the /help command.
+    """
+    t = _LEADING_MENTIONS.sub("", text.lstrip())
     if t[:1] in ("/", "／") and len(t) > 1 and not t[1].isspace():
         return t[1:]
     return None

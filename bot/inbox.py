@@ -163,7 +163,9 @@ class InboxPump(Pump):
 
     async def claim(self, limit: int) -> list[Any]:
         now = self.clock.now()
-        claimable = or_(INBOX.c.status == "pending",
+        # A pending row's locked_until is its retry time after a transient failure.
+        claimable = or_(and_(INBOX.c.status == "pending",
+                             or_(INBOX.c.locked_until.is_(None), INBOX.c.locked_until <= now)),
                         and_(INBOX.c.status == "processing", INBOX.c.locked_until < now))
         pick = select(INBOX.c.id).where(claimable).order_by(INBOX.c.id).limit(limit)
         if not self.db.is_sqlite:
@@ -197,6 +199,8 @@ class InboxPump(Pump):
                 for row, status, error in group:
                     values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None,
                                               "error": error}
+                    if status == "pending":
+                        values["locked_until"] = now + timedelta(seconds=min(60, 2 ** row.attempts))
                     if status in ("done", "failed"):
                         values["processed_at"] = now
                     await s.execute(update(INBOX).where(and_(INBOX.c.id == row.id,

@@ -52,7 +52,7 @@ def text_xml(content: str, *, sender: str = "zhangsan", msg_id: int = 1234567890
 
 
 def event_xml(event: str, create_time: int = 1763800000, **fields: str) -> str:
-    parts = [f"<ToUserName><![CDATA[corp]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>",
+    parts = ["<ToUserName><![CDATA[corp]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>",
              f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>",
              f"<Event><![CDATA[{event}]]></Event>"]
     for k, v in fields.items():
