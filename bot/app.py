@@ -177,10 +177,22 @@ class BotApp:
             return
         self.scheduler.shutdown()
         await self.inbox_writer.stop()
-        for pump in (self.inbox_pump, self.outbox_pump, self.timers, *self.pumps):
+        # Producers first: let the handlers and tasks in hand finish and commit what they send …
+        producers = [self.inbox_pump, self.timers, *self.pumps]
+        for pump in producers:
             pump.stop()
+        started = asyncio.get_running_loop().time()
+        producer_tasks = [t for t in self._tasks if t.get_name() != "outbox-pump"]
+        if producer_tasks:
+            await asyncio.wait(producer_tasks, timeout=grace_s)
+        # … then send what is due now, within what is left of the grace period, and stop the sender.
+        remaining = max(0.5, grace_s - (asyncio.get_running_loop().time() - started))
+        if self.run_workers:
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(self.outbox_pump.drain(), remaining)
+        self.outbox_pump.stop()
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+            _, pending = await asyncio.wait(self._tasks, timeout=remaining)
             for t in pending:
                 t.cancel()
             for t in pending:
