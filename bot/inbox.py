@@ -106,15 +106,27 @@ class InboxWriter:
                 return
 
     async def insert(self, items: list[Incoming]) -> list[bool]:
-        async with self.db.session() as session:
-            results = await insert_incoming(session, self.db.dialect, self.clock.now(), items)
+        # A Core connection, not an ORM session: this is the hot path of every callback.
+        async with self.db.connection() as conn:
+            results = await insert_incoming(conn, self.db.dialect, self.clock.now(), items)
         if any(results) and self.on_commit is not None:
             self.on_commit()
         return results
 
 
-async def insert_incoming(session: Any, dialect: str, now: Any, items: list[Incoming]) -> list[bool]:
-    """Insert inbox rows, skipping stored keys; True for each item that was new."""
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert_stmt(dialect: str) -> Any:
+    """One statement per dialect, compiled once and reused with many parameter sets."""
+    if dialect not in _INSERTS:
+        _INSERTS[dialect] = insert_ignoring_conflicts(dialect, INBOX, ["dedup_key"]).returning(
+            INBOX.c.dedup_key)
+    return _INSERTS[dialect]
+
+
+async def insert_incoming(conn: Any, dialect: str, now: Any, items: list[Incoming]) -> list[bool]:
+    """Insert inbox rows in the caller's transaction, skipping stored keys; True for each new item."""
     first_index: dict[str, int] = {}
     rows = []
     for i, item in enumerate(items):
@@ -128,8 +140,8 @@ async def insert_incoming(session: Any, dialect: str, now: Any, items: list[Inco
         })
     if not rows:
         return []
-    stmt = insert_ignoring_conflicts(dialect, INBOX, ["dedup_key"]).values(rows).returning(INBOX.c.dedup_key)
-    inserted = set((await session.execute(stmt)).scalars().all())
+    result = await conn.execute(_insert_stmt(dialect), rows)
+    inserted = {r[0] for r in result.all()}
     return [item.dedup_key in inserted and first_index[item.dedup_key] == i for i, item in enumerate(items)]
 
 
@@ -178,8 +190,8 @@ class InboxPump(Pump):
             .returning(INBOX.c.id, INBOX.c.dedup_key, INBOX.c.payload, INBOX.c.received_at,
                        INBOX.c.chat_key, INBOX.c.attempts)
         )
-        async with self.db.session() as s:
-            rows = (await s.execute(stmt)).all()
+        async with self.db.connection() as conn:
+            rows = (await conn.execute(stmt)).all()
         return sorted(rows, key=lambda r: r.id)
 
     async def process(self, rows: list[Any]) -> None:
@@ -194,17 +206,22 @@ class InboxPump(Pump):
 
         results = await asyncio.gather(*(run_group(g) for g in groups.values()))
         now = self.clock.now()
-        async with self.db.session() as s:
-            for group in results:
-                for row, status, error in group:
-                    values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None,
-                                              "error": error}
-                    if status == "pending":
-                        values["locked_until"] = now + timedelta(seconds=min(60, 2 ** row.attempts))
-                    if status in ("done", "failed"):
-                        values["processed_at"] = now
-                    await s.execute(update(INBOX).where(and_(INBOX.c.id == row.id,
-                                                             INBOX.c.locked_by == self.replica)).values(**values))
+        # One UPDATE per outcome, not per row: the write lock is held for as short as possible.
+        by_outcome: dict[tuple[str, str | None, int], list[int]] = defaultdict(list)
+        for group in results:
+            for row, status, error in group:
+                retry_in = min(60, 2 ** row.attempts) if status == "pending" else 0
+                by_outcome[(status, error, retry_in)].append(row.id)
+        async with self.db.connection() as conn:
+            for (status, error, retry_in), ids in by_outcome.items():
+                values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None,
+                                          "error": error}
+                if status in ("done", "failed"):
+                    values["processed_at"] = now
+                if status == "pending":
+                    values["locked_until"] = now + timedelta(seconds=retry_in)  # retry after a backoff
+                await conn.execute(update(INBOX).where(and_(INBOX.c.id.in_(ids), INBOX.c.locked_by == self.replica))
+                                   .values(**values))
         for group in results:
             for row, status, _ in group:
                 self.metrics.processed.labels(status).inc()

@@ -7,7 +7,9 @@ another connection committed in between, which busy_timeout does not cover.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
+
+_WRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("siyu_sqlite_writing", default=False)
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -79,6 +83,9 @@ class Database:
                 # Reads never take the write lock, so a read while a write transaction is open cannot deadlock.
                 self.read_engine = create_async_engine(url, **kwargs)
                 _configure_sqlite(self.read_engine, sqlite_synchronous, immediate=False)
+        # SQLite has one writer at a time. Queue writers of this process fairly here instead of
+        # letting them spin in SQLite's busy handler, whose sleeps grow to 100 ms.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
 
@@ -87,10 +94,31 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        if _WRITING.get():
+            raise RuntimeError("a write transaction is already open here; use the session you have (ctx.session) "
+                               "— a second one would wait for the first forever")
+        async with self._write_lock:
+            token = _WRITING.set(True)
+            try:
+                yield
+            finally:
+                _WRITING.reset(token)
+
+    @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A write session in one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self._writing(), self.sessionmaker() as session, session.begin():
             yield session
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A Core connection in one write transaction, for hot paths that need no ORM."""
+        async with self._writing(), self.engine.begin() as conn:
+            yield conn
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
