@@ -62,15 +62,11 @@ class DatabaseConfig(Section):
     echo: bool = False
 
 
-class WeComConfig(Section):
-    corp_id: str = ""
+class CallbackCrypto(Section):
+    """The Token / EncodingAESKey pair every WeCom callback is signed and encrypted with."""
+
     token: SecretStr = SecretStr("")
     encoding_aes_key: SecretStr = SecretStr("")
-    agent_id: int = 0
-    secret: SecretStr = SecretStr("")
-    api_base: str = "https://qyapi.weixin.qq.com"
-    max_clock_skew_s: int = Field(600, ge=0)
-    request_timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("encoding_aes_key")
     @classmethod
@@ -81,6 +77,15 @@ class WeComConfig(Section):
     @classmethod
     def _token_shape(cls, v: SecretStr) -> SecretStr:
         return _check_token(v)
+
+
+class WeComConfig(CallbackCrypto):
+    corp_id: str = ""
+    agent_id: int = 0
+    secret: SecretStr = SecretStr("")
+    api_base: str = "https://qyapi.weixin.qq.com"
+    max_clock_skew_s: int = Field(600, ge=0)
+    request_timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("api_base")
     @classmethod
@@ -90,21 +95,9 @@ class WeComConfig(Section):
         return v.rstrip("/")
 
 
-class AibotConfig(Section):
-    token: SecretStr = SecretStr("")
-    encoding_aes_key: SecretStr = SecretStr("")
+class AibotConfig(CallbackCrypto):
     reply_wait_ms: int = Field(1500, ge=0, le=4500, description="how long a callback waits for a passive reply")
     name: str = ""
-
-    @field_validator("encoding_aes_key")
-    @classmethod
-    def _aes_key_shape(cls, v: SecretStr) -> SecretStr:
-        return _check_aes_key(v)
-
-    @field_validator("token")
-    @classmethod
-    def _token_shape(cls, v: SecretStr) -> SecretStr:
-        return _check_token(v)
 
 
 class WebhookConfig(Section):

@@ -80,9 +80,30 @@ class Event:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MessageEvent(Event):
-    type: ClassVar[str] = "message"
+class ChatEvent(Event):
+    """An event in a chat; a chat's events are handled in order."""
+
     chat: Chat
+
+    @property
+    def chat_key(self) -> str:
+        return f"chat:{self.chat.id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemberEvent(Event):
+    """An event about one member outside any chat; a member's events are handled in order."""
+
+    member: Actor
+
+    @property
+    def chat_key(self) -> str:
+        return f"contact:{self.member.id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageEvent(ChatEvent):
+    type: ClassVar[str] = "message"
     sender: Actor
     text: str
     mentions_bot: bool = False
@@ -90,102 +111,63 @@ class MessageEvent(Event):
     reply: dict[str, Any] = field(default_factory=dict)  # how to answer: response_url, agent_id …
 
     @property
-    def chat_key(self) -> str:
-        return f"chat:{self.chat.id}"
-
-    @property
     def in_group(self) -> bool:
         return self.chat.is_group
 
 
 @dataclass(frozen=True, kw_only=True)
-class MemberJoined(Event):
+class MemberJoined(ChatEvent):
     type: ClassVar[str] = "member_joined"
-    chat: Chat
     member: Actor
     inviter: Actor | None = None
     scene: JoinScene = "other"
 
-    @property
-    def chat_key(self) -> str:
-        return f"chat:{self.chat.id}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class MemberLeft(Event):
+class MemberLeft(ChatEvent):
     type: ClassVar[str] = "member_left"
-    chat: Chat
     member: Actor
     scene: Literal["left", "removed", "other"] = "other"
 
-    @property
-    def chat_key(self) -> str:
-        return f"chat:{self.chat.id}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class ContactAdded(Event):
+class ContactAdded(MemberEvent):
     """A customer added a staff member (``half``: added but not yet accepted)."""
 
     type: ClassVar[str] = "contact_added"
-    member: Actor
     staff: Actor
     state: str = ""
     welcome_code: str = ""
     half: bool = False
 
-    @property
-    def chat_key(self) -> str:
-        return f"contact:{self.member.id}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class ContactChanged(Event):
+class ContactChanged(MemberEvent):
     """The other external-contact changes: edit, deletions, failed transfer."""
 
     type: ClassVar[str] = "contact_changed"
     change: Literal["edited", "removed_by_staff", "removed_by_customer", "transfer_failed"]
-    member: Actor
     staff: Actor
     detail: str = ""  # Source (DELETE_BY_TRANSFER) or FailReason
 
-    @property
-    def chat_key(self) -> str:
-        return f"contact:{self.member.id}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class GroupCreated(Event):
+class GroupCreated(ChatEvent):
     type: ClassVar[str] = "group_created"
-    chat: Chat
     owner: Actor | None = None
 
-    @property
-    def chat_key(self) -> str:
-        return f"chat:{self.chat.id}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class GroupUpdated(Event):
+class GroupUpdated(ChatEvent):
     """A group's owner, name or notice changed (member changes are MemberJoined/MemberLeft)."""
 
     type: ClassVar[str] = "group_updated"
-    chat: Chat
     change: str
-
-    @property
-    def chat_key(self) -> str:
-        return f"chat:{self.chat.id}"
 
 
 @dataclass(frozen=True, kw_only=True)
-class GroupDismissed(Event):
+class GroupDismissed(ChatEvent):
     type: ClassVar[str] = "group_dismissed"
-    chat: Chat
-
-    @property
-    def chat_key(self) -> str:
-        return f"chat:{self.chat.id}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,33 +188,23 @@ class ArchiveNotify(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TierChanged(Event):
+class TierChanged(MemberEvent):
     """A member moved up or down the tier ladder (fired by the tiers feature, heard by SOP)."""
 
     type: ClassVar[str] = "tier_changed"
-    member: Actor
     from_tier: str
     to_tier: str
     reason: str = ""
     chat: Chat | None = None  # the group the member was last active in, if known
 
-    @property
-    def chat_key(self) -> str:
-        return f"contact:{self.member.id}"
-
 
 @dataclass(frozen=True, kw_only=True)
-class TagAdded(Event):
+class TagAdded(MemberEvent):
     """A tag was put on a member (by an operator, a rule or WeCom)."""
 
     type: ClassVar[str] = "tag_added"
-    member: Actor
     tag: str
     chat: Chat | None = None
-
-    @property
-    def chat_key(self) -> str:
-        return f"contact:{self.member.id}"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {}

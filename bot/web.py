@@ -117,24 +117,33 @@ def _crypto(request: web.Request, key: web.AppKey[Any]) -> WeComCrypto:
     return crypto  # type: ignore[return-value]
 
 
-# ── WeCom self-built app (XML) ──
-
-
-@channel("wecom_app")
-async def wecom_verify(request: web.Request) -> web.StreamResponse:
+def _open(request: web.Request, crypto: WeComCrypto, encrypted: str, ts: str, nonce: str, sig: str) -> str:
+    """Verify the signature and the timestamp, then decrypt: the steps every WeCom callback shares."""
     bot = request.app[BOT]
-    crypto = _crypto(request, APP_CRYPTO)
-    sig, ts, nonce, echostr = _query(request, "msg_signature", "timestamp", "nonce", "echostr")
     try:
-        crypto.verify(ts, nonce, echostr, sig)
+        crypto.verify(ts, nonce, encrypted, sig)
     except CryptoError:
         raise _refuse(401, "signature", "signature mismatch") from None
     _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
     try:
-        plain = crypto.decrypt(echostr)
+        return crypto.decrypt(encrypted)
     except CryptoError as exc:
-        raise _refuse(400, "decrypt", f"cannot decrypt echostr ({exc.code})") from None
-    return web.Response(body=plain.encode(), content_type="text/plain")
+        raise _refuse(400, "decrypt", f"cannot decrypt ({exc.code})") from None
+
+
+def url_verification(channel_name: str, key: web.AppKey[Any]) -> Handler:
+    """GET: answer the decrypted ``echostr`` as the plain body (protocol doc §1.1)."""
+
+    @channel(channel_name)
+    async def verify(request: web.Request) -> web.StreamResponse:
+        crypto = _crypto(request, key)
+        sig, ts, nonce, echostr = _query(request, "msg_signature", "timestamp", "nonce", "echostr")
+        return web.Response(body=_open(request, crypto, echostr, ts, nonce, sig).encode(), content_type="text/plain")
+
+    return verify
+
+
+# ── WeCom self-built app (XML) ──
 
 
 @channel("wecom_app")
@@ -147,16 +156,9 @@ async def wecom_callback(request: web.Request) -> web.StreamResponse:
         encrypted, _to = outer_encrypt(body)
     except ParseProblem as exc:
         raise _refuse(400, "malformed", str(exc)) from None
+    plain = _open(request, crypto, encrypted, ts, nonce, sig)
     try:
-        crypto.verify(ts, nonce, encrypted, sig)
-    except CryptoError:
-        raise _refuse(401, "signature", "signature mismatch") from None
-    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
-    try:
-        plain = crypto.decrypt(encrypted)
         parsed = parse_app_message(plain, frozenset(bot.config.bot.staff_ids))
-    except CryptoError as exc:
-        raise _refuse(400, "decrypt", f"cannot decrypt ({exc.code})") from None
     except ParseProblem as exc:
         raise _refuse(400, "malformed", str(exc)) from None
     if parsed is None:
@@ -167,23 +169,6 @@ async def wecom_callback(request: web.Request) -> web.StreamResponse:
 
 
 # ── WeCom 智能机器人 (JSON) ──
-
-
-@channel("aibot")
-async def aibot_verify(request: web.Request) -> web.StreamResponse:
-    bot = request.app[BOT]
-    crypto = _crypto(request, AIBOT_CRYPTO)
-    sig, ts, nonce, echostr = _query(request, "msg_signature", "timestamp", "nonce", "echostr")
-    try:
-        crypto.verify(ts, nonce, echostr, sig)
-    except CryptoError:
-        raise _refuse(401, "signature", "signature mismatch") from None
-    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
-    try:
-        plain = crypto.decrypt(echostr)
-    except CryptoError as exc:
-        raise _refuse(400, "decrypt", f"cannot decrypt echostr ({exc.code})") from None
-    return web.Response(body=plain.encode(), content_type="text/plain")
 
 
 @channel("aibot")
@@ -199,16 +184,9 @@ async def aibot_callback(request: web.Request) -> web.StreamResponse:
             raise ValueError
     except (ValueError, KeyError, UnicodeDecodeError):
         raise _refuse(400, "malformed", 'the body must be JSON {"encrypt": "…"}') from None
+    plain = _open(request, crypto, encrypted, ts, nonce, sig)
     try:
-        crypto.verify(ts, nonce, encrypted, sig)
-    except CryptoError:
-        raise _refuse(401, "signature", "signature mismatch") from None
-    _check_skew(bot, ts, bot.config.wecom.max_clock_skew_s)
-    try:
-        plain = crypto.decrypt(encrypted)
         parsed = parse_aibot_message(plain, frozenset(bot.config.bot.staff_ids), bot.bot_names)
-    except CryptoError as exc:
-        raise _refuse(400, "decrypt", f"cannot decrypt ({exc.code})") from None
     except ParseProblem as exc:
         raise _refuse(400, "malformed", str(exc)) from None
     if parsed is None:
@@ -317,9 +295,9 @@ def create_web_app(bot: BotApp, *, manage_lifecycle: bool = True) -> web.Applica
     if cfg.aibot.token.get_secret_value() and cfg.aibot.encoding_aes_key.get_secret_value():
         app[AIBOT_CRYPTO] = WeComCrypto(cfg.aibot.token.get_secret_value(),
                                         cfg.aibot.encoding_aes_key.get_secret_value(), "")
-    app.router.add_get("/wecom/callback", wecom_verify)
+    app.router.add_get("/wecom/callback", url_verification("wecom_app", APP_CRYPTO))
     app.router.add_post("/wecom/callback", wecom_callback)
-    app.router.add_get("/wecom/aibot", aibot_verify)
+    app.router.add_get("/wecom/aibot", url_verification("aibot", AIBOT_CRYPTO))
     app.router.add_post("/wecom/aibot", aibot_callback)
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)

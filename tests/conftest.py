@@ -79,15 +79,23 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+async def _fresh_pg_database(prefix: str, template: str | None = None) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    await _pg_exec(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+async def _drop_pg_database(name: str) -> None:
+    await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def db_url(template_db: str, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, migrated database for this test (a user-facing URL for config)."""
     if on_postgres():
-        name = f"siyu_t_{uuid.uuid4().hex[:10]}"
-        await _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        base, _ = _pg_parts(PG_URL)
-        yield f"{base}/{name}"
-        await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        name = await _fresh_pg_database("siyu_t", template_db)
+        yield f"{_pg_parts(PG_URL)[0]}/{name}"
+        await _drop_pg_database(name)
     else:
         path = tmp_path / "siyu.db"
         shutil.copyfile(template_db, path)
@@ -98,11 +106,9 @@ async def db_url(template_db: str, tmp_path: Path) -> AsyncIterator[str]:
 async def blank_db_url(tmp_path: Path) -> AsyncIterator[str]:
     """An empty database (for migration tests)."""
     if on_postgres():
-        name = f"siyu_b_{uuid.uuid4().hex[:10]}"
-        await _pg_exec(f'CREATE DATABASE "{name}"')
-        base, _ = _pg_parts(PG_URL)
-        yield f"{base}/{name}"
-        await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        name = await _fresh_pg_database("siyu_b")
+        yield f"{_pg_parts(PG_URL)[0]}/{name}"
+        await _drop_pg_database(name)
     else:
         yield f"sqlite:///{tmp_path / 'blank.db'}"
 
