@@ -317,3 +317,31 @@ async def test_health_and_metrics(bot: BotApp) -> None:
     assert 'siyu_rejected_total{channel="webhook",reason="signature"} 1.0' in text
     assert 'siyu_outbox_rows{state="pending"}' in text
     assert "siyu_ack_latency_seconds_bucket" in text
+
+
+async def test_aibot_reply_goes_out_later_when_the_passive_window_passes(
+        make_bot: Callable[..., BotApp], make_config: Callable[..., object]) -> None:
+    app = make_bot(cfg=make_config(AIBOT__REPLY_WAIT_MS="0"))
+    msg = {"msgid": "m-late", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "lisi"},
+           "response_url": "https://example.invalid/resp-late", "msgtype": "text", "text": {"content": "/whoami"}}
+    async with serve(app) as client:
+        q, body = AIBOT.aibot_post(msg)
+        r = await client.post("/wecom/aibot?" + q, data=body)
+        assert r.status == 200 and await r.text() == ""  # no passive answer
+    await app.settle()
+    assert app.sender.deliveries == []  # type: ignore[attr-defined]  # held back for the passive window
+    app.clock.advance(1)  # type: ignore[attr-defined]
+    await app.settle()
+    (d,) = app.sender.deliveries  # type: ignore[attr-defined]
+    assert d.kind == "reply" and d.destination["response_url"] == "https://example.invalid/resp-late"
+    assert "lisi" in d.text
+
+
+async def test_aibot_enter_chat_event_is_stored(bot: BotApp) -> None:
+    msg = {"msgid": "e-1", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "wangwu"},
+           "msgtype": "event", "event": {"eventtype": "enter_chat"}}
+    async with serve(bot) as client:
+        q, body = AIBOT.aibot_post(msg)
+        assert (await client.post("/wecom/aibot?" + q, data=body)).status == 200
+    (row,) = await inbox_rows(bot)
+    assert row.kind == "entered" and row.payload["user"]["id"] == "wangwu"
