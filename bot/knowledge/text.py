@@ -182,9 +182,11 @@ class Analyzer:
     def __init__(self, synonyms: Synonyms | None = None, stopwords: Iterable[str] = (),
                  user_words: Iterable[str] = ()) -> None:
         self.synonyms = synonyms or Synonyms()
+        self.extra_stopwords = tuple(stopwords)
+        self.source_words = frozenset(user_words)
         canon = self.synonyms.canonical
-        self.stopwords = frozenset(canon.get(w, w) for w in (*builtin_stopwords(), *stopwords))
-        words = {canon.get(compact(w), compact(w)) for w in user_words}
+        self.stopwords = frozenset(canon.get(w, w) for w in (*builtin_stopwords(), *self.extra_stopwords))
+        words = {canon.get(compact(w), compact(w)) for w in self.source_words}
         words.update(self.synonyms.words)
         self.user_words = frozenset(w for w in words if self._is_word(w))
         self.tokenizer = make_tokenizer(self.user_words)
