@@ -159,8 +159,9 @@ class Answering:
         result = self.kb.matcher.match(question, self.where(event, profile))
         if not direct:
             # Unprompted in a group: only a clear answer of a group_auto entry, and only to a question.
-            if result.answer is not None and result.answer.entry.group_auto and looks_like_question(question):
-                await self.deliver(ctx, event, result.answer.entry, profile, direct=False)
+            found = result.answer
+            if found is not None and found.entry.group_auto and looks_like_question(question, found.keywords):
+                await self.deliver(ctx, event, found.entry, profile, direct=False)
             return
         if result.answer is not None:
             await self.deliver(ctx, event, result.answer.entry, profile, direct=True)

@@ -47,7 +47,7 @@ class MatchSettings:
 
     threshold: float = 0.25       # meaning score needed to answer
     suggest_floor: float = 0.12   # meaning score needed to be offered as "did you mean"
-    margin: float = 0.0           # the best must lead the runner-up by this much to answer outright
+    margin: float = 0.03          # the best must lead the runner-up by this much to answer outright
     max_suggestions: int = 3
     tie: float = 0.02             # scores this close count as a tie; higher priority wins
     k1: float = 1.2

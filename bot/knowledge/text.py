@@ -39,8 +39,12 @@ def compact(text: str) -> str:
     return NON_WORD.sub("", fold(text))
 
 
-def looks_like_question(text: str) -> bool:
-    return bool(QUESTION_RX.search(fold(text)))
+def looks_like_question(text: str, ignore: Iterable[str] = ()) -> bool:
+    """Whether ``text`` asks something, not counting the words in ``ignore`` (a keyword such as 几点直播)."""
+    folded = fold(text)
+    for word in ignore:
+        folded = folded.replace(fold(word), " ")
+    return bool(QUESTION_RX.search(folded))
 
 
 def _words(line: str) -> list[str]:
