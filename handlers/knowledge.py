@@ -41,7 +41,8 @@ CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 
 ADD_EXAMPLES = [
     "/kb add 怎么开发票 确认收货后在「订单详情-申请开票」填写抬头和税号即可～",
     "/kb add 怎么开发票\n确认收货后在订单详情里申请开票。\n需要专票请私信客服。",
-    "/kb add\nid: invoice\n问题: 怎么开发票 | 能开专票吗\n关键词: 发票, 开票\n时间: 09:00-21:00\n答案:\n{{ member.name }}您好，确认收货后……",
+    "/kb add\nid: invoice\n问题: 怎么开发票 | 能开专票吗\n关键词: 发票, 开票\n时间: 09:00-21:00\n"
+    "答案:\n{{ member.name }}您好，确认收货后……",
 ]
 EDIT_EXAMPLES = [
     "/kb edit invoice 答案 确认收货后 3 天内可以申请开票～",
@@ -301,7 +302,8 @@ def setup(app: BotApp) -> Router:
         return warnings
 
     @router.command("kb add", Arg("content", "问题 答案", rest=True), roles=[OPERATOR],
-                    help="新增一条知识：一行写「问题 答案」；或第一行问题、后面几行答案；或按「字段: 值」逐行写，答案放最后",
+                    help="新增一条知识：一行写「问题 答案」；或第一行问题、后面几行答案；"
+                         "或按「字段: 值」逐行写，答案放最后",
                     examples=ADD_EXAMPLES)
     async def kb_add(event: MessageEvent, ctx: Context) -> None:
         try:
@@ -340,7 +342,7 @@ def setup(app: BotApp) -> Router:
                     examples=EDIT_EXAMPLES)
     async def kb_edit(event: MessageEvent, ctx: Context) -> None:
         eid = ctx.args["id"]
-        data, row, file_entry = await current(ctx, eid)
+        data, _, file_entry = await current(ctx, eid)
         if data is None:
             await ctx.reply(ctx.render("knowledge/not_found.j2", id=eid))
             return
@@ -367,7 +369,7 @@ def setup(app: BotApp) -> Router:
                     help="删除一条知识（文件里的条目会被隐藏，/kb reset 可恢复）", examples=["/kb del invoice"])
     async def kb_del(event: MessageEvent, ctx: Context) -> None:
         eid = ctx.args["id"]
-        data, row, file_entry = await current(ctx, eid)
+        data, _, file_entry = await current(ctx, eid)
         if data is None:
             await ctx.reply(ctx.render("knowledge/not_found.j2", id=eid))
             return
@@ -449,7 +451,8 @@ def setup(app: BotApp) -> Router:
                                    candidates=result.candidates[:5], threshold=kb.settings.threshold))
 
     @router.command("kb misses", Arg("days", "天数", type="int", optional=True, min=1, max=365), roles=[OPERATOR],
-                    help="成员问了但没答上的问题，相似问法归为一组，按次数排序", examples=["/kb misses", "/kb misses 7"])
+                    help="成员问了但没答上的问题，相似问法归为一组，按次数排序",
+                    examples=["/kb misses", "/kb misses 7"])
     async def kb_misses(event: MessageEvent, ctx: Context) -> None:
         days = ctx.args["days"] or cfg.misses_days
         rows = await store.recent_misses(ctx.session, ctx.now() - timedelta(days=days))

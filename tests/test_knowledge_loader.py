@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.knowledge.entry import Source, Where
 from bot.knowledge.files import KnowledgeFiles
 from bot.knowledge.loader import entry_from_data, parse_hours, parse_text
-from bot.knowledge.entry import Source, Where
 from bot.knowledge.text import Synonyms
 from bot.templates import Templates
 

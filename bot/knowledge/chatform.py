@@ -152,7 +152,8 @@ def apply_edit(data: dict[str, Any], change: str) -> dict[str, Any]:
             return out
         name = FIELD_NAMES.get(label)
         if name is None:
-            raise CommandError(f"不认识的字段 {tokens[0].text}（可用：答案、问题、+问题、-问题、关键词、+关键词、-关键词、"
+            raise CommandError(f"不认识的字段 {tokens[0].text}（可用：答案、问题、+问题、-问题、关键词、+关键词、"
+                               "-关键词、"
                                "匹配、优先级、时间、非服务时间回复、群内自动、会话、群、等级）")
         if name == "id":
             raise CommandError("id 不能修改；需要新 id 请 /kb add 一条新的，再 /kb del 旧的")

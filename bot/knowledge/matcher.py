@@ -58,7 +58,7 @@ class MatchSettings:
     entry_char_weight: float = 0.1  # the same in characters
     answer_weight: float = 0.3    # share of "how much of the question the entry's text, answer included, covers"
     keyword_bonus: float = 0.15   # added to the meaning score of an auto entry whose keyword occurs
-    rerank: int = 40              # candidates re-scored per question from each index
+    rerank: int = 20              # candidates re-scored per question (half as many again from the answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,14 @@ class _Profile:
 
 
 class _Bm25:
-    """BM25 postings over documents of term lists."""
+    """BM25 postings over documents of term lists.
+
+    Rare terms find candidates; once enough postings were read, the commoner
+    terms only add to the candidates already found (read through a dict lookup
+    per candidate), which bounds the work per question on large bases.
+    """
+
+    budget = 1500   # postings read in full per question before common terms switch to lookups
 
     def __init__(self, docs: list[list[str]], k1: float, b: float) -> None:
         n = len(docs)
@@ -131,31 +138,36 @@ class _Bm25:
         self.n = n
         idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
         avgdl = (sum(len(t) for t in docs) / n) if n else 1.0
-        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        postings: dict[str, dict[int, float]] = defaultdict(dict)
         for d, terms in enumerate(docs):
             norm = k1 * (1 - b + b * len(terms) / avgdl)
             tf: dict[str, int] = defaultdict(int)
             for t in terms:
                 tf[t] += 1
             for t, f in tf.items():
-                postings[t].append((d, idf[t] * f * (k1 + 1) / (f + norm)))
+                postings[t][d] = idf[t] * f * (k1 + 1) / (f + norm)
         self.postings = dict(postings)
-        # Terms in more than this many documents only add to what rarer terms already found.
-        self.common = max(64, n // 8)
 
     def top(self, terms: Iterable[str], k: int) -> list[int]:
-        known = sorted((t for t in terms if t in self.postings), key=lambda t: len(self.postings[t]))
-        acc: dict[int, float] = defaultdict(float)
-        for t in known:
-            plist = self.postings[t]
-            if acc and len(plist) > self.common:
-                for d, w in plist:
-                    if d in acc:
-                        acc[d] += w
+        postings = self.postings
+        known = sorted((t for t in terms if t in postings), key=lambda t: len(postings[t]))
+        if not known:
+            return []
+        acc: dict[int, float] = dict(postings[known[0]])
+        read = len(acc)
+        for t in known[1:]:
+            plist = postings[t]
+            if len(acc) >= k and read + len(plist) > self.budget:
+                for d in acc.keys() & plist.keys():
+                    acc[d] += plist[d]
                 continue
-            for d, w in plist:
-                acc[d] += w
-        return [d for d, _ in heapq.nlargest(k, acc.items(), key=lambda kv: kv[1])]
+            read += len(plist)
+            get = acc.get
+            for d, w in plist.items():
+                acc[d] = get(d, 0.0) + w
+        if len(acc) <= k:
+            return sorted(acc, key=acc.__getitem__, reverse=True)
+        return heapq.nlargest(k, acc, key=acc.__getitem__)
 
 
 def answer_text(entry: Entry) -> str:
@@ -345,37 +357,38 @@ class Matcher:
         q_weight = sum(weight.get(t, unknown) for t in terms)
         docs = self._docs
         candidates = {docs[d].entry for d in self._questions.top(terms, s.rerank)}
-        candidates.update(self._answer_entry[d] for d in self._answers.top(terms, s.rerank))
+        if any(t not in self._questions.postings and t in self._answers.postings for t in terms):
+            # Only words the stored questions never use can find something new in the answers.
+            candidates.update(self._answer_entry[d] for d in self._answers.top(terms, s.rerank // 2))
         candidates.update(i for i in hits if i in self._profiles)
         q_chars = char_features(terms)
         cw = self.char_weight
         q_char_weight = sum(cw.get(c, self._char_unknown) for c in q_chars)
         rest = 1 - s.entry_weight - s.answer_weight - s.entry_char_weight
+        qw, dw = s.query_weight, 1 - s.query_weight
+        w_of, c_of = weight.__getitem__, cw.__getitem__
         out: list[tuple[int, Candidate]] = []
         for i in candidates:
             profile = self._profiles[i]
             best, best_doc = 0.0, -1
             for d in profile.docs:
                 doc = docs[d]
-                shared = terms & doc.terms
-                shared_w = sum(weight[t] for t in shared)
-                word = ((shared_w / q_weight) ** s.query_weight * (shared_w / doc.weight) ** (1 - s.query_weight)
-                        if shared_w else 0.0)
+                shared_w = sum(map(w_of, terms & doc.terms))
+                word = (shared_w / q_weight) ** qw * (shared_w / doc.weight) ** dw if shared_w else 0.0
                 both = q_char_weight + doc.char_weight
-                chars = 2 * sum(cw[c] for c in q_chars & doc.chars) / both if both else 0.0
+                chars = 2 * sum(map(c_of, q_chars & doc.chars)) / both if both else 0.0
                 score = (1 - s.char_weight) * word + s.char_weight * chars
                 if best_doc < 0 or score > best:
                     best, best_doc = score, d
-            in_entry = terms & profile.terms
             in_text = terms & profile.text_terms
             if not in_text and best <= 0:
                 continue
-            entry_cov = sum(weight[t] for t in in_entry) / q_weight
-            text_cov = sum(weight[t] for t in in_text) / q_weight
-            char_cov = sum(cw.get(c, 0.0) for c in q_chars & profile.chars) / q_char_weight if q_char_weight else 0.0
+            entry_cov = sum(map(w_of, terms & profile.terms)) / q_weight
+            text_cov = sum(map(w_of, in_text)) / q_weight
+            char_cov = sum(map(c_of, q_chars & profile.chars)) / q_char_weight if q_char_weight else 0.0
             score = (rest * best + s.entry_weight * entry_cov + s.answer_weight * text_cov
                      + s.entry_char_weight * char_cov)
             question = docs[best_doc].question if best_doc >= 0 else self.entries[i].title
-            shown = tuple(sorted(in_text, key=lambda t: -weight[t]))
+            shown = tuple(sorted(in_text, key=w_of, reverse=True))
             out.append((i, Candidate(self.entries[i], min(score, 1.0), "bm25", question=question, terms=shown)))
         return out

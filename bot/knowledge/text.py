@@ -26,7 +26,8 @@ from bot.textnorm import fold
 NON_WORD = re.compile(r"[\W_]+")
 STOPWORDS_FILE = Path(__file__).with_name("stopwords.txt")
 # Questions that end like this, or start with these, ask something (used for unprompted group answers).
-QUESTION_RX = re.compile(r"[?？]|吗|呢|么|怎|如何|什么|啥|哪|几|多少|多久|能不能|可不可以|是不是|有没有|要不要|咋|求问|请问")
+QUESTION_RX = re.compile(r"[?？]|吗|呢|么|怎|如何|什么|啥|哪|几|多少|多久|能不能|可不可以|是不是|有没有|要不要|咋|"
+                         r"求问|请问")
 
 
 def normalize(text: str) -> str:
