@@ -247,7 +247,9 @@ def setup(app: BotApp) -> Router:
         text = _clean(event, ctx.app)
         if _pick_number(text) is not None:
             return  # a number answers "did you mean" (handled at priority 25), never a question
-        await answering.respond(ctx, event, text, direct=event.mentions_bot)
+        # A member writing to the bot 1:1 is always asking it; staff only when they address it.
+        direct = event.mentions_bot or (not event.chat.is_group and not event.sender.staff)
+        await answering.respond(ctx, event, text, direct=direct)
 
     @router.command("ask", Arg("question", "问题", rest=True, optional=True),
                     help="向知识库提问（群里不用 @ 也可以）", examples=["/ask 怎么退款", "/ask 直播几点开始"])

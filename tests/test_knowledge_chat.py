@@ -125,7 +125,9 @@ async def operator(h: Harness, text: str, **kw: Any) -> list[str]:
 
 async def test_one_to_one_answer_renders_the_member(h: Harness) -> None:
     assert await dm(h, "怎麼退款？", name="小美") == ["小美您好，收到商品7天内可以退款"]
-    assert await dm(h, "退钱要几天到账") == ["退款1-3个工作日到账"]
+    assert await dm(h, "退钱要几天到账", mention=False) == ["退款1-3个工作日到账"]
+    # Staff writing 1:1 without addressing the bot (an archived conversation) get nothing.
+    assert await dm(h, "退款多久到账", mention=False, sender="staff01", staff=True) == []
 
 
 async def test_group_answers_only_when_mentioned_unless_group_auto(h: Harness) -> None:
