@@ -70,20 +70,27 @@ class KnowledgeReloader(Pump):
         self.kb = kb
         self.interval = timedelta(seconds=app.config.knowledge.reload_interval_s)
         self.last: datetime | None = None
-        self.wanted = False
+        self.wanted = 0
 
     def request(self) -> None:
-        """Reload soon (after a /kb command changed the database)."""
-        self.wanted = True
+        """Reload soon: a /kb command is changing the database.
+
+        The kick may come before the command's transaction commits, so the
+        database is looked at on every tick until the change shows (a few tries).
+        """
+        self.wanted = 5
         self.kick()
 
     async def drain_once(self) -> int:
         now = self.app.clock.now()
-        if not self.wanted and self.last is not None and now - self.last < self.interval:
+        due = self.last is None or now - self.last >= self.interval
+        if not due and not self.wanted:
             return 0
-        self.wanted = False
-        self.last = now
-        report = await self.kb.refresh(self.app.db)
+        report = await self.kb.refresh(self.app.db, files=due)
+        if due:
+            self.last = now
+        if self.wanted:
+            self.wanted = 0 if report.db_changed else self.wanted - 1
         return 1 if report.rebuilt else 0
 
 

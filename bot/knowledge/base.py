@@ -101,12 +101,12 @@ class KnowledgeBase:
         stopwords = self.files.stopwords if self.files is not None else []
         return build_matcher(self.merged(), synonyms, stopwords, self.settings, self.matcher.analyzer)
 
-    async def refresh(self, db: Any = None, *, force: bool = False) -> Reload:
+    async def refresh(self, db: Any = None, *, force: bool = False, files: bool = True) -> Reload:
         """Re-read changed files (all of them with ``force``) and database rows; swap in a new matcher if needed."""
         async with self._lock:
             out = Reload()
             changed = False
-            if self.files is not None:
+            if self.files is not None and (files or force):
                 out.files = await asyncio.to_thread(self.files.refresh, force=force)
                 changed = out.files.changed
             if db is not None and self.use_db:
