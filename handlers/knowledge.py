@@ -252,8 +252,8 @@ def setup(app: BotApp) -> Router:
     @router.message(is_question_text, priority=50, block=True)
     async def answer(event: MessageEvent, ctx: Context) -> None:
         text = _clean(event, ctx.app)
-        if _pick_number(text) is not None:
-            return  # a number answers "did you mean" (handled at priority 25), never a question
+        if _pick_number(text) is not None or command_text(text) is not None:
+            return  # a number answers "did you mean" (priority 25); "@bot /cmd" is a command, not a question
         # A member writing to the bot 1:1 is always asking it; staff only when they address it.
         direct = event.mentions_bot or (not event.chat.is_group and not event.sender.staff)
         await answering.respond(ctx, event, text, direct=direct)

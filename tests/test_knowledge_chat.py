@@ -426,3 +426,32 @@ async def test_help_kb_lists_every_command_with_examples(h: Harness) -> None:
     for sub in ("add", "edit", "del", "show", "list", "search", "misses", "reload", "on", "off", "reset"):
         assert f"/kb {sub}" in text
     assert text.count("例：") >= 11
+
+
+@pytest.mark.parametrize(("command", "needle"), [
+    ("/kb show", "缺少参数"),
+    ("/kb del", "缺少参数"),
+    ("/kb reset", "缺少参数"),
+    ("/kb reset nosuch", "没有 id 为 nosuch"),
+    ("/kb search", "缺少参数"),
+    ("/kb misses 七", "天数 应是整数"),
+    ("/kb misses 0", "不能小于"),
+    ("/kb list 0", "不能小于"),
+    ("/kb reload now", "多余的参数"),
+    ("/kb frobnicate", "没有子命令 frobnicate"),
+])
+async def test_kb_bad_arguments_get_usage_and_change_nothing(h: Harness, command: str, needle: str) -> None:
+    text = "\n".join(await operator(h, command))   # a long help may come in two messages
+    assert needle in text, text
+    assert await count(h, KbEntryRow) == 0
+
+
+async def test_reset_of_an_unchanged_file_entry_says_so(h: Harness) -> None:
+    (text,) = await operator(h, "/kb reset refund")
+    assert "没有群内修改" in text
+    assert await count(h, KbEntryRow) == 0
+
+
+async def test_mentioned_command_is_not_taken_for_a_question(h: Harness) -> None:
+    await h.say_texts("@小域 /whoami")
+    assert await count(h, KbMiss) == 0
