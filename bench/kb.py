@@ -183,6 +183,10 @@ def main() -> int:
         suggested = sum(1 for q, e, w in items if e and not m.match(q, w).entry
                         and e in [s.entry.id for s in m.match(q, w).suggestions])
         out[name]["full_in_suggestions"] = round(suggested / len(items), 3)
+        ranked = [[c.entry.id for c in m.match(q, w).candidates[:3]] for q, e, w in items if e]
+        expected = [e for _, e, _ in items if e]
+        out[name]["rank1"] = round(sum(r[:1] == [e] for r, e in zip(ranked, expected, strict=True)) / len(ranked), 3)
+        out[name]["rank3"] = round(sum(e in r for r, e in zip(ranked, expected, strict=True)) / len(ranked), 3)
 
     entries_g, queries = generated(args.entries)
     t0 = time.perf_counter()
@@ -213,6 +217,8 @@ def main() -> int:
         print(f"hit@1 on the {label}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
         print(f"  exact {r['exact']:.3f}   contains {r['contains']:.3f}   full {r['full']:.3f}"
               f"   (+{r['full_in_suggestions']:.3f} offered as a suggestion)")
+        print(f"  full matcher, answerable questions: right entry ranked first {r['rank1']:.3f}, "
+              f"in the top three {r['rank3']:.3f}")
     print(f"latency over a generated base of {lat['entries']} entries (built in {lat['build_s']} s), "
           f"{lat['questions']} questions:")
     print(f"  full matcher  p50 {lat['full_p50_ms']:.3f} ms   p99 {lat['full_p99_ms']:.3f} ms")
