@@ -20,6 +20,7 @@ from bot.config import Config, ConfigError, default_config_path, describe, load_
 
 CLI_MODULES: list[str] = [
     "bot.simulate",
+    "bot.knowledge.cli",
 ]
 
 EPILOG = """\

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "SIYU_"
 
@@ -172,6 +172,27 @@ class LogConfig(Section):
     format: Literal["text", "json"] = "text"
 
 
+class KnowledgeConfig(Section):
+    dir: str = "knowledge_base"
+    reload_interval_s: float = Field(2.0, gt=0, description="how often entry files are checked for changes")
+    threshold: float = Field(0.25, ge=0, le=1)
+    suggest_floor: float = Field(0.12, ge=0, le=1)
+    margin: float = Field(0.03, ge=0, le=1)
+    max_suggestions: int = Field(3, ge=0, le=9)
+    suggestion_ttl_s: int = Field(300, ge=10, le=86400)
+    group_cooldown_s: int = Field(600, ge=0)
+    misses_days: int = Field(30, ge=1)
+    misses_top: int = Field(10, ge=1, le=50)
+    misses_retention_days: int = Field(180, ge=1)
+    page_size: int = Field(10, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _floor_below_threshold(self) -> KnowledgeConfig:
+        if self.suggest_floor > self.threshold:
+            raise ValueError("suggest_floor must not be above threshold")
+        return self
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -184,6 +205,7 @@ class Config(Section):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     group_robot: GroupRobotConfig = Field(default_factory=GroupRobotConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
 
     # Where the file came from; relative paths in the config are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -1,7 +1,8 @@
 """One router per feature, included explicitly (no discovery)."""
 
-from handlers import admin
+from handlers import admin, knowledge
 
 FEATURES = [
     admin.setup,
+    knowledge.setup,
 ]

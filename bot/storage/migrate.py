@@ -25,6 +25,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Modules that declare tables; imported so SQLModel.metadata is complete.
 MODEL_MODULES: list[str] = [
     "bot.storage.models",
+    "bot.knowledge.models",
 ]
 
 _MIGRATION_LOCK = 7_264_001  # pg_advisory_xact_lock key: one replica migrates at a time

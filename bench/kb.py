@@ -1,0 +1,232 @@
+"""Knowledge-base benchmark: accuracy on the shipped evaluation set, latency on a generated 5,000-entry base.
+
+    python bench/kb.py [--entries 5000] [--queries 2000] [--json]
+
+Accuracy (hit@1) on knowledge_base/eval/questions.yaml (held out: the matcher's
+weights were chosen on eval/dev.yaml) for three matchers over the example base:
+
+- exact:    the question, normalised (full-width, traditional, punctuation), equals a stored question;
+- contains: classic keyword auto-reply — an entry's keyword (or question) occurs in the message;
+- full:     the knowledge base's matcher (exact, triggers, then meaning with threshold and suggestions).
+
+A labelled question scores when that entry answers outright; a question labelled none scores when
+nothing answers. Latency: p50/p99 per question over a generated base, for the full matcher and, in
+the same run, an exact-dict lookup (normalise + dict.get), with the ratio between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml
+
+from bot.knowledge.base import build_matcher
+from bot.knowledge.entry import Entry, Source, Where
+from bot.knowledge.files import KnowledgeFiles
+from bot.knowledge.matcher import Matcher, MatchSettings
+from bot.knowledge.text import Synonyms, compact
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ── accuracy ──
+
+def load_eval(path: Path) -> list[tuple[str, str | None, Where]]:
+    items = []
+    for g in yaml.safe_load(path.read_text(encoding="utf-8")):
+        expect = None if g["expect"] == "none" else g["expect"]
+        where = Where(chat=g.get("chat", "single"), tier=g.get("tier", ""))
+        items += [(q, expect, where) for q in g["questions"]]
+    return items
+
+
+def exact_baseline(entries: list[Entry]) -> Callable[[str, Where], str | None]:
+    table: dict[str, list[Entry]] = {}
+    for e in entries:
+        for q in (*e.questions, *(e.keywords if e.match == "exact" else ())):
+            table.setdefault(compact(q), []).append(e)
+
+    def answer(text: str, where: Where) -> str | None:
+        found = [e for e in table.get(compact(text), []) if e.scope.allows(where)]
+        return max(found, key=lambda e: e.priority).id if found else None
+
+    return answer
+
+
+def contains_baseline(entries: list[Entry]) -> Callable[[str, Where], str | None]:
+    import re
+
+    from bot.textnorm import fold
+
+    triggers = []
+    for e in entries:
+        if e.match == "regex":
+            triggers += [(e, re.compile(k, re.I), len(k)) for k in e.keywords]
+        else:
+            for k in e.keywords or e.questions:
+                triggers.append((e, compact(k), len(compact(k))))
+
+    def answer(text: str, where: Where) -> str | None:
+        key, folded = compact(text), fold(text)
+        hits = [(e.priority, n, e.id) for e, k, n in triggers
+                if e.scope.allows(where) and (k.search(folded) if hasattr(k, "search") else k and k in key)]
+        return max(hits)[2] if hits else None
+
+    return answer
+
+
+def accuracy(answer: Callable[[str, Where], str | None], items: list[tuple[str, str | None, Where]]) -> float:
+    return sum(answer(q, w) == expect for q, expect, w in items) / len(items)
+
+
+def full(m: Matcher) -> Callable[[str, Where], str | None]:
+    def answer(text: str, where: Where) -> str | None:
+        r = m.match(text, where)
+        return r.entry.id if r.entry else None
+
+    return answer
+
+
+# ── a generated base ──
+
+PRODUCTS_A = ["白毫", "寿眉", "牡丹", "银针", "岩韵", "肉桂", "水仙", "凤凰", "茉莉", "金骏", "正山", "古树",
+              "高山", "云雾", "碧螺", "龙井", "雪芽", "蜜香", "兰香", "桂花"]
+PRODUCTS_B = ["茶饼", "散茶", "礼盒", "小方片", "罐装"]
+YEARS = ["2018", "2019", "2020", "2021", "2022", "2023", "2024", "2025"]
+TOPICS: list[tuple[str, list[str], list[str], str]] = [
+    ("refund", ["{p}怎么退款", "{p}买错了能退吗", "{p}退货流程"], ["{p}退款"], "{p}收到 7 天内未拆封可退。"),
+    ("ship", ["{p}多久发货", "{p}什么时候寄出", "{p}几天能发"], ["{p}发货"], "{p}付款后 48 小时内发货。"),
+    ("brew", ["{p}怎么泡", "{p}用多少度的水", "{p}冲泡方法"], ["{p}冲泡"], "{p}用 95 度水，5 克配 110 毫升。"),
+    ("store", ["{p}怎么保存", "{p}要放冰箱吗", "{p}受潮了怎么办"], ["{p}保存"], "{p}常温避光密封保存。"),
+    ("shelf", ["{p}保质期多久", "{p}过期还能喝吗", "{p}生产日期在哪"], ["{p}保质期"], "{p}保质期 36 个月。"),
+    ("price", ["{p}多少钱", "{p}价格是多少", "{p}有优惠吗"], ["{p}价格"], "{p}官方价 198 元。"),
+    ("gift", ["{p}适合送礼吗", "{p}有礼盒装吗", "{p}能写贺卡吗"], ["{p}送礼"], "{p}可以加礼盒和贺卡。"),
+    ("taste", ["{p}是什么味道", "{p}口感怎么样", "{p}苦不苦"], ["{p}口感"], "{p}清甜带花香。"),
+    ("origin", ["{p}产地是哪里", "{p}是哪里的茶", "{p}茶园在哪"], ["{p}产地"], "{p}产自福鼎太姥山。"),
+    ("stock", ["{p}还有货吗", "{p}什么时候补货", "{p}缺货了吗"], ["{p}库存"], "{p}现货充足。"),
+]
+
+
+def generated(n: int, seed: int = 7) -> tuple[list[Entry], list[str]]:
+    rnd = random.Random(seed)
+    names = [f"{y}{a}{b}" for y in YEARS for a in PRODUCTS_A for b in PRODUCTS_B]
+    rnd.shuffle(names)
+    entries, queries = [], []
+    per_topic = max(1, n // len(TOPICS))
+    for t, (topic, questions, keywords, answer) in enumerate(TOPICS):
+        for p in names[:per_topic]:
+            eid = f"{topic}-{len(entries)}"
+            entries.append(Entry(id=eid, answer=answer.format(p=p), questions=tuple(q.format(p=p) for q in questions),
+                                 keywords=tuple(k.format(p=p) for k in keywords), source=Source("file", "gen.yaml")))
+        for p in rnd.sample(names[:per_topic], min(per_topic, 60)):
+            q = rnd.choice(questions).format(p=p)
+            queries.append(rnd.choice(["请问", "", "你好，", "想问下"]) + q.replace("怎么", "该怎么")
+                           + rnd.choice(["", "呀", "？", "啊"]))
+        del t
+    return entries, queries
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def latency(m: Matcher, questions: list[str], rounds: int = 3) -> tuple[list[float], list[float]]:
+    table = {compact(q): e.id for e in m.entries for q in e.questions}
+    full_t: list[float] = []
+    dict_t: list[float] = []
+    clock = time.perf_counter
+    for _ in range(rounds):
+        for q in questions:
+            t0 = clock()
+            m.match(q)
+            t1 = clock()
+            table.get(compact(q))
+            t2 = clock()
+            full_t.append((t1 - t0) * 1000)
+            dict_t.append((t2 - t1) * 1000)
+    return full_t, dict_t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entries", type=int, default=5000, help="size of the generated base (default 5000)")
+    ap.add_argument("--queries", type=int, default=2000, help="questions timed per round (default 2000)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    out: dict[str, Any] = {}
+
+    files = KnowledgeFiles(REPO / "knowledge_base")
+    files.refresh()
+    entries = files.entries
+    settings = MatchSettings()
+    m = build_matcher(entries, files.synonyms, files.stopwords, settings)
+    for name in ("questions", "dev"):
+        items = load_eval(REPO / "knowledge_base" / "eval" / f"{name}.yaml")
+        out[name] = {
+            "questions": len(items),
+            "unanswerable": sum(1 for _, e, _ in items if e is None),
+            "exact": round(accuracy(exact_baseline(entries), items), 3),
+            "contains": round(accuracy(contains_baseline(entries), items), 3),
+            "full": round(accuracy(full(m), items), 3),
+        }
+        suggested = sum(1 for q, e, w in items if e and not m.match(q, w).entry
+                        and e in [s.entry.id for s in m.match(q, w).suggestions])
+        out[name]["full_in_suggestions"] = round(suggested / len(items), 3)
+        ranked = [[c.entry.id for c in m.match(q, w).candidates[:3]] for q, e, w in items if e]
+        expected = [e for _, e, _ in items if e]
+        out[name]["rank1"] = round(sum(r[:1] == [e] for r, e in zip(ranked, expected, strict=True)) / len(ranked), 3)
+        out[name]["rank3"] = round(sum(e in r for r, e in zip(ranked, expected, strict=True)) / len(ranked), 3)
+
+    entries_g, queries = generated(args.entries)
+    t0 = time.perf_counter()
+    big = build_matcher(entries_g, Synonyms(), [], settings)
+    build_s = time.perf_counter() - t0
+    eval_questions = [q for q, _, _ in load_eval(REPO / "knowledge_base" / "eval" / "questions.yaml")]
+    questions = (queries + eval_questions) * (1 + args.queries // max(1, len(queries) + len(eval_questions)))
+    questions = questions[: args.queries]
+    for q in questions[:50]:
+        big.match(q)  # warm caches
+    full_t, dict_t = latency(big, questions)
+    hits = sum(1 for q in queries if big.match(q).entry is not None)
+    out["latency"] = {
+        "entries": len(entries_g), "questions": len(full_t), "build_s": round(build_s, 2),
+        "full_p50_ms": round(statistics.median(full_t), 3), "full_p99_ms": round(percentile(full_t, 99), 3),
+        "dict_p50_ms": round(statistics.median(dict_t), 4), "dict_p99_ms": round(percentile(dict_t, 99), 4),
+        "generated_answered": round(hits / len(queries), 3),
+    }
+    lat = out["latency"]
+    lat["ratio_p50"] = round(lat["full_p50_ms"] / max(lat["dict_p50_ms"], 1e-6), 1)
+    lat["ratio_p99"] = round(lat["full_p99_ms"] / max(lat["dict_p99_ms"], 1e-6), 1)
+
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    for name, label in (("questions", "held-out eval set"), ("dev", "dev set (used to choose the weights)")):
+        r = out[name]
+        print(f"hit@1 on the {label}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
+        print(f"  exact {r['exact']:.3f}   contains {r['contains']:.3f}   full {r['full']:.3f}"
+              f"   (+{r['full_in_suggestions']:.3f} offered as a suggestion)")
+        print(f"  full matcher, answerable questions: right entry ranked first {r['rank1']:.3f}, "
+              f"in the top three {r['rank3']:.3f}")
+    print(f"latency over a generated base of {lat['entries']} entries (built in {lat['build_s']} s), "
+          f"{lat['questions']} questions:")
+    print(f"  full matcher  p50 {lat['full_p50_ms']:.3f} ms   p99 {lat['full_p99_ms']:.3f} ms")
+    print(f"  exact dict    p50 {lat['dict_p50_ms']:.4f} ms   p99 {lat['dict_p99_ms']:.4f} ms")
+    print(f"  ratio full/dict: p50 ×{lat['ratio_p50']}   p99 ×{lat['ratio_p99']}"
+          f"   (generated questions answered: {lat['generated_answered']:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

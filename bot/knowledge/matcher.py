@@ -1,0 +1,394 @@
+"""Choosing the entry that answers a question.
+
+A :class:`Matcher` is an immutable index over one set of entries; a reload
+builds a new one and swaps it in whole. For a question it tries, in order:
+
+1. **exact** — the question, normalised, equals a stored question of any entry
+   (and, for ``match: exact`` entries, one of their keywords);
+2. **triggers** — ``contains`` entries whose keywords (or questions) occur in
+   the question and ``regex`` entries whose patterns match it answer outright
+   (score 1); an ``auto`` entry whose keyword occurs gets a bonus on its meaning
+   score and never scores below the threshold, so a keyword always answers, but
+   an entry the question matches clearly better by meaning can still win;
+3. **meaning** (``auto`` entries, mode ``bm25``) — BM25 over the stored
+   questions, and over the answers, picks candidates; each is then scored in
+   [0, 1] by how much information (IDF-weighted jieba terms) the question shares
+   with the best stored question, with all of the entry's questions and
+   keywords, and with its answer, blended with character overlap so that
+   segmentation differences still count. At or above the threshold, and ahead
+   of the runner-up by the margin, the best entry answers; otherwise up to three
+   candidates above the suggestion floor are offered as "did you mean".
+
+Near-equal scores (within ``tie``) go to the higher ``priority``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import ahocorasick_rs
+
+from bot.knowledge.entry import Entry, Where
+from bot.knowledge.text import Analyzer, char_features
+from bot.textnorm import fold
+
+TRIGGER_MODES = {"auto": "keyword", "contains": "contains"}
+TEMPLATE_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSettings:
+    """Knobs of the meaning score; the weights were chosen on ``knowledge_base/eval/dev.yaml``."""
+
+    threshold: float = 0.25       # meaning score needed to answer
+    suggest_floor: float = 0.12   # meaning score needed to be offered as "did you mean"
+    margin: float = 0.03          # the best must lead the runner-up by this much to answer outright
+    max_suggestions: int = 3
+    tie: float = 0.02             # scores this close count as a tie; higher priority wins
+    k1: float = 1.2
+    b: float = 0.5
+    char_weight: float = 0.5      # share of character overlap in a stored question's score
+    query_weight: float = 0.7     # how much the question's coverage counts against the stored question's
+    entry_weight: float = 0.1     # share of "how much of the question the entry's questions and keywords cover"
+    entry_char_weight: float = 0.1  # the same in characters
+    answer_weight: float = 0.3    # share of "how much of the question the entry's text, answer included, covers"
+    keyword_bonus: float = 0.15   # added to the meaning score of an auto entry whose keyword occurs
+    rerank: int = 20              # candidates re-scored per question (half as many again from the answers)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    entry: Entry
+    score: float
+    mode: str                        # exact | keyword | contains | regex | bm25
+    question: str = ""               # the stored phrasing that matched best
+    keywords: tuple[str, ...] = ()   # keywords / patterns found in the question
+    terms: tuple[str, ...] = ()      # terms the question shares with the entry (best first)
+
+    def to_json(self) -> dict[str, object]:
+        return {"entry": self.entry.id, "score": round(self.score, 3), "mode": self.mode,
+                "question": self.question or self.entry.title, "keywords": list(self.keywords),
+                "terms": list(self.terms)}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    answer: Candidate | None = None
+    suggestions: tuple[Candidate, ...] = ()
+    candidates: tuple[Candidate, ...] = ()   # every plausible entry, best first (for /kb search)
+
+    @property
+    def entry(self) -> Entry | None:
+        return self.answer.entry if self.answer else None
+
+    @property
+    def mode(self) -> str:
+        if self.answer:
+            return self.answer.mode
+        return "suggest" if self.suggestions else "none"
+
+    @property
+    def score(self) -> float:
+        if self.answer:
+            return self.answer.score
+        return self.candidates[0].score if self.candidates else 0.0
+
+
+@dataclass(slots=True)
+class _Doc:
+    entry: int
+    question: str
+    terms: frozenset[str]
+    chars: frozenset[str]
+    weight: float = 0.0        # information of its distinct terms
+    char_weight: float = 0.0   # information of its characters and character pairs
+
+
+@dataclass(slots=True)
+class _Profile:
+    """What one auto entry knows: its stored questions, all their and its keywords' terms, its answer's."""
+
+    docs: list[int] = field(default_factory=list)
+    terms: frozenset[str] = frozenset()
+    chars: frozenset[str] = frozenset()
+    text_terms: frozenset[str] = frozenset()   # questions, keywords and answer
+
+
+class _Bm25:
+    """BM25 postings over documents of term lists.
+
+    Rare terms find candidates; once enough postings were read, the commoner
+    terms only add to the candidates already found (read through a dict lookup
+    per candidate), which bounds the work per question on large bases.
+    """
+
+    budget = 1500   # postings read in full per question before common terms switch to lookups
+
+    def __init__(self, docs: list[list[str]], k1: float, b: float) -> None:
+        n = len(docs)
+        df: dict[str, int] = defaultdict(int)
+        for terms in docs:
+            for t in set(terms):
+                df[t] += 1
+        self.n = n
+        idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+        avgdl = (sum(len(t) for t in docs) / n) if n else 1.0
+        postings: dict[str, dict[int, float]] = defaultdict(dict)
+        for d, terms in enumerate(docs):
+            norm = k1 * (1 - b + b * len(terms) / avgdl)
+            tf: dict[str, int] = defaultdict(int)
+            for t in terms:
+                tf[t] += 1
+            for t, f in tf.items():
+                postings[t][d] = idf[t] * f * (k1 + 1) / (f + norm)
+        self.postings = dict(postings)
+
+    def top(self, terms: Iterable[str], k: int) -> list[int]:
+        postings = self.postings
+        known = sorted((t for t in terms if t in postings), key=lambda t: len(postings[t]))
+        if not known:
+            return []
+        acc: dict[int, float] = dict(postings[known[0]])
+        read = len(acc)
+        for t in known[1:]:
+            plist = postings[t]
+            if len(acc) >= k and read + len(plist) > self.budget:
+                for d in acc.keys() & plist.keys():
+                    acc[d] += plist[d]
+                continue
+            read += len(plist)
+            get = acc.get
+            for d, w in plist.items():
+                acc[d] = get(d, 0.0) + w
+        if len(acc) <= k:
+            return sorted(acc, key=acc.__getitem__, reverse=True)
+        return heapq.nlargest(k, acc, key=acc.__getitem__)
+
+
+def answer_text(entry: Entry) -> str:
+    """The answer without its template tags (member names and conditions are not content)."""
+    return TEMPLATE_TAGS.sub(" ", entry.answer)
+
+
+class Matcher:
+    def __init__(self, entries: Sequence[Entry], analyzer: Analyzer, settings: MatchSettings | None = None) -> None:
+        self.settings = settings or MatchSettings()
+        self.analyzer = analyzer
+        self.entries: list[Entry] = sorted(entries, key=lambda e: e.id)
+        self.by_id: dict[str, Entry] = {e.id: e for e in self.entries}
+        self._exact: dict[str, list[int]] = defaultdict(list)
+        trigger_words: dict[str, list[int]] = defaultdict(list)
+        self._regexes: list[tuple[int, re.Pattern[str]]] = []
+        self._docs: list[_Doc] = []
+        self._profiles: dict[int, _Profile] = {}
+        question_terms: list[list[str]] = []
+        answer_terms: list[list[str]] = []
+        self._answer_entry: list[int] = []
+        for i, e in enumerate(self.entries):
+            phrases = list(e.questions) + (list(e.keywords) if e.match == "exact" else [])
+            for q in phrases:
+                key = analyzer.canon(q)
+                if key and i not in self._exact[key]:
+                    self._exact[key].append(i)
+            if e.match == "regex":
+                for pattern in e.keywords:
+                    self._regexes.append((i, re.compile(pattern, re.IGNORECASE)))
+            elif e.match in TRIGGER_MODES:
+                for w in e.keywords or (e.questions if e.match == "contains" else ()):
+                    key = analyzer.canon(w)
+                    if key and i not in trigger_words[key]:
+                        trigger_words[key].append(i)
+            if e.match != "auto":
+                continue
+            profile = _Profile()
+            union: set[str] = set()
+            for q in e.questions:
+                terms = analyzer.terms(analyzer.prepare(q))
+                if not terms:
+                    continue
+                profile.docs.append(len(self._docs))
+                self._docs.append(_Doc(i, q, frozenset(terms), char_features(terms)))
+                question_terms.append(terms)
+                union.update(terms)
+            for k in e.keywords:
+                union.update(analyzer.terms(analyzer.prepare(k)))
+            if not profile.docs and not union:
+                continue
+            said = analyzer.terms(analyzer.prepare(answer_text(e)))
+            profile.terms = frozenset(union)
+            profile.chars = char_features(union)
+            profile.text_terms = frozenset(union.union(said))
+            self._profiles[i] = profile
+            self._answer_entry.append(i)
+            answer_terms.append(said + list(union))
+        self._trigger_patterns = list(trigger_words)
+        self._trigger_entries = [trigger_words[p] for p in self._trigger_patterns]
+        self._triggers = ahocorasick_rs.AhoCorasick(self._trigger_patterns) if self._trigger_patterns else None
+        s = self.settings
+        self._questions = _Bm25(question_terms, s.k1, s.b)
+        self._answers = _Bm25(answer_terms, s.k1, s.b)
+        self._weigh(question_terms)
+
+    def _weigh(self, question_terms: list[list[str]]) -> None:
+        """How informative each term and character is, over the entries' whole text."""
+        n = len(self._profiles)
+        df: dict[str, int] = defaultdict(int)
+        for p in self._profiles.values():
+            for t in p.text_terms:
+                df[t] += 1
+        self.weight: dict[str, float] = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+        # A word the base never uses says the question may be about something else.
+        self._unknown = math.log(1 + (n + 0.5) / 0.5) if n else 1.0
+        cdf: dict[str, int] = defaultdict(int)
+        for p in self._profiles.values():
+            for c in p.chars:
+                cdf[c] += 1
+        m = len(self._profiles)
+        self.char_weight: dict[str, float] = {c: math.log(1 + (m - k + 0.5) / (k + 0.5)) for c, k in cdf.items()}
+        self._char_unknown = math.log(1 + (m + 0.5) / 0.5) if m else 1.0
+        for doc in self._docs:
+            doc.weight = sum(self.weight[t] for t in doc.terms)
+            doc.char_weight = sum(self.char_weight[c] for c in doc.chars)
+
+    # ── matching ──
+    def match(self, text: str, where: Where | None = None) -> Result:
+        prepared = self.analyzer.prepare(text)
+        key = prepared.replace(" ", "")
+        if not key:
+            return Result()
+        s = self.settings
+        entries = self.entries
+        allowed: dict[int, bool] = {}
+
+        def ok(i: int) -> bool:
+            if i not in allowed:
+                allowed[i] = entries[i].scope.allows(where)
+            return allowed[i]
+
+        exact = [i for i in self._exact.get(key, ()) if ok(i)]
+        hits = {i: words for i, words in self._trigger_hits(text, key).items() if ok(i)}
+        meaning = {i: c for i, c in self._meaning(prepared, hits) if ok(i)}
+
+        if exact:
+            i = max(exact, key=lambda j: entries[j].priority)
+            answer = Candidate(entries[i], 1.0, "exact", question=self._phrase_for(i, key))
+            return Result(answer, (), (answer, *self._ranked(meaning, hits, skip={i})))
+
+        ranked = self._ranked(meaning, hits)
+        if not ranked:
+            return Result()
+        top = ranked[0]
+        if top.mode != "bm25":
+            return Result(top, (), ranked)
+        runner = ranked[1].score if len(ranked) > 1 else 0.0
+        if top.score >= s.threshold and top.score - runner >= s.margin:
+            return Result(top, (), ranked)
+        suggestions = tuple(c for c in ranked if c.score >= s.suggest_floor)[: s.max_suggestions]
+        return Result(None, suggestions, ranked)
+
+    def _phrase_for(self, i: int, key: str) -> str:
+        e = self.entries[i]
+        for q in (*e.questions, *e.keywords):
+            if self.analyzer.canon(q) == key:
+                return q
+        return e.title
+
+    def _trigger_hits(self, text: str, key: str) -> dict[int, list[str]]:
+        hits: dict[int, list[str]] = {}
+        if self._triggers is not None:
+            for p, _, _ in self._triggers.find_matches_as_indexes(key, overlapping=True):
+                word = self._trigger_patterns[p]
+                for i in self._trigger_entries[p]:
+                    found = hits.setdefault(i, [])
+                    if word not in found:
+                        found.append(word)
+        if self._regexes:
+            folded = fold(text)
+            for i, rx in self._regexes:
+                m = rx.search(folded)
+                if m:
+                    hits.setdefault(i, []).append(m.group(0))
+        return hits
+
+    def _ranked(self, meaning: dict[int, Candidate], hits: dict[int, list[str]],
+                skip: Iterable[int] = ()) -> tuple[Candidate, ...]:
+        """Every plausible entry, best first (triggers and meaning together)."""
+        s = self.settings
+        entries = self.entries
+        skipped = set(skip)
+        out: list[Candidate] = []
+        for i, words in hits.items():
+            if i in skipped:
+                continue
+            e = entries[i]
+            m = meaning.get(i)
+            if e.match == "auto":
+                base = m.score if m else 0.0
+                score = min(1.0, max(s.threshold + s.margin, base + s.keyword_bonus))
+                mode = "keyword"
+            else:
+                score, mode = 1.0, ("regex" if e.match == "regex" else "contains")
+            out.append(Candidate(e, score, mode, question=m.question if m else e.title,
+                                 keywords=tuple(words), terms=m.terms if m else ()))
+        out.extend(m for i, m in meaning.items() if i not in skipped and i not in hits)
+        out.sort(key=lambda c: (c.score, c.entry.priority), reverse=True)
+        if len(out) > 1:
+            ties = [c for c in out if out[0].score - c.score <= s.tie]
+            best = max(ties, key=lambda c: (c.entry.priority, c.score))
+            if best is not out[0]:
+                out.remove(best)
+                out.insert(0, best)
+        return tuple(out[:10])
+
+    def _meaning(self, prepared: str, hits: dict[int, list[str]]) -> list[tuple[int, Candidate]]:
+        """Meaning scores in [0, 1] for the entries either index finds (and the keyword-triggered ones)."""
+        if not self._profiles:
+            return []
+        s = self.settings
+        terms = set(self.analyzer.terms(prepared))
+        if not terms:
+            return []
+        weight, unknown = self.weight, self._unknown
+        q_weight = sum(weight.get(t, unknown) for t in terms)
+        docs = self._docs
+        candidates = {docs[d].entry for d in self._questions.top(terms, s.rerank)}
+        if any(t not in self._questions.postings and t in self._answers.postings for t in terms):
+            # Only words the stored questions never use can find something new in the answers.
+            candidates.update(self._answer_entry[d] for d in self._answers.top(terms, s.rerank // 2))
+        candidates.update(i for i in hits if i in self._profiles)
+        q_chars = char_features(terms)
+        cw = self.char_weight
+        q_char_weight = sum(cw.get(c, self._char_unknown) for c in q_chars)
+        rest = 1 - s.entry_weight - s.answer_weight - s.entry_char_weight
+        qw, dw = s.query_weight, 1 - s.query_weight
+        w_of, c_of = weight.__getitem__, cw.__getitem__
+        out: list[tuple[int, Candidate]] = []
+        for i in candidates:
+            profile = self._profiles[i]
+            best, best_doc = 0.0, -1
+            for d in profile.docs:
+                doc = docs[d]
+                shared_w = sum(map(w_of, terms & doc.terms))
+                word = (shared_w / q_weight) ** qw * (shared_w / doc.weight) ** dw if shared_w else 0.0
+                both = q_char_weight + doc.char_weight
+                chars = 2 * sum(map(c_of, q_chars & doc.chars)) / both if both else 0.0
+                score = (1 - s.char_weight) * word + s.char_weight * chars
+                if best_doc < 0 or score > best:
+                    best, best_doc = score, d
+            in_text = terms & profile.text_terms
+            if not in_text and best <= 0:
+                continue
+            entry_cov = sum(map(w_of, terms & profile.terms)) / q_weight
+            text_cov = sum(map(w_of, in_text)) / q_weight
+            char_cov = sum(map(c_of, q_chars & profile.chars)) / q_char_weight if q_char_weight else 0.0
+            score = (rest * best + s.entry_weight * entry_cov + s.answer_weight * text_cov
+                     + s.entry_char_weight * char_cov)
+            question = docs[best_doc].question if best_doc >= 0 else self.entries[i].title
+            shown = tuple(sorted(in_text, key=w_of, reverse=True))
+            out.append((i, Candidate(self.entries[i], min(score, 1.0), "bm25", question=question, terms=shown)))
+        return out

@@ -1,0 +1,133 @@
+"""``python -m bot kb ask`` and ``kb check``, called through bot.cli.main."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+KB = """\
+- id: refund
+  questions: [怎么退款]
+  answer: "{{ member.name }}您好，7天内可以退款"
+- id: refund-time
+  questions: [退款多久到账]
+  answer: 1-3个工作日到账
+- id: points-earn
+  questions: [积分怎么获得]
+  answer: 打卡得积分
+- id: points-use
+  questions: [积分怎么兑换]
+  answer: 积分商城兑换
+- id: human
+  match: contains
+  keywords: [转人工]
+  active_hours: "09:00-21:00"
+  off_hours: 客服下班了
+  answer: 客服马上来
+"""
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Path:
+    d = tmp_path / "kb"
+    d.mkdir()
+    (d / "faq.yaml").write_text(KB, encoding="utf-8")
+    return d
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["--version"] if not argv else list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_kb_ask_json(kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "kb", "ask", "退款要多久到账", "--kb", str(kb), "--json", "--name", "小美")
+    assert code == 0
+    obj = json.loads(out)
+    assert obj["entry"] == "refund-time" and obj["mode"] == "bm25" and 0 < obj["score"] <= 1
+    assert obj["answer"] == "1-3个工作日到账" and obj["suggestions"] == []
+    code, out, _ = run(capsys, "kb", "ask", "怎么退款", "--kb", str(kb), "--json", "--name", "小美")
+    assert json.loads(out)["answer"] == "小美您好，7天内可以退款" and json.loads(out)["mode"] == "exact"
+
+
+def test_kb_ask_suggestions_none_and_off_hours(kb: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(capsys, "kb", "ask", "积分", "--kb", str(kb), "--json")
+    obj = json.loads(out)
+    assert obj["entry"] is None and obj["mode"] == "suggest" and obj["answer"] is None
+    assert {s["entry"] for s in obj["suggestions"]} == {"points-earn", "points-use"}
+    _, out, _ = run(capsys, "kb", "ask", "今天天气怎么样", "--kb", str(kb), "--json")
+    assert json.loads(out)["entry"] is None and json.loads(out)["mode"] == "none"
+    _, out, _ = run(capsys, "kb", "ask", "转人工", "--kb", str(kb), "--json", "--at", "2026-11-23 23:30")
+    assert json.loads(out)["answer"] == "客服下班了"
+    code, out, _ = run(capsys, "kb", "ask", "转人工", "--kb", str(kb), "--at", "2026-11-23 10:30")
+    assert code == 0 and "entry:    human" in out and "mode:     contains" in out and "客服马上来" in out
+
+
+def test_kb_ask_reads_stdin_one_question_per_line(kb: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("怎么退款\n\n退款多久到账\n积分\n"))
+    code, out, _ = run(capsys, "kb", "ask", "--kb", str(kb), "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["entry"] for r in rows] == ["refund", "refund-time", None]
+    assert rows[2]["suggestions"]
+
+
+def test_kb_ask_default_config_uses_the_example_base(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIYU_DATABASE__URL", f"sqlite:///{tmp_path / 'absent.db'}")
+    code, out, _ = run(capsys, "kb", "ask", "退款多久到账", "--json", "-c", str(REPO / "config.example.toml"))
+    assert code == 0 and json.loads(out)["entry"] == "refund-arrival"
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_kb_check_exit_codes(kb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "kb", "check", str(kb))
+    assert code == 0 and "5 entries" in out and "0 problem(s)" in out
+    (kb / "broken.yaml").write_text("- id: x\n  questions: [q]\n  answer: ok\n  colour: red\n", encoding="utf-8")
+    code, out, _ = run(capsys, "kb", "check", str(kb))
+    assert code == 1 and "broken.yaml:4: 条目 x：未知字段 colour" in out
+    code, out, _ = run(capsys, "kb", "check", str(kb), "--json")
+    obj = json.loads(out)
+    assert code == 1 and obj["ok"] is False and obj["problems"][0]["line"] == 4
+    code, _, err = run(capsys, "kb", "check", str(tmp_path / "nowhere"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_the_shipped_example_base_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "kb", "check", str(REPO / "knowledge_base"), "--json")
+    obj = json.loads(out)
+    assert code == 0 and obj["ok"] and obj["entries"] >= 40 and obj["synonyms"] > 10
+
+
+def test_kb_help_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["kb", "ask", "--help"])
+    out = capsys.readouterr().out
+    assert "--kb DIR" in out and "stdin" in out and "JSON fields" in out
+
+
+def test_the_eval_set_is_labelled_with_real_entries_and_differs_from_the_stored_questions() -> None:
+    import yaml
+
+    from bot.knowledge.files import KnowledgeFiles
+    from bot.knowledge.text import compact
+
+    files = KnowledgeFiles(REPO / "knowledge_base")
+    files.refresh()
+    stored = {compact(q) for e in files.entries for q in e.questions}
+    ids = {e.id for e in files.entries}
+    groups = yaml.safe_load((REPO / "knowledge_base" / "eval" / "questions.yaml").read_text(encoding="utf-8"))
+    labelled = [(g["expect"], q) for g in groups if g["expect"] != "none" for q in g["questions"]]
+    unanswerable = [q for g in groups if g["expect"] == "none" for q in g["questions"]]
+    assert len(labelled) >= 150 and len(unanswerable) >= 10
+    assert {e for e, _ in labelled} <= ids
+    exact_copies = [q for _, q in labelled if compact(q) in stored]
+    assert len(exact_copies) <= 2, exact_copies   # only the exact-mode menu words are asked as stored

@@ -1,0 +1,192 @@
+"""The matcher: each mode, normalisation, synonyms, threshold and suggestions, scopes and priority."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bot.knowledge.base import build_matcher
+from bot.knowledge.entry import Where
+from bot.knowledge.loader import parse_text
+from bot.knowledge.matcher import Matcher, MatchSettings
+from bot.knowledge.text import Synonyms
+
+ENTRIES = """\
+- id: refund
+  questions: [怎么退款, 退款流程是什么]
+  keywords: [七天无理由]
+  answer: 收到商品7天内可以退款
+- id: refund-time
+  questions: [退款多久到账]
+  answer: 退款1-3个工作日到账，微信零钱即时到账
+- id: points-earn
+  questions: [积分怎么获得]
+  answer: 打卡得积分
+- id: points-use
+  questions: [积分怎么兑换礼品]
+  answer: 积分商城兑换
+- id: points-expire
+  questions: [积分会过期吗]
+  answer: 积分次年底过期
+- id: live
+  questions: [直播几点开始]
+  keywords: [几点直播]
+  answer: 每周三晚8点直播
+- id: storage
+  questions: [茶叶怎么保存]
+  answer: 常温避光密封保存，绿茶放冰箱冷藏
+- id: human
+  match: contains
+  questions: [人工客服]
+  keywords: [转人工, 找客服]
+  answer: 马上来
+- id: menu
+  match: exact
+  questions: [菜单]
+  answer: 这是菜单
+- id: order
+  match: regex
+  keywords: ['(?<!\\d)\\d{12,}(?!\\d)']
+  answer: 收到订单号
+- id: vip
+  questions: [VIP专属福利有哪些]
+  scope: {tiers: [vip]}
+  answer: VIP福利
+- id: rules
+  questions: [群规是什么]
+  scope: {chat: group}
+  answer: 群规
+- id: newbie-rules
+  questions: [新人群规是什么]
+  scope: {groups: [新人群]}
+  priority: 5
+  answer: 新人群的群规
+"""
+
+
+@pytest.fixture(scope="module")
+def matcher() -> Matcher:
+    load = parse_text(ENTRIES, "t.yaml")
+    assert load.ok, load.problems
+    synonyms, problems = Synonyms.parse("退款 退钱 返款\n多久 几天\n")
+    assert not problems
+    return build_matcher(load.entries, synonyms, [], MatchSettings())
+
+
+def answer(m: Matcher, text: str, where: Where | None = None) -> tuple[str | None, str]:
+    r = m.match(text, where)
+    return (r.entry.id if r.entry else None), r.mode
+
+
+def test_exact_question_and_its_normalised_forms(matcher: Matcher) -> None:
+    assert answer(matcher, "怎么退款") == ("refund", "exact")
+    assert answer(matcher, "怎麼退款？") == ("refund", "exact")        # traditional, punctuation
+    assert answer(matcher, "  怎么 退款！！") == ("refund", "exact")
+    assert answer(matcher, "积分怎么兑换礼品～") == ("points-use", "exact")
+
+
+def test_full_width_and_case_fold(matcher: Matcher) -> None:
+    assert answer(matcher, "ｖｉｐ专属福利有哪些", Where("single", tier="vip")) == ("vip", "exact")
+    assert answer(matcher, "１２３４５６７８９０１２３") == ("order", "regex")  # full-width digits
+
+
+def test_exact_mode_needs_the_whole_message(matcher: Matcher) -> None:
+    assert answer(matcher, "菜单") == ("menu", "exact")
+    r = matcher.match("把菜单发我")
+    assert r.entry is None or r.entry.id != "menu"
+
+
+def test_contains_mode_triggers_on_keywords_and_questions(matcher: Matcher) -> None:
+    assert answer(matcher, "你好我要转人工谢谢") == ("human", "contains")
+    assert answer(matcher, "帮我找客服") == ("human", "contains")
+    assert answer(matcher, "人工客服") == ("human", "exact")  # questions of a contains entry with keywords: exact only
+    m = build_matcher(parse_text("- id: c\n  match: contains\n  questions: [发票]\n  answer: x\n", "c").entries,
+                      Synonyms(), [], MatchSettings())
+    assert answer(m, "怎么开发票啊") == ("c", "contains")  # without keywords, the questions are the triggers
+
+
+def test_regex_mode(matcher: Matcher) -> None:
+    r = matcher.match("我的订单号 202611230001234 帮忙看下")
+    assert (r.entry.id, r.mode) == ("order", "regex") and r.answer.keywords == ("202611230001234",)
+    assert answer(matcher, "订单 12345")[0] != "order"
+
+
+def test_auto_keyword_then_meaning(matcher: Matcher) -> None:
+    r = matcher.match("请问晚上几点直播呀")
+    assert (r.entry.id, r.mode) == ("live", "keyword") and r.answer.keywords == ("几点直播",)
+    assert answer(matcher, "七天无理由可以吗") == ("refund", "keyword")
+    # Meaning: synonyms make 退钱 the same as 退款, and 几天 the same as 多久.
+    r = matcher.match("退钱要几天到账")
+    assert (r.entry.id, r.mode) == ("refund-time", "bm25") and r.score >= MatchSettings().threshold
+    assert "退款" in r.answer.terms
+
+
+def test_the_answer_text_counts_as_weaker_evidence(matcher: Matcher) -> None:
+    r = matcher.match("绿茶要冷藏吗")
+    assert r.candidates and r.candidates[0].entry.id == "storage"
+
+
+def test_ambiguous_question_gets_numbered_suggestions(matcher: Matcher) -> None:
+    r = matcher.match("积分")
+    assert r.entry is None and r.mode == "suggest"
+    assert {s.entry.id for s in r.suggestions} == {"points-earn", "points-use", "points-expire"}
+    assert len(r.suggestions) <= 3
+
+
+def test_threshold_decides_between_answer_and_suggestion(matcher: Matcher) -> None:
+    question = "退款要等几天"
+    strict = Matcher(matcher.entries, matcher.analyzer, replace(matcher.settings, threshold=0.99))
+    lenient = Matcher(matcher.entries, matcher.analyzer, replace(matcher.settings, threshold=0.05))
+    assert strict.match(question).entry is None
+    assert strict.match(question).suggestions[0].entry.id == "refund-time"
+    assert lenient.match(question).entry is not None
+    none = Matcher(matcher.entries, matcher.analyzer, replace(matcher.settings, threshold=0.99, suggest_floor=0.99))
+    assert none.match(question).mode == "none"
+
+
+def test_unrelated_questions_get_nothing(matcher: Matcher) -> None:
+    for q in ("今天天气怎么样", "帮我订机票", "哈哈哈哈", "", "？？？"):
+        r = matcher.match(q)
+        assert r.entry is None and r.mode in ("none", "suggest"), q
+
+
+def test_scopes_by_chat_group_and_tier(matcher: Matcher) -> None:
+    assert answer(matcher, "群规是什么", Where("group", "g1", "老朋友群")) == ("rules", "exact")
+    assert answer(matcher, "群规是什么", Where("single", "u1"))[0] != "rules"
+    assert answer(matcher, "新人群规是什么", Where("group", "g9", "新人群")) == ("newbie-rules", "exact")
+    assert answer(matcher, "新人群规是什么", Where("group", "g1", "老朋友群"))[0] != "newbie-rules"
+    assert answer(matcher, "VIP专属福利有哪些", Where("single", tier="quality"))[0] != "vip"
+    assert answer(matcher, "VIP专属福利有哪些", Where("single", tier="vip")) == ("vip", "exact")
+
+
+def test_priority_wins_ties() -> None:
+    text = """\
+- id: low
+  questions: [会员日有什么活动]
+  answer: 低
+- id: high
+  questions: [会员日有什么活动]
+  priority: 10
+  answer: 高
+- id: kw-low
+  keywords: [直播]
+  answer: 低
+- id: kw-high
+  keywords: [直播间]
+  answer: 长
+- id: kw-urgent
+  keywords: [直播]
+  priority: 9
+  answer: 紧急
+"""
+    m = build_matcher(parse_text(text, "p.yaml").entries, Synonyms(), [], MatchSettings())
+    assert answer(m, "会员日有什么活动") == ("high", "exact")
+    assert answer(m, "今晚直播间有福利吗") == ("kw-urgent", "keyword")
+
+
+def test_search_explains_candidates(matcher: Matcher) -> None:
+    r = matcher.match("退款多久能到")
+    top = r.candidates[0]
+    assert top.entry.id == "refund-time" and top.question == "退款多久到账"
+    assert top.to_json()["terms"][:2] and 0 < top.score <= 1
