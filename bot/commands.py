@@ -248,6 +248,16 @@ class CommandRegistry:
         return [s for _, s in sorted(self.specs.items()) if s.allowed(roles)]
 
 
+def strip_bot_mention(text: str, bot_names: Iterable[str]) -> str:
+    """The text without a leading "@<bot name>" (ASCII or full-width @)."""
+    t = text.lstrip()
+    for name in bot_names:
+        for prefix in (f"@{name}", f"＠{name}"):
+            if name and t.startswith(prefix):
+                return t[len(prefix):].lstrip()
+    return t
+
+
 async def audit(session: Any, app: BotApp, event: MessageEvent, spec_name: str, args: str, outcome: str,
                 detail: str = "") -> None:
     session.add(AuditLog(actor=event.sender.id, chat_id=event.chat.id, command=spec_name[:64], args=args[:2000],
