@@ -14,7 +14,7 @@ from bot.events import MessageEvent
 def setup(app: BotApp) -> Router:
     router = Router("slowpoke")
 
-    @router.message(text_matches("^slow"), priority=5)  # before the knowledge base answers (and blocks)
+    @router.message(text_matches("^slow"), priority=5, block=True)  # answered here, not by the knowledge base
     async def slow(event: MessageEvent, ctx: Context) -> None:
         marker = os.environ.get("SIYU_TEST_MARKER_DIR")
         if marker:
