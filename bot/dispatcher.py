@@ -184,6 +184,7 @@ class Context:
         self.queued = 0
         self.emitted = 0
         self.rollback_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.commit_hooks: list[Callable[[], None]] = []
 
     @property
     def config(self) -> Any:
@@ -208,6 +209,10 @@ class Context:
 
     def render(self, template: str, /, **values: Any) -> str:
         return self.app.templates.render(template, **values)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once this handler's transaction has committed (e.g. to refresh a cache)."""
+        self.commit_hooks.append(hook)
 
     def on_rollback(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` in a fresh transaction if this handler fails (e.g. to record the failure).
@@ -379,6 +384,11 @@ class Dispatcher:
     def _after_commit(self, ctx: Context | None) -> None:
         if ctx is None:
             return
+        for hook in ctx.commit_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("after-commit hook of %s failed", ctx.handler)
         if ctx.queued:
             self.app.outbox_pump.kick()
         if ctx.emitted:

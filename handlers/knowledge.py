@@ -70,15 +70,11 @@ class KnowledgeReloader(Pump):
         self.kb = kb
         self.interval = timedelta(seconds=app.config.knowledge.reload_interval_s)
         self.last: datetime | None = None
-        self.wanted = 0
+        self.wanted = False
 
     def request(self) -> None:
-        """Reload soon: a /kb command is changing the database.
-
-        The kick may come before the command's transaction commits, so the
-        database is looked at on every tick until the change shows (a few tries).
-        """
-        self.wanted = 5
+        """Reload now: a /kb command changed the database (called after its transaction commits)."""
+        self.wanted = True
         self.kick()
 
     async def drain_once(self) -> int:
@@ -89,8 +85,7 @@ class KnowledgeReloader(Pump):
         report = await self.kb.refresh(self.app.db, files=due)
         if due:
             self.last = now
-        if self.wanted:
-            self.wanted = 0 if report.db_changed else self.wanted - 1
+        self.wanted = False
         return 1 if report.rebuilt else 0
 
 
@@ -341,7 +336,7 @@ def setup(app: BotApp) -> Router:
             await form_error(ctx, "kb add", "这条知识有问题，没有保存：", [p.message for p in exc.problems])
             return
         await store.save_entry(ctx.session, entry, actor=actor(event), now=ctx.now())
-        reloader.request()
+        ctx.after_commit(reloader.request)
         await ctx.reply(ctx.render("knowledge/saved.j2", action="已新增", entry=entry, note="保存在数据库",
                                    warnings=duplicate_questions(entry)))
 
@@ -369,7 +364,7 @@ def setup(app: BotApp) -> Router:
             await form_error(ctx, "kb edit", "改完以后这条知识有问题，没有保存：", [p.message for p in exc.problems])
             return
         await store.save_entry(ctx.session, entry, actor=actor(event), now=ctx.now(), overrides=overrides)
-        reloader.request()
+        ctx.after_commit(reloader.request)
         note = f"覆盖文件 {overrides} 的版本，文件重新加载也保留；/kb reset {eid} 可撤销" if overrides else "已保存"
         await ctx.reply(ctx.render("knowledge/saved.j2", action="已修改", entry=entry, note=note,
                                    warnings=duplicate_questions(entry)))
@@ -383,7 +378,7 @@ def setup(app: BotApp) -> Router:
             await ctx.reply(ctx.render("knowledge/not_found.j2", id=eid))
             return
         await store.set_state(ctx.session, eid, "deleted", actor=actor(event), now=ctx.now(), data=data)
-        reloader.request()
+        ctx.after_commit(reloader.request)
         await ctx.reply(ctx.render("knowledge/deleted.j2", id=eid,
                                    from_file=file_entry.source.path if file_entry else ""))
 
@@ -399,7 +394,7 @@ def setup(app: BotApp) -> Router:
                 await ctx.reply(ctx.render("knowledge/reset.j2", id=eid, restored="", unchanged=True))
             return
         await store.set_state(ctx.session, eid, "reset", actor=actor(event), now=ctx.now())
-        reloader.request()
+        ctx.after_commit(reloader.request)
         file_entry = kb.file_entry(eid)
         await ctx.reply(ctx.render("knowledge/reset.j2", id=eid, unchanged=False,
                                    restored=f"{file_entry.source.path}:{file_entry.source.line}" if file_entry

@@ -164,3 +164,28 @@ async def test_router_names_and_commands_must_be_unique(make_bot: Callable[..., 
 
     with pytest.raises(ValueError, match="declared twice"):
         make_bot(features=[admin.setup, dup_cmd])
+
+
+async def test_after_commit_hooks_run_only_when_the_handler_committed(make_bot: Callable[..., BotApp]) -> None:
+    fired: list[str] = []
+
+    def setup(app: BotApp) -> Router:
+        r = Router("hooks")
+
+        @r.message(text_matches("^ok"))
+        async def ok(event: MessageEvent, ctx: Context) -> None:
+            ctx.after_commit(lambda: fired.append(f"committed {event.text}"))
+
+        @r.message(text_matches("^fail"))
+        async def fail(event: MessageEvent, ctx: Context) -> None:
+            ctx.after_commit(lambda: fired.append("must not fire"))
+            raise RuntimeError("rolled back")
+
+        return r
+
+    app = make_bot(features=[setup])
+    await app.start()
+    h = Harness(app)
+    await h.say("ok 1")
+    await h.say("fail 2")
+    assert fired == ["committed ok 1"]
