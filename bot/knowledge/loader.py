@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from bot.knowledge.entry import CHAT_SCOPES, ID_RX, MATCH_MODES, ActiveHours, Entry, Scope, Source
+from bot.yamldoc import Problem
 
 FIELDS = ("id", "questions", "keywords", "match", "answer", "scope", "priority", "active_hours", "off_hours",
           "group_auto")
@@ -30,22 +31,6 @@ MAX_TEXT = 4000
 HOURS_RX = re.compile(r"(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})")
 
 TemplateCheck = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a knowledge file or entry; ``str()`` is ``file:line: problem``."""
-
-    path: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.message}" if where else self.message
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.path, "line": self.line, "problem": self.message}
 
 
 class EntryInvalid(ValueError):
