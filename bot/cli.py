@@ -19,6 +19,7 @@ from bot import __version__
 from bot.config import Config, ConfigError, default_config_path, describe, load_config
 
 CLI_MODULES: list[str] = [
+    "bot.tiers.cli",
     "bot.simulate",
     "bot.knowledge.cli",
 ]

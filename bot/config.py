@@ -193,6 +193,22 @@ class KnowledgeConfig(Section):
         return self
 
 
+class TiersConfig(Section):
+    rules: str = "tiers.yaml"
+    reload_interval_s: float = Field(5.0, gt=0)
+    notify_users: list[str] = Field(default_factory=list)
+    wecom_tag_ids: dict[str, str] = Field(default_factory=dict)
+    leaderboard_size: int = Field(10, ge=1, le=50)
+    daily_review: str = "30 3 * * *"
+
+    @field_validator("daily_review")
+    @classmethod
+    def _crontab(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("must be a five-field crontab such as \"30 3 * * *\"")
+        return v
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -206,6 +222,7 @@ class Config(Section):
     group_robot: GroupRobotConfig = Field(default_factory=GroupRobotConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    tiers: TiersConfig = Field(default_factory=TiersConfig)
 
     # Where the file came from; relative paths in the config are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -1,8 +1,9 @@
 """One router per feature, included explicitly (no discovery)."""
 
-from handlers import admin, knowledge
+from handlers import admin, knowledge, tiers
 
 FEATURES = [
     admin.setup,
     knowledge.setup,
+    tiers.setup,
 ]

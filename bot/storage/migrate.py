@@ -26,6 +26,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MODEL_MODULES: list[str] = [
     "bot.storage.models",
     "bot.knowledge.models",
+    "bot.tiers.models",
 ]
 
 _MIGRATION_LOCK = 7_264_001  # pg_advisory_xact_lock key: one replica migrates at a time

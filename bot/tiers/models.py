@@ -1,0 +1,137 @@
+"""Members, groups, tags and the points ledger behind the tier ladder.
+
+``PointsEntry`` is append-only and keyed by its source event, so an event never
+counts twice. ``Member`` carries running totals of the ledger (points, check-ins,
+homework, referrals, purchases, spend) for fast evaluation; ``tiers recompute``
+rebuilds them from the ledger and reports any difference.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.storage.models import big_id, utc_column
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "member"
+    __table_args__ = (Index("ix_member_tier", "tier"), Index("ix_member_last_active", "last_active_at"))
+
+    id: str = Field(sa_column=Column(String(128), primary_key=True))  # WeCom external or user id
+    name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    staff: bool = Field(default=False)
+    joined_at: datetime = utc_column()
+    source_state: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
+    inviter_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    owner_staff: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))  # who added them
+    tier: str = Field(default="", sa_column=Column(String(40), nullable=False, server_default=""))
+    tier_override: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    tier_since: datetime | None = utc_column(nullable=True)
+    points: int = Field(default=0)
+    messages: int = Field(default=0)
+    checkins: int = Field(default=0)
+    homework: int = Field(default=0)
+    referrals: int = Field(default=0)
+    purchases: int = Field(default=0)
+    spend_cents: int = Field(default=0)
+    last_active_at: datetime | None = utc_column(nullable=True)
+    last_chat_id: str | None = Field(default=None, sa_column=Column(String(160), nullable=True))
+
+
+class Group(SQLModel, table=True):
+    """A customer group and the tier it serves (量型 / 质型 / VIP …)."""
+
+    __tablename__ = "member_group"
+
+    chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
+    name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    tier: str | None = Field(default=None, sa_column=Column(String(40), nullable=True, index=True))
+    capacity: int | None = Field(default=None)
+    owner_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    member_count: int = Field(default=0)
+    created_at: datetime = utc_column()
+    dismissed_at: datetime | None = utc_column(nullable=True)
+
+
+class GroupMembership(SQLModel, table=True):
+    __tablename__ = "group_membership"
+    __table_args__ = (Index("ix_group_membership_member", "member_id"),)
+
+    chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
+    member_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    joined_at: datetime = utc_column()
+    join_scene: str = Field(default="other", sa_column=Column(String(16), nullable=False, server_default="other"))
+    inviter_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    left_at: datetime | None = utc_column(nullable=True)
+
+
+class Tag(SQLModel, table=True):
+    __tablename__ = "tag"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    kind: str = Field(default="static", sa_column=Column(String(16), nullable=False, server_default="static"))
+    created_at: datetime = utc_column()
+
+
+class MemberTag(SQLModel, table=True):
+    __tablename__ = "member_tag"
+    __table_args__ = (Index("ix_member_tag_tag", "tag"),)
+
+    member_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    tag: str = Field(sa_column=Column(String(64), primary_key=True))
+    source: str = Field(default="operator", sa_column=Column(String(32), nullable=False, server_default="operator"))
+    added_at: datetime = utc_column()
+
+
+class PointsEntry(SQLModel, table=True):
+    """The append-only ledger. ``source_event`` is unique: an event never counts twice."""
+
+    __tablename__ = "points_entry"
+    __table_args__ = (
+        UniqueConstraint("source_event", name="uq_points_entry_source_event"),
+        Index("ix_points_entry_member_action_day", "member_id", "action", "day"),
+        Index("ix_points_entry_at", "at"),
+    )
+
+    id: int | None = big_id()
+    member_id: str = Field(sa_column=Column(String(128), nullable=False))
+    action: str = Field(sa_column=Column(String(24), nullable=False))  # message checkin homework referral …
+    points: int = Field(default=0)
+    amount_cents: int = Field(default=0)  # purchases only
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    source_event: str = Field(sa_column=Column(String(255), nullable=False))
+    chat_id: str = Field(default="", sa_column=Column(String(160), nullable=False, server_default=""))
+    day: str = Field(sa_column=Column(String(10), nullable=False))  # local date, for daily caps
+    at: datetime = utc_column()
+
+
+class TierChange(SQLModel, table=True):
+    __tablename__ = "tier_change"
+    __table_args__ = (Index("ix_tier_change_member", "member_id"), Index("ix_tier_change_at", "at"))
+
+    id: int | None = big_id()
+    member_id: str = Field(sa_column=Column(String(128), nullable=False))
+    from_tier: str = Field(sa_column=Column(String(40), nullable=False))
+    to_tier: str = Field(sa_column=Column(String(40), nullable=False))
+    direction: str = Field(sa_column=Column(String(8), nullable=False))  # up | down | same
+    rule: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))  # or "operator"
+    operator: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    source_event: str = Field(default="", sa_column=Column(String(255), nullable=False, server_default=""))
+    at: datetime = utc_column()
+
+
+class Purchase(SQLModel, table=True):
+    __tablename__ = "purchase"
+    __table_args__ = (UniqueConstraint("source", name="uq_purchase_source"),)
+
+    id: int | None = big_id()
+    member_id: str = Field(sa_column=Column(String(128), nullable=False, index=True))
+    amount_cents: int = Field(sa_column=Column(Integer, nullable=False))
+    sku: str = Field(default="", sa_column=Column(String(64), nullable=False, server_default=""))
+    recorded_by: str = Field(sa_column=Column(String(128), nullable=False))
+    source: str = Field(sa_column=Column(String(255), nullable=False))  # event key or import id
+    at: datetime = utc_column()
