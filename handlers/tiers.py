@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from bot.yamldoc import FileProblems
 log = logging.getLogger("siyu.tiers")
 
 LADDER: ServiceKey[Ladder] = ServiceKey("ladder")
+TAG_RX = re.compile(r"[^\s@＠/／]{1,32}")  # tier:… tags belong to the ladder
 
 
 class RulesWatcher(Pump):
@@ -91,6 +93,7 @@ def setup(app: BotApp) -> Router:
     router.describe("tier", "会员等级：查看、调整、规则、统计、全量重算（运营）")
     router.describe("points", "积分：为成员加减积分（运营）")
     router.describe("group", "群分层：设置群服务的等级与容量、群主（运营）")
+    router.describe("tag", "成员标签：打标签、去标签、查看（运营）；打标签会触发 tag_added 类 SOP")
 
     # ── bookkeeping: observers, never blocking ──
 
@@ -248,6 +251,41 @@ def setup(app: BotApp) -> Router:
         diffs = await ladder.recompute(ctx.session, ctx, ctx.now(), apply=True)
         await ctx.reply(ctx.render("tiers/recompute.j2", diffs=diffs[:10], total=len(diffs)))
 
+    @router.command("tag add", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR],
+                    help="给成员打标签（来源、兴趣、进度…），会触发 trigger: tag_added 的 SOP",
+                    examples=["/tag add @Alice 红茶爱好者", "/tag add wmAbc123 直播课学员"])
+    async def tag_add(event: MessageEvent, ctx: Context) -> None:
+        tag = await _tag_name(ctx)
+        m = await _one(ctx, ladder, ctx.args["member"]) if tag else None
+        if m is None:
+            return
+        added = await ladder.add_tag(ctx.session, ctx, m, tag, source="operator", at=ctx.now(), key=event.key)
+        await ctx.reply(ctx.render("tiers/tag_done.j2", member=m, tag=tag, added=added, removed=None))
+
+    @router.command("tag del", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR],
+                    help="去掉成员的一个标签", examples=["/tag del @Alice 直播课学员"])
+    async def tag_del(event: MessageEvent, ctx: Context) -> None:
+        tag = await _tag_name(ctx)
+        m = await _one(ctx, ladder, ctx.args["member"]) if tag else None
+        if m is None:
+            return
+        removed = await ladder.remove_tag(ctx.session, m.id, tag)
+        await ctx.reply(ctx.render("tiers/tag_done.j2", member=m, tag=tag, added=None, removed=removed))
+
+    @router.command("tag list", Arg("member", "成员", type="mention", optional=True), roles=[OPERATOR],
+                    help="列出某位成员的标签；不写成员则列出所有标签及人数", examples=["/tag list", "/tag list @Alice"])
+    async def tag_list(event: MessageEvent, ctx: Context) -> None:
+        if ctx.args["member"]:
+            m = await _one(ctx, ladder, ctx.args["member"])
+            if m is None:
+                return
+            profile = await ladder.profile(ctx.session, m.id)
+            await ctx.reply(ctx.render("tiers/tag_list.j2", member=m, tags=profile.tags if profile else (),
+                                       counts=None))
+        else:
+            await ctx.reply(ctx.render("tiers/tag_list.j2", member=None, tags=(),
+                                       counts=await ladder.tag_counts(ctx.session)))
+
     @router.command("group set", Arg("tier", "等级"), Arg("capacity", "容量", type="int", optional=True, min=1),
                     roles=[OPERATOR], where="group",
                     help="声明本群服务哪个等级（升级的成员会被邀请进有空位的对应群）",
@@ -292,6 +330,15 @@ async def _acknowledge(ctx: Context, event: MessageEvent, award: Any, action: st
         tier = award.decision.tier
     await ctx.reply(ctx.render("tiers/earned.j2", award=award, action=ACTIONS.get(action, action), member=event.sender,
                                tier=tier), mention=True)
+
+
+async def _tag_name(ctx: Context) -> str:
+    """The tag argument, or "" after telling the operator why it cannot be used."""
+    tag = ctx.args["tag"].strip()
+    if not TAG_RX.fullmatch(tag) or tag.startswith("tier:"):
+        await ctx.reply(ctx.render("tiers/tag_invalid.j2", tag=tag))
+        return ""
+    return tag
 
 
 async def _one(ctx: Context, ladder: Ladder, who: str) -> Any:

@@ -6,11 +6,23 @@ import itertools
 from typing import Any
 
 from bot.app import BotApp
+from bot.dispatcher import Context, Router
 from bot.events import Actor, Chat, ContactAdded, Event, MemberJoined, MemberLeft, MessageEvent
 from bot.senders.base import Delivery
 from bot.senders.console import RecordingSender
 
 _ids = itertools.count(1)
+
+
+def listener(event_type: type[Event], heard: list[Any], name: str = "listener") -> Router:
+    """A router that appends every ``event_type`` event it sees to ``heard`` (include it in a bot)."""
+    r = Router(name)
+
+    @r.on(event_type)
+    async def hear(event: Event, ctx: Context) -> None:
+        heard.append(event)
+
+    return r
 
 
 class Harness:

@@ -16,7 +16,7 @@ from bot.members import MEMBERS, profile_of
 from bot.tiers.ladder import SessionEffects
 from bot.tiers.models import Member, PointsEntry, TierChange
 from handlers.tiers import LADDER
-from tests.harness import Harness
+from tests.harness import Harness, listener
 
 
 async def member(app: BotApp, member_id: str = "wmBob") -> Member:
@@ -95,19 +95,7 @@ async def test_an_upgrade_tells_everyone_tags_and_emits(make_bot: Callable[..., 
     await app.start()
     h = Harness(app)
     heard: list[TierChanged] = []
-
-    from bot.dispatcher import Context, Router
-
-    def listener(app_: BotApp) -> Router:
-        r = Router("listener")
-
-        @r.on(TierChanged)
-        async def hear(event: TierChanged, ctx: Context) -> None:
-            heard.append(event)
-
-        return r
-
-    app.dispatcher.include(listener(app))
+    app.dispatcher.include(listener(TierChanged, heard))
     await h.say("hi", sender="wmBob", name="Bob", mention=False)
     async with app.db.session() as s:
         await app.get(LADDER).award(s, SessionEffects(app, s, "t"), "wmBob", "grant", source_event="grant:1",

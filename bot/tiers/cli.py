@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
+import json
 import sys
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,13 @@ examples:
   python -m bot tiers check my-tiers.yaml       validate another file
   python -m bot tiers recompute --dry-run       show members whose totals or tier differ from the ledger
   python -m bot tiers recompute --json          correct them; one JSON object per member, then a summary
+  python -m bot tiers import-purchases orders.csv   record purchases from a shop export (once per order id)
+
+import-purchases reads CSV with a header row (id,member,amount[,sku][,time][,name]) or JSON Lines
+({"id": "…", "member": "wmAbc…", "amount": 268, "sku": "…", "time": "2026-11-20 10:00"}), from a
+file or "-" for stdin. amount is in yuan; time is local (bot.timezone) or ISO 8601 with an offset and
+defaults to now. Every line is checked first: one bad line imports nothing. An order id already
+imported is skipped, so the same export can be imported again safely.
 """
 
 
@@ -85,6 +97,137 @@ def cmd_recompute(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    line: int
+    order_id: str
+    member: str
+    cents: int
+    sku: str
+    at: datetime | None
+    name: str
+
+
+def parse_purchases(text: str, fmt: str, tz: Any) -> tuple[list[PurchaseRecord], list[str]]:
+    """Records of a purchase export and the problems found (``line N: problem``)."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        missing = {"id", "member", "amount"} - set(reader.fieldnames or [])
+        if missing:
+            need = ", ".join(sorted(missing))
+            return [], [f"line 1: the header needs the columns id, member, amount (missing: {need})"]
+        rows = [(reader.line_num, dict(r)) for r in reader]
+    else:
+        for n, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {n}: not JSON ({exc.msg})")
+                continue
+            if not isinstance(obj, dict):
+                problems.append(f"line {n}: a JSON object is required")
+                continue
+            rows.append((n, obj))
+    records: list[PurchaseRecord] = []
+    seen: dict[str, int] = {}
+    for n, r in rows:
+        order_id = str(r.get("id") or "").strip()
+        member = str(r.get("member") or "").strip()
+        if not order_id:
+            problems.append(f"line {n}: id (the order id) is required")
+            continue
+        if order_id in seen:
+            problems.append(f"line {n}: order id {order_id} already appears on line {seen[order_id]}")
+            continue
+        seen[order_id] = n
+        if not member:
+            problems.append(f"line {n}: member (the member's WeCom id) is required")
+            continue
+        try:
+            amount = float(str(r.get("amount", "")).strip())
+        except ValueError:
+            problems.append(f"line {n}: amount must be a number of yuan, got {r.get('amount')!r}")
+            continue
+        if not (0 < amount < 10_000_000):
+            problems.append(f"line {n}: amount must be more than 0, got {amount:g}")
+            continue
+        at: datetime | None = None
+        when = str(r.get("time") or "").strip()
+        if when:
+            try:
+                at = datetime.fromisoformat(when)
+            except ValueError:
+                problems.append(f"line {n}: time must look like 2026-11-20 10:00 or ISO 8601, got {when!r}")
+                continue
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=tz)
+        records.append(PurchaseRecord(n, order_id[:200], member[:128], round(amount * 100),
+                                      str(r.get("sku") or "").strip()[:64], at, str(r.get("name") or "").strip()))
+    return records, problems
+
+
+async def _import_purchases(args: argparse.Namespace, records: list[PurchaseRecord]) -> tuple[int, int, int]:
+    from bot.app import BotApp
+    from bot.cli import config_from_args
+    from bot.events import Actor
+    from bot.senders.console import RecordingSender
+    from bot.tiers.ladder import SessionEffects
+    from handlers.tiers import LADDER
+
+    cfg = config_from_args(args)
+    app = BotApp(cfg, sender=RecordingSender(), run_workers=False)
+    await app.start()
+    imported = skipped = changes = 0
+    try:
+        ladder = app.get(LADDER)
+        for start in range(0, len(records), 500):
+            async with app.db.session() as s:
+                fx = SessionEffects(app, s, "tiers-import")
+                for rec in records[start:start + 500]:
+                    at = rec.at or app.clock.now()
+                    await ladder.touch(s, Actor(id=rec.member, name=rec.name), at)
+                    award = await ladder.purchase(s, fx, rec.member, rec.cents, sku=rec.sku,
+                                                  recorded_by=args.recorded_by, source=f"import:{rec.order_id}", at=at)
+                    if award is None:
+                        skipped += 1
+                    else:
+                        imported += 1
+                        changes += int(award.change is not None)
+        return imported, skipped, changes
+    finally:
+        await app.stop()
+
+
+def cmd_import_purchases(args: argparse.Namespace) -> int:
+    from bot.cli import config_from_args, emit_json
+
+    if args.file == "-":
+        text, name = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text, name = Path(args.file).read_text(encoding="utf-8-sig"), args.file
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"siyu: cannot read {args.file}: {exc}", file=sys.stderr)
+            return 2
+    fmt = args.format or ("csv" if name.lower().endswith(".csv") else "jsonl")
+    records, problems = parse_purchases(text, fmt, config_from_args(args).bot.tz)
+    if problems:
+        for p in problems:
+            print(f"✗ {name}: {p}", file=sys.stderr)
+        print(f"nothing imported: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    imported, skipped, changes = asyncio.run(_import_purchases(args, records))
+    if args.json:
+        emit_json({"imported": imported, "already_imported": skipped, "tier_changes": changes})
+    else:
+        print(f"{imported} purchase(s) imported, {skipped} already imported, {changes} tier change(s) queued")
+    return 0
+
+
 def register(sub: Any) -> None:
     from bot.cli import add_config_arg
 
@@ -106,3 +249,15 @@ def register(sub: Any) -> None:
     r.add_argument("--dry-run", action="store_true", help="report the differences, change nothing")
     r.add_argument("--json", action="store_true", help="one JSON object per member, then a summary object")
     r.set_defaults(func=cmd_recompute)
+    i = tsub.add_parser("import-purchases", help="record purchases from a CSV / JSON Lines export, once per order",
+                        description="Record purchases (购买记录) from a shop's export: each counts toward the "
+                                    "member's purchases, spend and purchase points and may move them up a tier. "
+                                    "Every line is checked first; one bad line imports nothing. Order ids already "
+                                    "imported are skipped.", epilog=EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("file", help="the export: .csv (header id,member,amount[,sku][,time][,name]) or .jsonl; - = stdin")
+    i.add_argument("--format", choices=("csv", "jsonl"), help="file format (default: by the file name; stdin: jsonl)")
+    i.add_argument("--recorded-by", default="import", help="who the purchases are recorded as (default: import)")
+    add_config_arg(i)
+    i.add_argument("--json", action="store_true", help="print the summary as a JSON object")
+    i.set_defaults(func=cmd_import_purchases)

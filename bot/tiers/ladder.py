@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import and_, func, select, update
 
-from bot.events import Actor, Chat, Event, TierChanged
+from bot.events import Actor, Chat, Event, TagAdded, TierChanged
 from bot.members import MemberProfile
 from bot.storage.db import insert_ignoring_conflicts
-from bot.tiers.models import Group, GroupMembership, Member, MemberTag, PointsEntry, Purchase, TierChange
+from bot.tiers.models import Group, GroupMembership, Member, MemberTag, PointsEntry, Purchase, Tag, TierChange
 from bot.tiers.rules import ACTIONS, Decision, Rules, Stats, evaluate
 
 log = logging.getLogger("siyu.tiers")
@@ -32,6 +32,7 @@ LEDGER = PointsEntry.__table__
 GROUP = Group.__table__
 MEMBERSHIP = GroupMembership.__table__
 TAGS = MemberTag.__table__
+TAG_NAMES = Tag.__table__
 CHANGES = TierChange.__table__
 PURCHASES = Purchase.__table__
 
@@ -283,6 +284,29 @@ class Ladder:
         await session.execute(TAGS.delete().where(and_(TAGS.c.member_id == member_id, TAGS.c.tag == f"tier:{old}")))
         await session.execute(insert_ignoring_conflicts(self.dialect, TAGS, ["member_id", "tag"]).values(
             member_id=member_id, tag=f"tier:{new}", source="tier", added_at=at))
+
+    async def add_tag(self, session: Any, fx: Effects, member: Any, tag: str, *, source: str, at: datetime,
+                      key: str) -> bool:
+        """Put ``tag`` on a member (once); emits ``tag_added`` for the SOP triggers. False if it was there."""
+        await session.execute(insert_ignoring_conflicts(self.dialect, TAG_NAMES, ["name"]).values(
+            name=tag, kind="static", created_at=at))
+        added = (await session.execute(insert_ignoring_conflicts(self.dialect, TAGS, ["member_id", "tag"]).values(
+            member_id=member.id, tag=tag, source=source[:32], added_at=at).returning(TAGS.c.tag))).first()
+        if added is None:
+            return False
+        chat = Chat(id=member.last_chat_id, type="group") if member.last_chat_id else None
+        await fx.emit(TagAdded(key=f"tag_added:{key}"[:200], time=at, tag=tag, chat=chat,
+                               member=Actor(id=member.id, name=member.name, staff=member.staff)))
+        return True
+
+    async def remove_tag(self, session: Any, member_id: str, tag: str) -> bool:
+        res = await session.execute(TAGS.delete().where(and_(TAGS.c.member_id == member_id, TAGS.c.tag == tag)))
+        return bool(res.rowcount)
+
+    async def tag_counts(self, session: Any) -> list[tuple[str, int]]:
+        rows = (await session.execute(select(TAGS.c.tag, func.count()).group_by(TAGS.c.tag)
+                                      .order_by(func.count().desc(), TAGS.c.tag))).all()
+        return [(r[0], int(r[1])) for r in rows]
 
     async def next_group(self, session: Any, tier_id: str) -> Any:
         """The group serving ``tier_id`` (by its tier or its group_tag) with room left, fullest first."""
