@@ -123,12 +123,11 @@ class Ladder:
     async def touch(self, session: Any, actor: Actor, at: datetime, *, chat: Chat | None = None,
                     active: bool = False, state: str | None = None, owner_staff: str | None = None,
                     inviter: str | None = None) -> Any:
-        """Create or refresh a member and lock their row for the rest of the transaction."""
-        await session.execute(insert_ignoring_conflicts(self.dialect, MEMBER, ["id"]).values(
-            id=actor.id, name=actor.name, staff=actor.staff, joined_at=at, source_state=state or "",
-            inviter_id=inviter, owner_staff=owner_staff, tier=self.rules.lowest.id, tier_since=at, points=0,
-            messages=0, checkins=0, homework=0, referrals=0, purchases=0, spend_cents=0,
-            last_active_at=at if active else None, last_chat_id=chat.id if chat and chat.is_group else None))
+        """Create or refresh a member and lock their row for the rest of the transaction.
+
+        A known member costs one statement: the UPDATE (which also takes the row lock on PostgreSQL)
+        returns the row; only a new member is inserted and read back.
+        """
         values: dict[str, Any] = {}
         if actor.name:
             values["name"] = actor.name
@@ -141,6 +140,20 @@ class Ladder:
         if owner_staff:
             values["owner_staff"] = owner_staff
         if values:
+            row = (await session.execute(update(MEMBER).where(MEMBER.c.id == actor.id).values(**values)
+                                         .returning(*MEMBER.c))).first()
+            if row is not None:
+                return row
+        else:
+            row = await self.lock(session, actor.id)
+            if row is not None:
+                return row
+        await session.execute(insert_ignoring_conflicts(self.dialect, MEMBER, ["id"]).values(
+            id=actor.id, name=actor.name, staff=actor.staff, joined_at=at, source_state=state or "",
+            inviter_id=inviter, owner_staff=owner_staff, tier=self.rules.lowest.id, tier_since=at, points=0,
+            messages=0, checkins=0, homework=0, referrals=0, purchases=0, spend_cents=0,
+            last_active_at=at if active else None, last_chat_id=chat.id if chat and chat.is_group else None))
+        if values:  # another transaction may have inserted the member in between
             await session.execute(update(MEMBER).where(MEMBER.c.id == actor.id).values(**values))
         return await self.lock(session, actor.id)
 
@@ -161,11 +174,11 @@ class Ladder:
     async def joined(self, session: Any, chat: Chat, member: Actor, at: datetime, *, scene: str,
                      inviter: str | None) -> bool:
         """Record a membership; False if the member was already in the group."""
-        await self.group(session, chat, at)
-        current = (await session.execute(select(MEMBERSHIP).where(and_(
+        current = (await session.execute(select(MEMBERSHIP.c.left_at).where(and_(
             MEMBERSHIP.c.chat_id == chat.id, MEMBERSHIP.c.member_id == member.id)))).first()
         if current is not None and current.left_at is None:
             return False
+        await self.group(session, chat, at)
         if current is None:
             await session.execute(MEMBERSHIP.insert().values(chat_id=chat.id, member_id=member.id, joined_at=at,
                                                              join_scene=scene, inviter_id=inviter))
@@ -197,11 +210,14 @@ class Ladder:
     async def award(self, session: Any, fx: Effects, member_id: str, action: str, *, source_event: str,
                     at: datetime, points: int | None = None, reason: str = "", chat: Chat | None = None,
                     amount_cents: int = 0) -> Award:
-        """Add one ledger entry (capped, once per source event) and re-evaluate the member."""
+        """Add one ledger entry (capped, once per source event) and re-evaluate the member.
+
+        Concurrent awards for one member are serialised by the member's row lock (PostgreSQL) or
+        the single writer (SQLite), taken before the cap is counted.
+        """
         rule = self.rules.action(action) if action in ACTIONS else None
         wanted = points if points is not None else (rule.points if rule else 0)
-        member = await self.lock(session, member_id)
-        if member is None:
+        if not self.app.db.is_sqlite and await self.lock(session, member_id) is None:
             raise LookupError(f"no member {member_id!r}")
         result = Award(member_id, action)
         day = self.local_day(at)
@@ -228,10 +244,13 @@ class Ladder:
             totals[col] = MEMBER.c[col] + 1
         if amount_cents:
             totals["spend_cents"] = MEMBER.c.spend_cents + amount_cents
-        await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**totals))
+        member = (await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**totals)
+                                        .returning(*MEMBER.c))).first()
+        if member is None:
+            raise LookupError(f"no member {member_id!r}")  # rolls the entry back with the transaction
         result.decision, result.change = await self.reevaluate(
             session, fx, member_id, at, source_event=source_event, chat=chat,
-            reason=f"{ACTIONS.get(action, action)} +{granted}")
+            reason=f"{ACTIONS.get(action, action)} +{granted}", member=member)
         return result
 
     async def purchase(self, session: Any, fx: Effects, member_id: str, amount_cents: int, *, sku: str,
@@ -249,9 +268,11 @@ class Ladder:
     # ── evaluation and its effects ──
 
     async def reevaluate(self, session: Any, fx: Effects, member_id: str, at: datetime, *, source_event: str,
-                         chat: Chat | None = None, reason: str = "", operator: str | None = None
-                         ) -> tuple[Decision, TierChange | None]:
-        member = (await session.execute(select(MEMBER).where(MEMBER.c.id == member_id))).first()
+                         chat: Chat | None = None, reason: str = "", operator: str | None = None,
+                         member: Any = None) -> tuple[Decision, TierChange | None]:
+        """Evaluate the member (``member``: their current row, when the caller has it) and apply a change."""
+        if member is None:
+            member = (await session.execute(select(MEMBER).where(MEMBER.c.id == member_id))).first()
         decision = evaluate(self.rules, stats_of(member), at)
         if decision.tier == member.tier:
             return decision, None
