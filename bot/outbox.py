@@ -48,6 +48,19 @@ RATE_RULES: dict[str, tuple[tuple[int, float], ...]] = {
 # Byte limits of one message's content; longer texts are split into several rows.
 TEXT_LIMITS: dict[str, int] = {"text": 2048, "markdown": 4096}
 MOMENT_CHAR_LIMIT = 2000
+RESPONSE_URL_BYTES = 20480     # a 智能机器人 response_url takes one long markdown answer
+REMIND_HEADER_BYTES = 256      # room for the "please forward to …" lines of remind_staff
+
+
+def text_limit(kind: str, msgtype: str, destination: dict[str, Any]) -> int:
+    """How many UTF-8 bytes one row of this delivery may carry (wecom-protocol.md §3-4)."""
+    if kind == "reply" and destination.get("response_url"):
+        return RESPONSE_URL_BYTES
+    if kind == "group_robot":
+        return TEXT_LIMITS.get(msgtype, 2048)  # robot markdown: 4096
+    if kind == "remind_staff":
+        return TEXT_LIMITS["text"] - REMIND_HEADER_BYTES
+    return TEXT_LIMITS["text"]  # message/send, appchat/send, welcome, mass send: 2048 (markdown too)
 _CLAIM_LOCK = 7_264_002
 
 
@@ -153,7 +166,7 @@ class Outbox:
         elif kind == "mark_tag":
             texts = [text]
         else:
-            texts = split_text(text, TEXT_LIMITS.get(msgtype, 2048))
+            texts = split_text(text, text_limit(kind, msgtype, dest))
         recipients: list[list[str]] = [[u] for u in to] if kind in ("app_message", "remind_staff") and len(to) > 1 \
             else [list(to)]
         now = self.clock.now()
