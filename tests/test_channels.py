@@ -91,9 +91,15 @@ async def test_forged_signature_is_401_and_nothing_is_stored(bot: BotApp) -> Non
     async with serve(bot) as client:
         assert (await client.post("/wecom/callback?" + forged, data=body)).status == 401
         assert (await client.post("/wecom/callback?" + q2, data=body2)).status == 401
-        assert (await client.post("/wecom/callback?" + missing, data=body)).status in (400, 401)
+        assert (await client.post("/wecom/callback?" + missing, data=body)).status == 401
         r = await client.get("/wecom/callback?" + APP.verify_url("x").replace("msg_signature=", "msg_signature=f"))
         assert r.status == 401
+        unsigned = "&".join(p for p in APP.verify_url("x").split("&") if not p.startswith("msg_signature="))
+        assert (await client.get("/wecom/callback?" + unsigned)).status == 401
+        aibot_q, aibot_body = AIBOT.aibot_post({"msgid": "m-unsigned", "chattype": "single", "from": {"userid": "u"},
+                                                "msgtype": "text", "text": {"content": "x"}})
+        aibot_unsigned = "&".join(p for p in aibot_q.split("&") if not p.startswith("msg_signature="))
+        assert (await client.post("/wecom/aibot?" + aibot_unsigned, data=aibot_body)).status == 401
     assert await inbox_count(bot) == 0
 
 
