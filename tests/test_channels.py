@@ -323,6 +323,14 @@ async def test_health_and_metrics(bot: BotApp) -> None:
     assert 'siyu_rejected_total{channel="webhook",reason="signature"} 1.0' in text
     assert 'siyu_outbox_rows{state="pending"}' in text
     assert "siyu_ack_latency_seconds_bucket" in text
+    await bot.settle()  # processed and sent: the metric names all appear
+    async with serve(bot) as client:
+        text = await (await client.get("/metrics")).text()
+    assert 'siyu_processed_total{status="done"} 1.0' in text
+    assert 'siyu_outbox_rows{state="sent"} 1.0' in text
+    assert 'siyu_send_latency_seconds_count{kind="reply"} 1.0' in text
+    assert 'siyu_sent_total{kind="reply",outcome="sent"} 1.0' in text
+    assert "# TYPE siyu_handler_errors_total counter" in text and "# TYPE siyu_deduplicated_total counter" in text
 
 
 async def test_aibot_reply_goes_out_later_when_the_passive_window_passes(
