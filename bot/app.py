@@ -105,17 +105,19 @@ class BotApp:
         self.timers = Timers(self.db, self.clock, self.replica)
         self._services: dict[ServiceKey[Any], Any] = {}
         self.sender: Sender = sender if sender is not None else make_sender(config, self.clock, self.metrics)
-        from bot.senders.wecom import WeComSender
-
-        if isinstance(self.sender, WeComSender):  # the API sender is also the API client features call
-            from bot.wecomapi import WECOM_API
-
-            self.sender.use_metrics(self.metrics)
-            self.provide(WECOM_API, self.sender)
         self.dispatcher = Dispatcher(self)
         self.inbox_pump = InboxPump(self.db, self.clock, self.dispatcher, config.inbox, self.metrics, self.replica,
                                     frozenset(config.bot.staff_ids))
         self.inbox_writer = InboxWriter(self.db, self.clock, on_commit=self.inbox_pump.kick)
+        from bot.senders.wecom import WeComSender
+
+        if isinstance(self.sender, WeComSender):  # the API sender is also the API client features call
+            from bot.channels.enrich import GroupChatEnricher
+            from bot.wecomapi import WECOM_API
+
+            self.sender.use_metrics(self.metrics)
+            self.provide(WECOM_API, self.sender)
+            self.inbox_pump.enrichers.append(GroupChatEnricher(self.sender))  # names and inviters of joiners
         self.outbox_pump = OutboxPump(self.db, self.clock, self.sender, config, self.metrics, self.replica)
         self.timers.after_run.append(self.outbox_pump.kick)
         self.timers.after_run.append(self.inbox_pump.kick)
