@@ -190,13 +190,32 @@ class Outbox:
         stmt = insert_ignoring_conflicts(self.db.dialect, OUTBOX, ["key"]).values(rows).returning(OUTBOX.c.id)
         return len((await session.execute(stmt)).all())
 
-    async def claim_passive(self, source: str) -> list[dict[str, Any]]:
-        """Take the pending replies to one event for a synchronous (passive) answer."""
+    async def claim_passive(self, source: str, max_bytes: int = RESPONSE_URL_BYTES,
+                            separator: str = "\n\n") -> list[dict[str, Any]]:
+        """Take the pending replies to one event for a synchronous (passive) answer.
+
+        Replies are taken in order while their texts, joined by ``separator``, fit
+        ``max_bytes`` (a 智能机器人 stream answer holds 20,480); the rest stay
+        queued and go out through the sender.
+        """
         now = self.clock.now()
         async with self.db.session() as s:
+            q = (select(OUTBOX.c.id, OUTBOX.c.payload)
+                 .where(and_(OUTBOX.c.source == source, OUTBOX.c.kind == "reply", OUTBOX.c.status == "pending"))
+                 .order_by(OUTBOX.c.id))
+            if not self.db.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            take, size = [], -len(separator.encode())
+            for row in (await s.execute(q)).all():
+                size += len(separator.encode()) + len(str(row.payload.get("text", "")).encode())
+                if size > max_bytes:
+                    break
+                take.append(row.id)
+            if not take:
+                return []
             rows = (await s.execute(
                 update(OUTBOX)
-                .where(and_(OUTBOX.c.source == source, OUTBOX.c.kind == "reply", OUTBOX.c.status == "pending"))
+                .where(and_(OUTBOX.c.id.in_(take), OUTBOX.c.status == "pending"))
                 .values(status="sent", sent_at=now, dispatched_at=now, attempts=OUTBOX.c.attempts + 1,
                         result={"via": "passive"})
                 .returning(OUTBOX.c.id, OUTBOX.c.payload, OUTBOX.c.key)

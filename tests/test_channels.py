@@ -359,3 +359,34 @@ async def test_aibot_enter_chat_event_is_stored(bot: BotApp) -> None:
         assert (await client.post("/wecom/aibot?" + q, data=body)).status == 200
     (row,) = await inbox_rows(bot)
     assert row.kind == "entered" and row.payload["user"]["id"] == "wangwu"
+
+
+def long_answers(app: BotApp) -> object:
+    from bot.dispatcher import Context, Router, text_matches
+    from bot.events import MessageEvent
+
+    router = Router("long-answers")
+
+    @router.message(text_matches("^长回复$"), priority=5, block=True)
+    async def answer(event: MessageEvent, ctx: Context) -> None:
+        await ctx.reply("甲" * 5000)  # 15,000 bytes each: two do not fit one passive answer
+        await ctx.reply("乙" * 5000)
+
+    return router
+
+
+async def test_a_passive_aibot_answer_takes_only_what_fits(make_bot: Callable[..., BotApp]) -> None:
+    app = make_bot(run_workers=True, features=[long_answers])
+    msg = {"msgid": "m-long", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "lisi"},
+           "response_url": "https://example.invalid/resp-long", "msgtype": "text", "text": {"content": "长回复"}}
+    async with serve(app) as client:
+        q, body = AIBOT.aibot_post(msg, nonce="n-long")
+        reply = await (await client.post("/wecom/aibot?" + q, data=body)).json()
+    crypto = WeComCrypto(TEST_ENV["SIYU_AIBOT__TOKEN"], TEST_ENV["SIYU_AIBOT__ENCODING_AES_KEY"], "")
+    plain = json.loads(crypto.verify_and_decrypt(str(reply["timestamp"]), "n-long", reply["encrypt"],
+                                                 reply["msgsignature"]))
+    assert plain["stream"]["content"] == "甲" * 5000
+    app.clock.advance(5)  # type: ignore[attr-defined]
+    await app.settle()
+    (later,) = app.sender.deliveries  # type: ignore[attr-defined]
+    assert later.text == "乙" * 5000 and later.destination["response_url"] == "https://example.invalid/resp-long"
