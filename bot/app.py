@@ -74,11 +74,16 @@ def load_plugin(ref: str) -> Setup:
     return fn
 
 
-def make_sender(config: Config) -> Sender:
+def make_sender(config: Config, clock: Clock | None = None, metrics: Metrics | None = None) -> Sender:
+    """The sender ``bot.sender`` names: console (default), robot (webhooks + console) or wecom (the API)."""
     if config.bot.sender == "wecom":
         from bot.senders.wecom import WeComSender
 
-        return WeComSender(config)
+        return WeComSender(config, clock=clock, metrics=metrics)
+    if config.bot.sender == "robot":
+        from bot.senders.robot import RobotSender
+
+        return RobotSender(config)
     from bot.senders.console import ConsoleSender
 
     return ConsoleSender(config.console.format)
@@ -98,11 +103,21 @@ class BotApp:
         self.roles = Roles(config.bot.admins, self.clock, self.db.dialect)
         self.scheduler = Scheduler(config.bot.tz, self.db, self.clock, self.metrics, self.replica)
         self.timers = Timers(self.db, self.clock, self.replica)
-        self.sender: Sender = sender if sender is not None else make_sender(config)
+        self._services: dict[ServiceKey[Any], Any] = {}
+        self.sender: Sender = sender if sender is not None else make_sender(config, self.clock, self.metrics)
         self.dispatcher = Dispatcher(self)
         self.inbox_pump = InboxPump(self.db, self.clock, self.dispatcher, config.inbox, self.metrics, self.replica,
                                     frozenset(config.bot.staff_ids))
         self.inbox_writer = InboxWriter(self.db, self.clock, on_commit=self.inbox_pump.kick)
+        from bot.senders.wecom import WeComSender
+
+        if isinstance(self.sender, WeComSender):  # the API sender is also the API client features call
+            from bot.channels.enrich import GroupChatEnricher
+            from bot.wecomapi import WECOM_API
+
+            self.sender.use_metrics(self.metrics)
+            self.provide(WECOM_API, self.sender)
+            self.inbox_pump.enrichers.append(GroupChatEnricher(self.sender))  # names and inviters of joiners
         self.outbox_pump = OutboxPump(self.db, self.clock, self.sender, config, self.metrics, self.replica)
         self.timers.after_run.append(self.outbox_pump.kick)
         self.timers.after_run.append(self.inbox_pump.kick)
@@ -114,7 +129,6 @@ class BotApp:
         self.pumps: list[Pump] = []
         # Extra HTTP routes a feature serves: (method, path, aiohttp handler); see bot.web.
         self.http_routes: list[tuple[str, str, Any]] = []
-        self._services: dict[ServiceKey[Any], Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
 

@@ -114,7 +114,7 @@ class BotConfig(Section):
     timezone: str = "Asia/Shanghai"
     staff_ids: list[str] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=list)
-    sender: Literal["console", "wecom"] = "console"
+    sender: Literal["console", "robot", "wecom"] = "console"
     ops_users: list[str] = Field(default_factory=list)
     confirm_ttl_s: int = Field(120, ge=10, le=3600)
     instance_id: str = ""
@@ -356,6 +356,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 value = value.get_secret_value()
             if not value:
                 problems.append(f"wecom.{key}: required when bot.sender = \"wecom\"")
+    if cfg.bot.sender == "robot" and not (cfg.group_robot.keys or cfg.group_robot.default_key.get_secret_value()):
+        problems.append("group_robot.keys: at least one key (or group_robot.default_key) is required when "
+                        "bot.sender = \"robot\"")
     if problems:
         raise ConfigError(problems, source)
     return cfg

@@ -318,10 +318,11 @@ def events_from_payload(
             raise PayloadError("member: an object (or members: a non-empty list) is required")
         actors = [_actor(m, "member", staff_ids) for m in members]
         out: list[Event] = []
-        for actor in actors:
+        for actor, member_data in zip(actors, members, strict=True):
             k = key if len(actors) == 1 else f"{key}#{actor.id}"
             if etype == "member_joined":
-                inviter_data = payload.get("inviter")
+                # each member may name its own inviter (WeCom's groupchat/get does); else the event's
+                inviter_data = member_data.get("inviter", payload.get("inviter"))
                 inviter = _actor(inviter_data, "inviter", staff_ids) if inviter_data else None
                 scene = payload.get("scene", "other")
                 if scene not in ("invite", "qrcode", "other"):

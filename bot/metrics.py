@@ -28,6 +28,9 @@ class Metrics:
                                       ["kind"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_latency = Histogram("siyu_delivery_delay_seconds", "From outbox row creation to sent",
                                        ["kind"], buckets=LATENCY_BUCKETS, registry=r)
+        self.wecom_calls = Counter("siyu_wecom_calls_total", "WeCom API calls by path and outcome (ok, errcode, "
+                                   "transport)", ["path", "outcome"], registry=r)
+        self.wecom_token_fetches = Counter("siyu_wecom_token_fetches_total", "gettoken calls", registry=r)
         self.cron_runs = Counter("siyu_cron_runs_total", "Cron job runs", ["job", "outcome"], registry=r)
 
     def render(self) -> bytes:

@@ -48,6 +48,19 @@ RATE_RULES: dict[str, tuple[tuple[int, float], ...]] = {
 # Byte limits of one message's content; longer texts are split into several rows.
 TEXT_LIMITS: dict[str, int] = {"text": 2048, "markdown": 4096}
 MOMENT_CHAR_LIMIT = 2000
+RESPONSE_URL_BYTES = 20480     # a 智能机器人 response_url takes one long markdown answer
+REMIND_HEADER_BYTES = 256      # room for the "please forward to …" lines of remind_staff
+
+
+def text_limit(kind: str, msgtype: str, destination: dict[str, Any]) -> int:
+    """How many UTF-8 bytes one row of this delivery may carry (wecom-protocol.md §3-4)."""
+    if kind == "reply" and destination.get("response_url"):
+        return RESPONSE_URL_BYTES
+    if kind == "group_robot":
+        return TEXT_LIMITS.get(msgtype, 2048)  # robot markdown: 4096
+    if kind == "remind_staff":
+        return TEXT_LIMITS["text"] - REMIND_HEADER_BYTES
+    return TEXT_LIMITS["text"]  # message/send, appchat/send, welcome, mass send: 2048 (markdown too)
 _CLAIM_LOCK = 7_264_002
 
 
@@ -153,7 +166,7 @@ class Outbox:
         elif kind == "mark_tag":
             texts = [text]
         else:
-            texts = split_text(text, TEXT_LIMITS.get(msgtype, 2048))
+            texts = split_text(text, text_limit(kind, msgtype, dest))
         recipients: list[list[str]] = [[u] for u in to] if kind in ("app_message", "remind_staff") and len(to) > 1 \
             else [list(to)]
         now = self.clock.now()
@@ -177,13 +190,32 @@ class Outbox:
         stmt = insert_ignoring_conflicts(self.db.dialect, OUTBOX, ["key"]).values(rows).returning(OUTBOX.c.id)
         return len((await session.execute(stmt)).all())
 
-    async def claim_passive(self, source: str) -> list[dict[str, Any]]:
-        """Take the pending replies to one event for a synchronous (passive) answer."""
+    async def claim_passive(self, source: str, max_bytes: int = RESPONSE_URL_BYTES,
+                            separator: str = "\n\n") -> list[dict[str, Any]]:
+        """Take the pending replies to one event for a synchronous (passive) answer.
+
+        Replies are taken in order while their texts, joined by ``separator``, fit
+        ``max_bytes`` (a 智能机器人 stream answer holds 20,480); the rest stay
+        queued and go out through the sender.
+        """
         now = self.clock.now()
         async with self.db.session() as s:
+            q = (select(OUTBOX.c.id, OUTBOX.c.payload)
+                 .where(and_(OUTBOX.c.source == source, OUTBOX.c.kind == "reply", OUTBOX.c.status == "pending"))
+                 .order_by(OUTBOX.c.id))
+            if not self.db.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            take, size = [], -len(separator.encode())
+            for row in (await s.execute(q)).all():
+                size += len(separator.encode()) + len(str(row.payload.get("text", "")).encode())
+                if size > max_bytes:
+                    break
+                take.append(row.id)
+            if not take:
+                return []
             rows = (await s.execute(
                 update(OUTBOX)
-                .where(and_(OUTBOX.c.source == source, OUTBOX.c.kind == "reply", OUTBOX.c.status == "pending"))
+                .where(and_(OUTBOX.c.id.in_(take), OUTBOX.c.status == "pending"))
                 .values(status="sent", sent_at=now, dispatched_at=now, attempts=OUTBOX.c.attempts + 1,
                         result={"via": "passive"})
                 .returning(OUTBOX.c.id, OUTBOX.c.payload, OUTBOX.c.key)

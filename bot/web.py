@@ -51,6 +51,8 @@ def _query(request: web.Request, *names: str) -> list[str]:
     values = []
     for name in names:
         v = request.query.get(name)
+        if not v and name == "msg_signature":  # an unsigned request is refused like a forged one
+            raise _refuse(401, "signature", "msg_signature is missing")
         if not v:
             raise _refuse(400, "missing_param", f"query parameter {name} is required")
         # base64 survives in a query only percent-encoded; a bare '+' decodes to ' '.

@@ -22,6 +22,7 @@ from bot.clock import FakeClock
 from bot.config import Config, load_config
 from bot.senders.base import Sender
 from bot.senders.console import RecordingSender
+from tests.fakes.wecom import fake_wecom, wecom_config  # noqa: F401 - fixtures for every test module
 from tests.harness import Harness
 
 PG_URL = os.environ.get("SIYU_TEST_DATABASE_URL", "")

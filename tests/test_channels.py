@@ -91,9 +91,15 @@ async def test_forged_signature_is_401_and_nothing_is_stored(bot: BotApp) -> Non
     async with serve(bot) as client:
         assert (await client.post("/wecom/callback?" + forged, data=body)).status == 401
         assert (await client.post("/wecom/callback?" + q2, data=body2)).status == 401
-        assert (await client.post("/wecom/callback?" + missing, data=body)).status in (400, 401)
+        assert (await client.post("/wecom/callback?" + missing, data=body)).status == 401
         r = await client.get("/wecom/callback?" + APP.verify_url("x").replace("msg_signature=", "msg_signature=f"))
         assert r.status == 401
+        unsigned = "&".join(p for p in APP.verify_url("x").split("&") if not p.startswith("msg_signature="))
+        assert (await client.get("/wecom/callback?" + unsigned)).status == 401
+        aibot_q, aibot_body = AIBOT.aibot_post({"msgid": "m-unsigned", "chattype": "single", "from": {"userid": "u"},
+                                                "msgtype": "text", "text": {"content": "x"}})
+        aibot_unsigned = "&".join(p for p in aibot_q.split("&") if not p.startswith("msg_signature="))
+        assert (await client.post("/wecom/aibot?" + aibot_unsigned, data=aibot_body)).status == 401
     assert await inbox_count(bot) == 0
 
 
@@ -317,6 +323,14 @@ async def test_health_and_metrics(bot: BotApp) -> None:
     assert 'siyu_rejected_total{channel="webhook",reason="signature"} 1.0' in text
     assert 'siyu_outbox_rows{state="pending"}' in text
     assert "siyu_ack_latency_seconds_bucket" in text
+    await bot.settle()  # processed and sent: the metric names all appear
+    async with serve(bot) as client:
+        text = await (await client.get("/metrics")).text()
+    assert 'siyu_processed_total{status="done"} 1.0' in text
+    assert 'siyu_outbox_rows{state="sent"} 1.0' in text
+    assert 'siyu_send_latency_seconds_count{kind="reply"} 1.0' in text
+    assert 'siyu_sent_total{kind="reply",outcome="sent"} 1.0' in text
+    assert "# TYPE siyu_handler_errors_total counter" in text and "# TYPE siyu_deduplicated_total counter" in text
 
 
 async def test_aibot_reply_goes_out_later_when_the_passive_window_passes(
@@ -345,3 +359,34 @@ async def test_aibot_enter_chat_event_is_stored(bot: BotApp) -> None:
         assert (await client.post("/wecom/aibot?" + q, data=body)).status == 200
     (row,) = await inbox_rows(bot)
     assert row.kind == "entered" and row.payload["user"]["id"] == "wangwu"
+
+
+def long_answers(app: BotApp) -> object:
+    from bot.dispatcher import Context, Router, text_matches
+    from bot.events import MessageEvent
+
+    router = Router("long-answers")
+
+    @router.message(text_matches("^长回复$"), priority=5, block=True)
+    async def answer(event: MessageEvent, ctx: Context) -> None:
+        await ctx.reply("甲" * 5000)  # 15,000 bytes each: two do not fit one passive answer
+        await ctx.reply("乙" * 5000)
+
+    return router
+
+
+async def test_a_passive_aibot_answer_takes_only_what_fits(make_bot: Callable[..., BotApp]) -> None:
+    app = make_bot(run_workers=True, features=[long_answers])
+    msg = {"msgid": "m-long", "aibotid": "AIBOTID", "chattype": "single", "from": {"userid": "lisi"},
+           "response_url": "https://example.invalid/resp-long", "msgtype": "text", "text": {"content": "长回复"}}
+    async with serve(app) as client:
+        q, body = AIBOT.aibot_post(msg, nonce="n-long")
+        reply = await (await client.post("/wecom/aibot?" + q, data=body)).json()
+    crypto = WeComCrypto(TEST_ENV["SIYU_AIBOT__TOKEN"], TEST_ENV["SIYU_AIBOT__ENCODING_AES_KEY"], "")
+    plain = json.loads(crypto.verify_and_decrypt(str(reply["timestamp"]), "n-long", reply["encrypt"],
+                                                 reply["msgsignature"]))
+    assert plain["stream"]["content"] == "甲" * 5000
+    app.clock.advance(5)  # type: ignore[attr-defined]
+    await app.settle()
+    (later,) = app.sender.deliveries  # type: ignore[attr-defined]
+    assert later.text == "乙" * 5000 and later.destination["response_url"] == "https://example.invalid/resp-long"

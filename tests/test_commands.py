@@ -164,3 +164,27 @@ async def test_where_a_command_may_run(h: Harness) -> None:
 async def test_commands_after_a_mention_of_the_bot(h: Harness) -> None:
     (text,) = await h.say_texts("@小域 /whoami")
     assert "Alice" in text
+
+
+async def test_role_grant_list_revoke_round_trip(h: Harness) -> None:
+    (text,) = await h.admin("/role grant @wmAlice reviewer")
+    assert "已授予 wmAlice 合规审核角色" in text
+    (text,) = await h.admin("/role grant @wmAlice reviewer")
+    assert "无需重复授予" in text
+    (text,) = await h.admin("/role list")
+    assert "admin01：管理员（配置文件）" in text and "wmAlice：合规审核（由 admin01 授予）" in text
+    (text,) = await h.admin("/role list operator")
+    assert "wmAlice" not in text
+    (text,) = await h.say_texts("/role list")  # members may not look
+    assert "需要管理员权限" in text
+    (text,) = await h.admin("/role grant @wmAlice boss")
+    assert "只能是" in text and "用法：/role grant" in text
+    (text,) = await h.admin("/role revoke @wmAlice reviewer")
+    assert "已撤销 wmAlice 的合规审核角色" in text
+    (text,) = await h.admin("/role revoke @wmAlice reviewer")
+    assert "没有合规审核角色" in text
+    async with h.app.db.read() as s:
+        assert await h.app.roles.of(s, "wmAlice") == frozenset()
+    assert [a for a in await audit_rows(h.app) if a[0].startswith("role")] == [
+        ("role grant", "ok"), ("role grant", "ok"), ("role list", "ok"), ("role list", "ok"),
+        ("role list", "denied"), ("role grant", "usage_error"), ("role revoke", "ok"), ("role revoke", "ok")]

@@ -27,7 +27,8 @@ class ConsoleSender:
         rec: dict[str, Any] = {"kind": d.kind, "chat": d.chat_id, "to": d.to, "text": d.text, "key": d.key}
         if d.msgtype != "text":
             rec["msgtype"] = d.msgtype
-        for extra in ("sender", "external_userids", "chat_ids", "welcome_code", "visible"):
+        for extra in ("sender", "external_userids", "chat_ids", "welcome_code", "visible", "robot", "mention",
+                      "userid", "external_userid"):
             if extra in d.destination:
                 rec[extra] = d.destination[extra]
         for extra in ("attachments", "add_tag", "remove_tag"):

@@ -1,0 +1,118 @@
+"""One HTTP transport for every call to WeCom: JSON in, JSON out, errcode checked.
+
+Used by the API client (bot.senders.wecom), the group-robot webhook client and
+智能机器人 ``response_url`` posts (bot.senders.robot). Every request has the
+timeout ``wecom.request_timeout_s``. Failures become :class:`WeComError`
+(errcode != 0) or :class:`WeComTransportError` (network error, timeout, HTTP
+5xx/429 — retryable; other HTTP statuses and bodies that are not JSON — not).
+
+Query strings carry secrets (``access_token``, ``corpsecret``, the robot's
+``key``), so no message this module produces or logs contains a URL's query,
+and request bodies are logged only at DEBUG, by size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bot.senders.base import SendError
+from bot.wecomapi import WeComError, WeComTransportError
+
+log = logging.getLogger("siyu.wecom")
+
+_QUERY = re.compile(r"\?[^\s'\"<>]*")
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without URL query strings or any of ``secrets``."""
+    out = _QUERY.sub("?…", text)
+    for s in secrets:
+        if s and len(s) >= 4:
+            out = out.replace(s, "***")
+    return out
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class Transport:
+    """A lazily opened aiohttp session with one timeout and error mapping for all calls."""
+
+    def __init__(self, timeout_s: float, secrets: Callable[[], Iterable[str]] = tuple) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._secrets = secrets
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, raise_for_status=False,
+                                                  headers={"User-Agent": "siyu"})
+        return self._session
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._secrets())
+
+    async def request(self, method: str, url: str, *, params: dict[str, str] | None = None,
+                      body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One call; returns the JSON answer when its errcode is 0 (or absent)."""
+        where = f"{method} {urlsplit(url).path}"
+        try:
+            async with self._open().request(method, url, params=params, json=body) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = _retry_after(resp)
+        except TimeoutError:
+            raise WeComTransportError(f"{where}: no answer within {self.timeout.total:g}s", retryable=True) \
+                from None
+        except aiohttp.ClientError as exc:
+            raise WeComTransportError(f"{where}: {type(exc).__name__}: {self._scrub(str(exc))}"[:300],
+                                      retryable=True) from None
+        log.debug("%s → HTTP %s (%d bytes sent, %d received)", where, status,
+                  len(repr(body)) if body is not None else 0, len(raw))
+        if status >= 500 or status == 429:
+            raise WeComTransportError(f"{where}: HTTP {status}", retryable=True, retry_after=retry_after,
+                                      status=status)
+        if status != 200:
+            raise WeComTransportError(f"{where}: HTTP {status} (check wecom.api_base)", retryable=False,
+                                      status=status)
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise WeComTransportError(f"{where}: the answer is not a JSON object", retryable=True,
+                                      status=status) from None
+        errcode = data.get("errcode", 0)
+        if not isinstance(errcode, int):
+            raise WeComTransportError(f"{where}: errcode is not a number", retryable=True, status=status)
+        if errcode != 0:
+            raise WeComError(errcode, self._scrub(str(data.get("errmsg", "")))[:300])
+        return data
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+def send_error(exc: WeComError, what: str) -> SendError:
+    """The outbox's view of a failed call: retryable or not, the errcode, a reason an operator can act on."""
+    if isinstance(exc, WeComTransportError):
+        return SendError(exc.errmsg, retryable=exc.retryable, retry_after=exc.retry_after)
+    parts = [exc.errmsg or "no errmsg"]
+    if exc.hint:
+        parts.append(exc.hint)
+    return SendError(f"{' — '.join(parts)} ({what})", retryable=exc.retryable, errcode=exc.errcode,
+                     retry_after=exc.retry_after)
