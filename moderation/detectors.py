@@ -41,7 +41,8 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], dict[str, str]]:
     cls = "[0-9" + "".join(re.escape(f) for f in digits if not f.isascii()) + "]"
     num = f"{cls}(?:{_SPLIT}{{0,3}}{cls}){{4,}}"
     # Cheap first look: most messages have no run of digits, no @ and no domain-like text.
-    pre = re.compile(rf"{num}|[@＠]|https?:|www\.|\(at\)|（at）|[a-zA-Z0-9]\s*(?:\.|点|。|dot)\s*[a-zA-Z]{{2}}")
+    pre = re.compile(rf"{num}|{_WX_WORD}|{_QQ_WORD}|[@＠]|https?:|www\.|\(at\)|（at）"
+                     rf"|[a-zA-Z0-9]\s*(?:\.|点|。|dot)\s*[a-zA-Z]{{2}}", re.IGNORECASE)
     rx = re.compile(
         rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
         rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"

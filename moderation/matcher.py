@@ -29,7 +29,7 @@ import ahocorasick_rs
 
 from moderation import detectors, words
 from moderation.lexicon import LEVEL_RANK, Lexicon, Term, cap_level, lower_level
-from moderation.normalize import normalise
+from moderation.normalize import Normalised, fold1, normalise
 from moderation.variants import Variants, default_variants
 
 STAGE_RANK = {"exact": 0, "normalised": 1, "variant": 2, "pinyin": 3, "detector": 1}
@@ -111,9 +111,7 @@ class Matcher:
             for term, form, how in self.meta[pid]:
                 if folded is None:
                     folded = n.folded(a, b)
-                if form[0] in _ALNUM and a > 0 and compact[a - 1] in _ALNUM:
-                    continue
-                if form[-1] in _ALNUM and b < len(compact) and compact[b] in _ALNUM:
+                if (form[0] in _ALNUM or form[-1] in _ALNUM) and not self._whole_latin(n, a, b, form):
                     continue
                 sound_alike = False
                 if folded == form:
@@ -160,6 +158,15 @@ class Matcher:
                             normalised=d.value, source=d.kind))
         hits.sort(key=lambda h: (h.start, -h.end, h.category))
         return hits
+
+    @staticmethod
+    def _whole_latin(n: Normalised, a: int, b: int, form: str) -> bool:
+        """A term that starts or ends with a letter or digit must not continue a word of the original (devx)."""
+        s, e = n.span(a, b)
+        text = n.original
+        if form[0] in _ALNUM and s > 0 and fold1(text[s - 1]) in _ALNUM:
+            return False
+        return not (form[-1] in _ALNUM and e < len(text) and fold1(text[e]) in _ALNUM)
 
     def _hit(self, n: object, c: _Cand) -> Hit:
         from moderation.normalize import Normalised
