@@ -78,14 +78,13 @@ def propose_allow(text: str, a: int, b: int, term_form: str) -> str:
     hi = next((e for s, e in toks if s < b <= e), b)
     cand = text[lo:hi]
     if cand == term_form or len(cand) <= len(term_form):
-        # extend by the next word, else the previous one
-        nxt = next(((s, e) for s, e in toks if s >= hi and text[s:e].strip()), None)
+        # extend by the adjacent next word, else the adjacent previous one (punctuation ends a phrase)
+        nxt = next(((s, e) for s, e in toks if s == hi and any(c.isalnum() for c in text[s:e])), None)
+        prv = next(((s, e) for s, e in toks if e == lo and any(c.isalnum() for c in text[s:e])), None)
         if nxt is not None:
             cand = text[lo:nxt[1]]
-        else:
-            prv = [(s, e) for s, e in toks if e <= lo and text[s:e].strip()]
-            if prv:
-                cand = text[prv[-1][0]:hi]
+        elif prv is not None:
+            cand = text[prv[0]:hi]
     return cand.strip()
 
 
