@@ -122,11 +122,13 @@ def test_bad_lines_are_named() -> None:
     text = FEED + "not json\n" + json.dumps({"msgid": "x"}) + "\n" + json.dumps(rec(30, "m30")) + "\n"
     records, problems = archive.parse_lines(text.splitlines())
     assert len(records) == 7
-    assert [(p.line, p.error.split(":")[0]) for p in problems] == [(8, "not JSON"), (9, "seq"), (10, "a text record needs \"text\"")]
+    assert [(p.line, p.error.split(":")[0]) for p in problems] == \
+        [(8, "not JSON"), (9, "seq"), (10, 'a text record needs "text"')]
 
 
 async def test_http_import(app: BotApp) -> None:
     body = FEED.encode()
+    signed = {"X-Siyu-Signature": archive_signature(SECRET, body)}
     async with serve(app) as client:
         r = await client.post("/archive/import", data=body, headers={"X-Siyu-Signature": "sha256=bad"})
         assert r.status == 401
@@ -144,11 +146,11 @@ async def test_http_import(app: BotApp) -> None:
         r = await client.post("/archive/import", data=empty,
                               headers={"X-Siyu-Signature": archive_signature(SECRET, empty)})
         assert r.status == 400
-        r = await client.post("/archive/import", data=body, headers={"X-Siyu-Signature": archive_signature(SECRET, body)})
+        r = await client.post("/archive/import", data=body, headers=signed)
         assert r.status == 200
         data = await r.json()
         assert data["imported"] == 7 and data["cursor"] == 7 and data["alerts"] >= 2
-        r = await client.post("/archive/import", data=body, headers={"X-Siyu-Signature": archive_signature(SECRET, body)})
+        r = await client.post("/archive/import", data=body, headers=signed)
         assert (await r.json())["alerts"] == 0
 
 
