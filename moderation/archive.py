@@ -1,0 +1,234 @@
+"""The message archive (会话内容存档): decrypted records in, alerts out.
+
+One JSON object per line, as ``DecryptData`` gives it (wecom-protocol.md §6)::
+
+    {"seq": 1, "msgid": "…", "action": "send", "from": "zhangsan", "tolist": ["wmXyz"], "roomid": "",
+     "msgtime": 1547087894783, "msgtype": "text", "text": {"content": "加我微信"}}
+
+Every line is checked first. A batch with a bad line is refused whole — each bad
+line named with its number and problem — and nothing is stored, so the seq
+cursor never jumps over a hole (``import-archive --skip-bad`` imports the good
+lines anyway). Records already imported (same msgid) are skipped, so a file
+imported twice raises no alert twice; a recall (``revoke.pre_msgid``) is linked
+to the original message and its alerts, in whichever order they arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from bot.channels.parse import is_staff_id
+from bot.events import Actor, Chat
+from bot.storage.db import insert_ignoring_conflicts
+from bot.storage.models import KeyValue
+from moderation.service import Moderation, Observed
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
+
+CURSOR_KEY = "moderation:archive_seq"
+KV = KeyValue.__table__
+CHUNK = 200
+PLACEHOLDER = {"image": "[图片]", "voice": "[语音]", "video": "[视频]", "file": "[文件]", "emotion": "[表情]",
+               "link": "[链接]", "weapp": "[小程序]", "card": "[名片]", "location": "[位置]", "redpacket": "[红包]",
+               "chatrecord": "[聊天记录]", "revoke": "[撤回]", "agree": "[同意存档]", "disagree": "[拒绝存档]"}
+
+
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    line: int
+    error: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.error}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRecord:
+    line: int
+    seq: int
+    msgid: str
+    action: str
+    sender: str
+    tolist: tuple[str, ...]
+    roomid: str
+    at: datetime
+    msgtype: str
+    text: str
+    pre_msgid: str | None = None
+
+
+@dataclass(slots=True)
+class ImportReport:
+    records: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    alerts: int = 0
+    repeats: int = 0
+    recalls: int = 0
+    cursor: int | None = None
+    problems: list[LineProblem] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"records": self.records, "imported": self.imported, "duplicates": self.duplicates,
+                "skipped": self.skipped, "alerts": self.alerts, "repeats": self.repeats, "recalls": self.recalls,
+                "cursor": self.cursor, "problems": [p.to_json() for p in self.problems]}
+
+
+def _record(obj: Any, line: int) -> ArchiveRecord:
+    if not isinstance(obj, dict):
+        raise ValueError("a record must be a JSON object")
+    seq = obj.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValueError("seq: a non-negative integer is required")
+    msgid = obj.get("msgid")
+    if not isinstance(msgid, str) or not msgid or len(msgid) > 200:
+        raise ValueError("msgid: a string of 1-200 characters is required")
+    action = obj.get("action", "send")
+    if action not in ("send", "recall", "switch"):
+        raise ValueError(f"action must be send, recall or switch, got {action!r}")
+    sender = obj.get("from", "")
+    if not isinstance(sender, str) or (action != "switch" and not sender):
+        raise ValueError("from: the sender's user id is required")
+    tolist = obj.get("tolist", [])
+    if not isinstance(tolist, list) or not all(isinstance(t, str) for t in tolist):
+        raise ValueError("tolist must be a list of user ids")
+    roomid = obj.get("roomid", "") or ""
+    if not isinstance(roomid, str):
+        raise ValueError("roomid must be a string")
+    msgtime = obj.get("msgtime", obj.get("time"))
+    if isinstance(msgtime, bool) or not isinstance(msgtime, int | float) or msgtime <= 0:
+        raise ValueError("msgtime: the send time in UTC milliseconds is required")
+    try:
+        at = datetime.fromtimestamp(msgtime / 1000 if msgtime > 10**11 else msgtime, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("msgtime is out of range") from None
+    msgtype = obj.get("msgtype", "text" if action == "send" else "")
+    if not isinstance(msgtype, str):
+        raise ValueError("msgtype must be a string")
+    text = ""
+    pre = None
+    if msgtype == "text":
+        body = obj.get("text")
+        if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+            raise ValueError('a text record needs "text": {"content": "…"}')
+        text = body["content"]
+    elif msgtype == "revoke" or action == "recall":
+        body = obj.get("revoke")
+        if not isinstance(body, dict) or not isinstance(body.get("pre_msgid"), str) or not body["pre_msgid"]:
+            raise ValueError('a recall needs "revoke": {"pre_msgid": "…"}')
+        pre = body["pre_msgid"]
+        msgtype = "revoke"
+    else:
+        text = PLACEHOLDER.get(msgtype, f"[{msgtype}]")
+    return ArchiveRecord(line=line, seq=seq, msgid=msgid, action=action, sender=sender, tolist=tuple(tolist),
+                         roomid=roomid, at=at, msgtype=msgtype, text=text, pre_msgid=pre)
+
+
+def parse_lines(lines: Iterable[str | bytes]) -> tuple[list[ArchiveRecord], list[LineProblem]]:
+    """Every record of a JSONL feed, and a problem for each bad line (blank lines are ignored)."""
+    records: list[ArchiveRecord] = []
+    problems: list[LineProblem] = []
+    seen: dict[str, int] = {}
+    for n, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            problems.append(LineProblem(n, "not UTF-8"))
+            continue
+        line = line.strip().lstrip("\ufeff")
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(LineProblem(n, f"not JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        try:
+            rec = _record(obj, n)
+        except ValueError as exc:
+            problems.append(LineProblem(n, str(exc)))
+            continue
+        if rec.msgid in seen:
+            continue  # the same record twice in one batch counts once
+        seen[rec.msgid] = n
+        records.append(rec)
+    return records, problems
+
+
+def observed(rec: ArchiveRecord, staff_ids: frozenset[str]) -> Observed:
+    staff = is_staff_id(rec.sender, staff_ids) if rec.sender else False
+    if rec.roomid:
+        chat = Chat(id=rec.roomid, type="group", name="")
+    else:
+        peer = rec.tolist[0] if rec.tolist else ""
+        pair = sorted(p for p in (rec.sender, peer) if p)
+        other = peer if staff else rec.sender
+        chat = Chat(id="single:" + "|".join(pair), type="single", name=other)
+    # A 1:1 conversation is watched when it is a staff member writing to a customer (an external id).
+    internal = not rec.roomid and staff and not any(t.startswith(("wm", "wo")) for t in rec.tolist)
+    return Observed(key=f"archive:{rec.msgid}", chat=chat, sender=Actor(id=rec.sender or "system", staff=staff),
+                    staff=staff, text=rec.text, at=rec.at, msg_id=rec.msgid, source="archive",
+                    msgtype=rec.msgtype, seq=rec.seq, revoke_of=rec.pre_msgid, internal=internal)
+
+
+async def cursor(app: BotApp) -> int | None:
+    async with app.db.read() as s:
+        row = (await s.execute(select(KV.c.value).where(KV.c.key == CURSOR_KEY))).first()
+    return int(row.value) if row is not None and row.value is not None else None
+
+
+async def _advance(app: BotApp, session: Any, seq: int) -> int:
+    now = app.clock.now()
+    ins = insert_ignoring_conflicts(app.db.dialect, KV, ["key"]).values(key=CURSOR_KEY, value=seq, updated_at=now)
+    await session.execute(ins)
+    q = select(KV.c.value).where(KV.c.key == CURSOR_KEY)
+    if not app.db.is_sqlite:
+        q = q.with_for_update()
+    current = (await session.execute(q)).scalar_one()
+    best = max(int(current or 0), seq)
+    if best != current:
+        from sqlalchemy import update
+
+        await session.execute(update(KV).where(KV.c.key == CURSOR_KEY).values(value=best, updated_at=now))
+    return best
+
+
+async def import_records(app: BotApp, service: Moderation, records: list[ArchiveRecord]) -> ImportReport:
+    """Observe each record (chunks of 200, one transaction each); the cursor moves with each chunk."""
+    report = ImportReport(records=len(records))
+    staff_ids = frozenset(app.config.bot.staff_ids)
+    ordered = sorted(records, key=lambda r: (r.seq, r.line))
+    for i in range(0, len(ordered), CHUNK):
+        chunk = ordered[i:i + CHUNK]
+        queued = 0
+        async with app.db.session() as s:
+            for rec in chunk:
+                if rec.action == "switch":
+                    report.skipped += 1
+                    continue
+                obs = await service.observe(s, observed(rec, staff_ids))
+                if not obs.new_message:
+                    report.duplicates += 1
+                    continue
+                report.imported += 1
+                report.alerts += len(obs.alerts)
+                report.repeats += obs.repeats
+                report.recalls += int(rec.pre_msgid is not None)
+                queued += obs.queued
+            report.cursor = await _advance(app, s, max(r.seq for r in chunk))
+        if queued:
+            app.outbox_pump.kick()
+    if report.cursor is None:
+        report.cursor = await cursor(app)
+    return report

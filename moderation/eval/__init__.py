@@ -1,0 +1,1 @@
+"""Evaluation sets for the sensitive-word engine (run ``python -m moderation.eval``)."""

@@ -1,0 +1,100 @@
+"""Word boundaries (jieba) for grading hits, proposing allow terms and the keyword analysis.
+
+A private ``jieba.Tokenizer`` with the default dictionary only: lexicon terms are
+not added, so a term that cuts through an ordinary word (加微 in 参加微博) shows up
+as a dictionary word running across the hit's start. (Looking up the few words
+that could cross one position is ~20× cheaper than segmenting the sentence, and
+stricter: any dictionary word counts, not only jieba's best path.) Loaded on
+first use (about a second).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+
+import jieba
+
+_lock = threading.Lock()
+_tokenizer: jieba.Tokenizer | None = None
+
+STOPWORDS = frozenset("""
+的 了 是 在 我 你 他 她 它 们 我们 你们 他们 这 那 这个 那个 就 都 也 还 和 与 及 或 把 被 给 让 对 吧 吗 呢 啊 呀 哦 嗯
+哈 哈哈 啦 嘛 么 个 一 一个 一下 有 没有 没 不 很 太 再 又 要 会 能 可以 好 好的 什么 怎么 为什么 如果 因为 所以 但是
+然后 已经 现在 今天 明天 这里 那里 哪里 自己 大家 亲 您 请 谢谢 收到 知道 可能 应该 需要 就是 还是 或者 以及 等 等等
+""".split())
+
+
+def tokenizer() -> jieba.Tokenizer:
+    global _tokenizer
+    if _tokenizer is None:
+        with _lock:
+            if _tokenizer is None:
+                import logging
+
+                logging.getLogger("jieba").setLevel(logging.WARNING)
+                tk = jieba.Tokenizer()
+                tk.initialize()
+                _tokenizer = tk
+    return _tokenizer
+
+
+def is_word(text: str) -> bool:
+    """A word of the dictionary (威信, 饲料) — written on purpose, not a sound-alike of a term."""
+    return len(text) > 1 and tokenizer().FREQ.get(text, 0) > 0
+
+
+def spans(text: str) -> list[tuple[int, int]]:
+    return [(s, e) for _w, s, e in tokenizer().tokenize(text, HMM=False)]
+
+
+def crossed(text: str, pos: int) -> bool:
+    """True if a dictionary word of 2-4 characters runs across position ``pos`` (参加|微博)."""
+    if pos <= 0 or pos >= len(text):
+        return False
+    freq = tokenizer().FREQ
+    for i in range(max(0, pos - 3), pos):
+        for j in range(pos + 1, min(len(text), i + 4) + 1):
+            if freq.get(text[i:j], 0) > 0:
+                return True
+    return False
+
+
+def starts_inside_word(text: str, a: int, b: int) -> bool:
+    """True if ``[a, b)`` of ``text`` begins in the middle of a word (加微 in 参加微博)."""
+    return crossed(text, a)
+
+
+def aligned(text: str, a: int, b: int) -> bool:
+    """True if no word runs across either end of ``[a, b)`` (for whole-word Chinese terms: 滚 but not 滚动)."""
+    return not crossed(text, a) and not crossed(text, b)
+
+
+def propose_allow(text: str, a: int, b: int, term_form: str) -> str:
+    """The smallest run of whole words around ``[a, b)`` that is longer than the term (微信 → 微信支付)."""
+    toks = spans(text)
+    lo = next((s for s, e in toks if s <= a < e), a)
+    hi = next((e for s, e in toks if s < b <= e), b)
+    cand = text[lo:hi]
+    if cand == term_form or len(cand) <= len(term_form):
+        # extend by the adjacent next word, else the adjacent previous one (punctuation ends a phrase)
+        nxt = next(((s, e) for s, e in toks if s == hi and any(c.isalnum() for c in text[s:e])), None)
+        prv = next(((s, e) for s, e in toks if e == lo and any(c.isalnum() for c in text[s:e])), None)
+        if nxt is not None:
+            cand = text[lo:nxt[1]]
+        elif prv is not None:
+            cand = text[prv[0]:hi]
+    return cand.strip()
+
+
+def keywords(texts: Iterable[str], top: int = 10) -> list[tuple[str, int]]:
+    """The most frequent content words (two characters or more, stop words left out)."""
+    counts: Counter[str] = Counter()
+    tk = tokenizer()
+    for t in texts:
+        for w in tk.cut(t, HMM=False):
+            w = w.strip()
+            if len(w) >= 2 and w not in STOPWORDS and not w.isdigit() and any(c.isalnum() for c in w):
+                counts[w] += 1
+    return counts.most_common(top)
