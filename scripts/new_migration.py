@@ -2,6 +2,8 @@
 
     python scripts/new_migration.py 0101_knowledge "knowledge base tables" [--parent 0001_foundation]
 
+Features branch from 0001_foundation (--parent), so each feature's revision stands on its own.
+
 It migrates a scratch SQLite database to the current heads, autogenerates the
 difference against the models (every module in bot.storage.migrate.MODEL_MODULES)
 and writes migrations/versions/<rev_id>.py. Read the result before committing.
@@ -33,7 +35,7 @@ def main() -> None:
         with engine.begin() as conn:
             command.revision(
                 alembic_config(conn), message=args.message, autogenerate=True, rev_id=args.rev_id,
-                head=args.parent or "head",
+                head=args.parent or "head", splice=bool(args.parent),  # a parent may have children already
             )
     versions = MIGRATIONS_DIR / "versions"
     for f in versions.glob(f"{args.rev_id}_*.py"):
