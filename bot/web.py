@@ -227,6 +227,11 @@ def webhook_signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signed_by(secret: str, body: bytes, given: str) -> bool:
+    """Whether ``given`` (an X-Siyu-Signature header) signs ``body`` with ``secret``; constant time."""
+    return bool(given) and hmac.compare_digest(webhook_signature(secret, body).encode(), given.strip().encode())
+
+
 @channel("webhook", json_errors=True)
 async def webhook(request: web.Request) -> web.StreamResponse:
     bot = request.app[BOT]
@@ -235,7 +240,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         raise _refuse(404, "not_configured", "the generic webhook is not configured (webhook.secret)")
     body = await _read(request)
     given = request.headers.get("X-Siyu-Signature", "")
-    if not given or not hmac.compare_digest(webhook_signature(secret, body).encode(), given.strip().encode()):
+    if not signed_by(secret, body, given):
         raise _refuse(401, "signature", "missing or wrong X-Siyu-Signature (sha256=<hex of HMAC-SHA256>)")
     try:
         payload = json.loads(body)

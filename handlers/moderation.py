@@ -8,8 +8,6 @@ alone. Reviewers work the alerts with ``/alerts``; admins grow the lexicon with
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 from datetime import datetime, timedelta
@@ -58,10 +56,6 @@ class LexiconWatcher(Pump):
             self.last = now
         self.wanted = False
         return int(await self.service.reload(files=due))
-
-
-def archive_signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def setup(app: BotApp) -> Router:
@@ -332,6 +326,7 @@ async def send_digest(app: BotApp, service: Moderation, session: Any, fire_time:
 
 
 def archive_import_handler(app: BotApp, service: Moderation) -> Any:
+    from bot.web import signed_by
     from moderation import archive
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -344,8 +339,7 @@ def archive_import_handler(app: BotApp, service: Moderation) -> Any:
         except web.HTTPRequestEntityTooLarge:
             return web.json_response({"error": f"body larger than {app.config.server.max_body_bytes} bytes "
                                                "(server.max_body_bytes); send smaller batches"}, status=413)
-        given = request.headers.get("X-Siyu-Signature", "").strip()
-        if not given or not hmac.compare_digest(archive_signature(secret, body).encode(), given.encode()):
+        if not signed_by(secret, body, request.headers.get("X-Siyu-Signature", "")):
             app.metrics.rejected.labels("archive", "signature").inc()
             return web.json_response({"error": "missing or wrong X-Siyu-Signature (sha256=<hex of HMAC-SHA256>)"},
                                      status=401)

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from bot.app import BotApp
 from bot.config import Config
-from handlers.moderation import MODERATION, archive_signature
+from bot.web import webhook_signature as archive_signature
+from handlers.moderation import MODERATION
 from moderation import archive
 from moderation.service import ALERTS, MESSAGES
 from tests.web import serve
