@@ -45,24 +45,24 @@ TEMPLATE_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 class MatchSettings:
     """Knobs of the meaning score; the weights were chosen on ``knowledge_base/eval/dev.yaml``."""
 
-    threshold: float = 0.2       # meaning score needed to answer
-    suggest_floor: float = 0.12   # meaning score needed to be offered as "did you mean"
-    margin: float = 0.0          # the best must lead the runner-up by this much to answer outright
-    ambiguity_margin: float = 0.15  # the same when the question shares no word with the best that the runner-up lacks
+    threshold: float = 0.25         # meaning score needed to answer
+    suggest_floor: float = 0.12     # meaning score needed to be offered as "did you mean"
+    margin: float = 0.01            # the best must lead the runner-up by this much to answer outright
+    ambiguity_margin: float = 0.15  # the same, when the question is only words both stored questions have
     max_suggestions: int = 3
-    tie: float = 0.02             # scores this close count as a tie; higher priority wins
+    tie: float = 0.02               # scores this close count as a tie; higher priority wins
     k1: float = 1.2
     b: float = 0.5
-    char_weight: float = 0.2      # share of character overlap in a stored question's score
-    query_weight: float = 0.5     # how much the question's coverage counts against the stored question's
-    entry_weight: float = 0.15     # share of "how much of the question the entry's questions and keywords cover"
-    entry_char_weight: float = 0.15  # the same in characters
-    answer_weight: float = 0.3    # share of "how much of the question the entry's text, answer included, covers"
-    related_weight: float = 0.9   # credit for a word matched only through a near-synonym (~ line)
-    general_power: float = 2.0    # how much general-language commonness lowers a word's weight (0: not at all)
-    intent_weight: float = 0.04    # added when the question asks for what the entry's questions ask for, taken when not
-    keyword_bonus: float = 0.05   # added to the meaning score of an auto entry whose keyword occurs
-    rerank: int = 20              # candidates re-scored per question (half as many again from the answers)
+    char_weight: float = 0.4        # share of character overlap in a stored question's score
+    query_weight: float = 0.4       # how much the question's coverage counts against the stored question's
+    entry_weight: float = 0.05      # share of "how much of the question the entry's questions and keywords cover"
+    entry_char_weight: float = 0.0  # the same in characters
+    answer_weight: float = 0.3      # share of "how much of the question the entry's text, answer included, covers"
+    related_weight: float = 1.0     # credit for a word matched only through a near-synonym (~ line)
+    general_power: float = 1.5      # how much general-language commonness lowers a word's weight (0: not at all)
+    intent_weight: float = 0.06     # added when the question asks what the entry's questions ask, taken when not
+    keyword_bonus: float = 0.05     # added to the meaning score of an auto entry whose keyword occurs
+    rerank: int = 10                # candidates re-scored per question (half as many again from the answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,7 @@ class _Bm25:
     per candidate), which bounds the work per question on large bases.
     """
 
-    budget = 1500   # postings read in full per question before common terms switch to lookups
+    budget = 700   # postings read in full per question before common terms switch to lookups
 
     def __init__(self, docs: list[list[str]], k1: float, b: float) -> None:
         n = len(docs)
@@ -431,6 +431,7 @@ class Matcher:
         q_char_weight = sum(cw.get(c, self._char_unknown) for c in q_chars)
         rest = 1 - s.entry_weight - s.answer_weight - s.entry_char_weight
         qw, dw, rw = s.query_weight, 1 - s.query_weight, s.related_weight
+        word_share, char_share = 1 - s.char_weight, s.char_weight
         asks = intents(prepared)
         w_of, c_of = self.weight.__getitem__, cw.__getitem__
 
@@ -447,10 +448,15 @@ class Matcher:
             best, best_doc = 0.0, -1
             for d in profile.docs:
                 doc = docs[d]
-                shared_q = covered(doc.terms, doc.tags)
+                inter = terms & doc.terms
+                exact = sum(map(w_of, inter)) if inter else 0.0   # a shared word is known: wq == weight
+                shared_q = exact
+                if q_tagged and doc.tags:
+                    shared_q += rw * sum(wq[t] for t, ts in q_tagged
+                                         if t not in doc.terms and not ts.isdisjoint(doc.tags))
                 if shared_q:
-                    shared_d = sum(map(w_of, terms & doc.terms))
-                    if q_tags:
+                    shared_d = exact
+                    if q_tags and doc.tagged:
                         shared_d += rw * sum(w_of(u) for u, ts in doc.tagged
                                              if u not in terms and not ts.isdisjoint(q_tags))
                     word = (shared_q / q_weight) ** qw * (min(1.0, shared_d / doc.weight)) ** dw
@@ -458,18 +464,18 @@ class Matcher:
                     word = 0.0
                 both = q_char_weight + doc.char_weight
                 chars = 2 * sum(map(c_of, q_chars & doc.chars)) / both if both else 0.0
-                score = (1 - s.char_weight) * word + s.char_weight * chars
+                score = word_share * word + char_share * chars
                 if best_doc < 0 or score > best:
                     best, best_doc = score, d
             in_text = terms & profile.text_terms
             text = covered(profile.text_terms, profile.text_tags)
             if not text and best <= 0:
                 continue
-            entry_cov = covered(profile.terms, profile.tags) / q_weight
-            text_cov = text / q_weight
-            char_cov = sum(map(c_of, q_chars & profile.chars)) / q_char_weight if q_char_weight else 0.0
-            score = (rest * best + s.entry_weight * entry_cov + s.answer_weight * text_cov
-                     + s.entry_char_weight * char_cov)
+            score = rest * best + s.answer_weight * text / q_weight
+            if s.entry_weight:
+                score += s.entry_weight * covered(profile.terms, profile.tags) / q_weight
+            if s.entry_char_weight and q_char_weight:
+                score += s.entry_char_weight * sum(map(c_of, q_chars & profile.chars)) / q_char_weight
             if asks and profile.intents and s.intent_weight:
                 score += s.intent_weight if asks & profile.intents else -s.intent_weight
             question = docs[best_doc].question if best_doc >= 0 else self.entries[i].title
