@@ -131,3 +131,26 @@ def test_the_eval_set_is_labelled_with_real_entries_and_differs_from_the_stored_
     assert {e for e, _ in labelled} <= ids
     exact_copies = [q for _, q in labelled if compact(q) in stored]
     assert len(exact_copies) <= 2, exact_copies   # only the exact-mode menu words are asked as stored
+
+
+def test_the_dev_set_is_labelled_and_shares_no_question_with_the_held_out_set() -> None:
+    import yaml
+
+    from bot.knowledge.files import KnowledgeFiles
+    from bot.knowledge.text import compact
+
+    files = KnowledgeFiles(REPO / "knowledge_base")
+    files.refresh()
+    ids = {e.id for e in files.entries}
+    stored = {compact(q) for e in files.entries for q in e.questions}
+
+    def questions(name: str) -> list[tuple[str, str]]:
+        groups = yaml.safe_load((REPO / "knowledge_base" / "eval" / name).read_text(encoding="utf-8"))
+        return [(g["expect"], q) for g in groups for q in g["questions"]]
+
+    dev, held = questions("dev.yaml"), questions("questions.yaml")
+    assert {e for e, _ in dev} - {"none"} <= ids
+    held_keys = {compact(q) for _, q in held}
+    shared = sorted(q for _, q in dev if compact(q) in held_keys)   # names dev questions only
+    assert not shared, shared
+    assert not [q for e, q in dev if e != "none" and compact(q) in stored]

@@ -116,6 +116,33 @@ def test_synonyms_file_problems() -> None:
     assert not problems and syn.apply("我要退钱") == "我要退款" and syn.apply("返款了吗") == "退款了吗"
 
 
+def test_synonyms_file_near_synonym_and_dictionary_lines() -> None:
+    text = "收到 签收\n~ 收到 到货 送达\n~ 到货 寄到\n+ 白茶 岩茶\n"
+    syn, problems = Synonyms.parse(text, "s")
+    assert not problems
+    assert syn.groups == [("收到", "签收")]
+    assert syn.related == [("收到", "到货", "送达"), ("到货", "寄到")]   # a word may be on several ~ lines
+    assert syn.dictionary == ("白茶", "岩茶")
+    assert {"白茶", "送达", "签收"} <= set(syn.words)
+    # near-synonyms are written in their canonical form: 签收 on a ~ line counts as 收到
+    syn2, _ = Synonyms.parse("收到 签收\n~ 签收 到货\n", "s")
+    assert syn2.related == [("收到", "到货")]
+    _, problems = Synonyms.parse("退款 退钱\n~ 孤单\n～ 到货 寄到\n", "kb/synonyms.txt")
+    assert [(p.line, "近义词一行至少要两个词" in p.message) for p in problems] == [(2, True)]
+
+
+def test_a_changed_near_synonym_line_reloads(tmp_path: Path) -> None:
+    d = tmp_path / "kb"
+    d.mkdir()
+    _write(d / "a.yaml", "- id: a\n  questions: [甲]\n  answer: 甲\n")
+    _write(d / "synonyms.txt", "退款 退钱\n")
+    files = KnowledgeFiles(d, check=CHECK)
+    files.refresh()
+    _write(d / "synonyms.txt", "退款 退钱\n~ 收到 到货\n")
+    again = files.refresh()
+    assert again.changed and files.synonyms.related == [("收到", "到货")]
+
+
 def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     st = path.stat()

@@ -10,7 +10,7 @@ from bot.knowledge.base import build_matcher
 from bot.knowledge.entry import Where
 from bot.knowledge.loader import parse_text
 from bot.knowledge.matcher import Matcher, MatchSettings
-from bot.knowledge.text import Synonyms
+from bot.knowledge.text import Analyzer, Synonyms, general_weight, intents
 
 ENTRIES = """\
 - id: refund
@@ -190,3 +190,75 @@ def test_search_explains_candidates(matcher: Matcher) -> None:
     top = r.candidates[0]
     assert top.entry.id == "refund-time" and top.question == "退款多久到账"
     assert top.to_json()["terms"][:2] and 0 < top.score <= 1
+
+
+NEAR = """\
+- id: delivery
+  questions: [快递几天能收到]
+  answer: 顺丰一般两三天
+- id: storage
+  questions: [茶叶怎么保存]
+  answer: 常温避光密封
+- id: brew
+  questions: [白茶怎么泡]
+  keywords: [白茶怎么泡]
+  answer: 95度水
+"""
+
+
+def test_near_synonyms_count_as_a_match_but_stay_distinct_words() -> None:
+    entries = parse_text(NEAR, "n.yaml").entries
+    plain = build_matcher(entries, Synonyms(), [], MatchSettings())
+    near, problems = Synonyms.parse("~ 收到 签收 到货\n")
+    assert not problems
+    m = build_matcher(entries, near, [], MatchSettings())
+    without = plain.match("快递几天签收")
+    with_near = m.match("快递几天签收")
+    assert with_near.entry is not None and with_near.entry.id == "delivery"
+    assert with_near.candidates[0].score > without.candidates[0].score
+    # not a synonym: the words are not replaced, so an exact stored question stays exact only for itself
+    assert m.analyzer.prepare("签收") == "签收" and m.match("快递几天能到货").mode == "bm25"
+
+
+def test_dictionary_words_and_phrase_keywords_keep_shop_words_whole() -> None:
+    entries = parse_text(NEAR, "n.yaml").entries
+    bare = Analyzer(Synonyms(), [], [])
+    assert "白茶" not in bare.terms(bare.prepare("白茶水温多少"))          # jieba alone: 白 / 茶
+    from_keyword = build_matcher(entries, Synonyms(), [], MatchSettings()).analyzer
+    assert "白茶" in from_keyword.user_words                               # the phrase keyword 白茶怎么泡 gives 白茶
+    assert "白茶" in from_keyword.terms(from_keyword.prepare("白茶水温多少"))
+    words, _ = Synonyms.parse("+ 寿眉 小方片\n")
+    a = Analyzer(words, [], [])
+    assert {"寿眉", "小方片"} <= set(a.terms(a.prepare("寿眉和小方片哪个好")))
+
+
+def test_intents_say_what_a_question_asks_for() -> None:
+    assert intents("退款 多久 到账") == frozenset({"time"})
+    assert intents("退货 寄到 哪里") == frozenset({"where"})
+    assert intents("创始人是谁") == frozenset({"who"})
+    assert intents("怎么退款") == frozenset({"how"})
+    assert intents("积分") == frozenset()
+    text = """\
+- id: refund-how
+  questions: [退款怎么申请]
+  answer: 在订单里申请售后
+- id: refund-when
+  questions: [退款多久到账]
+  answer: 原路退回
+"""
+    m = build_matcher(parse_text(text, "i.yaml").entries, Synonyms(), [], MatchSettings())
+    assert m.match("退款要多久").candidates[0].entry.id == "refund-when"
+    assert m.match("退款怎么弄").candidates[0].entry.id == "refund-how"
+
+
+def test_common_words_weigh_less_than_rare_ones() -> None:
+    assert general_weight("时候") < general_weight("茶垢") <= 1.0
+    assert general_weight("禾屿茶舍") == 1.0            # words the general dictionary does not know count fully
+
+
+def test_a_bare_topic_word_shared_by_several_entries_gets_suggestions(matcher: Matcher) -> None:
+    r = matcher.match("积分")
+    assert r.entry is None and len(r.suggestions) == 3
+    # a word that tells the entries apart answers
+    r = matcher.match("积分过期")
+    assert r.entry is not None and r.entry.id == "points-expire"

@@ -165,7 +165,7 @@ class KnowledgeFiles:
                         log.error("synonyms refused (previous version stays): %s", p)
                     continue
                 tracked.problems = []
-                if synonyms.groups != self.synonyms.groups:
+                if synonyms.content != self.synonyms.content:
                     report.changed = True
                     if stamp:
                         report.reloaded.append(self.name(path))

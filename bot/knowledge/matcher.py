@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import ahocorasick_rs
 
 from bot.knowledge.entry import Entry, Where
-from bot.knowledge.text import Analyzer, char_features
+from bot.knowledge.text import Analyzer, char_features, intents
 from bot.textnorm import fold
 
 TRIGGER_MODES = {"auto": "keyword", "contains": "contains"}
@@ -45,20 +45,24 @@ TEMPLATE_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 class MatchSettings:
     """Knobs of the meaning score; the weights were chosen on ``knowledge_base/eval/dev.yaml``."""
 
-    threshold: float = 0.25       # meaning score needed to answer
-    suggest_floor: float = 0.12   # meaning score needed to be offered as "did you mean"
-    margin: float = 0.03          # the best must lead the runner-up by this much to answer outright
+    threshold: float = 0.25         # meaning score needed to answer
+    suggest_floor: float = 0.12     # meaning score needed to be offered as "did you mean"
+    margin: float = 0.01            # the best must lead the runner-up by this much to answer outright
+    ambiguity_margin: float = 0.15  # the same, when the question is only words both stored questions have
     max_suggestions: int = 3
-    tie: float = 0.02             # scores this close count as a tie; higher priority wins
+    tie: float = 0.02               # scores this close count as a tie; higher priority wins
     k1: float = 1.2
     b: float = 0.5
-    char_weight: float = 0.5      # share of character overlap in a stored question's score
-    query_weight: float = 0.7     # how much the question's coverage counts against the stored question's
-    entry_weight: float = 0.1     # share of "how much of the question the entry's questions and keywords cover"
-    entry_char_weight: float = 0.1  # the same in characters
-    answer_weight: float = 0.3    # share of "how much of the question the entry's text, answer included, covers"
-    keyword_bonus: float = 0.15   # added to the meaning score of an auto entry whose keyword occurs
-    rerank: int = 20              # candidates re-scored per question (half as many again from the answers)
+    char_weight: float = 0.4        # share of character overlap in a stored question's score
+    query_weight: float = 0.4       # how much the question's coverage counts against the stored question's
+    entry_weight: float = 0.05      # share of "how much of the question the entry's questions and keywords cover"
+    entry_char_weight: float = 0.0  # the same in characters
+    answer_weight: float = 0.3      # share of "how much of the question the entry's text, answer included, covers"
+    related_weight: float = 1.0     # credit for a word matched only through a near-synonym (~ line)
+    general_power: float = 1.5      # how much general-language commonness lowers a word's weight (0: not at all)
+    intent_weight: float = 0.06     # added when the question asks what the entry's questions ask, taken when not
+    keyword_bonus: float = 0.05     # added to the meaning score of an auto entry whose keyword occurs
+    rerank: int = 10                # candidates re-scored per question (half as many again from the answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,7 @@ class Candidate:
     question: str = ""               # the stored phrasing that matched best
     keywords: tuple[str, ...] = ()   # keywords / patterns found in the question
     terms: tuple[str, ...] = ()      # terms the question shares with the entry (best first)
+    shared: frozenset[str] = frozenset()  # terms it shares with the best stored question (margin rule)
 
     def to_json(self) -> dict[str, object]:
         return {"entry": self.entry.id, "score": round(self.score, 3), "mode": self.mode,
@@ -105,6 +110,9 @@ class _Doc:
     question: str
     terms: frozenset[str]
     chars: frozenset[str]
+    tags: frozenset[str] = frozenset()                        # near-synonym tags of its terms
+    tagged: tuple[tuple[str, frozenset[str]], ...] = ()       # its terms that have tags
+    intents: frozenset[str] = frozenset()
     weight: float = 0.0        # information of its distinct terms
     char_weight: float = 0.0   # information of its characters and character pairs
 
@@ -116,7 +124,10 @@ class _Profile:
     docs: list[int] = field(default_factory=list)
     terms: frozenset[str] = frozenset()
     chars: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
     text_terms: frozenset[str] = frozenset()   # questions, keywords and answer
+    text_tags: frozenset[str] = frozenset()
+    intents: frozenset[str] = frozenset()      # what its stored questions ask for
 
 
 class _Bm25:
@@ -127,7 +138,7 @@ class _Bm25:
     per candidate), which bounds the work per question on large bases.
     """
 
-    budget = 1500   # postings read in full per question before common terms switch to lookups
+    budget = 700   # postings read in full per question before common terms switch to lookups
 
     def __init__(self, docs: list[list[str]], k1: float, b: float) -> None:
         n = len(docs)
@@ -189,6 +200,7 @@ class Matcher:
         question_terms: list[list[str]] = []
         answer_terms: list[list[str]] = []
         self._answer_entry: list[int] = []
+        tags = analyzer.tags
         for i, e in enumerate(self.entries):
             phrases = list(e.questions) + (list(e.keywords) if e.match == "exact" else [])
             for q in phrases:
@@ -207,13 +219,19 @@ class Matcher:
                 continue
             profile = _Profile()
             union: set[str] = set()
+            wants: set[str] = set()
             for q in e.questions:
-                terms = analyzer.terms(analyzer.prepare(q))
+                prepared = analyzer.prepare(q)
+                terms = analyzer.terms(prepared)
                 if not terms:
                     continue
                 profile.docs.append(len(self._docs))
-                self._docs.append(_Doc(i, q, frozenset(terms), char_features(terms)))
-                question_terms.append(terms)
+                asks = intents(prepared)
+                wants.update(asks)
+                tagged = tuple((t, tags[t]) for t in terms if t in tags)
+                self._docs.append(_Doc(i, q, frozenset(terms), char_features(terms),
+                                       frozenset(g for _, ts in tagged for g in ts), tagged, asks))
+                question_terms.append(terms + sorted({g for _, ts in tagged for g in ts}))
                 union.update(terms)
             for k in e.keywords:
                 union.update(analyzer.terms(analyzer.prepare(k)))
@@ -222,10 +240,13 @@ class Matcher:
             said = analyzer.terms(analyzer.prepare(answer_text(e)))
             profile.terms = frozenset(union)
             profile.chars = char_features(union)
+            profile.tags = frozenset(g for t in union for g in tags.get(t, ()))
             profile.text_terms = frozenset(union.union(said))
+            profile.text_tags = frozenset(g for t in profile.text_terms for g in tags.get(t, ()))
+            profile.intents = frozenset(wants)
             self._profiles[i] = profile
             self._answer_entry.append(i)
-            answer_terms.append(said + list(union))
+            answer_terms.append(said + list(union) + sorted(profile.text_tags))
         self._trigger_patterns = list(trigger_words)
         self._trigger_entries = [trigger_words[p] for p in self._trigger_patterns]
         self._triggers = ahocorasick_rs.AhoCorasick(self._trigger_patterns) if self._trigger_patterns else None
@@ -235,15 +256,24 @@ class Matcher:
         self._weigh(question_terms)
 
     def _weigh(self, question_terms: list[list[str]]) -> None:
-        """How informative each term and character is, over the entries' whole text."""
+        """How informative each term, near-synonym tag and character is, over the entries' whole text."""
         n = len(self._profiles)
+        gp = self.settings.general_power
+        general = self.analyzer.general
         df: dict[str, int] = defaultdict(int)
         for p in self._profiles.values():
             for t in p.text_terms:
                 df[t] += 1
-        self.weight: dict[str, float] = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+            for g in p.text_tags:
+                df[g] += 1
+
+        def idf(c: float) -> float:
+            return math.log(1 + (n - c + 0.5) / (c + 0.5))
+
+        self.weight: dict[str, float] = {t: idf(c) * (general(t) ** gp if t[0] != "~" else 1.0)
+                                         for t, c in df.items()}
         # A word the base never uses says the question may be about something else.
-        self._unknown = math.log(1 + (n + 0.5) / 0.5) if n else 1.0
+        self._unknown = idf(0) if n else 1.0
         cdf: dict[str, int] = defaultdict(int)
         for p in self._profiles.values():
             for c in p.chars:
@@ -254,6 +284,17 @@ class Matcher:
         for doc in self._docs:
             doc.weight = sum(self.weight[t] for t in doc.terms)
             doc.char_weight = sum(self.char_weight[c] for c in doc.chars)
+
+    def term_weight(self, t: str) -> float:
+        """A question word's weight: known words as the base weighs them; an unknown word with
+        near-synonyms as its best-known near-synonym tag; any other unknown word as the rarest."""
+        w = self.weight.get(t)
+        if w is not None:
+            return w
+        gp = self.settings.general_power
+        g = self.analyzer.general(t) ** gp
+        known = [self.weight[x] for x in self.analyzer.tags.get(t, ()) if x in self.weight]
+        return (max(known) if known else self._unknown) * g
 
     # ── matching ──
     def match(self, text: str, where: Where | None = None) -> Result:
@@ -272,7 +313,8 @@ class Matcher:
 
         exact = [i for i in self._exact.get(key, ()) if ok(i)]
         hits = {i: words for i, words in self._trigger_hits(text, key).items() if ok(i)}
-        meaning = {i: c for i, c in self._meaning(prepared, hits) if ok(i)}
+        terms = frozenset(self.analyzer.terms(prepared))
+        meaning = {i: c for i, c in self._meaning(prepared, terms, hits) if ok(i)}
 
         if exact:
             i = max(exact, key=lambda j: entries[j].priority)
@@ -285,11 +327,26 @@ class Matcher:
         top = ranked[0]
         if top.mode != "bm25":
             return Result(top, (), ranked)
-        runner = ranked[1].score if len(ranked) > 1 else 0.0
-        if top.score >= s.threshold and top.score - runner >= s.margin:
+        if top.score >= s.threshold and not self._ambiguous(top, ranked[1] if len(ranked) > 1 else None, terms):
             return Result(top, (), ranked)
         suggestions = tuple(c for c in ranked if c.score >= s.suggest_floor)[: s.max_suggestions]
         return Result(None, suggestions, ranked)
+
+    def _ambiguous(self, top: Candidate, runner: Candidate | None, terms: frozenset[str]) -> bool:
+        """Whether the runner-up is too close to let the best answer outright.
+
+        Closer than ``margin``; or closer than ``ambiguity_margin`` when the question is made only of
+        words that the best stored question and the runner-up's both have (「积分」 alone fits every
+        points entry: the scores then differ only by how long the stored questions are).
+        """
+        if runner is None:
+            return False
+        gap = top.score - runner.score
+        if gap < self.settings.margin:
+            return True
+        # Only when the question is nothing but words both stored questions have (a bare 「积分」).
+        return (gap < self.settings.ambiguity_margin and bool(top.shared) and top.shared <= runner.shared
+                and terms <= top.shared)
 
     def _phrase_for(self, i: int, key: str) -> str:
         e = self.entries[i]
@@ -334,61 +391,96 @@ class Matcher:
             else:
                 score, mode = 1.0, ("regex" if e.match == "regex" else "contains")
             out.append(Candidate(e, score, mode, question=m.question if m else e.title,
-                                 keywords=tuple(words), terms=m.terms if m else ()))
+                                 keywords=tuple(words), terms=m.terms if m else (),
+                                 shared=m.shared if m else frozenset()))
         out.extend(m for i, m in meaning.items() if i not in skipped and i not in hits)
         out.sort(key=lambda c: (c.score, c.entry.priority), reverse=True)
         if len(out) > 1:
-            ties = [c for c in out if out[0].score - c.score <= s.tie]
+            # Among entries whose keywords occur, the keyword hit itself is worth the bonus: within it
+            # (and the tie), the higher priority wins.
+            close = s.tie + (s.keyword_bonus if out[0].mode == "keyword" else 0.0)
+            ties = [c for c in out if out[0].score - c.score <= (close if c.mode == "keyword" else s.tie)]
             best = max(ties, key=lambda c: (c.entry.priority, c.score))
             if best is not out[0]:
                 out.remove(best)
                 out.insert(0, best)
         return tuple(out[:10])
 
-    def _meaning(self, prepared: str, hits: dict[int, list[str]]) -> list[tuple[int, Candidate]]:
+    def _meaning(self, prepared: str, terms: frozenset[str],
+                 hits: dict[int, list[str]]) -> list[tuple[int, Candidate]]:
         """Meaning scores in [0, 1] for the entries either index finds (and the keyword-triggered ones)."""
         if not self._profiles:
             return []
         s = self.settings
-        terms = set(self.analyzer.terms(prepared))
         if not terms:
             return []
-        weight, unknown = self.weight, self._unknown
-        q_weight = sum(weight.get(t, unknown) for t in terms)
+        tags = self.analyzer.tags
+        wq = {t: self.term_weight(t) for t in terms}
+        q_weight = sum(wq.values())
+        q_tagged = [(t, tags[t]) for t in terms if t in tags]
+        q_tags = frozenset(g for _, ts in q_tagged for g in ts)
         docs = self._docs
-        candidates = {docs[d].entry for d in self._questions.top(terms, s.rerank)}
-        if any(t not in self._questions.postings and t in self._answers.postings for t in terms):
+        probe = terms | q_tags
+        candidates = {docs[d].entry for d in self._questions.top(probe, s.rerank)}
+        if any(t not in self._questions.postings and t in self._answers.postings for t in probe):
             # Only words the stored questions never use can find something new in the answers.
-            candidates.update(self._answer_entry[d] for d in self._answers.top(terms, s.rerank // 2))
+            candidates.update(self._answer_entry[d] for d in self._answers.top(probe, s.rerank // 2))
         candidates.update(i for i in hits if i in self._profiles)
         q_chars = char_features(terms)
         cw = self.char_weight
         q_char_weight = sum(cw.get(c, self._char_unknown) for c in q_chars)
         rest = 1 - s.entry_weight - s.answer_weight - s.entry_char_weight
-        qw, dw = s.query_weight, 1 - s.query_weight
-        w_of, c_of = weight.__getitem__, cw.__getitem__
+        qw, dw, rw = s.query_weight, 1 - s.query_weight, s.related_weight
+        word_share, char_share = 1 - s.char_weight, s.char_weight
+        asks = intents(prepared)
+        w_of, c_of = self.weight.__getitem__, cw.__getitem__
+
+        def covered(target: frozenset[str], target_tags: frozenset[str]) -> float:
+            """Weight of the question's words found in ``target``, near-synonyms at partial credit."""
+            got = sum(wq[t] for t in terms & target)
+            if q_tagged and target_tags:
+                got += rw * sum(wq[t] for t, ts in q_tagged if t not in target and not ts.isdisjoint(target_tags))
+            return got
+
         out: list[tuple[int, Candidate]] = []
         for i in candidates:
             profile = self._profiles[i]
             best, best_doc = 0.0, -1
             for d in profile.docs:
                 doc = docs[d]
-                shared_w = sum(map(w_of, terms & doc.terms))
-                word = (shared_w / q_weight) ** qw * (shared_w / doc.weight) ** dw if shared_w else 0.0
+                inter = terms & doc.terms
+                exact = sum(map(w_of, inter)) if inter else 0.0   # a shared word is known: wq == weight
+                shared_q = exact
+                if q_tagged and doc.tags:
+                    shared_q += rw * sum(wq[t] for t, ts in q_tagged
+                                         if t not in doc.terms and not ts.isdisjoint(doc.tags))
+                if shared_q:
+                    shared_d = exact
+                    if q_tags and doc.tagged:
+                        shared_d += rw * sum(w_of(u) for u, ts in doc.tagged
+                                             if u not in terms and not ts.isdisjoint(q_tags))
+                    word = (shared_q / q_weight) ** qw * (min(1.0, shared_d / doc.weight)) ** dw
+                else:
+                    word = 0.0
                 both = q_char_weight + doc.char_weight
                 chars = 2 * sum(map(c_of, q_chars & doc.chars)) / both if both else 0.0
-                score = (1 - s.char_weight) * word + s.char_weight * chars
+                score = word_share * word + char_share * chars
                 if best_doc < 0 or score > best:
                     best, best_doc = score, d
             in_text = terms & profile.text_terms
-            if not in_text and best <= 0:
+            text = covered(profile.text_terms, profile.text_tags)
+            if not text and best <= 0:
                 continue
-            entry_cov = sum(map(w_of, terms & profile.terms)) / q_weight
-            text_cov = sum(map(w_of, in_text)) / q_weight
-            char_cov = sum(map(c_of, q_chars & profile.chars)) / q_char_weight if q_char_weight else 0.0
-            score = (rest * best + s.entry_weight * entry_cov + s.answer_weight * text_cov
-                     + s.entry_char_weight * char_cov)
+            score = rest * best + s.answer_weight * text / q_weight
+            if s.entry_weight:
+                score += s.entry_weight * covered(profile.terms, profile.tags) / q_weight
+            if s.entry_char_weight and q_char_weight:
+                score += s.entry_char_weight * sum(map(c_of, q_chars & profile.chars)) / q_char_weight
+            if asks and profile.intents and s.intent_weight:
+                score += s.intent_weight if asks & profile.intents else -s.intent_weight
             question = docs[best_doc].question if best_doc >= 0 else self.entries[i].title
-            shown = tuple(sorted(in_text, key=w_of, reverse=True))
-            out.append((i, Candidate(self.entries[i], min(score, 1.0), "bm25", question=question, terms=shown)))
+            shown = tuple(sorted(in_text, key=wq.__getitem__, reverse=True))
+            shared = terms & docs[best_doc].terms if best_doc >= 0 else frozenset()
+            out.append((i, Candidate(self.entries[i], max(0.0, min(score, 1.0)), "bm25", question=question,
+                                     terms=shown, shared=frozenset(shared))))
         return out

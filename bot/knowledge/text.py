@@ -11,6 +11,7 @@ keywords and the synonyms in its dictionary) and stop words removed.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Iterable
@@ -74,10 +75,20 @@ def builtin_stopwords() -> frozenset[str]:
 
 @dataclass(slots=True)
 class Synonyms:
-    """Lines of words that mean the same; the first word of a line is the canonical one."""
+    """The vocabulary file: synonyms, near-synonyms and dictionary words.
+
+    - ``退款 退钱 退费`` — words that mean the same; the first is the canonical one and every
+      other word is replaced by it before matching. A word belongs to one such line only.
+    - ``~ 收到 到货 签收`` — words of related meaning: each keeps its own identity, but a question
+      word and a stored word of the same ``~`` line count as a partial match. A word may be on
+      several ``~`` lines.
+    - ``+ 白茶 岩茶 盖碗`` — words jieba must keep whole (the shop's own vocabulary).
+    """
 
     groups: list[tuple[str, ...]] = field(default_factory=list)
     canonical: dict[str, str] = field(default_factory=dict)
+    related: list[tuple[str, ...]] = field(default_factory=list)   # canonical forms, one tuple per ~ line
+    dictionary: tuple[str, ...] = ()                                  # + words (canonical forms)
     _ac: ahocorasick_rs.AhoCorasick | None = None
     _patterns: list[str] = field(default_factory=list)
 
@@ -86,14 +97,24 @@ class Synonyms:
         problems: list[Problem] = []
         syn = cls()
         where: dict[str, int] = {}
+        related: list[tuple[int, list[str]]] = []
+        dictionary: list[str] = []
         for n, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0]
-            words = [compact(w) for w in _words(line)]
+            line = raw.split("#", 1)[0].strip()
+            marker = line[:1] if line[:1] in ("~", "～", "+", "＋") else ""
+            words = [compact(w) for w in _words(line[1:] if marker else line)]
             words = [w for w in words if w]
             if not words:
                 continue
+            if marker in ("+", "＋"):
+                dictionary.extend(words)
+                continue
             if len(words) < 2:
-                problems.append(Problem(path, n, f"同义词一行至少要两个词，这一行只有「{words[0]}」"))
+                kind = "近义词" if marker else "同义词"
+                problems.append(Problem(path, n, f"{kind}一行至少要两个词，这一行只有「{words[0]}」"))
+                continue
+            if marker:
+                related.append((n, words))
                 continue
             group: list[str] = []
             for w in words:
@@ -108,6 +129,11 @@ class Synonyms:
         if problems:
             return cls(), problems
         syn._build()
+        for _, words in related:
+            canon = tuple(dict.fromkeys(syn.apply(w) for w in words))
+            if len(canon) >= 2:
+                syn.related.append(canon)
+        syn.dictionary = tuple(dict.fromkeys(syn.apply(w) for w in dictionary))
         return syn, []
 
     @classmethod
@@ -129,7 +155,13 @@ class Synonyms:
 
     @property
     def words(self) -> list[str]:
-        return list(self.canonical)
+        """Every word the file names (they all join jieba's dictionary)."""
+        return list(dict.fromkeys([*self.canonical, *(w for g in self.related for w in g), *self.dictionary]))
+
+    @property
+    def content(self) -> tuple[object, ...]:
+        """What the file says, for change detection."""
+        return tuple(self.groups), tuple(self.related), self.dictionary
 
     def apply(self, text: str) -> str:
         """Replace every synonym in ``text`` (already normalised) with its canonical word."""
@@ -181,6 +213,46 @@ def make_tokenizer(user_words: Iterable[str]) -> jieba.Tokenizer:
     return tk
 
 
+# What a question asks for, whatever it is about: a member asking 多久 wants a duration, not a procedure.
+# Found in the prepared text (synonyms already canonical); the matcher prefers entries whose stored
+# questions ask for the same kind of thing.
+INTENTS: dict[str, tuple[str, ...]] = {
+    "time": ("多久", "什么时候", "几点", "哪天", "几号", "星期几", "周几", "礼拜几", "多长时间", "几天", "多快", "何时",
+             "啥时候", "几个工作日", "时效", "时间"),
+    "where": ("哪里", "哪儿", "在哪", "去哪", "到哪", "什么地方", "啥地方", "寄哪"),
+    "who": ("谁", "什么人", "哪位"),
+    "why": ("为什么", "为啥", "怎么回事", "咋回事", "怎么还", "怎么没", "怎么不", "还没"),
+    "price": ("多少钱", "价格", "价钱", "几块", "几元", "贵不贵", "贵吗"),
+    "which": ("哪个", "哪款", "哪种", "哪家", "哪些", "哪一", "推荐", "选什么", "买什么", "买哪", "什么茶"),
+    "amount": ("多少", "几个", "几克", "几次", "几泡", "几折", "几年"),
+    "how": ("怎么", "如何", "咋", "怎样", "方法", "步骤", "流程", "操作"),
+}
+_INTENT_WORDS = sorted({w for ws in INTENTS.values() for w in ws}, key=len, reverse=True)
+_INTENT_OF = {w: k for k, ws in INTENTS.items() for w in ws}
+_INTENT_AC = ahocorasick_rs.AhoCorasick(_INTENT_WORDS, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest)
+
+
+def intents(prepared: str) -> frozenset[str]:
+    """The kinds of answer a prepared question asks for (``time``, ``where``, ``who`` …)."""
+    key = prepared.replace(" ", "")
+    return frozenset(_INTENT_OF[_INTENT_WORDS[i]] for i, _, _ in _INTENT_AC.find_matches_as_indexes(key))
+
+
+def general_weight(word: str, floor: float = 0.35) -> float:
+    """How rare a word is in general Chinese (jieba's dictionary frequencies), from ``floor`` to 1.
+
+    A base of 60 entries cannot tell that 时候 or 东西 say little; the language can. Words the
+    dictionary does not know (the shop's own vocabulary, names) count fully.
+    """
+    base = _base_tokenizer()
+    f = base.FREQ.get(word, 0)
+    if not f:
+        return 1.0
+    # log-rarity: about 6 for the commonest words, 16 for the rarest listed ones.
+    rarity = math.log(base.total / f)
+    return max(floor, min(1.0, (rarity - 6.0) / 6.0))
+
+
 class Analyzer:
     """Turns text into the terms the matcher compares."""
 
@@ -191,7 +263,9 @@ class Analyzer:
         self.source_words = frozenset(user_words)
         canon = self.synonyms.canonical
         self.stopwords = frozenset(canon.get(w, w) for w in (*builtin_stopwords(), *self.extra_stopwords))
-        words = {canon.get(compact(w), compact(w)) for w in self.source_words}
+        words: set[str] = set()
+        for w in self.source_words:
+            words.update(self._content_pieces(canon.get(compact(w), compact(w))))
         words.update(self.synonyms.words)
         self.user_words = frozenset(w for w in words if self._is_word(w))
         self.tokenizer = make_tokenizer(self.user_words)
@@ -200,9 +274,27 @@ class Analyzer:
         base = _base_tokenizer()
         self.pieces: dict[str, tuple[str, ...]] = {}
         for w in self.user_words:
+            if len(w) < 3:
+                continue   # 白茶 → 白, 茶 would only add noise
             parts = tuple(p for p in base.cut(w, HMM=False) if p != w and p.strip())
             if parts:
                 self.pieces[w] = parts
+        # Near-synonyms: each word of a ~ line carries the line's tag ("~3"); sharing a tag is a partial match.
+        tags: dict[str, set[str]] = {}
+        for n, group in enumerate(self.synonyms.related):
+            for w in group:
+                tags.setdefault(w, set()).add(f"~{n}")
+        self.tags: dict[str, frozenset[str]] = {w: frozenset(t) for w, t in tags.items()}
+        self._general: dict[str, float] = {}
+
+    def _content_pieces(self, w: str) -> list[str]:
+        """A keyword, and when it is a phrase ("白茶怎么泡"), its pieces between function words ("白茶")."""
+        out = [w]
+        if len(w) > 2:
+            stop = sorted((s for s in self.stopwords if len(s) >= 2 and s in w), key=len, reverse=True)
+            if stop:
+                out += [p for p in re.split("|".join(map(re.escape, stop)), w) if len(p) >= 2]
+        return out
 
     def _is_word(self, w: str) -> bool:
         # A keyword that is a phrase ("白茶怎么泡") would glue its function words to whatever
@@ -227,6 +319,14 @@ class Analyzer:
             if t.strip() and t not in stop:
                 out[t] = None
         return list(out)
+
+    def general(self, word: str) -> float:
+        """:func:`general_weight`, except that the base's own vocabulary always counts fully."""
+        g = self._general.get(word)
+        if g is None:
+            g = 1.0 if word in self.user_words else general_weight(word)
+            self._general[word] = g
+        return g
 
     def canon(self, text: str) -> str:
         """Compact canonical form: what exact and keyword comparisons use."""
