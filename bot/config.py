@@ -178,6 +178,7 @@ class KnowledgeConfig(Section):
     threshold: float = Field(0.25, ge=0, le=1)
     suggest_floor: float = Field(0.12, ge=0, le=1)
     margin: float = Field(0.01, ge=0, le=1)
+    ambiguity_margin: float = Field(0.15, ge=0, le=1)
     max_suggestions: int = Field(3, ge=0, le=9)
     suggestion_ttl_s: int = Field(300, ge=10, le=86400)
     group_cooldown_s: int = Field(600, ge=0)

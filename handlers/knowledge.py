@@ -54,9 +54,7 @@ EDIT_EXAMPLES = [
 
 
 def settings_of(app: BotApp) -> MatchSettings:
-    k = app.config.knowledge
-    return MatchSettings(threshold=k.threshold, suggest_floor=k.suggest_floor, margin=k.margin,
-                         max_suggestions=k.max_suggestions)
+    return MatchSettings.from_config(app.config.knowledge)
 
 
 class KnowledgeReloader(Pump):

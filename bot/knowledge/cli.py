@@ -78,8 +78,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     tz = cfg.bot.tz
     templates = _templates(tz)
     k = cfg.knowledge
-    settings = MatchSettings(threshold=k.threshold, suggest_floor=k.suggest_floor, margin=k.margin,
-                             max_suggestions=k.max_suggestions)
+    settings = MatchSettings.from_config(k)
     directory = Path(args.kb) if args.kb else cfg.resolve(k.dir)
     if not directory.is_dir():
         print(f"siyu: knowledge directory {directory} does not exist", file=sys.stderr)

@@ -30,6 +30,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import ahocorasick_rs
 
@@ -63,6 +64,12 @@ class MatchSettings:
     intent_weight: float = 0.06     # added when the question asks what the entry's questions ask, taken when not
     keyword_bonus: float = 0.05     # added to the meaning score of an auto entry whose keyword occurs
     rerank: int = 10                # candidates re-scored per question (half as many again from the answers)
+
+    @classmethod
+    def from_config(cls, k: Any) -> MatchSettings:
+        """The settings of a ``[knowledge]`` config section (the weights keep their defaults)."""
+        return cls(threshold=k.threshold, suggest_floor=k.suggest_floor, margin=k.margin,
+                   ambiguity_margin=k.ambiguity_margin, max_suggestions=k.max_suggestions)
 
 
 @dataclass(frozen=True, slots=True)
