@@ -1,23 +1,33 @@
 """Knowledge-base benchmark: accuracy on the shipped evaluation set, latency on a generated 5,000-entry base.
 
     python bench/kb.py [--entries 5000] [--queries 2000] [--json]
+    python bench/kb.py --dev [--failures]     # the dev sets only (never reads the held-out questions)
+    python bench/kb.py --tune                 # choose the weights on the dev sets (two-fold cross-validation)
+    python bench/kb.py --check-dev            # dev questions that copy or nearly copy a held-out one
 
 Accuracy (hit@1) on knowledge_base/eval/questions.yaml (held out: the matcher's
-weights were chosen on eval/dev.yaml) for three matchers over the example base:
+weights were chosen on the dev sets eval/dev.yaml and eval/dev_voices.yaml) for
+three matchers over the example base:
 
 - exact:    the question, normalised (full-width, traditional, punctuation), equals a stored question;
 - contains: classic keyword auto-reply — an entry's keyword (or question) occurs in the message;
 - full:     the knowledge base's matcher (exact, triggers, then meaning with threshold and suggestions).
 
 A labelled question scores when that entry answers outright; a question labelled none scores when
-nothing answers. Latency: p50/p99 per question over a generated base, for the full matcher and, in
+nothing answers; a question labelled with a list (it asks two things) scores when any of them
+answers. Latency: p50/p99 per question over a generated base, for the full matcher and, in
 the same run, an exact-dict lookup (normalise + dict.get), with the ratio between them, and the
 full matcher's CPU time per question (what it costs without waiting for a core).
+
+``--dev``, ``--tune`` and ``--check-dev`` are for working on the matcher: they print dev questions
+only, so the held-out set stays unseen until the one measurement of a round.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 import random
 import statistics
@@ -38,17 +48,56 @@ from bot.knowledge.matcher import Matcher, MatchSettings
 from bot.knowledge.text import Synonyms, compact
 
 REPO = Path(__file__).resolve().parent.parent
+EVAL = REPO / "knowledge_base" / "eval"
+HELD_OUT = "questions"
+DEV_SETS = ("dev", "dev_voices")
+
+Expect = str | tuple[str, ...] | None
+Item = tuple[str, Expect, Where]
 
 
 # ── accuracy ──
 
-def load_eval(path: Path) -> list[tuple[str, str | None, Where]]:
-    items = []
+def load_eval(path: Path) -> list[Item]:
+    items: list[Item] = []
     for g in yaml.safe_load(path.read_text(encoding="utf-8")):
-        expect = None if g["expect"] == "none" else g["expect"]
+        raw = g["expect"]
+        expect: Expect = tuple(raw) if isinstance(raw, list) else (None if raw == "none" else raw)
         where = Where(chat=g.get("chat", "single"), tier=g.get("tier", ""))
         items += [(q, expect, where) for q in g["questions"]]
     return items
+
+
+def right(got: str | None, expect: Expect) -> bool:
+    return got in expect if isinstance(expect, tuple) else got == expect
+
+
+def expected_ids(expect: Expect) -> tuple[str, ...]:
+    if expect is None:
+        return ()
+    return expect if isinstance(expect, tuple) else (expect,)
+
+
+def near_copy(a: str, b: str) -> float:
+    """How close two questions are in characters (0–1): the larger of the Dice overlap of their
+    characters and character pairs and difflib's ratio. 0.7 or more counts as a near copy."""
+    a, b = compact(a), compact(b)
+    if not a or not b:
+        return 0.0
+    fa = set(a) | {a[i:i + 2] for i in range(len(a) - 1)}
+    fb = set(b) | {b[i:i + 2] for i in range(len(b) - 1)}
+    dice = 2 * len(fa & fb) / (len(fa) + len(fb))
+    return max(dice, difflib.SequenceMatcher(None, a, b).ratio())
+
+
+def near_copies(questions: list[str], others: list[str], limit: float = 0.7) -> list[tuple[str, float]]:
+    """The ``questions`` that copy or nearly copy one of ``others`` (only ``questions`` are named)."""
+    out = []
+    for q in questions:
+        best = max((near_copy(q, o) for o in others), default=0.0)
+        if best >= limit:
+            out.append((q, round(best, 2)))
+    return out
 
 
 def exact_baseline(entries: list[Entry]) -> Callable[[str, Where], str | None]:
@@ -86,8 +135,8 @@ def contains_baseline(entries: list[Entry]) -> Callable[[str, Where], str | None
     return answer
 
 
-def accuracy(answer: Callable[[str, Where], str | None], items: list[tuple[str, str | None, Where]]) -> float:
-    return sum(answer(q, w) == expect for q, expect, w in items) / len(items)
+def accuracy(answer: Callable[[str, Where], str | None], items: list[Item]) -> float:
+    return sum(right(answer(q, w), expect) for q, expect, w in items) / len(items)
 
 
 def full(m: Matcher) -> Callable[[str, Where], str | None]:
@@ -168,42 +217,163 @@ def latency(m: Matcher, questions: list[str], rounds: int = 3) -> tuple[list[flo
     return full_t, dict_t, cpu_t
 
 
+def evaluate(m: Matcher, entries: list[Entry], items: list[Item]) -> dict[str, Any]:
+    """hit@1 of the three matchers, how often the right entry was only suggested, and its rank."""
+    out: dict[str, Any] = {
+        "questions": len(items),
+        "unanswerable": sum(1 for _, e, _ in items if e is None),
+        "exact": round(accuracy(exact_baseline(entries), items), 3),
+        "contains": round(accuracy(contains_baseline(entries), items), 3),
+    }
+    answered = suggested = first = top3 = answerable = 0
+    for q, e, w in items:
+        r = m.match(q, w)
+        answered += right(r.entry.id if r.entry else None, e)
+        ids = expected_ids(e)
+        if not ids:
+            continue
+        answerable += 1
+        suggested += not r.entry and any(s.entry.id in ids for s in r.suggestions)
+        ranked = [c.entry.id for c in r.candidates[:3]]
+        first += bool(ranked) and ranked[0] in ids
+        top3 += any(i in ids for i in ranked)
+    out["full"] = round(answered / len(items), 3)
+    out["full_in_suggestions"] = round(suggested / len(items), 3)
+    out["rank1"] = round(first / max(1, answerable), 3)
+    out["rank3"] = round(top3 / max(1, answerable), 3)
+    return out
+
+
+def failures(m: Matcher, name: str, items: list[Item]) -> list[str]:
+    """A dev set's misses, one line each (never for the held-out set)."""
+    assert name != HELD_OUT, "the held-out set's failures are not looked at"
+    lines = []
+    for q, e, w in items:
+        r = m.match(q, w)
+        got = r.entry.id if r.entry else None
+        if not right(got, e):
+            cands = ", ".join(f"{c.entry.id} {c.score:.2f}" for c in r.candidates[:3])
+            lines.append(f"{name}: {q}  want {e or 'none'}  got {got or r.mode}  [{cands}]")
+    return lines
+
+
+# The weights --tune searches, and the values it tries for each.
+GRID: dict[str, tuple[float, ...]] = {
+    "threshold": (0.2, 0.22, 0.25, 0.28, 0.3, 0.33),
+    "margin": (0.0, 0.01, 0.02, 0.04),
+    "ambiguity_margin": (0.05, 0.1, 0.15, 0.2),
+    "char_weight": (0.2, 0.3, 0.4, 0.5, 0.6),
+    "query_weight": (0.2, 0.3, 0.4, 0.5, 0.6),
+    "entry_weight": (0.0, 0.05, 0.1, 0.2),
+    "answer_weight": (0.1, 0.2, 0.3, 0.4),
+    "related_weight": (0.5, 0.7, 0.85, 1.0),
+    "general_power": (0.5, 1.0, 1.5, 2.0, 2.5),
+    "intent_weight": (0.0, 0.03, 0.06, 0.09, 0.12),
+    "keyword_bonus": (0.0, 0.03, 0.05, 0.1, 0.15),
+    "unknown_weight": (0.3, 0.5, 0.7, 1.0),
+    "context_weight": (0.1, 0.25, 0.5, 0.75, 1.0),
+    "denied_weight": (0.0, 0.1, 0.2, 0.4, 1.0),
+}
+
+
+def tune(files: KnowledgeFiles, items: list[Item], rounds: int = 2) -> None:
+    """Coordinate search of GRID on the dev sets' hit@1, checked by two-fold cross-validation:
+    weights chosen on one half of the dev questions are measured on the other half."""
+    analyzer = build_matcher(files.entries, files.synonyms, files.stopwords, MatchSettings()).analyzer
+
+    def score(s: MatchSettings, subset: list[Item]) -> float:
+        m = build_matcher(files.entries, files.synonyms, files.stopwords, s, analyzer)
+        return accuracy(full(m), subset)
+
+    def search(subset: list[Item], start: MatchSettings) -> tuple[MatchSettings, float]:
+        best, best_score = start, score(start, subset)
+        for _ in range(rounds):
+            improved = False
+            for name, values in GRID.items():
+                for v in values:
+                    if getattr(best, name) == v:
+                        continue
+                    trial = dataclasses.replace(best, **{name: v})
+                    got = score(trial, subset)
+                    if got > best_score + 1e-9:
+                        best, best_score, improved = trial, got, True
+            if not improved:
+                break
+        return best, best_score
+
+    def changed(s: MatchSettings) -> dict[str, float]:
+        return {k: getattr(s, k) for k in GRID if getattr(s, k) != getattr(start, k)}
+
+    start = MatchSettings()
+    print(f"current weights: dev hit@1 {score(start, items):.3f}")
+    order = list(range(len(items)))
+    random.Random(1).shuffle(order)
+    halves = [[items[i] for i in order[k::2]] for k in (0, 1)]
+    for k in (0, 1):
+        chosen, train = search(halves[k], start)
+        test = score(chosen, halves[1 - k])
+        print(f"fold {k + 1}: chosen on half {k + 1} ({train:.3f}), on the other half {test:.3f}"
+              f" (current weights there: {score(start, halves[1 - k]):.3f})  {changed(chosen)}")
+    chosen, got = search(items, start)
+    print(f"chosen on all dev questions: {got:.3f}  {changed(chosen)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=5000, help="size of the generated base (default 5000)")
     ap.add_argument("--queries", type=int, default=2000, help="questions timed per round (default 2000)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--dev", action="store_true", help="measure the dev sets only (the held-out set is not read)")
+    ap.add_argument("--failures", action="store_true", help="with --dev: list every dev question the matcher misses")
+    ap.add_argument("--tune", action="store_true", help="search the weights on the dev sets and print the choice")
+    ap.add_argument("--check-dev", action="store_true",
+                    help="list dev questions that copy or nearly copy a held-out or a stored question")
     args = ap.parse_args()
     out: dict[str, Any] = {}
 
     files = KnowledgeFiles(REPO / "knowledge_base")
     files.refresh()
     entries = files.entries
+    dev_items = {name: load_eval(EVAL / f"{name}.yaml") for name in DEV_SETS}
+    if args.check_dev:
+        held = [q for q, _, _ in load_eval(EVAL / f"{HELD_OUT}.yaml")]
+        stored = [q for e in entries for q in e.questions]
+        found = 0
+        for name, items in dev_items.items():
+            qs = [q for q, _, _ in items]
+            for q, sim in near_copies(qs, held):
+                print(f"{name}: {q}  (held-out similarity {sim})")
+                found += 1
+            stored_keys = {compact(s) for s in stored}
+            for q in qs:
+                if compact(q) in stored_keys:
+                    print(f"{name}: {q}  (a stored question)")
+                    found += 1
+        print(f"{found} dev questions to drop")
+        return 1 if found else 0
+    if args.tune:
+        tune(files, [i for items in dev_items.values() for i in items])
+        return 0
+
     settings = MatchSettings()
     m = build_matcher(entries, files.synonyms, files.stopwords, settings)
-    for name in ("questions", "dev"):
-        items = load_eval(REPO / "knowledge_base" / "eval" / f"{name}.yaml")
-        out[name] = {
-            "questions": len(items),
-            "unanswerable": sum(1 for _, e, _ in items if e is None),
-            "exact": round(accuracy(exact_baseline(entries), items), 3),
-            "contains": round(accuracy(contains_baseline(entries), items), 3),
-            "full": round(accuracy(full(m), items), 3),
-        }
-        suggested = sum(1 for q, e, w in items if e and not m.match(q, w).entry
-                        and e in [s.entry.id for s in m.match(q, w).suggestions])
-        out[name]["full_in_suggestions"] = round(suggested / len(items), 3)
-        ranked = [[c.entry.id for c in m.match(q, w).candidates[:3]] for q, e, w in items if e]
-        expected = [e for _, e, _ in items if e]
-        out[name]["rank1"] = round(sum(r[:1] == [e] for r, e in zip(ranked, expected, strict=True)) / len(ranked), 3)
-        out[name]["rank3"] = round(sum(e in r for r, e in zip(ranked, expected, strict=True)) / len(ranked), 3)
+    names = DEV_SETS if args.dev else (HELD_OUT, *DEV_SETS)
+    for name in names:
+        items = dev_items.get(name) or load_eval(EVAL / f"{name}.yaml")
+        out[name] = evaluate(m, entries, items)
+        if args.dev and args.failures:
+            out[name]["failures"] = failures(m, name, items)
+    if args.dev:
+        all_dev = [i for items in dev_items.values() for i in items]
+        out["dev_all"] = evaluate(m, entries, all_dev)
 
     entries_g, queries = generated(args.entries)
     t0 = time.perf_counter()
     big = build_matcher(entries_g, Synonyms(), [], settings)
     build_s = time.perf_counter() - t0
-    eval_questions = [q for q, _, _ in load_eval(REPO / "knowledge_base" / "eval" / "questions.yaml")]
-    questions = (queries + eval_questions) * (1 + args.queries // max(1, len(queries) + len(eval_questions)))
+    # Real questions (the held-out ones; the dev ones with --dev) mixed with the generated ones.
+    real = [q for q, _, _ in (dev_items["dev"] if args.dev else load_eval(EVAL / f"{HELD_OUT}.yaml"))]
+    questions = (queries + real) * (1 + args.queries // max(1, len(queries) + len(real)))
     questions = questions[: args.queries]
     for q in questions[:50]:
         big.match(q)  # warm caches
@@ -223,13 +393,18 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    for name, label in (("questions", "held-out eval set"), ("dev", "dev set (used to choose the weights)")):
+    labels = {HELD_OUT: "held-out eval set", "dev": "dev set (used to choose the weights)",
+              "dev_voices": "second dev set, other voices (used to choose the weights)",
+              "dev_all": "both dev sets together"}
+    for name in (*names, *(("dev_all",) if args.dev else ())):
         r = out[name]
-        print(f"hit@1 on the {label}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
+        print(f"hit@1 on the {labels.get(name, name)}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
         print(f"  exact {r['exact']:.3f}   contains {r['contains']:.3f}   full {r['full']:.3f}"
               f"   (+{r['full_in_suggestions']:.3f} offered as a suggestion)")
         print(f"  full matcher, answerable questions: right entry ranked first {r['rank1']:.3f}, "
               f"in the top three {r['rank3']:.3f}")
+        for line in r.get("failures", ()):
+            print("   ", line)
     print(f"latency over a generated base of {lat['entries']} entries (built in {lat['build_s']} s), "
           f"{lat['questions']} questions:")
     print(f"  full matcher  p50 {lat['full_p50_ms']:.3f} ms   p99 {lat['full_p99_ms']:.3f} ms")

@@ -35,7 +35,8 @@ from typing import Any
 import ahocorasick_rs
 
 from bot.knowledge.entry import Entry, Where
-from bot.knowledge.text import Analyzer, char_features, intents
+from bot.knowledge.fuzzy import Speller, vocabulary
+from bot.knowledge.text import INTENTS, Analyzer, char_features, clauses, intents
 from bot.textnorm import fold
 
 TRIGGER_MODES = {"auto": "keyword", "contains": "contains"}
@@ -64,6 +65,10 @@ class MatchSettings:
     intent_weight: float = 0.06     # added when the question asks what the entry's questions ask, taken when not
     keyword_bonus: float = 0.05     # added to the meaning score of an auto entry whose keyword occurs
     rerank: int = 10                # candidates re-scored per question (half as many again from the answers)
+    unknown_weight: float = 1.0     # a word the base never uses weighs this times the rarest word's weight
+    context_weight: float = 0.5     # weight of a long message's words outside its question clauses
+    denied_weight: float = 0.2      # weight of the words of a 「不是……，是……」 clause
+    spelling: bool = True           # also try the question with typing slips corrected (bot.knowledge.fuzzy)
 
     @classmethod
     def from_config(cls, k: Any) -> MatchSettings:
@@ -261,6 +266,18 @@ class Matcher:
         self._questions = _Bm25(question_terms, s.k1, s.b)
         self._answers = _Bm25(answer_terms, s.k1, s.b)
         self._weigh(question_terms)
+        # The words a typing slip is corrected to: the stored questions', the keywords', the vocabulary
+        # file's and the question words (ranked by how many entries use them).
+        known = vocabulary(p.terms for p in self._profiles.values())
+        for w in (*analyzer.synonyms.words, *analyzer.user_words, *(w for ws in INTENTS.values() for w in ws),
+                  *(w for w in analyzer.stopwords if len(w) >= 2)):
+            known.setdefault(w, 0.0)
+        self._speller = Speller(known, analyzer.tokenizer, analyzer.stopwords)
+        # What a question word may be taken apart into: the base's words of two or more characters,
+        # and single characters the vocabulary file names (寄, 泡, 碎).
+        self._known = frozenset(w for w in (*self.weight, *analyzer.tags) if w[0] != "~" and
+                                (len(w) >= 2 or w in analyzer.tags))
+        self._pieces_cache: dict[str, tuple[str, ...]] = {}
 
     def _weigh(self, question_terms: list[list[str]]) -> None:
         """How informative each term, near-synonym tag and character is, over the entries' whole text."""
@@ -280,7 +297,7 @@ class Matcher:
         self.weight: dict[str, float] = {t: idf(c) * (general(t) ** gp if t[0] != "~" else 1.0)
                                          for t, c in df.items()}
         # A word the base never uses says the question may be about something else.
-        self._unknown = idf(0) if n else 1.0
+        self._unknown = (idf(0) if n else 1.0) * self.settings.unknown_weight
         cdf: dict[str, int] = defaultdict(int)
         for p in self._profiles.values():
             for c in p.chars:
@@ -305,7 +322,64 @@ class Matcher:
 
     # ── matching ──
     def match(self, text: str, where: Where | None = None) -> Result:
-        prepared = self.analyzer.prepare(text)
+        """The entry that answers ``text`` (or suggestions), as typed or with typing slips corrected."""
+        parts = clauses(text)
+        prepared = [(self.analyzer.prepare(c), role) for c, role in parts]
+        result = self._match(text, prepared, where)
+        if not self.settings.spelling or (result.answer is not None and result.answer.mode == "exact"):
+            return result
+        apply, correct = self.analyzer.synonyms.apply, self._speller.correct
+        fixed = [(apply(correct(p)), role) for p, role in prepared]
+        if fixed == prepared:
+            return result
+        other = self._match(text, fixed, where)
+        return other if other.score > result.score else result
+
+    def _focus(self, prepared: list[tuple[str, str]]) -> tuple[list[str], dict[str, float], str]:
+        """A message's terms, the weight of each (words of story clauses and denied clauses count less)
+        and the text whose question words say what is asked."""
+        s = self.settings
+        asking = any(role == "ask" for _, role in prepared) and len(prepared) > 1
+        order: dict[str, None] = {}
+        focus: dict[str, float] = {}
+        asked: list[str] = []
+        for p, role in prepared:
+            w = s.denied_weight if role == "denied" else (s.context_weight if asking and role == "say" else 1.0)
+            if role != "denied":
+                asked.append(p)
+            for term in self.analyzer.terms(p):
+                for piece in self._pieces(term):
+                    order[piece] = None
+                    focus[piece] = max(focus.get(piece, 0.0), w)
+        return list(order), focus, " ".join(asked)
+
+    def _pieces(self, term: str) -> tuple[str, ...]:
+        """A word the base does not know, taken apart around the base's words inside it
+        (寄过来 → 寄, 过来); any other word as itself."""
+        known = self._known
+        if term in known or len(term) < 2:
+            return (term,)
+        got = self._pieces_cache.get(term)
+        if got is None:
+            # A single character only where the word starts (寄 of 寄过来, not 杯 of 世界杯).
+            found = [(i, j) for i in range(len(term)) for j in range(len(term), i, -1)
+                     if (j - i < len(term)) and (j - i >= 2 or i == 0) and term[i:j] in known]
+            covered: set[int] = set()
+            pieces: list[str] = []
+            for i, j in sorted(found, key=lambda r: (r[0], r[0] - r[1])):
+                if any(i >= a and j <= b for a, b in found if (a, b) != (i, j)):
+                    continue   # inside a longer piece
+                pieces.append(term[i:j])
+                covered.update(range(i, j))
+            # What is left between the known pieces stays as it is (过来 of 寄过来).
+            rest = "".join(c if n not in covered else " " for n, c in enumerate(term)).split()
+            got = tuple(dict.fromkeys([*pieces, *rest])) if pieces else (term,)
+            if len(self._pieces_cache) < 100_000:
+                self._pieces_cache[term] = got
+        return got
+
+    def _match(self, text: str, parts: list[tuple[str, str]], where: Where | None) -> Result:
+        prepared = " ".join(p for p, _ in parts if p)
         key = prepared.replace(" ", "")
         if not key:
             return Result()
@@ -320,15 +394,16 @@ class Matcher:
 
         exact = [i for i in self._exact.get(key, ()) if ok(i)]
         hits = {i: words for i, words in self._trigger_hits(text, key).items() if ok(i)}
-        terms = frozenset(self.analyzer.terms(prepared))
-        meaning = {i: c for i, c in self._meaning(prepared, terms, hits) if ok(i)}
+        ordered, focus, asked = self._focus(parts)
+        terms = frozenset(ordered)
+        meaning = {i: c for i, c in self._meaning(asked, terms, hits, focus) if ok(i)}
 
         if exact:
             i = max(exact, key=lambda j: entries[j].priority)
             answer = Candidate(entries[i], 1.0, "exact", question=self._phrase_for(i, key))
-            return Result(answer, (), (answer, *self._ranked(meaning, hits, skip={i})))
+            return Result(answer, (), (answer, *self._ranked(meaning, hits, skip={i}, key=key)))
 
-        ranked = self._ranked(meaning, hits)
+        ranked = self._ranked(meaning, hits, key=key)
         if not ranked:
             return Result()
         top = ranked[0]
@@ -380,7 +455,7 @@ class Matcher:
         return hits
 
     def _ranked(self, meaning: dict[int, Candidate], hits: dict[int, list[str]],
-                skip: Iterable[int] = ()) -> tuple[Candidate, ...]:
+                skip: Iterable[int] = (), key: str = "") -> tuple[Candidate, ...]:
         """Every plausible entry, best first (triggers and meaning together)."""
         s = self.settings
         entries = self.entries
@@ -393,7 +468,9 @@ class Matcher:
             m = meaning.get(i)
             if e.match == "auto":
                 base = m.score if m else 0.0
-                score = min(1.0, max(s.threshold + s.margin, base + s.keyword_bonus))
+                # A keyword that is the whole question answers as surely as a stored question.
+                whole = key in words
+                score = 1.0 if whole else min(1.0, max(s.threshold + s.margin, base + s.keyword_bonus))
                 mode = "keyword"
             else:
                 score, mode = 1.0, ("regex" if e.match == "regex" else "contains")
@@ -413,8 +490,8 @@ class Matcher:
                 out.insert(0, best)
         return tuple(out[:10])
 
-    def _meaning(self, prepared: str, terms: frozenset[str],
-                 hits: dict[int, list[str]]) -> list[tuple[int, Candidate]]:
+    def _meaning(self, prepared: str, terms: frozenset[str], hits: dict[int, list[str]],
+                 focus: dict[str, float] | None = None) -> list[tuple[int, Candidate]]:
         """Meaning scores in [0, 1] for the entries either index finds (and the keyword-triggered ones)."""
         if not self._profiles:
             return []
@@ -423,6 +500,8 @@ class Matcher:
             return []
         tags = self.analyzer.tags
         wq = {t: self.term_weight(t) for t in terms}
+        if focus:
+            wq = {t: w * focus.get(t, 1.0) for t, w in wq.items()}
         q_weight = sum(wq.values())
         q_tagged = [(t, tags[t]) for t in terms if t in tags]
         q_tags = frozenset(g for _, ts in q_tagged for g in ts)
@@ -456,13 +535,13 @@ class Matcher:
             for d in profile.docs:
                 doc = docs[d]
                 inter = terms & doc.terms
-                exact = sum(map(w_of, inter)) if inter else 0.0   # a shared word is known: wq == weight
+                exact = sum(map(wq.__getitem__, inter)) if inter else 0.0
                 shared_q = exact
                 if q_tagged and doc.tags:
                     shared_q += rw * sum(wq[t] for t, ts in q_tagged
                                          if t not in doc.terms and not ts.isdisjoint(doc.tags))
                 if shared_q:
-                    shared_d = exact
+                    shared_d = sum(map(w_of, inter)) if focus and inter else exact
                     if q_tags and doc.tagged:
                         shared_d += rw * sum(w_of(u) for u, ts in doc.tagged
                                              if u not in terms and not ts.isdisjoint(q_tags))

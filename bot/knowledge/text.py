@@ -26,6 +26,7 @@ from bot.textnorm import fold
 
 NON_WORD = re.compile(r"[\W_]+")
 STOPWORDS_FILE = Path(__file__).with_name("stopwords.txt")
+GLOSSARY_FILE = Path(__file__).with_name("glossary.txt")
 # Questions that end like this, or start with these, ask something (used for unprompted group answers).
 QUESTION_RX = re.compile(r"[?？]|吗|呢|么|怎|如何|什么|啥|哪|几|多少|多久|能不能|可不可以|是不是|有没有|要不要|咋|"
                          r"求问|请问")
@@ -47,6 +48,32 @@ def looks_like_question(text: str, ignore: Iterable[str] = ()) -> bool:
     for word in ignore:
         folded = folded.replace(fold(word), " ")
     return bool(QUESTION_RX.search(folded))
+
+
+# Long messages: the clauses between punctuation marks, and what each does.
+CLAUSE_BREAK = re.compile(r"[,.!?;:。、…~\n]+")
+# 「不是问几天到，是问几天发」「茶没坏，就是不喜欢」: the first clause says what the question is not about.
+NEGATED = re.compile(r"^.{0,3}?(?:不是|不想|不要|不用|没有|没)")
+CONTRAST = re.compile(r"^(?:我)?(?:而是|就是|只是|其实|是(?!不是|否)|想|要|但是?|可是|不过)")
+
+
+def clauses(text: str) -> list[tuple[str, str]]:
+    """The clauses of a message with their roles: ``ask`` (a question), ``say`` (a story, a greeting)
+    or ``denied`` (what the member says the question is not about, before 「是……」).
+
+    A message without punctuation is one clause; its role is ``ask``.
+    """
+    parts = [c.strip() for c in CLAUSE_BREAK.split(fold(text))]
+    parts = [c for c in parts if c]
+    if len(parts) <= 1:
+        return [(parts[0] if parts else "", "ask")]
+    out: list[tuple[str, str]] = []
+    for n, c in enumerate(parts):
+        if n + 1 < len(parts) and NEGATED.search(c) and CONTRAST.search(parts[n + 1]):
+            out.append((c, "denied"))
+        else:
+            out.append((c, "ask" if QUESTION_RX.search(c) else "say"))
+    return out
 
 
 def _words(line: str) -> list[str]:
@@ -173,11 +200,68 @@ class Synonyms:
         out: list[str] = []
         pos = 0
         for idx, start, end in matches:
+            pattern = self._patterns[idx]
+            if _inside_latin_word(text, start, end, pattern):
+                continue
             out.append(text[pos:start])
-            out.append(self.canonical[self._patterns[idx]])
+            out.append(self.canonical[pattern])
             pos = end
         out.append(text[pos:])
         return "".join(out)
+
+
+def _is_latin(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def _inside_latin_word(text: str, start: int, end: int, pattern: str) -> bool:
+    """Whether a Latin-letter pattern was found inside a longer Latin word ("ems" in "items")."""
+    return (_is_latin(pattern[0]) and start > 0 and _is_latin(text[start - 1])) or \
+        (_is_latin(pattern[-1]) and end < len(text) and _is_latin(text[end]))
+
+
+class Glossary:
+    """Latin-letter words and phrases members type (refund, what time, zm) and the Chinese word meant.
+
+    ``bot/knowledge/glossary.txt``: one line per Chinese word, ``中文: english, phrase, abbreviation``.
+    Matched as whole words in normalised (lower-case, space-separated) text.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self.table: dict[str, str] = {}
+        for latin, chinese in pairs:
+            key = " ".join(latin.casefold().split())
+            if key and chinese:
+                self.table.setdefault(key, chinese)
+        phrases = sorted(self.table, key=len, reverse=True)
+        self._rx = re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p).replace(r"\ ", " +") for p in phrases)
+                              + r")(?![a-z0-9])") if phrases else None
+
+    @classmethod
+    def parse(cls, text: str) -> Glossary:
+        pairs: list[tuple[str, str]] = []
+        for raw in text.splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if ":" not in line:
+                continue
+            chinese, latin = line.split(":", 1)
+            pairs += [(w, compact(chinese)) for w in re.split(r"[,，、;；]", latin) if w.strip()]
+        return cls(pairs)
+
+    def apply(self, normalized: str) -> str:
+        if self._rx is None or not any("a" <= c <= "z" for c in normalized):
+            return normalized
+        return self._rx.sub(lambda m: f" {self.table[' '.join(m.group(1).split())]} ", normalized)
+
+
+_GLOSSARY: Glossary | None = None
+
+
+def builtin_glossary() -> Glossary:
+    global _GLOSSARY
+    if _GLOSSARY is None:
+        _GLOSSARY = Glossary.parse(GLOSSARY_FILE.read_text(encoding="utf-8"))
+    return _GLOSSARY
 
 
 _base_lock = threading.Lock()
@@ -259,6 +343,7 @@ class Analyzer:
     def __init__(self, synonyms: Synonyms | None = None, stopwords: Iterable[str] = (),
                  user_words: Iterable[str] = ()) -> None:
         self.synonyms = synonyms or Synonyms()
+        self.glossary = builtin_glossary()
         self.extra_stopwords = tuple(stopwords)
         self.source_words = frozenset(user_words)
         canon = self.synonyms.canonical
@@ -305,8 +390,8 @@ class Analyzer:
         return not any(p in self.stopwords for p in base.cut(w, HMM=False))
 
     def prepare(self, text: str) -> str:
-        """Normalised text with synonyms made canonical (words separated by single spaces)."""
-        return self.synonyms.apply(normalize(text))
+        """Normalised text, Latin words read as Chinese (refund → 退款), synonyms made canonical."""
+        return self.synonyms.apply(self.glossary.apply(normalize(text)))
 
     def terms(self, prepared: str) -> list[str]:
         """Distinct search-mode jieba terms of prepared text, without stop words and spaces, in order."""
