@@ -177,7 +177,7 @@ class KnowledgeConfig(Section):
     reload_interval_s: float = Field(2.0, gt=0, description="how often entry files are checked for changes")
     threshold: float = Field(0.25, ge=0, le=1)
     suggest_floor: float = Field(0.12, ge=0, le=1)
-    margin: float = Field(0.01, ge=0, le=1)
+    margin: float = Field(0.0, ge=0, le=1)
     ambiguity_margin: float = Field(0.15, ge=0, le=1)
     max_suggestions: int = Field(3, ge=0, le=9)
     suggestion_ttl_s: int = Field(300, ge=10, le=86400)
