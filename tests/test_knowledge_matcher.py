@@ -262,3 +262,101 @@ def test_a_bare_topic_word_shared_by_several_entries_gets_suggestions(matcher: M
     # a word that tells the entries apart answers
     r = matcher.match("积分过期")
     assert r.entry is not None and r.entry.id == "points-expire"
+
+
+def test_typing_slips_by_sound_and_in_latin_letters(matcher: Matcher) -> None:
+    # homophones the pinyin keyboard offers: 退宽 (tui kuan) is 退款, 直拨 (zhi bo) is 直播
+    assert answer(matcher, "退宽多久到账")[0] == "refund-time"
+    assert answer(matcher, "直拨几点开始")[0] == "live"
+    # pinyin typed as letters: the initials or the whole spelling of a word of the base
+    assert answer(matcher, "tk多久到账")[0] == "refund-time"
+    assert answer(matcher, "tuikuan 多久到账")[0] == "refund-time"
+    # corrected, the question is a stored one
+    r = matcher.match("退宽多久到账")
+    assert r.mode == "exact" and r.answer is not None and r.answer.question == "退款多久到账"
+
+
+def test_a_slip_is_never_forced_on_a_real_word() -> None:
+    from bot.knowledge.fuzzy import Speller
+    from bot.knowledge.text import _base_tokenizer
+
+    speller = Speller({"故事": 1.0, "积分": 1.0, "退款": 1.0}, _base_tokenizer(), ["的", "有"])
+    assert speller.correct("退宽") == "退款"
+    assert speller.correct("今天股市怎么样") == "今天股市怎么样"   # a common word in its own right
+    assert speller.correct("煮几分钟") == "煮几分钟"             # 几分 is inside the word 几分钟
+    assert speller.correct("vip tk ok") == "vip 退款 ok"         # letters that are no initials stay
+    # a question that matched as typed keeps its answer: the corrected form only replaces a worse one
+    text = "- id: story\n  questions: [品牌故事]\n  answer: 故事\n"
+    m = build_matcher(parse_text(text, "s.yaml").entries, Synonyms(), [], MatchSettings())
+    assert m.match("股市今天涨了吗").entry is None
+
+
+def test_latin_words_read_as_chinese(matcher: Matcher) -> None:
+    assert answer(matcher, "refund 多久到账")[0] == "refund-time"
+    assert answer(matcher, "live 几点开始")[0] == "live"
+    assert answer(matcher, "how to 退款")[0] == "refund"
+    syn, problems = Synonyms.parse("邮政 ems\n")
+    assert not problems
+    a = Analyzer(syn, [], [])
+    assert a.prepare("ems 几天") == "邮政 几天"
+    assert "邮政" not in a.prepare("items")                       # only whole Latin words are replaced
+
+
+def test_long_messages_weigh_the_question_clause() -> None:
+    from bot.knowledge.text import clauses
+
+    assert [r for _, r in clauses("小伙子，寄到我们县城得几天呀")] == ["say", "ask"]
+    assert [r for _, r in clauses("不是问几天到，是问几天能发出")] == ["denied", "ask"]
+    assert [r for _, r in clauses("没发货，是不是忘了")] == ["say", "ask"]      # 是不是 asks, it does not contrast
+    assert clauses("退款怎么弄") == [("退款怎么弄", "ask")]
+    text = """\
+- id: ship-when
+  questions: [多久发货]
+  answer: 48 小时内发货
+- id: arrive-when
+  questions: [快递几天能到]
+  answer: 1-3 天
+- id: points-expire
+  questions: [积分会过期吗]
+  answer: 次年底过期
+- id: exchange
+  questions: [能换货吗]
+  answer: 可以换
+- id: refund
+  questions: [能退款吗]
+  answer: 七天无理由
+"""
+    m = build_matcher(parse_text(text, "l.yaml").entries, Synonyms(), [], MatchSettings())
+    story = "上周给我爸买的茶叶，快递很快，换了个杯子泡，他说挺好喝的，想问下积分会过期吗"
+    assert answer(m, story)[0] == "points-expire"
+    flat = build_matcher(parse_text(text, "l.yaml").entries, Synonyms(), [], MatchSettings(context_weight=1.0))
+    assert m.match(story).score > flat.match(story).score     # the story's words count less than the question's
+    assert answer(m, "不是问快递几天能到，是问多久发货")[0] == "ship-when"
+    assert answer(m, "不想退款，能换货吗")[0] == "exchange"
+
+
+def test_a_keyword_that_is_the_whole_question_answers() -> None:
+    text = """\
+- id: mine
+  questions: [我的积分有多少]
+  keywords: [我的积分]
+  answer: 您有 {{ member.points }} 分
+- id: redeem
+  questions: [积分怎么用]
+  answer: 积分商城
+- id: earn
+  questions: [积分怎么来]
+  answer: 打卡
+"""
+    m = build_matcher(parse_text(text, "k.yaml").entries, Synonyms(), [], MatchSettings())
+    r = m.match("我的积分")
+    assert r.entry is not None and r.entry.id == "mine" and r.mode == "keyword" and r.score == 1.0
+
+
+def test_a_word_the_base_does_not_know_is_read_through_the_words_inside_it() -> None:
+    text = "- id: ship\n  questions: [什么时候发货]\n  answer: 48 小时内\n"
+    near, _ = Synonyms.parse("~ 发货 寄\n")
+    m = build_matcher(parse_text(text, "p.yaml").entries, near, [], MatchSettings())
+    assert m._pieces("寄过来") == ("寄", "过来")
+    assert m._pieces("世界杯") == ("世界杯",)            # a single known character counts only at the start
+    assert answer(m, "什么时候给我寄过来")[0] == "ship"
