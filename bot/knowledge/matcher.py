@@ -49,7 +49,7 @@ class MatchSettings:
 
     threshold: float = 0.25         # meaning score needed to answer
     suggest_floor: float = 0.12     # meaning score needed to be offered as "did you mean"
-    margin: float = 0.0             # the best must lead the runner-up by more than this to answer outright
+    margin: float = 0.0             # the best must lead the runner-up by at least this to answer outright
     ambiguity_margin: float = 0.15  # the same, when the question is only words both stored questions have
     max_suggestions: int = 3
     tie: float = 0.02               # scores this close count as a tie; higher priority wins
