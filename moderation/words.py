@@ -54,9 +54,13 @@ def crossed(text: str, pos: int) -> bool:
     if pos <= 0 or pos >= len(text):
         return False
     freq = tokenizer().FREQ
+    size = len(text)
     for i in range(max(0, pos - 3), pos):
-        for j in range(pos + 1, min(len(text), i + 4) + 1):
-            if freq.get(text[i:j], 0) > 0:
+        for j in range(i + 2, min(size, i + 4) + 1):
+            f = freq.get(text[i:j])
+            if f is None:
+                break  # jieba's dictionary holds every prefix of its words: nothing longer starts here
+            if f > 0 and j > pos:
                 return True
     return False
 
