@@ -24,12 +24,11 @@ from moderation.normalize import BREAK, CODE, CODE_BASE, CODE_LIMIT, FOLD, JOINE
 
 _SEP, _BREAK, _JOINER = ord(SEP), ord(BREAK), ord(JOINER)
 _ALONE = 0xFDD1  # stands for a character beyond the BMP in the compact text: a noncharacter, in no pattern
-_UNKNOWN = 0xFFFFFFFFFFFFFFFF  # an entry not looked up yet (a real entry's high word is below 2**31)
+_UNKNOWN = 0xFFFFFFFFFFFFFFFF  # an entry not looked up yet (a real entry's words are below 2**31)
 _LEAD, _DIGIT = 1, 2  # kinds, in the top bits of the high word
 _KIND_SHIFT, _REAL_MASK = 29, (1 << 21) - 1
 _lock = threading.Lock()
-_table: np.ndarray | None = None  # BMP code point → code | (real | kind << 29) << 32
-_astral: dict[int, int] = {}      # the same for the characters beyond the BMP seen so far
+_table: np.ndarray | None = None  # code point → code | (real | kind << 29) << 32
 
 
 def _entry(cp: int) -> int:
@@ -45,37 +44,15 @@ def _get_table() -> np.ndarray:
     if _table is None:
         with _lock:
             if _table is None:
-                _table = np.full(0x10000, _UNKNOWN, dtype=np.uint64)
+                _table = np.full(0x110000, _UNKNOWN, dtype=np.uint64)  # 8.5 MiB, touched where text is
     return _table
-
-
-def _look_up(points: np.ndarray) -> np.ndarray:
-    table = _get_table()
-    astral = points > 0xFFFF if int(points.max(initial=0)) > 0xFFFF else None
-    index = points if astral is None else np.where(astral, 0, points)
-    packed = table[index]
-    if int(packed.max(initial=0)) == _UNKNOWN:
-        unknown = packed == _UNKNOWN
-        if astral is not None:
-            unknown &= ~astral
-        for cp in np.unique(points[unknown]).tolist():
-            table[cp] = _entry(cp)
-        packed = table[index]
-    if astral is not None:
-        where = np.flatnonzero(astral)
-        for k, cp in zip(where.tolist(), points[where].tolist(), strict=True):
-            v = _astral.get(cp)
-            if v is None:
-                v = _astral[cp] = _entry(cp)
-            packed[k] = v
-    return packed
 
 
 class Batch:
     """The coded batch: ``compact_utf16`` for the automaton, and each message's pieces."""
 
     def __init__(self, n: int, ostarts: np.ndarray, coded_text: str, compact16: np.ndarray, real32: np.ndarray,
-                 kind: np.ndarray, alone: set[int]) -> None:
+                 keep: np.ndarray, flagged: np.ndarray, kinds: np.ndarray, alone: set[int]) -> None:
         self.coded_text = coded_text
         self.compact_utf16 = compact16.tobytes()
         self.compact_text = self.compact_utf16.decode("utf-16-le")
@@ -83,7 +60,8 @@ class Batch:
         self._ostarts = ostarts.tolist()
         self._oends = self._ostarts[1:]  # one past the JOINER that ends each message but the last
         self._oends.append(len(coded_text) + 1)
-        cb = (np.flatnonzero(compact16 == _JOINER) + 1).tolist()
+        # a JOINER is never a separator: its place in the compact text is its rank among the kept places
+        cb = (np.searchsorted(keep, ostarts[1:] - 1) + 1).tolist()
         self.cstarts = [0, *cb]
         self._cends = cb
         self._cends.append(len(self.compact_text) + 1)
@@ -97,12 +75,11 @@ class Batch:
         # messages with a letter or digit of detectors.LEAD, and with five digit-like characters or more
         self.lead: set[int] = set()
         self.digits: set[int] = set()
-        where = np.flatnonzero(kind)
-        if where.size:
-            msg = np.searchsorted(ostarts, where, side="right") - 1
-            k = kind[where]
-            self.lead = set(np.flatnonzero(np.bincount(msg[(k & _LEAD) != 0], minlength=n)).tolist())
-            self.digits = set(np.flatnonzero(np.bincount(msg[(k & _DIGIT) != 0], minlength=n) >= 5).tolist())
+        if flagged.size:
+            msg = np.searchsorted(ostarts, flagged, side="right") - 1
+            self.lead = set(np.unique(msg[(kinds & _LEAD) != 0]).tolist())
+            counts = np.bincount(msg[(kinds & _DIGIT) != 0], minlength=n)
+            self.digits = set(np.flatnonzero(counts >= 5).tolist())
 
     def message_of(self, compact_offset: int) -> int:
         return bisect_right(self.cstarts, compact_offset) - 1
@@ -120,27 +97,27 @@ class Batch:
 def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     """The batch coded, or None when a message holds JOINER itself (then scan them one by one)."""
     joined = JOINER.join(texts)
-    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ostarts = np.flatnonzero(points == _JOINER) + 1
-    if len(ostarts) != len(texts) - 1:
+    if joined.count(JOINER) != len(texts) - 1:
         return None
-    ostarts = np.concatenate(([0], ostarts))
-    packed = _look_up(points)
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    ostarts = np.zeros(len(texts), dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))[:-1] + 1, out=ostarts[1:])
+    table = _get_table()
+    packed = table.take(points)
     words = packed.view(np.uint32).reshape(-1, 2)
-    coded, high = words[:, 0], words[:, 1]
+    coded = words[:, 0]
+    if int(coded.max(initial=0)) > 0xFFFF:  # a character not looked up yet, or coded beyond the BMP
+        unknown = coded == 0xFFFFFFFF
+        if unknown.any():
+            for cp in np.unique(points[unknown]).tolist():
+                table[cp] = _entry(cp)
+            packed = table.take(points)
+            words = packed.view(np.uint32).reshape(-1, 2)
+            coded = words[:, 0]
+    high = words[:, 1]
     real = high & _REAL_MASK
-    kind = (high >> _KIND_SHIFT).astype(np.uint8)
-    sep = coded == _SEP
-    if (b"\x01" * (max_gap + 1)) in sep.view(np.uint8).tobytes():
-        # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
-        # compact text and read as the separator itself, folded
-        edges = np.diff(np.concatenate(([0], sep.view(np.int8), [0])))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        long = ends - starts > max_gap
-        for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
-            coded[s:e] = _BREAK
-            real[s:e] = [ord(FOLD[cp]) for cp in points[s:e].tolist()]
-            sep[s:e] = False
+    flagged = np.flatnonzero(high >= 1 << _KIND_SHIFT)
+    kinds = high[flagged] >> _KIND_SHIFT
     alone: set[int] = set()
     if int(coded.max(initial=0)) > 0xFFFF:
         # the automaton reads two bytes a character: such a message is scanned alone
@@ -148,6 +125,18 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
         alone = set((np.searchsorted(ostarts, np.flatnonzero(wide), side="right") - 1).tolist())
         coded = np.where(wide, _ALONE, coded)
     coded16 = coded.astype(np.uint16)
-    keep = np.flatnonzero(~sep)
-    return Batch(len(texts), ostarts, coded16.tobytes().decode("utf-16-le"), coded16.take(keep), real.take(keep),
-                 kind, alone)
+    coded_text = coded16.tobytes().decode("utf-16-le")
+    sep = None
+    if SEP * (max_gap + 1) in coded_text:
+        # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
+        # compact text and read as the separator itself, folded
+        sep = coded16 == _SEP
+        edges = np.diff(np.concatenate(([0], sep.view(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        long = ends - starts > max_gap
+        for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
+            coded16[s:e] = _BREAK
+            real[s:e] = [ord(FOLD[cp]) for cp in points[s:e].tolist()]
+        coded_text = coded16.tobytes().decode("utf-16-le")
+    keep = np.flatnonzero(coded16 != _SEP)
+    return Batch(len(texts), ostarts, coded_text, coded16.take(keep), real.take(keep), keep, flagged, kinds, alone)

@@ -193,6 +193,10 @@ class Matcher:
             return [self.scan(t) for t in texts]
         found: dict[int, list[tuple[int, int, int]]] = {}
         twice: dict[int, list[int]] = {}
+        gated: set[int] = set()
+        if self.detect:
+            search = self._gate.search
+            gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
         if self._bytes_ac is not None:
             starts = b.cstarts
             for pid, s, e in self._bytes_ac.find_matches_as_indexes(b.compact_utf16, overlapping=True):
@@ -201,16 +205,25 @@ class Matcher:
                 s >>= 1
                 i = b.message_of(s)
                 found.setdefault(i, []).append((pid, s - starts[i], (e >> 1) - starts[i]))
-            redup = reduplication_words()
-            real = b.real_text
-            for k in b.repeats:  # the same Chinese character twice in a row: does reading it once matter?
-                if real[k] * 2 not in redup:
-                    i = b.message_of(k)
-                    twice.setdefault(i, []).append(k - starts[i])
-        gated = set()
-        if self.detect:
-            search = self._gate.search
-            gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
+            redup, pairs = reduplication_words(), self._pairs
+            compact, real = b.compact_text, b.real_text
+            size = len(real)
+            joins: set[int] = set()
+            for k in b.repeats:  # the same Chinese character twice in a row: may reading it once matter?
+                r = real[k]
+                if r * 2 in redup:
+                    continue
+                i = b.message_of(k)
+                twice.setdefault(i, []).append(k - starts[i])
+                if i not in joins and i not in found and i not in gated:
+                    # without a candidate, only if it may join a term (Matcher._joins; the JOINER that ends
+                    # a message is in no pair)
+                    j = k + 1
+                    while j < size and real[j] == r:
+                        j += 1
+                    if j < size and compact[k] + compact[j] in pairs:
+                        joins.add(i)
+            twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
         for i in sorted(found.keys() | gated | twice.keys() | b.alone):
             if i in b.alone:
                 out[i] = self.scan(texts[i])
@@ -243,7 +256,8 @@ class Matcher:
             hits.append(Hit(term=detectors.KINDS[d.kind], category=detectors.CATEGORY_OF[d.kind], level=level,
                             start=d.start, end=d.end, matched=text[d.start:d.end], stage="detector",
                             normalised=d.value, source=d.kind))
-        hits.sort(key=lambda h: (h.start, -h.end, h.category))
+        if len(hits) > 1:
+            hits.sort(key=lambda h: (h.start, -h.end, h.category))
         return hits
 
     def _joins(self, n: Normalised, twice: list[int]) -> bool:
