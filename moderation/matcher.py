@@ -141,11 +141,17 @@ class Matcher:
         # two codes in a row in a pattern, the first a syllable: where reading a repeat once (加加我 → 加我)
         # can join two characters into a term
         self._pairs = frozenset(p[j:j + 2] for p in self.patterns for j in range(len(p) - 1) if is_code(p[j]))
-        # The automaton runs over the UTF-16 bytes of the coded text (two bytes a character, so
-        # offsets halve back to characters); a text with a character beyond the BMP takes the str one.
-        self._bytes_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in self.patterns])
+        # A text without a candidate needs a look at its repeats only where the first code of such a pair
+        # is written twice before the second (加加我): for one text at a time, the automaton finds those too.
+        joins = sorted({pair[0] + pair for pair in self._pairs} - set(self.patterns))
+        self._terms = len(self.patterns)
+        # The automata run over the UTF-16 bytes of the coded text (two bytes a character, so offsets
+        # halve back to characters); a text with a character beyond the BMP takes the str one.
+        self._batch_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in self.patterns])
                           if self.patterns else None)
-        self.ac = ahocorasick_rs.AhoCorasick(self.patterns) if self.patterns else None
+        self._one_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
+                        if self.patterns else None)
+        self.ac = ahocorasick_rs.AhoCorasick([*self.patterns, *joins]) if self.patterns else None
         self._gate = detectors.gate()
         self._verdicts: dict[tuple[int, str], _Verdict] = {}
 
@@ -153,23 +159,30 @@ class Matcher:
     def pattern_count(self) -> int:
         return len(self.patterns)
 
-    def _find(self, compact: str) -> list[tuple[int, int, int]]:
-        if self._bytes_ac is None or not compact:
+    def _find(self, compact: str, joins: bool = False) -> list[tuple[int, int, int]]:
+        """(pattern, start, end) of every term pattern in ``compact``; with ``joins``, also (an index past
+        the term patterns, …) where a repeat read once may join a term."""
+        if self._batch_ac is None or not compact:
             return []
         b = compact.encode("utf-16-le")
         if len(b) == 2 * len(compact):
-            found = self._bytes_ac.find_matches_as_indexes(b, overlapping=True)
+            ac = self._one_ac if joins else self._batch_ac
+            assert ac is not None
+            found = ac.find_matches_as_indexes(b, overlapping=True)
             # a match at an odd byte would start inside a character
             return [(p, s >> 1, e >> 1) for p, s, e in found if not s & 1] if found else found
         assert self.ac is not None
-        return self.ac.find_matches_as_indexes(compact, overlapping=True)
+        found = self.ac.find_matches_as_indexes(compact, overlapping=True)
+        return found if joins else [f for f in found if f[0] < self._terms]
 
     def scan(self, text: str) -> list[Hit]:
         coded, compact = code(text, self.max_gap)
-        found = self._find(compact)
+        found = self._find(compact, joins=True)
         gated = self.detect and self._gate.search(text) is not None
-        # where a syllable code follows itself, a character may be repeated (加加我微微信)
-        twice = [m.start() for m in _TWICE.finditer(compact)] if self._bytes_ac is not None else []
+        twice: list[int] = []
+        if found:  # a term, or a repeat that may join one: where a code follows itself (加加我微微信)
+            twice = [m.start() for m in _TWICE.finditer(compact)]
+            found = [f for f in found if f[0] < self._terms]
         if not found and not gated and not twice:
             return []
         return self._check(text, coded, compact, found, gated, twice)
@@ -197,9 +210,9 @@ class Matcher:
         if self.detect:
             search = self._gate.search
             gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
-        if self._bytes_ac is not None:
+        if self._batch_ac is not None:
             starts = b.cstarts
-            for pid, s, e in self._bytes_ac.find_matches_as_indexes(b.compact_utf16, overlapping=True):
+            for pid, s, e in self._batch_ac.find_matches_as_indexes(b.compact_utf16, overlapping=True):
                 if s & 1:
                     continue  # a match at an odd byte would start inside a character
                 s >>= 1
