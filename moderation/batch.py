@@ -14,7 +14,6 @@ letter or digit of ``detectors.LEAD`` or five digit-like characters.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_right
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,9 +80,6 @@ class Batch:
             counts = np.bincount(msg[(kinds & _DIGIT) != 0], minlength=n)
             self.digits = set(np.flatnonzero(counts >= 5).tolist())
 
-    def message_of(self, compact_offset: int) -> int:
-        return bisect_right(self.cstarts, compact_offset) - 1
-
     def coded(self, i: int) -> str:
         return self.coded_text[self._ostarts[i]:self._oends[i] - 1]
 
@@ -106,6 +102,7 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     packed = table.take(points)
     words = packed.view(np.uint32).reshape(-1, 2)
     coded = words[:, 0]
+    alone: set[int] = set()
     if int(coded.max(initial=0)) > 0xFFFF:  # a character not looked up yet, or coded beyond the BMP
         unknown = coded == 0xFFFFFFFF
         if unknown.any():
@@ -114,16 +111,15 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
             packed = table.take(points)
             words = packed.view(np.uint32).reshape(-1, 2)
             coded = words[:, 0]
+        wide = coded > 0xFFFF
+        if wide.any():
+            # the automaton reads two bytes a character: such a message is scanned alone
+            alone = set((np.searchsorted(ostarts, np.flatnonzero(wide), side="right") - 1).tolist())
+            coded = np.where(wide, _ALONE, coded)
     high = words[:, 1]
     real = high & _REAL_MASK
     flagged = np.flatnonzero(high >= 1 << _KIND_SHIFT)
     kinds = high[flagged] >> _KIND_SHIFT
-    alone: set[int] = set()
-    if int(coded.max(initial=0)) > 0xFFFF:
-        # the automaton reads two bytes a character: such a message is scanned alone
-        wide = coded > 0xFFFF
-        alone = set((np.searchsorted(ostarts, np.flatnonzero(wide), side="right") - 1).tolist())
-        coded = np.where(wide, _ALONE, coded)
     coded16 = coded.astype(np.uint16)
     coded_text = coded16.tobytes().decode("utf-16-le")
     sep = None

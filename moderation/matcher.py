@@ -23,6 +23,7 @@ category overlap, the one inside a longer hit of at least its level is dropped.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -216,8 +217,12 @@ class Matcher:
                 if s & 1:
                     continue  # a match at an odd byte would start inside a character
                 s >>= 1
-                i = b.message_of(s)
-                found.setdefault(i, []).append((pid, s - starts[i], (e >> 1) - starts[i]))
+                i = bisect_right(starts, s) - 1  # the message it is in
+                base = starts[i]
+                if i in found:
+                    found[i].append((pid, s - base, (e >> 1) - base))
+                else:
+                    found[i] = [(pid, s - base, (e >> 1) - base)]
             redup, pairs = reduplication_words(), self._pairs
             compact, real = b.compact_text, b.real_text
             size = len(real)
@@ -226,7 +231,7 @@ class Matcher:
                 r = real[k]
                 if r * 2 in redup:
                     continue
-                i = b.message_of(k)
+                i = bisect_right(starts, k) - 1
                 twice.setdefault(i, []).append(k - starts[i])
                 if i not in joins and i not in found and i not in gated:
                     # without a candidate, only if it may join a term (Matcher._joins; the JOINER that ends
