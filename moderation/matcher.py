@@ -107,11 +107,12 @@ class Matcher:
 
     Every Chinese character of the text is coded by its pinyin (``normalize.CODE``), so one
     Aho-Corasick pass over the coded text finds the exact, folded and sound-alike candidates
-    of every term. The automaton also holds each syllable code doubled: where it finds one, a
-    character may be written twice in a row (加加我微微信), and only then is the repeat read
-    once. A text without any of these, and without a character a contact detail could start
-    with (``detectors.gate``), is clean: nothing else is done for it. Each candidate is checked
-    against the real characters; what a (pattern, characters) pair may stand for is
+    of every term. A repeat (加加我微微信) is read once only where it matters: in a text with a
+    candidate, or where the repeated code is followed by the next code of a term (for one text
+    at a time the automaton finds those places too; for a batch the arrays of ``batch.py`` show
+    where a character comes twice). A text with none of these, and without what a contact
+    detail holds (``detectors.gate``), is clean: nothing else is done for it. Each candidate is
+    checked against the real characters; what a (pattern, characters) pair may stand for is
     remembered, so a common sound-alike (统一 / 同意) costs one dictionary look-up.
     """
 
@@ -280,14 +281,16 @@ class Matcher:
 
     def _joins(self, n: Normalised, twice: list[int]) -> bool:
         """Whether reading a repeat once may join a term that is not there yet: a term then runs across the
-        end of the run, so the run's code and the code after the run are two codes in a row of a pattern."""
-        compact, real, pairs = n.compact, n.real, self._pairs
+        end of the run, so the run's code and the code after the run are two codes in a row of a pattern.
+        (Read on the codes alone: the run of a character lies within the run of its code, so the code
+        after it is the run's own code or the one after the code run.)"""
+        compact, pairs = n.compact, self._pairs
         size = len(compact)
         for k in twice:
-            r, j = real[k], k + 1
-            while j < size and real[j] == r:
+            c, j = compact[k], k + 1
+            while j < size and compact[j] == c:
                 j += 1
-            if j < size and compact[k] + compact[j] in pairs:
+            if c + c in pairs or (j < size and c + compact[j] in pairs):
                 return True
         return False
 
