@@ -5,10 +5,11 @@ as long as the Aho-Corasick pass itself). For a batch, the messages are joined b
 ``JOINER`` and turned into an array of code points; one look-up in a table that
 mirrors ``normalize.CODE`` and ``normalize.REAL`` (filled from them on first sight
 of a character) gives, for every character, its code, its folded form and whether
-it is a letter, digit or digit-like character (what contact details hold). What comes out is, for every message, exactly
-what ``code(text, max_gap)`` and ``Normalised.real`` give, the compact positions
-where the same Chinese character comes twice, and whether the message holds a
-letter or digit of ``detectors.LEAD`` or five digit-like characters.
+it is a letter, digit or digit-like character (what contact details hold). What
+comes out is, for every message, exactly what ``code(text, max_gap)`` and
+``Normalised.real`` give, the compact positions where the same Chinese character
+comes twice, and whether the message holds a letter or digit of ``detectors.LEAD``
+or five digit-like characters.
 """
 
 from __future__ import annotations
