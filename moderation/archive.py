@@ -205,19 +205,22 @@ async def _advance(app: BotApp, session: Any, seq: int) -> int:
 
 
 async def import_records(app: BotApp, service: Moderation, records: list[ArchiveRecord]) -> ImportReport:
-    """Observe each record (chunks of 200, one transaction each); the cursor moves with each chunk."""
+    """Observe each record (chunks of 200, one transaction each); the cursor moves with each chunk.
+    The texts of a chunk are scanned together (``Matcher.scan_many``: the same hits, one pass)."""
     report = ImportReport(records=len(records))
     staff_ids = frozenset(app.config.bot.staff_ids)
     ordered = sorted(records, key=lambda r: (r.seq, r.line))
     for i in range(0, len(ordered), CHUNK):
         chunk = ordered[i:i + CHUNK]
         queued = 0
+        matcher = service.matcher
+        scanned = matcher.scan_many([rec.text if rec.msgtype == "text" else "" for rec in chunk])
         async with app.db.session() as s:
-            for rec in chunk:
+            for rec, hits in zip(chunk, scanned, strict=True):
                 if rec.action == "switch":
                     report.skipped += 1
                     continue
-                obs = await service.observe(s, observed(rec, staff_ids))
+                obs = await service.observe(s, observed(rec, staff_ids), (matcher, hits))
                 if not obs.new_message:
                     report.duplicates += 1
                     continue

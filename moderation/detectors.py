@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from moderation.variants import default_digits
@@ -35,24 +35,66 @@ class Detection:
     value: str  # the number, id or address, normalised
 
 
+# What IGNORECASE lets [a-z] match besides ASCII (the ``re`` documentation): İ ı ſ K.
+_CASE_EXTRA = "\u0130\u0131\u017f\u212a"
+LEAD = "".join(map(chr, [*range(0x30, 0x3A), *range(0x41, 0x5B), *range(0x61, 0x7B)])) + _CASE_EXTRA
+
+
+@dataclass(frozen=True, slots=True)
+class _Patterns:
+    words: re.Pattern[str]   # QQ numbers, WeChat ids, e-mail addresses, links
+    number: re.Pattern[str]  # a run of digits (a phone number when it reads as one)
+    gate: re.Pattern[str]
+    has_words: tuple[re.Pattern[str], re.Pattern[str]]
+    pre: re.Pattern[str]     # what a text must hold for any detail to count (see detect)
+    digits: dict[str, str]
+
+
 @functools.lru_cache(maxsize=1)
-def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], dict[str, str]]:
+def _patterns() -> _Patterns:
     digits = default_digits()
     cls = "[0-9" + "".join(re.escape(f) for f in digits if not f.isascii()) + "]"
     num = f"{cls}(?:{_SPLIT}{{0,3}}{cls}){{4,}}"
-    # Cheap first look: most messages have no run of digits, no @ and no domain-like text.
+    # A detail counts only in a text this finds something in: a run of digits, a WeChat or QQ word,
+    # @, a scheme, www. or a letter or digit before a dot (a host label ending in "-" does not count).
     pre = re.compile(rf"{num}|{_WX_WORD}|{_QQ_WORD}|[@＠]|https?:|www\.|\(at\)|（at）"
                      rf"|[a-zA-Z0-9]\s*(?:\.|点|。|dot)\s*[a-zA-Z]{{2}}", re.IGNORECASE)
-    rx = re.compile(
+    # Every detail found holds a letter or digit of LEAD (an id, an address) or five digit-like
+    # characters (a number). Without IGNORECASE and starting with a character class, this skips at
+    # C speed through a message of Chinese text.
+    digit = re.escape(digit_chars())
+    gate = re.compile(f"[{re.escape(LEAD)}{digit}](?:(?<=[{re.escape(LEAD)}])|(?:{_SPLIT}{{0,3}}[{digit}]){{4}})")
+    words = re.compile(
         rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
         rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
         rf"|(?P<email>[a-z0-9][a-z0-9._%+-]*\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{{2,10}})"
         rf"|(?P<url>(?:https?://|www\.)[^\s<>\"'，。！？；、）)]+"
         rf"|(?<![a-z0-9@.])[a-z0-9][-a-z0-9]{{0,62}}(?:\.[a-z0-9][-a-z0-9]{{0,62}})*"
-        rf"\s*(?:\.|点|。|dot)\s*{_TLD}(?![a-z0-9])(?:/[^\s，。！？；、]*)?)"
-        rf"|(?P<num>(?:\+|＋)?{num})",
+        rf"\s*(?:\.|点|。|dot)\s*{_TLD}(?![a-z0-9])(?:/[^\s，。！？；、]*)?)",
         re.IGNORECASE)
-    return rx, pre, digits
+    # the digits of a number (a + before them is taken by ``_matches``); digits have no case, and
+    # starting with a character class this skips through Chinese text at C speed
+    number = re.compile(f"[{digit}](?:{_SPLIT}{{0,3}}[{digit}]){{4,}}")
+    # ``words`` finds nothing without a letter (an id, an address, a TLD, "qq") or a QQ word written
+    # otherwise (扣扣: then followed by a number)
+    others = [w for w in _QQ_WORD[3:-1].split("|") if not w[0].isascii()]
+    has_words = (re.compile(f"[a-zA-Z{_CASE_EXTRA}]"), re.compile("|".join(map(re.escape, others)), re.IGNORECASE))
+    return _Patterns(words, number, gate, has_words, pre, digits)
+
+
+def gate() -> re.Pattern[str]:
+    """A regex that finds something in every text where ``detect`` could find a contact detail:
+    a character of LEAD, or five characters of ``digit_chars()`` with at most three separators
+    between each two."""
+    return _patterns().gate
+
+
+@functools.lru_cache(maxsize=1)
+def digit_chars() -> str:
+    """Every character ``rx`` reads as a digit, in either case (0-9 and the forms of digits.yaml)."""
+    forms = {f for f in default_digits() if not f.isascii()}
+    forms |= {v for f in forms for v in (f.lower(), f.upper()) if len(v) == 1}
+    return "0123456789" + "".join(sorted(forms))
 
 
 def _digits_of(s: str, table: dict[str, str]) -> str:
@@ -65,38 +107,71 @@ def _host(url: str) -> str:
     return u.split("/", 1)[0].split(":", 1)[0]
 
 
+def _matches(text: str, p: _Patterns) -> Iterator[tuple[str, int, int, re.Match[str]]]:
+    """(kind, start, end, match) as one alternation ``words|[+＋]?number`` would find them: leftmost
+    first, ``words`` first where both start at one place, each search going on after the last match."""
+    letters, qq_words = p.has_words
+    words = p.words if letters.search(text) or qq_words.search(text) else None
+    mw = mn = None
+    pos = ns = 0
+    while True:
+        # a match found from an earlier position still stands if it starts at pos or later
+        if words is not None and (mw is None or mw.start() < pos):
+            mw = words.search(text, pos)
+            if mw is None:
+                words = None
+        if mn is None or ns < pos:
+            mn = p.number.search(text, pos)
+            if mn is not None:
+                ns = mn.start()
+                if ns > pos and text[ns - 1] in "+＋":
+                    ns -= 1
+        if mw is not None and (mn is None or mw.start() <= ns):
+            kind = mw.lastgroup
+            assert kind is not None
+            yield kind, mw.start(), mw.end(), mw
+            pos = mw.end()
+        elif mn is not None:
+            yield "num", ns, mn.end(), mn
+            pos = mn.end()
+        else:
+            return
+
+
 def detect(text: str, allowed_domains: Iterable[str] = ()) -> list[Detection]:
-    rx, pre, table = _patterns()
-    if pre.search(text) is None:
+    p = _patterns()
+    if p.gate.search(text) is None:
         return []
+    table = p.digits
     allowed = tuple(d.lower().lstrip(".") for d in allowed_domains)
     out: list[Detection] = []
-    for m in rx.finditer(text):
-        if m.group("qq"):
+    for kind, start, end, m in _matches(text, p):
+        if kind == "qq":
             value = _digits_of(m.group("qqnum"), table)
             if 5 <= len(value) <= 11 and value[0] != "0":
-                out.append(Detection("qq", m.start(), m.end(), value))
+                out.append(Detection("qq", start, end, value))
             continue
-        if m.group("wx"):
+        if kind == "wx":
             wxid = m.group("wxid")
             if not (m.group("wxlabel").strip() or re.search(r"[0-9_-]", wxid)):
                 continue  # "微信 welcome" is a word, not an id
-            out.append(Detection("wechat_id", m.start(), m.end(), m.group("wxid").lower()))
+            out.append(Detection("wechat_id", start, end, m.group("wxid").lower()))
             continue
-        if m.group("email"):
+        if kind == "email":
             value = re.sub(r"\s*(?:＠|\(at\)|（at）)\s*", "@", m.group("email").lower()).replace(" ", "")
-            out.append(Detection("email", m.start(), m.end(), value))
+            out.append(Detection("email", start, end, value))
             continue
-        if m.group("url"):
+        if kind == "url":
             host = _host(m.group("url"))
             if any(host == d or host.endswith("." + d) for d in allowed):
                 continue
-            out.append(Detection("url", m.start(), m.end(), m.group("url")))
+            out.append(Detection("url", start, end, m.group("url")))
             continue
-        raw = m.group("num")
-        value = _digits_of(raw, table)
+        value = _digits_of(text[start:end], table)
         if value.startswith("86") and len(value) == 13:
             value = value[2:]
         if len(value) == 11 and value[0] == "1" and value[1] in "3456789":
-            out.append(Detection("phone", m.start(), m.end(), value))
+            out.append(Detection("phone", start, end, value))
+    if out and p.pre.search(text) is None:
+        return []  # looked for last: it is slower than the search, and most texts have no detail
     return out

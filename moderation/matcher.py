@@ -22,14 +22,26 @@ category overlap, the one inside a longer hit of at least its level is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import ahocorasick_rs
 
 from moderation import detectors, words
 from moderation.lexicon import LEVEL_RANK, Lexicon, Term, cap_level, lower_level
-from moderation.normalize import Normalised, fold1, normalise
+from moderation.normalize import (
+    Normalised,
+    code,
+    collapse,
+    collapses,
+    fold1,
+    is_code,
+    is_han,
+    normalise,
+    reduplication_words,
+)
 from moderation.variants import Variants, default_variants
 
 STAGE_RANK = {"exact": 0, "normalised": 1, "variant": 2, "pinyin": 3, "detector": 1}
@@ -37,6 +49,9 @@ DEFAULT_DETECTOR_LEVELS = {"phone": "reject", "qq": "reject", "wechat_id": "reje
                            "url": "review"}
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _CONTEXT = 8  # characters either side given to jieba when grading a hit
+_TWICE = re.compile("([\ue000-\ue7ff])(?=\\1)")  # a syllable code followed by itself (normalize.is_code)
+_BATCH = 512  # messages per automaton pass in scan_many
+_VERDICTS = 100_000  # remembered (pattern, characters) verdicts before the memo starts afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +79,42 @@ class _Cand:
     stage: str
     folded: str
     level: str
+    entry: _Entry
     cut: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A pattern's reading as a term (or allow term): the form it was built from and how."""
+
+    term: Term
+    form: str
+    how: str           # "" (the term itself), "letter" or "homophone"
+    latin_edge: bool   # the form starts or ends with a letter or digit (whole words only)
+    han_count: int
+    latin: bool        # the term is Latin only: no grading by Chinese word boundaries
+    whole_word: bool   # the term's scope is "word"
+    short: bool        # a term of two characters or less: graded down to info when it is cut
+
+
+# A verdict: the entries a candidate's characters may stand for, with their stage before the
+# context checks ("literal" becomes exact or normalised once the original span is known).
+_Verdict = tuple[tuple[_Entry, str], ...]
+
+
 class Matcher:
-    """Immutable once built; a reload builds a new one and swaps the reference."""
+    """Immutable once built; a reload builds a new one and swaps the reference.
+
+    Every Chinese character of the text is coded by its pinyin (``normalize.CODE``), so one
+    Aho-Corasick pass over the coded text finds the exact, folded and sound-alike candidates
+    of every term. A repeat (加加我微微信) is read once only where it matters: in a text with a
+    candidate, or where the repeated code is followed by the next code of a term (for one text
+    at a time the automaton finds those places too; for a batch the arrays of ``batch.py`` show
+    where a character comes twice). A text with none of these, and without what a contact
+    detail holds (``detectors.gate``), is clean: nothing else is done for it. Each candidate is
+    checked against the real characters; what a (pattern, characters) pair may stand for is
+    remembered, so a common sound-alike (统一 / 同意) costs one dictionary look-up.
+    """
 
     def __init__(self, lexicon: Lexicon, *, variants: Variants | None = None, max_gap: int = 3,
                  allowed_domains: Iterable[str] = (), detector_levels: Mapping[str, str] | None = None,
@@ -80,84 +126,243 @@ class Matcher:
         self.allowed_domains = tuple(allowed_domains)
         self.detector_levels = {**DEFAULT_DETECTOR_LEVELS, **(detector_levels or {})}
         self.detect = detect
-        entries: dict[str, list[tuple[Term, str, str]]] = {}
+        entries: dict[str, list[_Entry]] = {}
         for term in [*lexicon.terms, *lexicon.allow]:
             forms = [(term.form, "")]
             if not term.allow:
                 forms += self.variants.expansions(term.form)
+            han_count = sum(1 for c in term.form if is_han(c))
             for form, how in forms:
                 coded = normalise(form, max_gap).compact
                 if coded:
-                    entries.setdefault(coded, []).append((term, form, how))
+                    edge = form[0] in _ALNUM or form[-1] in _ALNUM
+                    entries.setdefault(coded, []).append(_Entry(term, form, how, edge, han_count, term.latin,
+                                                                term.scope == "word", len(term.form) <= 2))
         self.patterns = list(entries)
-        self.meta = [entries[p] for p in self.patterns]
-        self.ac = ahocorasick_rs.AhoCorasick(self.patterns) if self.patterns else None
+        self.meta: list[tuple[_Entry, ...]] = [tuple(entries[p]) for p in self.patterns]
+        # two codes in a row in a pattern, the first a syllable: where reading a repeat once (加加我 → 加我)
+        # can join two characters into a term
+        self._pairs = frozenset(p[j:j + 2] for p in self.patterns for j in range(len(p) - 1) if is_code(p[j]))
+        # A text without a candidate needs a look at its repeats only where the first code of such a pair
+        # is written twice before the second (加加我): for one text at a time, the automaton finds those too.
+        joins = sorted({pair[0] + pair for pair in self._pairs} - set(self.patterns))
+        self._terms = len(self.patterns)
+        # The automata run over the UTF-16 bytes of the coded text (two bytes a character, so offsets
+        # halve back to characters); a text with a character beyond the BMP takes the str one.
+        self._batch_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in self.patterns])
+                          if self.patterns else None)
+        self._one_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
+                        if self.patterns else None)
+        self.ac = ahocorasick_rs.AhoCorasick([*self.patterns, *joins]) if self.patterns else None
+        self._gate = detectors.gate()
+        self._verdicts: dict[tuple[int, str], _Verdict] = {}
 
     @property
     def pattern_count(self) -> int:
         return len(self.patterns)
 
+    def _find(self, compact: str, joins: bool = False) -> list[tuple[int, int, int]]:
+        """(pattern, start, end) of every term pattern in ``compact``; with ``joins``, also (an index past
+        the term patterns, …) where a repeat read once may join a term."""
+        if self._batch_ac is None or not compact:
+            return []
+        b = compact.encode("utf-16-le")
+        if len(b) == 2 * len(compact):
+            ac = self._one_ac if joins else self._batch_ac
+            assert ac is not None
+            found = ac.find_matches_as_indexes(b, overlapping=True)
+            # a match at an odd byte would start inside a character
+            return [(p, s >> 1, e >> 1) for p, s, e in found if not s & 1] if found else found
+        assert self.ac is not None
+        found = self.ac.find_matches_as_indexes(compact, overlapping=True)
+        return found if joins else [f for f in found if f[0] < self._terms]
+
     def scan(self, text: str) -> list[Hit]:
-        n = normalise(text, self.max_gap)
-        compact = n.compact
-        found = self.ac.find_matches_as_indexes(compact, overlapping=True) if self.ac is not None and compact else []
-        dets = detectors.detect(text, self.allowed_domains) if self.detect else []
+        coded, compact = code(text, self.max_gap)
+        found = self._find(compact, joins=True)
+        gated = self.detect and self._gate.search(text) is not None
+        twice: list[int] = []
+        if found:  # a term, or a repeat that may join one: where a code follows itself (加加我微微信)
+            twice = [m.start() for m in _TWICE.finditer(compact)]
+            found = [f for f in found if f[0] < self._terms]
+        if not found and not gated and not twice:
+            return []
+        return self._check(text, coded, compact, found, gated, twice)
+
+    def scan_many(self, texts: Sequence[str]) -> list[list[Hit]]:
+        """``[self.scan(t) for t in texts]``, the same work per message, with the coding, the automaton
+        pass, the look for repeats and the look for contact details done once per batch (``batch.py``)."""
+        out: list[list[Hit]] = []
+        for lo in range(0, len(texts), _BATCH):
+            out += self._scan_batch(texts[lo:lo + _BATCH])
+        return out
+
+    def _scan_batch(self, texts: Sequence[str]) -> list[list[Hit]]:
+        from moderation.batch import code_batch
+
+        out: list[list[Hit]] = [[] for _ in texts]
+        if not texts:
+            return out
+        b = code_batch(texts, self.max_gap)
+        if b is None:
+            return [self.scan(t) for t in texts]
+        found: dict[int, list[tuple[int, int, int]]] = {}
+        twice: dict[int, list[int]] = {}
+        gated: set[int] = set()
+        if self.detect:
+            search = self._gate.search
+            gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
+        if self._batch_ac is not None:
+            starts = b.cstarts
+            for pid, s, e in self._batch_ac.find_matches_as_indexes(b.compact_utf16, overlapping=True):
+                if s & 1:
+                    continue  # a match at an odd byte would start inside a character
+                s >>= 1
+                i = bisect_right(starts, s) - 1  # the message it is in
+                base = starts[i]
+                if i in found:
+                    found[i].append((pid, s - base, (e >> 1) - base))
+                else:
+                    found[i] = [(pid, s - base, (e >> 1) - base)]
+            redup, pairs = reduplication_words(), self._pairs
+            compact, real = b.compact_text, b.real_text
+            size = len(real)
+            joins: set[int] = set()
+            for k in b.repeats:  # the same Chinese character twice in a row: may reading it once matter?
+                r = real[k]
+                if r * 2 in redup:
+                    continue
+                i = bisect_right(starts, k) - 1
+                twice.setdefault(i, []).append(k - starts[i])
+                if i not in joins and i not in found and i not in gated:
+                    # without a candidate, only if it may join a term (Matcher._joins; the JOINER that ends
+                    # a message is in no pair)
+                    j = k + 1
+                    while j < size and real[j] == r:
+                        j += 1
+                    if j < size and compact[k] + compact[j] in pairs:
+                        joins.add(i)
+            twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
+        for i in sorted(found.keys() | gated | twice.keys() | b.alone):
+            if i in b.alone:
+                out[i] = self.scan(texts[i])
+            else:
+                out[i] = self._check(texts[i], b.coded(i), b.compact(i), found.get(i, []), i in gated,
+                                     twice.get(i, []), b.real(i))
+        return out
+
+    def _check(self, text: str, coded: str, compact: str, found: list[tuple[int, int, int]], gated: bool,
+               twice: list[int], real: str | None = None) -> list[Hit]:
+        """The hits of one text, given what the automaton found in its compact form, whether it may hold a
+        contact detail, and the compact positions where a syllable code follows itself (or a set of them
+        that holds every position where the characters themselves repeat)."""
+        n = Normalised(text, coded, compact, _real=real)
+        if twice and (found or self._joins(n, twice)):
+            # a repeat read once may make, move or unmake a candidate, and changes the context it is graded in
+            drops = collapses(n, twice)
+            if drops:
+                n = collapse(n, drops)
+                found = self._find(n.compact)
+        dets = detectors.detect(text, self.allowed_domains) if gated else []
         if not found and not dets:
             return []
+        cands = self._candidates(n, found) if found else []
+        if not cands and not dets:
+            return []
+        hits = [self._hit(n, c) for c in _best(self._grade(n, cands))] if cands else []
+        for d in dets:
+            level = self.detector_levels.get(d.kind, "review")
+            hits.append(Hit(term=detectors.KINDS[d.kind], category=detectors.CATEGORY_OF[d.kind], level=level,
+                            start=d.start, end=d.end, matched=text[d.start:d.end], stage="detector",
+                            normalised=d.value, source=d.kind))
+        if len(hits) > 1:
+            hits.sort(key=lambda h: (h.start, -h.end, h.category))
+        return hits
+
+    def _joins(self, n: Normalised, twice: list[int]) -> bool:
+        """Whether reading a repeat once may join a term that is not there yet: a term then runs across the
+        end of the run, so the run's code and the code after the run are two codes in a row of a pattern.
+        (Read on the codes alone: the run of a character lies within the run of its code, so the code
+        after it is the run's own code or the one after the code run.)"""
+        compact, pairs = n.compact, self._pairs
+        size = len(compact)
+        for k in twice:
+            c, j = compact[k], k + 1
+            while j < size and compact[j] == c:
+                j += 1
+            if c + c in pairs or (j < size and c + compact[j] in pairs):
+                return True
+        return False
+
+    def _verdict(self, pid: int, folded: str) -> _Verdict:
+        """What the characters ``folded``, found by pattern ``pid``, may stand for (context aside)."""
+        out: list[tuple[_Entry, str]] = []
+        for e in self.meta[pid]:
+            term, form = e.term, e.form
+            sound_alike = False
+            if folded == form:
+                stage, sound_alike = ("variant", e.how == "homophone") if e.how else ("literal", False)
+            elif self.variants.known_sound_alike(folded, form):
+                stage, sound_alike = "variant", True
+            else:
+                stage, sound_alike = "pinyin", True
+            if term.allow:
+                if stage != "pinyin":
+                    out.append((e, stage))
+                continue
+            if stage == "pinyin" and (e.han_count < 3 or not set(folded) & set(form)):
+                continue  # two-character homophones are too common; their evasions are in the table
+            if sound_alike and folded != term.form and words.is_word(folded):
+                continue  # 威信, 饲料: a word of its own, not a sound-alike of the term
+            out.append((e, stage))
+        return tuple(out)
+
+    def _candidates(self, n: Normalised, found: list[tuple[int, int, int]]) -> list[_Cand]:
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
+        real, verdicts = n.real, self._verdicts
         for pid, a, b in found:
-            folded = None
-            for term, form, how in self.meta[pid]:
-                if folded is None:
-                    folded = n.folded(a, b)
-                if (form[0] in _ALNUM or form[-1] in _ALNUM) and not self._whole_latin(n, a, b, form):
+            folded = real[a:b]
+            v = verdicts.get((pid, folded))
+            if v is None:
+                if len(verdicts) >= _VERDICTS:
+                    verdicts.clear()
+                v = verdicts[(pid, folded)] = self._verdict(pid, folded)
+            for e, stage in v:
+                term = e.term
+                if e.latin_edge and not self._whole_latin(n, a, b, e.form):
                     continue
-                sound_alike = False
-                if folded == form:
-                    if how:
-                        stage, sound_alike = "variant", how == "homophone"
-                    else:
-                        s, e = n.span(a, b)
-                        stage = "exact" if text[s:e] == term.text else "normalised"
-                elif self.variants.known_sound_alike(folded, form):
-                    stage, sound_alike = "variant", True
-                else:
-                    stage, sound_alike = "pinyin", True
+                if stage == "literal":
+                    s, t = n.span(a, b)
+                    stage = "exact" if n.original[s:t] == term.text else "normalised"
                 if term.allow:
-                    if stage != "pinyin":
-                        allows.append((a, b, term.category))
+                    allows.append((a, b, term.category))
                     continue
-                if stage == "pinyin" and (term.han_count < 3 or not set(folded) & set(form)):
-                    continue  # two-character homophones are too common; their evasions are in the table
-                if sound_alike and folded != term.form and words.is_word(folded):
-                    continue  # 威信, 饲料: a word of its own, not a sound-alike of the term
                 level = cap_level(term.level, "review") if stage == "pinyin" else term.level
-                cands.append(_Cand(term, a, b, stage, folded, level))
-        cands = [c for c in cands
-                 if not any(x <= c.a and c.b <= y and cat == c.term.category for x, y, cat in allows)]
+                cands.append(_Cand(term, a, b, stage, folded, level, e))
+        if allows:
+            cands = [c for c in cands
+                     if not any(x <= c.a and c.b <= y and cat == c.term.category for x, y, cat in allows)]
+        return cands
+
+    def _grade(self, n: Normalised, cands: list[_Cand]) -> list[_Cand]:
         graded: list[_Cand] = []
+        real, size = n.real, len(n.compact)
         for c in cands:
-            if not c.term.latin:
-                lo, hi = max(0, c.a - _CONTEXT), min(len(compact), c.b + _CONTEXT)
-                window = n.folded(lo, hi)
-                if c.term.scope == "word":
+            e = c.entry
+            if not e.latin:
+                lo = c.a - _CONTEXT if c.a > _CONTEXT else 0
+                window = real[lo:c.b + _CONTEXT if c.b + _CONTEXT < size else size]
+                if e.whole_word:
                     if not words.aligned(window, c.a - lo, c.b - lo):
                         continue
                 elif words.starts_inside_word(window, c.a - lo, c.b - lo):
                     if n.gaps_skipped(c.a, c.b):
                         continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
                     c.cut = True
-                    c.level = "info" if len(c.term.form) <= 2 else lower_level(c.level)
+                    c.level = "info" if e.short else lower_level(c.level)
             graded.append(c)
-        hits = [self._hit(n, c) for c in _best(graded)]
-        for d in dets:
-            level = self.detector_levels.get(d.kind, "review")
-            hits.append(Hit(term=detectors.KINDS[d.kind], category=detectors.CATEGORY_OF[d.kind], level=level,
-                            start=d.start, end=d.end, matched=text[d.start:d.end], stage="detector",
-                            normalised=d.value, source=d.kind))
-        hits.sort(key=lambda h: (h.start, -h.end, h.category))
-        return hits
+        return graded
 
     @staticmethod
     def _whole_latin(n: Normalised, a: int, b: int, form: str) -> bool:
@@ -168,10 +373,8 @@ class Matcher:
             return False
         return not (form[-1] in _ALNUM and e < len(text) and fold1(text[e]) in _ALNUM)
 
-    def _hit(self, n: object, c: _Cand) -> Hit:
-        from moderation.normalize import Normalised
-
-        assert isinstance(n, Normalised)
+    @staticmethod
+    def _hit(n: Normalised, c: _Cand) -> Hit:
         s, e = n.span(c.a, c.b)
         return Hit(term=c.term.text, category=c.term.category, level=c.level, start=s, end=e,
                    matched=n.original[s:e], stage=c.stage, normalised=c.folded, cut=c.cut, source=c.term.source)
@@ -179,6 +382,8 @@ class Matcher:
 
 def _best(cands: list[_Cand]) -> list[_Cand]:
     """One hit per term and place; drop a hit inside a longer one of its category with at least its level."""
+    if len(cands) == 1:
+        return cands
     by_key: dict[tuple[str, str, int, int], _Cand] = {}
     for c in cands:
         k = (c.term.category, c.term.form, c.a, c.b)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,10 @@ DATA = Path(__file__).with_name("data")
 
 SEP = "\x01"    # a separator of the original text (dropped)
 BREAK = "\x02"  # a gap longer than max_gap: never inside a match
+JOINER = "\ufdd0"  # between the coded texts of a batch: a noncharacter, never produced by CODE
 KEEP_SYMBOLS = frozenset("+➕")  # symbols that stand for a word (+ for 加), not separators
-CODE_BASE = 0xE000  # pinyin syllables are coded in the private-use area
+CODE_BASE = 0xE000  # pinyin syllables are coded in the private-use area …
+CODE_LIMIT = 0xE800  # … 2,048 codes at most (pypinyin has about 410 toneless syllables)
 
 
 def is_han(ch: str) -> bool:
@@ -65,9 +68,9 @@ class _Syllables:
     def code(self, syllable: str) -> str:
         c = self.codes.get(syllable)
         if c is None:
-            c = chr(CODE_BASE + len(self.codes))
-            if ord(c) > 0xF8FF:
+            if CODE_BASE + len(self.codes) >= CODE_LIMIT:
                 raise RuntimeError("too many pinyin syllables")
+            c = chr(CODE_BASE + len(self.codes))
             self.codes[syllable] = c
         return c
 
@@ -75,9 +78,16 @@ class _Syllables:
 SYLLABLES = _Syllables()
 
 
+def is_code(ch: str) -> bool:
+    """True for a pinyin syllable code (a Chinese character of the text, coded)."""
+    return "\ue000" <= ch < "\ue800"
+
+
 @functools.lru_cache(maxsize=65536)
 def fold1(ch: str) -> str:
     """One character folded (NFKC, case, simplified), kept as is when folding gives several characters."""
+    if "\ud800" <= ch <= "\udfff":
+        return ch  # a lone surrogate (broken UTF-16 in the input) has no folding; it is a separator
     f = fold_char(ch)
     return f if len(f) == 1 else ch
 
@@ -106,7 +116,23 @@ class _CodeTable(dict[int, str]):
         return out
 
 
+class _FoldTable(dict[int, str]):
+    """ord(char) → the character folded (``fold1``), for ``str.translate``; with ``keep_separators``
+    False, a separator becomes SEP as in CODE."""
+
+    def __init__(self, keep_separators: bool) -> None:
+        super().__init__()
+        self.keep_separators = keep_separators
+
+    def __missing__(self, cp: int) -> str:
+        f = fold1(chr(cp))
+        out = self[cp] = f if self.keep_separators or not is_separator(f) else SEP
+        return out
+
+
 CODE = _CodeTable()
+FOLD = _FoldTable(keep_separators=True)
+REAL = _FoldTable(keep_separators=False)
 # A Chinese character written again right after itself (separators allowed in between): 加加, 微 微.
 _REPEAT = re.compile("([\u3400-\u9fff\uf900-\ufaff])(?:[\\s\\W_]{0,3}\\1)+")
 
@@ -116,13 +142,35 @@ def _long_gap(max_gap: int) -> re.Pattern[str]:
     return re.compile(f"{SEP}{{{max_gap + 1},}}")
 
 
+def _breaks(m: re.Match[str]) -> str:
+    return BREAK * len(m.group())
+
+
+def long_gaps(coded: str, max_gap: int) -> str:
+    """A run of more than ``max_gap`` separators becomes a hard break, never skipped inside a term."""
+    if SEP * (max_gap + 1) in coded:
+        return _long_gap(max_gap).sub(_breaks, coded)
+    return coded
+
+
+def code(text: str, max_gap: int = 3) -> tuple[str, str]:
+    """(coded, compact) of a text: one coded character per original one, then the separators dropped."""
+    coded = text.translate(CODE)
+    if SEP not in coded:
+        return coded, coded
+    coded = long_gaps(coded, max_gap)
+    return coded, coded.replace(SEP, "")
+
+
 @dataclass(slots=True)
 class Normalised:
     """A text in matching form, with the way back to the original.
 
     ``compact`` is what the matcher scans. Compact index ``i`` stands for the
     original characters ``original[starts[i]:ends[i]]`` (one character, or a run
-    of a repeated character read once).
+    of a repeated character read once), and ``real[i]`` is that character folded.
+    The map and the folded characters are built on first use: a text without
+    candidates never needs them.
     """
 
     original: str
@@ -130,6 +178,7 @@ class Normalised:
     compact: str
     _starts: list[int] | None = None
     _ends: list[int] | None = None
+    _real: str | None = None
 
     def _build(self) -> None:
         if self._starts is not None:
@@ -138,7 +187,6 @@ class Normalised:
             self._starts = list(range(len(self.coded)))
         else:
             self._starts = [i for i, c in enumerate(self.coded) if c != SEP]
-        self._ends = [i + 1 for i in self._starts]
 
     @property
     def starts(self) -> list[int]:
@@ -148,59 +196,108 @@ class Normalised:
 
     @property
     def ends(self) -> list[int]:
-        self._build()
-        assert self._ends is not None
+        """Where each compact character ends in the original: one past its start, or past its run."""
+        if self._ends is None:
+            self._ends = [i + 1 for i in self.starts]
         return self._ends
+
+    @property
+    def real(self) -> str:
+        """The folded original characters, one per compact index."""
+        if self._real is None:
+            if self._starts is None and BREAK not in self.coded:
+                # REAL drops the very characters CODE turns into separators: the two line up
+                self._real = self.original.translate(REAL).replace(SEP, "")
+            else:
+                folded = self.original.translate(FOLD)
+                self._real = "".join([folded[i] for i in self.starts])
+        return self._real
 
     def span(self, a: int, b: int) -> tuple[int, int]:
         """Original offsets of compact ``[a, b)``."""
-        return self.starts[a], self.ends[b - 1]
+        starts = self._starts
+        if starts is None:
+            if len(self.coded) == len(self.compact):
+                return a, b
+            self._build()
+            starts = self._starts
+            assert starts is not None
+        ends = self._ends
+        return starts[a], (ends[b - 1] if ends is not None else starts[b - 1] + 1)
 
     def folded(self, a: int, b: int) -> str:
         """The real (folded) characters of compact ``[a, b)``, one per compact index."""
-        starts, o = self.starts, self.original
-        return "".join(fold1(o[starts[k]]) for k in range(a, b))
+        return self.real[a:b]
 
     def gaps_skipped(self, a: int, b: int) -> bool:
-        return self.ends[b - 1] - self.starts[a] != b - a
+        s, e = self.span(a, b)
+        return e - s != b - a
 
 
-def _collapse(n: Normalised) -> Normalised:
-    """Read a run of the same character once, except word-forming pairs (妈妈)."""
-    starts, ends, o = n.starts, n.ends, n.original
+def repeated(text: str) -> bool:
+    """True if a Chinese character is written again right after itself, and the pair is not a word (妈妈)."""
     redup = reduplication_words()
-    keep: list[int] = []
-    new_ends = list(ends)
-    prev_real = ""
-    for i, code in enumerate(n.compact):
-        real = fold1(o[starts[i]]) if "\ue000" <= code <= "\uf8ff" else ""
-        if real and real == prev_real and keep and (real + real) not in redup:
-            new_ends[keep[-1]] = ends[i]  # the kept character now stands for the run
-            continue
-        keep.append(i)
-        prev_real = real
-    if len(keep) == len(n.compact):
+    return any(m.group(1) * 2 not in redup for m in _REPEAT.finditer(text))
+
+
+def doubled(compact: str) -> list[int]:
+    """The positions ``i`` where ``compact[i + 1]`` is the same syllable code as ``compact[i]``."""
+    return [i for i in range(len(compact) - 1) if compact[i] == compact[i + 1] and is_code(compact[i])]
+
+
+def _drops(n: Normalised, positions: Iterable[int]) -> list[int]:
+    """The compact indices a repeat makes redundant: the same character right after itself,
+    unless the pair is a word (妈妈), given every position where the syllable code doubles."""
+    real, redup = n.real, reduplication_words()
+    return sorted({i + 1 for i in positions if real[i] == real[i + 1] and real[i] * 2 not in redup})
+
+
+def collapses(n: Normalised, positions: Iterable[int]) -> list[int]:
+    """The indices ``collapse`` drops, or [] when reading repeats once changes nothing in this text."""
+    drops = _drops(n, positions)
+    return drops if drops and repeated(n.original) else []
+
+
+def collapse(n: Normalised, drops: list[int] | None = None) -> Normalised:
+    """Read a run of the same character once, except word-forming pairs (妈妈): the kept character
+    stands for the run."""
+    if drops is None:
+        drops = _drops(n, doubled(n.compact))
+    if not drops:
         return n
-    compact = "".join(n.compact[i] for i in keep)
-    return Normalised(n.original, n.coded, compact, [starts[i] for i in keep], [new_ends[i] for i in keep])
+    starts, ends, compact, real = n.starts, n.ends, n.compact, n.real
+    runs: list[list[int]] = []
+    for d in drops:
+        if runs and d == runs[-1][1] + 1:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    keep_c: list[str] = []
+    keep_r: list[str] = []
+    keep_s: list[int] = []
+    keep_e: list[int] = []
+    last = 0
+    for first, end in runs:  # keep last..first-1; the character before the run now ends where the run ends
+        keep_c.append(compact[last:first])
+        keep_r.append(real[last:first])
+        keep_s += starts[last:first]
+        keep_e += ends[last:first - 1]
+        keep_e.append(ends[end])
+        last = end + 1
+    keep_c.append(compact[last:])
+    keep_r.append(real[last:])
+    keep_s += starts[last:]
+    keep_e += ends[last:]
+    return Normalised(n.original, n.coded, "".join(keep_c), keep_s, keep_e, "".join(keep_r))
 
 
 def normalise(text: str, max_gap: int = 3) -> Normalised:
-    coded = text.translate(CODE)
-    if SEP in coded:
-        if SEP * (max_gap + 1) in coded:
-            coded = _long_gap(max_gap).sub(lambda m: BREAK * len(m.group()), coded)
-        compact = coded.replace(SEP, "")
-    else:
-        compact = coded
+    coded, compact = code(text, max_gap)
     n = Normalised(text, coded, compact)
-    for m in _REPEAT.finditer(text):
-        if m.group(1) * 2 not in reduplication_words():
-            return _collapse(n)
-    return n
+    return collapse(n) if repeated(text) else n
 
 
 def fold_text(text: str, max_gap: int = 3) -> str:
     """The normalised real characters of ``text`` (what a term is compared with)."""
     n = normalise(text, max_gap)
-    return n.folded(0, len(n.compact)) if n.compact else ""
+    return n.real if n.compact else ""

@@ -163,7 +163,10 @@ class Moderation:
             return False
 
     # ── a message ──
-    async def observe(self, session: Any, msg: Observed) -> Observation:
+    async def observe(self, session: Any, msg: Observed,
+                      scanned: tuple[Matcher, list[Hit]] | None = None) -> Observation:
+        """Log a message and alert on its hits. ``scanned``: the matcher and its hits for ``msg.text``,
+        when the caller scanned a batch of messages at once (the archive import)."""
         out = Observation()
         audience = msg.audience
         now = self.app.clock.now()
@@ -181,8 +184,8 @@ class Moderation:
             return out
         if audience is None or msg.msgtype != "text" or not msg.text.strip():
             return out
-        matcher = self.matcher
-        hits = [h for h in matcher.scan(msg.text) if self.applies(h, audience)]
+        matcher, found = scanned if scanned is not None else (self.matcher, None)
+        hits = [h for h in (matcher.scan(msg.text) if found is None else found) if self.applies(h, audience)]
         out.hits = hits
         if not hits:
             return out

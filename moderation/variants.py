@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.yamldoc import FileProblems, Lines, Problem, load_yaml_file
-from moderation.normalize import DATA, fold_text, normalise
+from moderation.normalize import DATA, fold1, fold_text, is_separator, normalise
 
 MAX_EXPANSIONS = 48  # patterns per term, so a term with several variant words stays bounded
 
@@ -95,6 +95,11 @@ def _forms(data: Any, lines: Lines, where: tuple[Any, ...], problems: list[Probl
         folded = fold_text(str(item))
         if not folded:
             problems.append(lines.problem(f"变体 {item!r} 规范化后为空（只有标点或符号）", *where, i))
+            continue
+        if len(folded) == 1 and sum(1 for c in str(item) if not is_separator(fold1(c))) > 1:
+            # 扣扣 read as 扣 would be found in 折扣: a doubled word must be listed as one
+            problems.append(lines.problem(f"变体 {item!r} 按重复字读作「{folded}」，会命中所有含「{folded}」的文字；"
+                                          f"请把 {folded * 2} 加入 reduplication.txt", *where, i))
             continue
         out.append(folded)
     return out

@@ -10,6 +10,7 @@ first use (about a second).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -53,10 +54,20 @@ def crossed(text: str, pos: int) -> bool:
     """True if a dictionary word of 2-4 characters runs across position ``pos`` (参加|微博)."""
     if pos <= 0 or pos >= len(text):
         return False
+    lo = max(0, pos - 3)
+    return _crossed(text[lo:pos + 3], pos - lo)  # the only characters a word across pos can hold
+
+
+@functools.lru_cache(maxsize=65536)
+def _crossed(text: str, pos: int) -> bool:
     freq = tokenizer().FREQ
-    for i in range(max(0, pos - 3), pos):
-        for j in range(pos + 1, min(len(text), i + 4) + 1):
-            if freq.get(text[i:j], 0) > 0:
+    size = len(text)
+    for i in range(pos):
+        for j in range(i + 2, min(size, i + 4) + 1):
+            f = freq.get(text[i:j])
+            if f is None:
+                break  # jieba's dictionary holds every prefix of its words: nothing longer starts here
+            if f > 0 and j > pos:
                 return True
     return False
 
