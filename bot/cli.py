@@ -22,6 +22,7 @@ CLI_MODULES: list[str] = [
     "bot.tiers.cli",
     "bot.simulate",
     "bot.knowledge.cli",
+    "bot.sop.cli",
 ]
 
 EPILOG = """\
