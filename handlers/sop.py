@@ -187,7 +187,11 @@ def setup(app: BotApp) -> Router:
             where = script.where
             if (chat is None and where.groups) or (chat is not None and not where.group_ok(chat.id, chat_name)):
                 continue
-            if profile is not None and not where.member_ok(profile.tier, profile.tier_name, profile.tags):
+            # a tag just added or a tier just reached counts even before the member's profile shows it
+            tags = (*profile.tags, value) if profile is not None and name == "tag_added" else \
+                (profile.tags if profile is not None else ())
+            tier = value if name == "tier_changed" else (profile.tier if profile is not None else "")
+            if profile is not None and not where.member_ok(tier, profile.tier_name, tags):
                 continue
             if name == "contact_added" and not where.state_ok(value):
                 continue

@@ -99,7 +99,7 @@ class Step:
     add_tag: tuple[str, ...] = ()
     remove_tag: tuple[str, ...] = ()
     attachments: tuple[dict[str, Any], ...] = ()
-    line: int = 0
+    line: int = field(default=0, compare=False)
 
     @property
     def number(self) -> int:
