@@ -15,6 +15,7 @@ from sqlalchemy import select
 from bot.app import BotApp
 from bot.clock import FakeClock
 from bot.senders.base import Delivery, SendResult
+from bot.senders.console import RecordingSender
 from bot.sop.models import MomentPost, SopRun, SopStep
 from bot.storage.models import OutboxRow
 
@@ -35,6 +36,11 @@ def write_scripts(directory: Path, scripts: dict[str, str], templates: dict[str,
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     return directory
+
+
+def edit(path: Path | str, old: str, new: str) -> None:
+    p = Path(path)
+    p.write_text(p.read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
 
 
 def repo_scripts(directory: Path) -> Path:
@@ -90,20 +96,14 @@ def sop_sent(deliveries: list[Delivery], prefix: str = "sop:") -> list[Delivery]
     return [d for d in deliveries if d.key.startswith(prefix)]
 
 
-class JobSender:
+class JobSender(RecordingSender):
     """Records deliveries; a moment_task answers with a jobid, as the WeCom sender does."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
 
     async def send(self, delivery: Delivery) -> SendResult:
         self.deliveries.append(delivery)
         if delivery.kind == "moment_task":
             return SendResult({"jobid": f"job-{len(self.deliveries)}"})
         return SendResult({"via": "memory"})
-
-    async def close(self) -> None:
-        return None
 
 
 class FakeWeComApi:

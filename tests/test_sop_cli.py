@@ -47,7 +47,8 @@ def no_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_preview_json_one_object_per_step(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    d = write_scripts(tmp_path / "s", {"demo.yaml": SCRIPT}, {"day1.j2": "{{ member.name }} 早上好，今天第 {{ run.day }} 天"})
+    day1 = "{{ member.name }} 早上好，今天第 {{ run.day }} 天"
+    d = write_scripts(tmp_path / "s", {"demo.yaml": SCRIPT}, {"day1.j2": day1})
     code, lines, _ = run(capsys, "sop", "preview", str(d / "demo.yaml"), "--start", "2026-11-23 10:00", "--json",
                          "--group", "禾屿茶友会")
     assert code == 0

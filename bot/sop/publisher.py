@@ -29,7 +29,7 @@ from bot.sop.models import MomentOverride, MomentPost
 from bot.sop.moments import Calendar, ChatChanges, DayPlan, PlannedSlot, Slot, load_calendar
 from bot.sop.timing import WEEKDAY_CN, parse_duration
 from bot.storage.db import insert_ignoring_conflicts
-from bot.storage.models import OutboxRow
+from bot.storage.models import KeyValue, OutboxRow
 from bot.yamldoc import FileProblems, Problem
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ log = logging.getLogger("siyu.moments")
 POSTS = MomentPost.__table__
 OVERRIDES = MomentOverride.__table__
 OUTBOX = OutboxRow.__table__
+KV = KeyValue.__table__
+SINCE_KEY = "moments:since"
 
 POST_STATES = {"queued": "已提交，等待结果", "reminded": "已提醒员工", "done": "已发布", "failed": "发送失败",
                "skipped": "已跳过", "missed": "已错过", "unpolled": "已提交（未查询结果）", "unknown": "结果未知"}
@@ -71,6 +73,7 @@ class MomentsService:
         self.cfg = app.config.moments
         self.tz = app.config.bot.tz
         self.calendar: Calendar | None = None
+        self.since: datetime | None = None
         self._state = _FileState()
 
     @property
@@ -174,11 +177,22 @@ class MomentsService:
 
     # ── publishing ──
 
+    async def started_at(self, now: datetime) -> datetime:
+        """When this database first published: slots before it are not this bot's to publish or miss."""
+        if self.since is None:
+            async with self.app.db.session() as s:
+                await s.execute(insert_ignoring_conflicts(self.app.db.dialect, KV, ["key"]).values(
+                    key=SINCE_KEY, value=now.isoformat(), updated_at=now))
+                value = (await s.execute(select(KV.c.value).where(KV.c.key == SINCE_KEY))).scalar()
+            self.since = datetime.fromisoformat(str(value))
+        return self.since
+
     async def publish_due(self) -> int:
         """Publish (or record) every slot of yesterday and today whose time has come; returns rows written."""
         if self.calendar is None:
             return 0
         now = self.app.clock.now()
+        since = await self.started_at(now)
         today = self.local_today(now)
         days = [today - timedelta(days=1), today]
         async with self.app.db.read() as s:
@@ -190,7 +204,7 @@ class MomentsService:
             if plan is None:
                 continue
             for planned in plan.slots:
-                if planned.at > now or (day.isoformat(), planned.slot.id) in done:
+                if planned.at > now or planned.at < since or (day.isoformat(), planned.slot.id) in done:
                     continue
                 d = self.decide(plan, planned, now)
                 if d is not None:
