@@ -382,8 +382,8 @@ class StepPump(Pump):
                 RUNS.c.id.in_(sorted({c.run_id for c in work}))))).all()}
             batch = _Batch(self, s, now)
             for c in work:
-                written += await batch.one(c, runs.get(c.run_id))
-            await batch.flush()
+                await batch.one(c, runs.get(c.run_id))
+            written = await batch.flush()
             await self.engine.finish_runs(s, {c.run_id for c in work})
         if written:
             self.app.outbox_pump.kick()
@@ -408,13 +408,16 @@ class _Batch:
         self.now = now
         self.outcomes: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         self.next_rows: list[dict[str, Any]] = []
+        self.deliveries: list[dict[str, Any]] = []
         self.profiles: dict[str, dict[str, Any]] = {}
         self.tallies: dict[tuple[str, str], dict[str, Any]] = {}
 
     def record(self, step_id: int, state: str, outcome: str, detail: str = "") -> None:
         self.outcomes[(state, outcome, detail[:500])].append(step_id)
 
-    async def flush(self) -> None:
+    async def flush(self) -> int:
+        """Write the outbox rows, the outcomes and the next occurrences; returns the outbox rows written."""
+        written = await self.app.outbox.enqueue_many(self.s, self.deliveries) if self.deliveries else 0
         for (state, outcome, detail), ids in self.outcomes.items():
             for i in range(0, len(ids), 900):
                 chunk = ids[i:i + 900]
@@ -427,47 +430,48 @@ class _Batch:
             stmt = insert_ignoring_conflicts(self.engine.dialect, STEPS, ["run_id", "step_key", "occurrence"])
             for i in range(0, len(self.next_rows), 500):
                 await self.s.execute(stmt.values(self.next_rows[i:i + 500]))
+        return written
 
-    async def one(self, c: Claim, run: Any) -> int:
+    async def one(self, c: Claim, run: Any) -> None:
         if run is None:
             self.record(c.id, "cancelled", "error", "找不到这次运行")
-            return 0
+            return
         if run.status == "paused":
             self.record(c.id, "paused", "")
-            return 0
+            return
         if run.status != "running":
             self.record(c.id, "cancelled", "stopped", run.end_reason or "运行已结束")
-            return 0
+            return
         script = await self.engine.version(self.s, run.script_id, c.version)
         step = script.steps[c.step_index] if script is not None and c.step_index < len(script.steps) else None
         if script is None or step is None or step.key != c.step_key:
             self.record(c.id, "done", "error", f"找不到脚本 {run.script_id} 版本 {c.version} 的这一步")
-            return 0
+            return
         self._schedule_next(run, script, step, c)
         late = step.late or script.late
         verdict = late.verdict(c.due_at, self.now)
         if verdict == "late_skip":
             self.record(c.id, "done", "skipped_late", f"应在 {self._local(c.due_at)} 发送，超过宽限 "
                                                        f"{int(late.grace.total_seconds() // 60)} 分钟")
-            return 0
+            return
         try:
             view = await self._view(run, script, step, c)
             ctx = view.context(self.engine.tz)
             if not self.engine.renderer.condition(step.when, ctx):
                 self.record(c.id, "done", "skipped_when", step.when)
-                return 0
+                return
             text = self.engine.renderer.text(step.source, ctx)
         except Exception as exc:
             log.warning("SOP run %s step %s failed to render: %s", run.id, step.key, exc)
             self.record(c.id, "done", "error", f"{type(exc).__name__}: {exc}")
-            return 0
+            return
         outcome = "sent_late" if verdict == "late_send" else "sent"
-        n = await self._deliver(c, run, script, step, text)
-        if isinstance(n, str):
-            self.record(c.id, "done", n, WHY_NOT.get(n, OUTCOME_NAMES.get(n, n)))
-            return 0
+        delivery = self._delivery(c, run, script, step, text)
+        if isinstance(delivery, str):
+            self.record(c.id, "done", delivery, WHY_NOT.get(delivery, OUTCOME_NAMES.get(delivery, delivery)))
+            return
+        self.deliveries.append(delivery)
         self.record(c.id, "done", outcome, f"迟了 {self._late_by(c.due_at)}" if outcome == "sent_late" else "")
-        return n
 
     def _local(self, at: datetime) -> str:
         return at.astimezone(self.engine.tz).strftime("%m-%d %H:%M")
@@ -518,8 +522,8 @@ class _Batch:
         return list(step.staff or script.staff or ([run.staff_id] if run.staff_id else [])
                     or self.app.config.sop.staff)
 
-    async def _deliver(self, c: Claim, run: Any, script: Script, step: Step, text: str) -> int | str:
-        """Queue the outbox row; a string names why nothing could be queued."""
+    def _delivery(self, c: Claim, run: Any, script: Script, step: Step, text: str) -> dict[str, Any] | str:
+        """The outbox delivery of this occurrence; a string names why there can be none."""
         key = outbox_key(run.id, step.key, c.occurrence)
         kw: dict[str, Any] = {"key": key, "kind": step.via, "text": text, "source": f"sop:{run.id}"}
         dest: dict[str, Any] = {}
@@ -581,4 +585,4 @@ class _Batch:
             kw["destination"] = dest
         if payload:
             kw["payload"] = payload
-        return await self.app.outbox.enqueue(self.s, **kw)
+        return kw
