@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, select, update
 
 from bot.events import Actor
 from bot.members import profile_of
@@ -346,21 +346,29 @@ class StepPump(Pump):
         return len(claimed)
 
     async def claim(self, limit: int) -> list[Claim]:
+        """Lease up to ``limit`` due occurrences: first those whose lease ran out, then the pending ones."""
         db = self.app.db
         now = self.app.clock.now()
-        due = or_(and_(STEPS.c.state == "pending", STEPS.c.due_at <= now),
-                  and_(STEPS.c.state == "claimed", STEPS.c.lease_until < now))
-        pick = select(STEPS.c.id).where(due).order_by(STEPS.c.due_at, STEPS.c.id).limit(limit)
-        if not db.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
+        # Two plain conditions rather than one OR, so each walks ix_sop_step_state_due in order.
+        picks = [select(STEPS.c.id).where(and_(STEPS.c.state == "claimed", STEPS.c.lease_until < now)),
+                 select(STEPS.c.id).where(and_(STEPS.c.state == "pending", STEPS.c.due_at <= now))
+                 .order_by(STEPS.c.due_at)]
+        rows: list[Any] = []
         async with db.session() as s:
-            rows = (await s.execute(
-                update(STEPS).where(STEPS.c.id.in_(pick.scalar_subquery()))
-                .values(state="claimed", claimed_by=self.replica, attempts=STEPS.c.attempts + 1,
-                        lease_until=now + timedelta(seconds=self.cfg.lease_s))
-                .returning(STEPS.c.id, STEPS.c.run_id, STEPS.c.step_key, STEPS.c.step_index, STEPS.c.version,
-                           STEPS.c.occurrence, STEPS.c.due_at)
-            )).all()
+            for pick in picks:
+                wanted = limit - len(rows)
+                if wanted <= 0:
+                    break
+                pick = pick.limit(wanted)
+                if not db.is_sqlite:
+                    pick = pick.with_for_update(skip_locked=True)
+                rows += (await s.execute(
+                    update(STEPS).where(STEPS.c.id.in_(pick.scalar_subquery()))
+                    .values(state="claimed", claimed_by=self.replica, attempts=STEPS.c.attempts + 1,
+                            lease_until=now + timedelta(seconds=self.cfg.lease_s))
+                    .returning(STEPS.c.id, STEPS.c.run_id, STEPS.c.step_key, STEPS.c.step_index, STEPS.c.version,
+                               STEPS.c.occurrence, STEPS.c.due_at)
+                )).all()
         return sorted((Claim(r.id, r.run_id, r.step_key, r.step_index, r.version, r.occurrence, r.due_at)
                        for r in rows), key=lambda c: (c.due_at, c.id))
 
