@@ -20,6 +20,7 @@ from bot.app import BotApp
 from bot.commands import Arg, CommandError, parse_when
 from bot.dispatcher import OPERATOR, Context, Router
 from bot.events import (
+    EXTERNAL_PREFIXES,
     Actor,
     Chat,
     ContactAdded,
@@ -50,7 +51,7 @@ HERE = ("本群", "here", ".", "当前群")
 
 
 class SopReloader(Pump):
-    """Checks the script files (and the Moments calendar) every ``sop.reload_interval_s`` by the app clock."""
+    """Checks the script files every ``sop.reload_interval_s`` by the app clock."""
 
     name = "sop-reload"
 
@@ -60,7 +61,6 @@ class SopReloader(Pump):
         self.files = files
         self.interval = timedelta(seconds=app.config.sop.reload_interval_s)
         self.last: datetime | None = None
-        self.extra: list[Any] = []  # more reloadable things: callables returning True when something changed
 
     async def drain_once(self) -> int:
         now = self.app.clock.now()
@@ -71,8 +71,6 @@ class SopReloader(Pump):
         if report.reloaded or report.removed:
             log.info("SOP scripts reloaded: %s; removed: %s", ", ".join(report.reloaded) or "-",
                      ", ".join(report.removed) or "-")
-        for fn in self.extra:
-            fn()
         return 0
 
 
@@ -349,6 +347,8 @@ def setup(app: BotApp) -> Router:
                 if len(rows) > 1:
                     raise CommandError(f"有 {len(rows)} 位成员叫 {who}，请用成员 ID")
                 m = rows[0] if rows else None
+            if m is None and not who.startswith(EXTERNAL_PREFIXES):
+                raise CommandError(f"找不到成员 {who}（写成员 ID，或机器人见过的昵称）")
             member_id = m.id if m is not None else who
             member_name = (m.name if m is not None else "") or who
             chat_id, chat_name = "", ""

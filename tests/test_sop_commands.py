@@ -203,6 +203,7 @@ async def test_migrate_moves_running_runs_to_the_new_version(
     ("/sop start newcomer-7d 本群", "脚本 newcomer-7d 是 per: member"),
     ("/sop start live-weekly @wmBob", "脚本 live-weekly 是 per: group"),
     ("/sop start live-weekly 没有这个群", "找不到群「没有这个群」"),
+    ("/sop start newcomer-7d @小王", "找不到成员 小王"),
     ("/sop pause abc", "运行编号 应是整数，收到 'abc'"),
     ("/sop pause 0", "运行编号 不能小于 1"),
     ("/sop pause 999", "没有编号为 999 的运行"),
