@@ -23,6 +23,7 @@ CLI_MODULES: list[str] = [
     "bot.simulate",
     "bot.knowledge.cli",
     "moderation.cli",
+    "bot.sop.cli",
 ]
 
 EPILOG = """\

@@ -306,10 +306,7 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
     try:
         args = spec.parse(body, tokens[consumed:])
     except CommandError as exc:
-        if spec.audited:
-            await audit(ctx.session, app, event, spec.name, raw_args, "usage_error", exc.message)
-        await ctx.reply(app.templates.render("core/usage_error.j2", problem=exc.message, usage=spec.usage,
-                                             help=spec.help))
+        await _usage_error(ctx, event, spec, raw_args, exc)
         return
     if spec.confirm and not confirmed:
         code = await _new_confirmation(ctx, event, body)
@@ -326,9 +323,23 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
                 await audit(s, app, event, spec.name, raw_args, "error", "the command failed; nothing was changed")
 
         ctx.on_rollback(audit_failure)
-    await spec.fn(event, ctx)
+    try:
+        # A handler may refuse arguments only it can judge by raising CommandError: whatever it
+        # changed before is rolled back to this savepoint and the user gets the usage.
+        async with ctx.session.begin_nested():
+            await spec.fn(event, ctx)
+    except CommandError as exc:
+        await _usage_error(ctx, event, spec, raw_args, exc)
+        return
     if spec.audited:
         await audit(ctx.session, app, event, spec.name, raw_args, "ok")
+
+
+async def _usage_error(ctx: Context, event: MessageEvent, spec: CommandSpec, raw_args: str, exc: CommandError) -> None:
+    if spec.audited:
+        await audit(ctx.session, ctx.app, event, spec.name, raw_args, "usage_error", exc.message)
+    await ctx.reply(ctx.app.templates.render("core/usage_error.j2", problem=exc.message, usage=spec.usage,
+                                             help=spec.help))
 
 
 def _unknown_sub(tokens: list[Token]) -> str:

@@ -129,9 +129,22 @@ class Outbox:
             return f"appchat:{chat.get('id', '')}"
         return None
 
-    async def enqueue(
+    async def enqueue(self, session: Any, **delivery: Any) -> int:
+        """Add delivery rows (arguments as :meth:`rows`); returns how many were new (0 when the key was queued)."""
+        return await self.enqueue_many(session, [delivery])
+
+    async def enqueue_many(self, session: Any, deliveries: Sequence[dict[str, Any]]) -> int:
+        """Add the rows of several deliveries in a few statements; returns how many rows were new."""
+        rows = [row for d in deliveries for row in self.rows(**d)]
+        # Parameters apart from the statement, so its compiled form is cached across calls.
+        stmt = insert_ignoring_conflicts(self.db.dialect, OUTBOX, ["key"]).returning(OUTBOX.c.id)
+        new = 0
+        for first in range(0, len(rows), 500):
+            new += len((await session.execute(stmt, rows[first:first + 500])).all())
+        return new
+
+    def rows(
         self,
-        session: Any,
         *,
         key: str,
         kind: str,
@@ -144,8 +157,8 @@ class Outbox:
         expires_at: datetime | None = None,
         destination: dict[str, Any] | None = None,
         payload: dict[str, Any] | None = None,
-    ) -> int:
-        """Add delivery rows; returns how many were new (0 when ``key`` was already queued)."""
+    ) -> list[dict[str, Any]]:
+        """The outbox rows of one delivery: split to fit WeCom's limits, one per staff member for reminders."""
         if kind not in KINDS:
             raise ValueError(f"unknown delivery kind {kind!r}; one of {', '.join(KINDS)}")
         if not key or len(key) > 200:
@@ -187,8 +200,7 @@ class Outbox:
                     "attempts": 0, "source": source[:255], "created_at": now,
                     "next_attempt_at": not_before or now,
                 })
-        stmt = insert_ignoring_conflicts(self.db.dialect, OUTBOX, ["key"]).values(rows).returning(OUTBOX.c.id)
-        return len((await session.execute(stmt)).all())
+        return rows
 
     async def claim_passive(self, source: str, max_bytes: int = RESPONSE_URL_BYTES,
                             separator: str = "\n\n") -> list[dict[str, Any]]:

@@ -127,6 +127,7 @@ TEST_ENV = {
     "SIYU_BOT__ADMINS": '["admin01"]',
     "SIYU_BOT__STAFF_IDS": '["staff01", "staff02"]',
     "SIYU_LOG__LEVEL": "DEBUG",
+    "SIYU_MOMENTS__ENABLED": "false",  # the example calendar would post at the fake clock's 10:00; tests enable it
 }
 
 

@@ -28,6 +28,7 @@ MODEL_MODULES: list[str] = [
     "bot.knowledge.models",
     "bot.tiers.models",
     "moderation.models",
+    "bot.sop.models",
 ]
 
 _MIGRATION_LOCK = 7_264_001  # pg_advisory_xact_lock key: one replica migrates at a time
