@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import logging
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,13 +56,25 @@ already handled, what happened (queued, reminded, done, missed …).
 
 
 def _templates(tz: ZoneInfo) -> Any:
-    import logging
-
     from bot.templates import Templates
 
-    logging.getLogger("siyu").setLevel(logging.CRITICAL)  # problems are printed here, not logged
-
     return Templates(tz)
+
+
+def _quietly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command with the bot's own log quiet: its problems are printed by the command instead."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        log = logging.getLogger("siyu")
+        level = log.level
+        log.setLevel(logging.CRITICAL)
+        try:
+            return fn(args)
+        finally:
+            log.setLevel(level)
+
+    return run
 
 
 def _defaults(cfg: Any) -> Any:
@@ -295,7 +310,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-occurrences", type=int, default=30, metavar="N",
                    help="list at most N occurrences of a repeating step (default 30)")
     p.add_argument("--json", action="store_true", help="print one JSON object per occurrence")
-    p.set_defaults(func=cmd_preview)
+    p.set_defaults(func=_quietly(cmd_preview))
 
     p = sop_sub.add_parser("check", help="validate the script files, their templates and the Moments calendar",
                            description="Validate every script file: YAML syntax, fields, triggers, timing, conditions, "
@@ -304,7 +319,7 @@ def register(sub: Any) -> None:
     add_config_arg(p)
     p.add_argument("dir", nargs="?", help="script directory (default: sop.dir from the config)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=_quietly(cmd_check))
 
     moments = sub.add_parser("moments", help="the Moments (朋友圈) calendar: the plan for the coming days",
                              description="The Moments calendar from the command line.")
@@ -319,4 +334,4 @@ def register(sub: Any) -> None:
     p.add_argument("--days", type=int, default=7, metavar="N", help="how many days (default 7)")
     p.add_argument("--calendar", metavar="FILE", help="read this calendar file only (no database)")
     p.add_argument("--json", action="store_true", help="print one JSON object per slot")
-    p.set_defaults(func=cmd_week)
+    p.set_defaults(func=_quietly(cmd_week))
