@@ -121,12 +121,11 @@ async def test_each_slot_is_published_once_as_a_moment_task(
     (morning,) = moments_of(app)
     assert morning.kind == "moment_task" and morning.key == "moment:2026-11-23:monday-0830"
     assert morning.text == "早安，今天是周一"
-    assert morning.destination == {"visible": {"sender_list": {"user_list": ["ahe"]}}, "to": []}
+    assert morning.destination == {"visible": {"users": ["ahe"]}, "to": []}
     at(clock, 2026, 11, 23, 20, 5)  # type: ignore[arg-type]
     await app.settle()
     evening = moments_of(app)[1]
-    assert evening.destination["visible"] == {"sender_list": {"user_list": ["xiaoyu"]},
-                                              "external_contact_list": {"tag_list": ["etWhite", "etVip"]}}
+    assert evening.destination["visible"] == {"users": ["xiaoyu"], "tags": ["etWhite", "etVip"]}
     assert [a["msgtype"] for a in evening.payload["attachments"]] == ["image", "link"]
     at(clock, 2026, 11, 24, 9, 0)  # type: ignore[arg-type]
     await app.settle()

@@ -126,3 +126,37 @@ async def test_a_failed_poll_is_tried_again_next_interval(
     assert post.state == "queued" and post.detail == "查询结果失败：errcode -1: system busy"
     post = await tick(app)
     assert post.state == "done"
+
+
+WITH_PICTURE = """\
+staff: [staff01]
+week:
+  monday:
+    - {time: "08:30", theme: 春茶, text: 春茶开采啦, images: ["{image}"], audience: {tags: [VIP]}}
+"""
+
+
+async def test_a_slot_goes_through_the_wecom_api_and_its_result_is_recorded(
+        make_config: Callable[..., Any], make_bot: Callable[..., BotApp], tmp_path: Path, fake_wecom: Any,
+        clock: Any) -> None:
+    """The calendar, the WeCom sender and the fake WeCom together: upload, add_moment_task, poll, record."""
+    from bot.senders.wecom import WeComSender
+
+    image = fake_wecom.serve_file("spring.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    scripts = write_scripts(tmp_path / "s", {"moments.yaml": WITH_PICTURE.replace("{image}", image)})
+    cfg = sop_config(make_config, scripts, moments=True, MOMENTS__POLL_INTERVAL_S="60", BOT__SENDER="wecom",
+                     WECOM__API_BASE=fake_wecom.url, MOMENTS__TAG_IDS='{"VIP": "etVIP"}')
+    sender = WeComSender(cfg, clock=clock)
+    app = await started(make_bot, cfg, sender=sender)
+    app.provide(WECOM_API, sender)
+    at(app.clock, 2026, 11, 23, 8, 30)  # type: ignore[arg-type]
+    await app.settle()
+    (task,) = fake_wecom.delivered("externalcontact/add_moment_task")
+    (upload,) = fake_wecom.calls("media/upload_attachment")
+    assert task.body["text"] == {"content": "春茶开采啦"}
+    assert task.body["attachments"] == [{"msgtype": "image", "image": {"media_id": upload.answer["media_id"]}}]
+    assert task.body["visible_range"]["sender_list"]["user_list"] == ["staff01"]
+    assert task.body["visible_range"]["external_contact_list"] == {"tag_list": ["etVIP"]}
+    post = await tick(app)
+    assert (post.state, post.jobid, post.task_status) == ("done", task.answer["jobid"], 3)
+    assert post.result["result"]["moment_id"] == f"moment-{task.answer['jobid']}"

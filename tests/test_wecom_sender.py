@@ -455,6 +455,59 @@ async def test_a_moment_task_stores_its_jobid_and_the_result_can_be_polled(
     assert err.value.errcode == 40058 and not err.value.retryable
 
 
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # enough of a PNG for the fake's type check
+
+
+async def test_moment_images_by_url_are_uploaded_once_then_posted_by_media_id(
+        wecom_bot: Callable[..., BotApp], fake_wecom: FakeWeCom) -> None:
+    app = wecom_bot()
+    await app.start()
+    url = fake_wecom.serve_file("spring-tea.png", PNG)
+    pic = fake_wecom.serve_file("cover.png", PNG)
+    link = {"title": "春茶开采", "url": "https://example.com/spring", "picurl": pic}
+    attachments = [{"msgtype": "image", "image": {"url": url}}, {"msgtype": "link", "link": link}]
+    for day in ("23", "24"):
+        await enqueue(app, f"moment:2026-11-{day}:morning", "moment_task", text="今天的春茶开采啦", to=["staff01"],
+                      destination={"visible": {"users": ["staff01"], "tags": ["etVIP"]}},
+                      payload={"attachments": attachments})
+    await app.outbox_pump.drain()
+    assert {r.status for r in await rows(app)} == {"sent"}, [r.last_error for r in await rows(app)]
+    uploads = fake_wecom.calls("media/upload_attachment")
+    assert [u.query["media_type"] for u in uploads] == ["image", "image"]  # each URL once, then reused
+    assert all(u.query["attachment_type"] == "1" and u.errcode == 0 for u in uploads)
+    image_id, link_id = (u.answer["media_id"] for u in uploads)
+    first, second = bodies(fake_wecom, "externalcontact/add_moment_task")
+    assert first["attachments"] == second["attachments"] == [
+        {"msgtype": "image", "image": {"media_id": image_id}},
+        {"msgtype": "link", "link": {"title": "春茶开采", "url": "https://example.com/spring", "media_id": link_id}}]
+    assert first["visible_range"] == {"sender_list": {"user_list": ["staff01"], "department_list": []},
+                                      "external_contact_list": {"tag_list": ["etVIP"]}}
+    assert fake_wecom.media[image_id] == PNG
+
+
+async def test_a_missing_moment_image_is_a_clear_final_error(wecom_bot: Callable[..., BotApp],
+                                                           fake_wecom: FakeWeCom) -> None:
+    app = wecom_bot()
+    await app.start()
+    await enqueue(app, "moment:gone", "moment_task", text="图呢", to=["staff01"],
+                  payload={"attachments": [{"msgtype": "image", "image": {"url": f"{fake_wecom.url}/files/gone.png"}}]})
+    await app.outbox_pump.drain()
+    (row,) = await rows(app)
+    assert row.status == "dead" and "HTTP 404" in row.last_error and "gone.png" in row.last_error
+    assert not fake_wecom.delivered("externalcontact/add_moment_task")
+
+
+async def test_mass_send_images_by_url_go_as_pic_url(wecom_bot: Callable[..., BotApp], fake_wecom: FakeWeCom) -> None:
+    app = wecom_bot()
+    await app.start()
+    await enqueue(app, "mass:1", "mass_send", text="新品上架", destination={"sender": "staff01",
+                                                                        "external_userids": ["wmAlice"]},
+                  payload={"attachments": [{"msgtype": "image", "image": {"url": "https://example.com/new.png"}}]})
+    await app.outbox_pump.drain()
+    (body,) = bodies(fake_wecom, "externalcontact/add_msg_template")
+    assert body["attachments"] == [{"msgtype": "image", "image": {"pic_url": "https://example.com/new.png"}}]
+
+
 async def test_the_api_service_reads_group_chats(wecom_bot: Callable[..., BotApp], fake_wecom: FakeWeCom) -> None:
     fake_wecom.add_group("wrGroup1", "新人群", "staff01", [
         {"userid": "wmAlice", "type": 2, "join_time": 1763800000, "join_scene": 3, "name": "Alice"},

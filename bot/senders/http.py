@@ -17,6 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,13 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    filename: str
+    content: bytes
+    content_type: str
+
+
 class Transport:
     """A lazily opened aiohttp session with one timeout and error mapping for all calls."""
 
@@ -65,11 +73,19 @@ class Transport:
         return scrub(text, self._secrets())
 
     async def request(self, method: str, url: str, *, params: dict[str, str] | None = None,
-                      body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One call; returns the JSON answer when its errcode is 0 (or absent)."""
+                      body: dict[str, Any] | None = None, upload: Upload | None = None) -> dict[str, Any]:
+        """One call; returns the JSON answer when its errcode is 0 (or absent).
+
+        ``upload`` sends one file as multipart form data (field ``media``) instead of a JSON body.
+        """
         where = f"{method} {urlsplit(url).path}"
+        form = None
+        if upload is not None:
+            form = aiohttp.FormData()
+            form.add_field("media", upload.content, filename=upload.filename, content_type=upload.content_type)
         try:
-            async with self._open().request(method, url, params=params, json=body) as resp:
+            async with self._open().request(method, url, params=params, json=body if form is None else None,
+                                            data=form) as resp:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = _retry_after(resp)
@@ -100,6 +116,30 @@ class Transport:
         if errcode != 0:
             raise WeComError(errcode, self._scrub(str(data.get("errmsg", "")))[:300])
         return data
+
+    async def fetch(self, url: str, max_bytes: int) -> Upload:
+        """Download a file (an image for a Moments post) of at most ``max_bytes``."""
+        where = f"GET {urlsplit(url).netloc}{urlsplit(url).path}"
+        try:
+            async with self._open().get(url) as resp:
+                if resp.status >= 500 or resp.status == 429:
+                    raise WeComTransportError(f"{where}: HTTP {resp.status}", retryable=True)
+                if resp.status != 200:
+                    raise WeComTransportError(f"{where}: HTTP {resp.status}", retryable=False, status=resp.status)
+                content = await resp.content.read(max_bytes + 1)
+                content_type = resp.content_type or "application/octet-stream"
+        except TimeoutError:
+            raise WeComTransportError(f"{where}: no answer within {self.timeout.total:g}s", retryable=True) \
+                from None
+        except aiohttp.ClientError as exc:
+            raise WeComTransportError(f"{where}: {type(exc).__name__}: {self._scrub(str(exc))}"[:300],
+                                      retryable=True) from None
+        if len(content) > max_bytes:
+            raise WeComTransportError(f"{where}: larger than {max_bytes // (1024 * 1024)} MB", retryable=False)
+        if not content:
+            raise WeComTransportError(f"{where}: empty file", retryable=False)
+        name = urlsplit(url).path.rsplit("/", 1)[-1] or "image"
+        return Upload(name[:100], content, content_type)
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

@@ -30,7 +30,7 @@ from bot.config import Config
 from bot.metrics import Metrics
 from bot.outbox import TEXT_LIMITS
 from bot.senders.base import Delivery, SendError, SendResult
-from bot.senders.http import Transport, send_error
+from bot.senders.http import Transport, Upload, send_error
 from bot.senders.robot import GroupRobotClient, reply_route
 from bot.templates import Templates
 from bot.wecomapi import TOKEN_ERRCODES, WeComError, WeComTransportError
@@ -40,6 +40,8 @@ log = logging.getLogger("siyu.wecom")
 APP_TEXT_BYTES = TEXT_LIMITS["text"]   # message/send and appchat/send content, text and markdown
 MAX_ATTACHMENTS = 9            # welcome, mass send and moment attachments
 DUPLICATE_CHECK_S = 1800       # a retried message/send asks WeCom to drop a copy that already arrived
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024  # upload_attachment takes images and videos up to 10 MB
+MEDIA_TTL = timedelta(days=2)  # an uploaded attachment's media_id is valid for 3 days; reuse it for 2
 
 
 class AccessTokens:
@@ -113,6 +115,17 @@ def _attachments(d: Delivery) -> list[dict[str, Any]]:
     return items
 
 
+def _template_attachments(d: Delivery) -> list[dict[str, Any]]:
+    """Attachments for add_msg_template / send_welcome_msg: an image may be a media_id or a URL (pic_url)."""
+    out = []
+    for a in _attachments(d):
+        image = a.get("image")
+        if a.get("msgtype") == "image" and isinstance(image, dict) and image.get("url") and not image.get("media_id"):
+            a = {"msgtype": "image", "image": {"pic_url": image["url"]}}
+        out.append(a)
+    return out
+
+
 def _ids(value: Any) -> list[str]:
     if value is None:
         return []
@@ -135,7 +148,10 @@ class WeComSender:
         self.metrics = metrics
         w = config.wecom
         self.transport = Transport(w.request_timeout_s, self._secrets)
-        self.tokens = AccessTokens(self.transport, w.api_base, clock or SystemClock(), metrics)
+        self.clock = clock or SystemClock()
+        self.tokens = AccessTokens(self.transport, w.api_base, self.clock, metrics)
+        self._media: dict[tuple[str, str], tuple[str, datetime]] = {}  # (url, type) -> (media_id, reuse until)
+        self._media_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.robots = GroupRobotClient(config, self.transport)
         self.templates = Templates(config.bot.tz)
         self._kinds: dict[str, Callable[[Delivery], Awaitable[SendResult]]] = {
@@ -154,34 +170,34 @@ class WeComSender:
     # ── the API client (WeComApi) ──
 
     async def call(self, path: str, payload: dict[str, Any] | None = None, *, method: str = "POST",
-                   params: dict[str, str] | None = None) -> dict[str, Any]:
+                   params: dict[str, str] | None = None, upload: Upload | None = None) -> dict[str, Any]:
         """Call ``/cgi-bin/<path>`` with the cached token; WeComError on errcode != 0."""
         path = path.strip("/").removeprefix("cgi-bin/")
         w = self.config.wecom
         secret = w.secret.get_secret_value()
         token = await self.tokens.get(w.corp_id, secret)
         try:
-            return await self._call_once(path, token, payload, method, params)
+            return await self._call_once(path, token, payload, method, params, upload)
         except WeComError as exc:
             if exc.errcode not in TOKEN_ERRCODES or isinstance(exc, WeComTransportError):
                 raise
             log.info("WeCom refused the access token on %s (errcode %d); fetching a new one", path, exc.errcode)
         token = await self.tokens.get(w.corp_id, secret, stale=token)
         try:
-            return await self._call_once(path, token, payload, method, params)
+            return await self._call_once(path, token, payload, method, params, upload)
         except WeComError as exc:
             if exc.errcode in TOKEN_ERRCODES:  # a fresh token refused too: try again later
                 raise WeComError(exc.errcode, exc.errmsg, retryable=True, retry_after=30.0) from None
             raise
 
     async def _call_once(self, path: str, token: str, payload: dict[str, Any] | None, method: str,
-                         params: dict[str, str] | None) -> dict[str, Any]:
+                         params: dict[str, str] | None, upload: Upload | None = None) -> dict[str, Any]:
         url = f"{self.config.wecom.api_base}/cgi-bin/{path}"
         query = {**(params or {}), "access_token": token}
         outcome = "ok"
         try:
             return await self.transport.request(method, url, params=query,
-                                                body=payload if method != "GET" else None)
+                                                body=payload if method != "GET" else None, upload=upload)
         except WeComTransportError:
             outcome = "transport"
             raise
@@ -293,8 +309,8 @@ class WeComSender:
         return SendResult({"via": "add_msg_template", "msgid": data.get("msgid", ""),
                            "fail_list": data.get("fail_list") or []})
 
-    def _texts(self, d: Delivery, body: dict[str, Any]) -> None:
-        attachments = _attachments(d)
+    def _texts(self, d: Delivery, body: dict[str, Any], attachments: list[dict[str, Any]] | None = None) -> None:
+        attachments = _template_attachments(d) if attachments is None else attachments
         if d.text.strip():
             body["text"] = {"content": d.text}
         if attachments:
@@ -310,7 +326,7 @@ class WeComSender:
         departments = [int(x) for x in _ids(visible.get("departments")) if str(x).isdigit()]
         tags = _ids(visible.get("tags"))
         body: dict[str, Any] = {}
-        self._texts(d, body)
+        self._texts(d, body, await self._moment_attachments(d))
         visible_range: dict[str, Any] = {}
         if users or departments:
             visible_range["sender_list"] = {"user_list": users, "department_list": departments}
@@ -324,6 +340,47 @@ class WeComSender:
             # accepted without a job id: sending again would post twice
             raise SendError("add_moment_task answered without a jobid", retryable=False)
         return SendResult({"jobid": jobid, "via": "add_moment_task"})
+
+    async def _moment_attachments(self, d: Delivery) -> list[dict[str, Any]]:
+        """Moments take images and link pictures only as media_ids of upload_attachment: upload URLs first."""
+        out = []
+        for a in _attachments(d):
+            kind = a.get("msgtype")
+            inner = a.get(kind) if isinstance(kind, str) else None
+            if kind in ("image", "video") and isinstance(inner, dict) and inner.get("url") \
+                    and not inner.get("media_id"):
+                a = {"msgtype": kind, kind: {"media_id": await self.upload_attachment(inner["url"], kind)}}
+            elif kind == "link" and isinstance(inner, dict):
+                link = {"title": inner.get("title") or inner.get("url", ""), "url": inner.get("url", "")}
+                if inner.get("media_id"):
+                    link["media_id"] = inner["media_id"]
+                elif inner.get("picurl"):
+                    link["media_id"] = await self.upload_attachment(inner["picurl"], "image")
+                a = {"msgtype": "link", "link": link}
+            out.append(a)
+        return out
+
+    async def upload_attachment(self, url: str, media_type: str = "image") -> str:
+        """The media_id of the file at ``url`` for a Moments post (``media/upload_attachment``), cached.
+
+        Posts going out together that share a picture upload it once.
+        """
+        key = (url, media_type)
+        async with self._media_locks.setdefault(key, asyncio.Lock()):
+            cached = self._media.get(key)
+            if cached is not None and self.clock.now() < cached[1]:
+                return cached[0]
+            try:
+                upload = await self.transport.fetch(url, UPLOAD_MAX_BYTES)
+                data = await self.call("media/upload_attachment", method="POST", upload=upload,
+                                       params={"media_type": media_type, "attachment_type": "1"})
+            except WeComError as exc:
+                raise send_error(exc, "media/upload_attachment") from None
+            media_id = data.get("media_id")
+            if not isinstance(media_id, str) or not media_id:
+                raise SendError("upload_attachment answered without a media_id", retryable=True)
+            self._media[key] = (media_id, self.clock.now() + MEDIA_TTL)
+            return media_id
 
     async def _welcome(self, d: Delivery) -> SendResult:
         body: dict[str, Any] = {"welcome_code": _required(d.destination.get("welcome_code"),

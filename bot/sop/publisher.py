@@ -240,12 +240,12 @@ class MomentsService:
             return 0
         text = self.render(slot, day)
         if via == "moment_task":
-            visible: dict[str, Any] = {}
+            visible: dict[str, Any] = {}  # the moment_task destination shape of the README's delivery table
             if staff:
-                visible["sender_list"] = {"user_list": staff}
+                visible["users"] = staff
             tag_list = self.tag_list(slot)
             if tag_list:
-                visible["external_contact_list"] = {"tag_list": tag_list}
+                visible["tags"] = tag_list
             payload = {"attachments": [dict(a) for a in slot.attachments]} if slot.attachments else None
             return await self.app.outbox.enqueue(session, key=key, kind="moment_task", text=text,
                                                  destination={"visible": visible}, payload=payload,

@@ -3,7 +3,8 @@
 ``FakeWeCom`` is an aiohttp server on a free loopback port. It implements
 ``gettoken``, ``message/send``, ``appchat/send``, ``webhook/send`` (group robots),
 ``externalcontact/send_welcome_msg``, ``add_msg_template``, ``add_moment_task``,
-``get_moment_task_result``, ``groupchat/list``, ``groupchat/get``, ``mark_tag`` and
+``get_moment_task_result``, ``media/upload_attachment`` (multipart; Moments take
+pictures only as its media_ids), ``groupchat/list``, ``groupchat/get``, ``mark_tag`` and
 the 智能机器人 ``aibot/response`` (what a ``response_url`` points at). Every
 answer carries ``errcode``/``errmsg``; required fields, byte limits and the
 access token are checked; every request is recorded.
@@ -134,6 +135,8 @@ class FakeWeCom:
         self._used_welcome: set[str] = set()
         self._used_responses: set[str] = set()
         self._seq = itertools.count(1)
+        self.media: dict[str, bytes] = {}     # media_id -> the uploaded file (media/upload_attachment)
+        self.files: dict[str, tuple[bytes, str]] = {}  # what /files/<name> serves: (content, content type)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self._routes: dict[str, Callable[[Request], dict[str, Any]]] = {
@@ -186,7 +189,47 @@ class FakeWeCom:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/cgi-bin/{path:.+}", self._handle)
+        app.router.add_get("/files/{name}", self._file)
         return app
+
+    def serve_file(self, name: str, content: bytes, content_type: str = "image/png") -> str:
+        """Serve ``content`` at a URL (e.g. an image a Moments post links to) and return the URL."""
+        self.files[name] = (content, content_type)
+        return f"{self.url}/files/{name}"
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        found = self.files.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404, text="no such file")
+        return web.Response(body=found[0], content_type=found[1])
+
+    async def _upload(self, request: web.Request, rec: Request) -> web.Response:
+        """media/upload_attachment: one multipart file field "media"; JPG/PNG images up to 10 MB."""
+        try:
+            self._check_token(rec.query.get("access_token", ""))
+            if rec.query.get("media_type") not in ("image", "video", "file"):
+                raise Answer(40004, "invalid media type")
+            if rec.query.get("attachment_type") not in ("1", "2"):
+                raise Answer(40058, "attachment_type must be 1 (moments) or 2 (product album)")
+            try:
+                form = await request.post()
+            except ValueError:
+                raise Answer(40058, "the body is not multipart form data") from None
+            media = form.get("media")
+            content = media.file.read() if isinstance(media, web.FileField) else b""
+            if not content:
+                raise Answer(41005, "media data missing")
+            if rec.query["media_type"] == "image" and not content.startswith((b"\x89PNG", b"\xff\xd8")):
+                raise Answer(40005, "invalid file type (JPG or PNG)")
+            if len(content) > 10 * 1024 * 1024:
+                raise Answer(40006, "invalid file size")
+        except Answer as a:
+            return self._answer(rec, a.errcode, a.errmsg)
+        media_id = f"media{next(self._seq)}"
+        self.media[media_id] = content
+        rec.body = {"size": len(content), "filename": media.filename if isinstance(media, web.FileField) else ""}
+        return self._answer(rec, 0, "ok", {"type": rec.query["media_type"], "media_id": media_id,
+                                           "created_at": str(int(self.now()))})
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner = web.AppRunner(self.app(), handler_cancellation=False, access_log=None)
@@ -205,9 +248,11 @@ class FakeWeCom:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         body: dict[str, Any] | None = None
-        raw = await request.read()
         rec = Request(request.method, path, dict(request.query), None, self.now())
         self.requests.append(rec)
+        if path == "media/upload_attachment":
+            return await self._upload(request, rec)
+        raw = await request.read()
         if raw:
             try:
                 parsed = json.loads(raw)
@@ -347,6 +392,10 @@ class FakeWeCom:
         attachments = body.get("attachments") or []
         if not isinstance(attachments, list) or len(attachments) > 9:
             raise Answer(40058, "attachments: at most 9")
+        for a in attachments:
+            image = a.get("image") if isinstance(a, dict) and a.get("msgtype") == "image" else None
+            if image is not None and not (isinstance(image, dict) and (image.get("media_id") or image.get("pic_url"))):
+                raise Answer(40058, "image attachments need media_id or pic_url")
         if "text" in body:
             _content(body, "text", limit)
         elif not attachments:
@@ -383,6 +432,18 @@ class FakeWeCom:
             raise Answer(40058, "text or attachments is required")
         if len(attachments) > 9:
             raise Answer(40058, "attachments: at most 9")
+        for a in attachments:  # Moments take pictures only as media_ids of upload_attachment
+            kind = a.get("msgtype") if isinstance(a, dict) else None
+            inner = a.get(kind) if kind in ("image", "video", "link") else None
+            if not isinstance(inner, dict):
+                raise Answer(40058, "attachments: msgtype image, video or link with its object")
+            if kind == "link":
+                if not inner.get("title") or not str(inner.get("url", "")).startswith(("http://", "https://")):
+                    raise Answer(40058, "link attachments need title and url")
+                if "media_id" in inner and inner["media_id"] not in self.media:
+                    raise Answer(40007, "invalid media_id")
+            elif inner.get("media_id") not in self.media:
+                raise Answer(40007, "invalid media_id")
         jobid = f"job{next(self._seq)}"
         self.jobs[jobid] = {"body": body, "polls": 0}
         return {"jobid": jobid}
