@@ -83,18 +83,8 @@ class Transport:
         if upload is not None:
             form = aiohttp.FormData()
             form.add_field("media", upload.content, filename=upload.filename, content_type=upload.content_type)
-        try:
-            async with self._open().request(method, url, params=params, json=body if form is None else None,
-                                            data=form) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = _retry_after(resp)
-        except TimeoutError:
-            raise WeComTransportError(f"{where}: no answer within {self.timeout.total:g}s", retryable=True) \
-                from None
-        except aiohttp.ClientError as exc:
-            raise WeComTransportError(f"{where}: {type(exc).__name__}: {self._scrub(str(exc))}"[:300],
-                                      retryable=True) from None
+        status, raw, retry_after, _ = await self._exchange(
+            method, url, where, params=params, json=body if form is None else None, data=form)
         log.debug("%s → HTTP %s (%d bytes sent, %d received)", where, status,
                   len(repr(body)) if body is not None else 0, len(raw))
         if status >= 500 or status == 429:
@@ -117,23 +107,28 @@ class Transport:
             raise WeComError(errcode, self._scrub(str(data.get("errmsg", "")))[:300])
         return data
 
-    async def fetch(self, url: str, max_bytes: int) -> Upload:
-        """Download a file (an image for a Moments post) of at most ``max_bytes``."""
-        where = f"GET {urlsplit(url).netloc}{urlsplit(url).path}"
+    async def _exchange(self, method: str, url: str, where: str, *, max_bytes: int | None = None,
+                        **kw: Any) -> tuple[int, bytes, float | None, str]:
+        """Status, body (at most ``max_bytes``), Retry-After and content type; network trouble is retryable."""
         try:
-            async with self._open().get(url) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise WeComTransportError(f"{where}: HTTP {resp.status}", retryable=True)
-                if resp.status != 200:
-                    raise WeComTransportError(f"{where}: HTTP {resp.status}", retryable=False, status=resp.status)
-                content = await resp.content.read(max_bytes + 1)
-                content_type = resp.content_type or "application/octet-stream"
+            async with self._open().request(method, url, **kw) as resp:
+                raw = await (resp.read() if max_bytes is None else resp.content.read(max_bytes))
+                return resp.status, raw, _retry_after(resp), resp.content_type or "application/octet-stream"
         except TimeoutError:
             raise WeComTransportError(f"{where}: no answer within {self.timeout.total:g}s", retryable=True) \
                 from None
         except aiohttp.ClientError as exc:
             raise WeComTransportError(f"{where}: {type(exc).__name__}: {self._scrub(str(exc))}"[:300],
                                       retryable=True) from None
+
+    async def fetch(self, url: str, max_bytes: int) -> Upload:
+        """Download a file (an image for a Moments post) of at most ``max_bytes``."""
+        where = f"GET {urlsplit(url).netloc}{urlsplit(url).path}"
+        status, content, _, content_type = await self._exchange("GET", url, where, max_bytes=max_bytes + 1)
+        if status >= 500 or status == 429:
+            raise WeComTransportError(f"{where}: HTTP {status}", retryable=True)
+        if status != 200:
+            raise WeComTransportError(f"{where}: HTTP {status}", retryable=False, status=status)
         if len(content) > max_bytes:
             raise WeComTransportError(f"{where}: larger than {max_bytes // (1024 * 1024)} MB", retryable=False)
         if not content:
