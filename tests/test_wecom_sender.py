@@ -485,16 +485,28 @@ async def test_moment_images_by_url_are_uploaded_once_then_posted_by_media_id(
     assert fake_wecom.media[image_id] == PNG
 
 
-async def test_a_missing_moment_image_is_a_clear_final_error(wecom_bot: Callable[..., BotApp],
-                                                           fake_wecom: FakeWeCom) -> None:
+async def test_a_missing_or_oversized_moment_image_is_a_clear_final_error(wecom_bot: Callable[..., BotApp],
+                                                                         fake_wecom: FakeWeCom) -> None:
     app = wecom_bot()
     await app.start()
+    big = fake_wecom.serve_file("big.png", PNG + b"\0" * (10 * 1024 * 1024))
+    await enqueue(app, "moment:big", "moment_task", text="大图", to=["staff01"],
+                  payload={"attachments": [{"msgtype": "image", "image": {"url": big}}]})
+    ok = fake_wecom.serve_file("ok.png", PNG + bytes(range(256)) * 2000)  # 512 KB arrives in many chunks
+    await enqueue(app, "moment:ok", "moment_task", text="正常的图", to=["staff01"],
+                  payload={"attachments": [{"msgtype": "image", "image": {"url": ok}}]})
+    await app.outbox_pump.drain()
+    by_key = {r.key: r for r in await rows(app)}
+    assert by_key["moment:big"].status == "dead" and "larger than 10 MB" in by_key["moment:big"].last_error
+    assert by_key["moment:ok"].status == "sent"
+    (upload,) = fake_wecom.calls("media/upload_attachment")
+    assert fake_wecom.media[upload.answer["media_id"]] == PNG + bytes(range(256)) * 2000
     await enqueue(app, "moment:gone", "moment_task", text="图呢", to=["staff01"],
                   payload={"attachments": [{"msgtype": "image", "image": {"url": f"{fake_wecom.url}/files/gone.png"}}]})
     await app.outbox_pump.drain()
-    (row,) = await rows(app)
+    row = {r.key: r for r in await rows(app)}["moment:gone"]
     assert row.status == "dead" and "HTTP 404" in row.last_error and "gone.png" in row.last_error
-    assert not fake_wecom.delivered("externalcontact/add_moment_task")
+    assert len(fake_wecom.delivered("externalcontact/add_moment_task")) == 1  # only moment:ok
 
 
 async def test_mass_send_images_by_url_go_as_pic_url(wecom_bot: Callable[..., BotApp], fake_wecom: FakeWeCom) -> None:

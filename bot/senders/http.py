@@ -48,6 +48,15 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
         return None
 
 
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        buf += chunk
+        if len(buf) >= limit:
+            break
+    return bytes(buf[:limit])
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     filename: str
@@ -112,7 +121,7 @@ class Transport:
         """Status, body (at most ``max_bytes``), Retry-After and content type; network trouble is retryable."""
         try:
             async with self._open().request(method, url, **kw) as resp:
-                raw = await (resp.read() if max_bytes is None else resp.content.read(max_bytes))
+                raw = await (resp.read() if max_bytes is None else _read_at_most(resp, max_bytes))
                 return resp.status, raw, _retry_after(resp), resp.content_type or "application/octet-stream"
         except TimeoutError:
             raise WeComTransportError(f"{where}: no answer within {self.timeout.total:g}s", retryable=True) \
