@@ -60,7 +60,7 @@ def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime) -> str
 def setup(app: BotApp) -> Router:
     cfg = app.config.moments
     path = app.config.resolve(cfg.calendar)
-    templates_dir = app.config.resolve(app.config.sop.dir) / "templates"
+    templates_dir = path.parent / "templates"  # beside the calendar, as `moments week --calendar` reads it
     service = MomentsService(app, path, templates_dir)
     service.reload(force=True)
     app.provide(MOMENTS, service)
