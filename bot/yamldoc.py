@@ -129,3 +129,18 @@ def read_text(path: Path, shown: str | None = None) -> str:
 
 def load_yaml_file(path: Path, shown: str | None = None) -> tuple[Any, Lines]:
     return load_yaml(read_text(path, shown), shown or str(path))
+
+
+def kind_of(value: Any) -> str:
+    """What a YAML value is, as a problem message names it (收到数字 3, 收到列表 …)."""
+    if isinstance(value, bool):
+        return "布尔值"
+    if isinstance(value, int | float):
+        return f"数字 {value}"
+    if value is None:
+        return "空值"
+    if isinstance(value, list):
+        return "列表"
+    if isinstance(value, dict):
+        return "映射"
+    return "文字" if isinstance(value, str) else type(value).__name__

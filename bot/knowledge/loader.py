@@ -15,21 +15,19 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bot.hours import parse_spans, spans_text
 from bot.knowledge.entry import CHAT_SCOPES, ID_RX, MATCH_MODES, ActiveHours, Entry, Scope, Source
-from bot.yamldoc import Problem
+from bot.yamldoc import Problem, kind_of
 
 FIELDS = ("id", "questions", "keywords", "match", "answer", "scope", "priority", "active_hours", "off_hours",
           "group_auto")
 SCOPE_FIELDS = ("chat", "groups", "tiers")
 MAX_TEXT = 4000
-HOURS_RX = re.compile(r"(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})")
-
 TemplateCheck = Callable[[str], None]
 
 
@@ -63,20 +61,6 @@ class FileLoad:
         return not self.problems
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "布尔值"
-    if isinstance(value, int | float):
-        return f"数字 {value}"
-    if value is None:
-        return "空值"
-    if isinstance(value, list):
-        return "列表"
-    if isinstance(value, dict):
-        return "映射"
-    return type(value).__name__
-
-
 def _template_problem(check: TemplateCheck | None, source: str) -> tuple[int, str] | None:
     if check is None:
         return None
@@ -92,25 +76,10 @@ def _template_problem(check: TemplateCheck | None, source: str) -> tuple[int, st
 
 def parse_hours(raw: str) -> ActiveHours:
     """Parse "09:00-21:00" (several ranges comma-separated; "21:00-02:00" runs overnight)."""
-    spans = []
-    for part in re.split(r"[,，;；]", raw):
-        part = part.strip()
-        if not part:
-            continue
-        m = HOURS_RX.fullmatch(part)
-        if not m:
-            raise ValueError(f"时间段 {part!r} 应写成 HH:MM-HH:MM，例如 09:00-21:00")
-        h1, m1, h2, m2 = (int(g) for g in m.groups())
-        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
-            raise ValueError(f"时间段 {part!r} 里有不存在的时刻")
-        start, end = time(h1, m1), time(0, 0) if h2 == 24 else time(h2, m2)
-        if start == end:
-            raise ValueError(f"时间段 {part!r} 的开始和结束相同")
-        spans.append((start, end))
+    spans = parse_spans(raw, "09:00-21:00")
     if not spans:
         raise ValueError("active_hours 是空的")
-    text = ",".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in spans)
-    return ActiveHours(tuple(spans), text)
+    return ActiveHours(spans, spans_text(spans))
 
 
 def _strings(f: Field, name: str, problems: list[tuple[int, str]]) -> tuple[str, ...]:
@@ -120,13 +89,13 @@ def _strings(f: Field, name: str, problems: list[tuple[int, str]]) -> tuple[str,
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        problems.append((f.line, f"{name} 应是文字列表，例如 [怎么退款, 退款流程]，收到{_kind(value)}"))
+        problems.append((f.line, f"{name} 应是文字列表，例如 [怎么退款, 退款流程]，收到{kind_of(value)}"))
         return ()
     out: list[str] = []
     for i, item in enumerate(value):
         line = f.item_lines[i] if i < len(f.item_lines) else f.line
         if not isinstance(item, str):
-            problems.append((line, f"{name} 第 {i + 1} 项应是文字，收到{_kind(item)}（数字或 yes/no 请加引号）"))
+            problems.append((line, f"{name} 第 {i + 1} 项应是文字，收到{kind_of(item)}（数字或 yes/no 请加引号）"))
             continue
         item = item.strip()
         if not item:
@@ -157,7 +126,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
     if raw_id is None:
         problems.append((entry_line, "缺少 id（每条知识需要一个唯一、稳定的 id，例如 refund-policy）"))
     elif not isinstance(raw_id, str):
-        problems.append((fields["id"].line, f"id 应是文字，收到{_kind(raw_id)}"))
+        problems.append((fields["id"].line, f"id 应是文字，收到{kind_of(raw_id)}"))
     elif not ID_RX.fullmatch(raw_id):
         problems.append((fields["id"].line, f"id {raw_id!r} 只能用字母、数字、- _ .，以字母或数字开头，最长 64 个字符"))
     else:
@@ -195,7 +164,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
     if "answer" not in fields or fields["answer"].value in (None, ""):
         problems.append((at("answer"), "缺少 answer（回答内容）"))
     elif not isinstance(fields["answer"].value, str):
-        problems.append((at("answer"), f"answer 应是文字，收到{_kind(fields['answer'].value)}"))
+        problems.append((at("answer"), f"answer 应是文字，收到{kind_of(fields['answer'].value)}"))
     else:
         answer = fields["answer"].value.strip()
         if len(answer) > MAX_TEXT:
@@ -209,7 +178,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
     if "off_hours" in fields and fields["off_hours"].value not in (None, ""):
         f = fields["off_hours"]
         if not isinstance(f.value, str):
-            problems.append((f.line, f"off_hours 应是文字，收到{_kind(f.value)}"))
+            problems.append((f.line, f"off_hours 应是文字，收到{kind_of(f.value)}"))
         else:
             off_hours = f.value.strip()
             bad = _template_problem(check, off_hours)
@@ -220,7 +189,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
     if "active_hours" in fields and fields["active_hours"].value not in (None, ""):
         f = fields["active_hours"]
         if not isinstance(f.value, str):
-            problems.append((f.line, f"active_hours 应是带引号的文字，例如 \"09:00-21:00\"，收到{_kind(f.value)}"))
+            problems.append((f.line, f"active_hours 应是带引号的文字，例如 \"09:00-21:00\"，收到{kind_of(f.value)}"))
         else:
             try:
                 hours = parse_hours(f.value)
@@ -233,7 +202,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
     if "priority" in fields and fields["priority"].value is not None:
         raw = fields["priority"].value
         if isinstance(raw, bool) or not isinstance(raw, int):
-            problems.append((at("priority"), f"priority 应是整数，收到{_kind(raw)}"))
+            problems.append((at("priority"), f"priority 应是整数，收到{kind_of(raw)}"))
         elif not -1000 <= raw <= 1000:
             problems.append((at("priority"), "priority 应在 -1000 到 1000 之间"))
         else:
@@ -243,7 +212,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
     if "group_auto" in fields and fields["group_auto"].value is not None:
         raw = fields["group_auto"].value
         if not isinstance(raw, bool):
-            problems.append((at("group_auto"), f"group_auto 应是 true 或 false，收到{_kind(raw)}"))
+            problems.append((at("group_auto"), f"group_auto 应是 true 或 false，收到{kind_of(raw)}"))
         else:
             group_auto = raw
 
@@ -261,7 +230,7 @@ def build_entry(fields: dict[str, Field], source: Source, *, check: TemplateChec
 def _scope(f: Field, problems: list[tuple[int, str]]) -> Scope:
     raw = f.value
     if not isinstance(raw, dict):
-        problems.append((f.line, f"scope 应是映射，例如 {{chat: group, groups: [], tiers: []}}，收到{_kind(raw)}"))
+        problems.append((f.line, f"scope 应是映射，例如 {{chat: group, groups: [], tiers: []}}，收到{kind_of(raw)}"))
         return Scope()
     for key in raw:
         if key not in SCOPE_FIELDS:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.sop.script import TEMPLATE_RX, _kind, _strings, _template_error, _unknown, parse_attachments
+from bot.sop.script import TEMPLATE_RX, _strings, _template_error, _unknown, parse_attachments
 from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, at_local, parse_clock
-from bot.yamldoc import FileProblems, Lines, Problem, load_yaml, read_text
+from bot.yamldoc import FileProblems, Lines, Problem, kind_of, load_yaml, read_text
 
 if TYPE_CHECKING:
     from bot.templates import Templates
@@ -248,7 +248,7 @@ class _Parser:
             self.problem("text 和 template 只能写一个", *keys, "template")
         elif text is not None:
             if not isinstance(text, str) or not text.strip():
-                self.problem(f"text 应是非空文字，收到{_kind(text)}", *keys, "text")
+                self.problem(f"text 应是非空文字，收到{kind_of(text)}", *keys, "text")
             else:
                 source = text.strip()
                 if len(source) > 2000:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.sop.timing import At, Late, QuietHours, Repeat, format_duration, parse_at, parse_duration, parse_quiet
-from bot.yamldoc import FileProblems, Lines, Problem, load_yaml
+from bot.yamldoc import FileProblems, Lines, Problem, kind_of, load_yaml
 
 if TYPE_CHECKING:
     from bot.templates import Templates
@@ -145,20 +145,6 @@ class Script:
 # ── parsing ────────────────────────────────────────────────────────────────────
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "布尔值"
-    if isinstance(value, int | float):
-        return f"数字 {value}"
-    if value is None:
-        return "空值"
-    if isinstance(value, list):
-        return "列表"
-    if isinstance(value, dict):
-        return "映射"
-    return "文字"
-
-
 def _unknown(name: Any, allowed: tuple[str, ...], what: str) -> str:
     close = difflib.get_close_matches(str(name), allowed, n=1)
     hint = f"（是不是 {close[0]}？）" if close else f"（可用：{', '.join(allowed)}）"
@@ -171,14 +157,14 @@ def _strings(value: Any, name: str, lines: Lines, problems: list[Problem], *keys
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        problems.append(lines.problem(f"{name} 应是文字列表，收到{_kind(value)}", *keys))
+        problems.append(lines.problem(f"{name} 应是文字列表，收到{kind_of(value)}", *keys))
         return ()
     out: list[str] = []
     for i, item in enumerate(value):
         if isinstance(item, int | float) and not isinstance(item, bool):
             item = str(item)
         if not isinstance(item, str) or not item.strip():
-            problems.append(lines.problem(f"{name} 第 {i + 1} 项应是非空文字，收到{_kind(item)}", *keys, i))
+            problems.append(lines.problem(f"{name} 第 {i + 1} 项应是非空文字，收到{kind_of(item)}", *keys, i))
             continue
         out.append(item.strip())
     return tuple(out)
@@ -350,7 +336,7 @@ def _step(raw: Any, i: int, script_data: dict[str, Any], lines: Lines, problems:
         ok = False
     elif text is not None:
         if not isinstance(text, str) or not text.strip():
-            problems.append(lines.problem(f"text 应是非空文字，收到{_kind(text)}", *keys, "text"))
+            problems.append(lines.problem(f"text 应是非空文字，收到{kind_of(text)}", *keys, "text"))
             ok = False
         else:
             source = text.strip()

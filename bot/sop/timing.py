@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.hours import parse_spans, spans_text
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WEEKDAY_ALIASES: dict[str, int] = {}
 for _i, _names in enumerate((
@@ -135,8 +137,6 @@ def occurrence_nominal(at: At, anchor: datetime, tz: ZoneInfo, repeat: Repeat | 
     return first + repeat.every * n
 
 
-_SPAN_RX = re.compile(r"(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})")
-
 
 @dataclass(frozen=True, slots=True)
 class QuietHours:
@@ -146,7 +146,7 @@ class QuietHours:
 
     @property
     def text(self) -> str:
-        return ",".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in self.spans)
+        return spans_text(self.spans)
 
     def release(self, when: datetime, tz: ZoneInfo) -> datetime:
         """``when`` if it is outside the window, else the end of the window it falls in."""
@@ -175,22 +175,8 @@ def parse_quiet(text: str) -> QuietHours | None:
     raw = str(text).strip()
     if raw.lower() in ("", "off", "none", "无"):
         return None
-    spans = []
-    for part in re.split(r"[,，;；]", raw):
-        part = part.strip()
-        if not part:
-            continue
-        m = _SPAN_RX.fullmatch(part)
-        if not m:
-            raise ValueError(f"时间段 {part!r} 应写成 HH:MM-HH:MM，例如 22:00-08:00")
-        h1, m1, h2, m2 = (int(g) for g in m.groups())
-        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
-            raise ValueError(f"时间段 {part!r} 里有不存在的时刻")
-        start, end = time(h1, m1), time(0, 0) if h2 == 24 else time(h2, m2)
-        if start == end:
-            raise ValueError(f"时间段 {part!r} 的开始和结束相同")
-        spans.append((start, end))
-    return QuietHours(tuple(spans)) if spans else None
+    spans = parse_spans(raw, "22:00-08:00")
+    return QuietHours(spans) if spans else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,38 @@
+"""Daily local-time windows written by operators: "09:00-21:00", "22:00-08:00" (overnight), several comma-separated.
+
+Read the same way for a knowledge entry's ``active_hours`` and an SOP script's ``quiet_hours``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+
+SPAN_RX = re.compile(r"(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})")
+
+Spans = tuple[tuple[time, time], ...]
+
+
+def parse_spans(raw: str, example: str = "09:00-21:00") -> Spans:
+    """The windows of ``raw`` (empty for an empty text); ValueError naming the bad part otherwise."""
+    spans = []
+    for part in re.split(r"[,，;；]", raw):
+        part = part.strip()
+        if not part:
+            continue
+        m = SPAN_RX.fullmatch(part)
+        if not m:
+            raise ValueError(f"时间段 {part!r} 应写成 HH:MM-HH:MM，例如 {example}")
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+            raise ValueError(f"时间段 {part!r} 里有不存在的时刻")
+        start, end = time(h1, m1), time(0, 0) if h2 == 24 else time(h2, m2)
+        if start == end:
+            raise ValueError(f"时间段 {part!r} 的开始和结束相同")
+        spans.append((start, end))
+    return tuple(spans)
+
+
+def spans_text(spans: Spans) -> str:
+    """The canonical text of some windows ("09:00-12:00,14:00-21:00")."""
+    return ",".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in spans)
