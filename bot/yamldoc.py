@@ -144,3 +144,20 @@ def kind_of(value: Any) -> str:
     if isinstance(value, dict):
         return "映射"
     return "文字" if isinstance(value, str) else type(value).__name__
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time, size) of an operator-edited file, or None when it cannot be read: the cheap look
+    a live reload takes before it reads the file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def tree_stamp(directory: Path, pattern: str = "*.j2") -> tuple[tuple[str, int, int], ...]:
+    """The stamps of every file matching ``pattern`` under ``directory`` (e.g. the templates of scripts)."""
+    if not directory.is_dir():
+        return ()
+    return tuple((str(p), *s) for p in sorted(directory.rglob(pattern)) if (s := file_stamp(p)) is not None)

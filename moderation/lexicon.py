@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.yamldoc import FileProblems, Lines, Problem, load_yaml, read_text
+from bot.yamldoc import FileProblems, Lines, Problem, file_stamp, load_yaml, read_text
 from moderation.normalize import fold_text, is_han
 
 LEVELS = ("reject", "review", "info")
@@ -249,11 +249,9 @@ class LexiconFiles:
             report.changed = True
         for p in paths:
             key = str(p)
-            try:
-                st = p.stat()
-            except OSError:
+            stamp = file_stamp(p)
+            if stamp is None:
                 continue
-            stamp = (st.st_mtime_ns, st.st_size)
             if not force and self._stamps.get(key) == stamp:
                 report.problems += self.problems.get(key, [])
                 continue

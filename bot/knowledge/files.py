@@ -16,6 +16,7 @@ from pathlib import Path
 from bot.knowledge.entry import Entry
 from bot.knowledge.loader import FileLoad, Problem, TemplateCheck, cross_check, entry_files, load_file
 from bot.knowledge.text import Synonyms, read_word_list
+from bot.yamldoc import file_stamp
 
 log = logging.getLogger("siyu.knowledge")
 
@@ -41,14 +42,6 @@ class Refresh:
     removed: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # every current problem, old and new
     new_problems: list[Problem] = field(default_factory=list)
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
 
 
 def _digest(path: Path) -> str:
@@ -107,7 +100,7 @@ class KnowledgeFiles:
         fresh: dict[Path, FileLoad] = {}
         for path in present:
             tracked = self._files.setdefault(path, _Tracked())
-            stamp = _stamp(path)
+            stamp = file_stamp(path)
             if not force and stamp == tracked.stamp:
                 continue
             tracked.stamp = stamp
@@ -146,7 +139,7 @@ class KnowledgeFiles:
     def _refresh_words(self, report: Refresh, force: bool) -> None:
         for tracked, filename in ((self._synonyms, SYNONYMS), (self._stopwords, STOPWORDS)):
             path = self.directory / filename
-            stamp = _stamp(path)
+            stamp = file_stamp(path)
             if not force and stamp == tracked.stamp and tracked.digest:
                 continue
             tracked.stamp = stamp

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.sop.script import Defaults, Script, parse_script
-from bot.yamldoc import FileProblems, Problem, read_text
+from bot.yamldoc import FileProblems, Problem, file_stamp, read_text, tree_stamp
 
 if TYPE_CHECKING:
     from bot.templates import Templates
@@ -41,25 +41,6 @@ class Refresh:
     rejected: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def _dir_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
-    if not path.is_dir():
-        return ()
-    out = []
-    for p in sorted(path.rglob("*.j2")):
-        s = _stamp(p)
-        if s is not None:
-            out.append((str(p), *s))
-    return tuple(out)
 
 
 class ScriptFiles:
@@ -107,7 +88,7 @@ class ScriptFiles:
     def refresh(self, *, force: bool = False) -> Refresh:
         report = Refresh()
         self.missing_dir = not self.directory.is_dir()
-        tstamp = _dir_stamp(self.templates_dir)
+        tstamp = tree_stamp(self.templates_dir)
         if tstamp != self._templates_stamp:
             force = force or self._templates_stamp is not None
             self._templates_stamp = tstamp
@@ -119,7 +100,7 @@ class ScriptFiles:
             report.removed.append(self.name(gone))
         for path in present:
             tracked = self._files.setdefault(path, _Tracked())
-            stamp = _stamp(path)
+            stamp = file_stamp(path)
             if not force and stamp == tracked.stamp:
                 continue
             tracked.stamp = stamp

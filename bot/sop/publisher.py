@@ -30,7 +30,7 @@ from bot.sop.moments import Calendar, ChatChanges, DayPlan, PlannedSlot, Slot, l
 from bot.sop.timing import WEEKDAY_CN, parse_duration
 from bot.storage.db import insert_ignoring_conflicts
 from bot.storage.models import KeyValue, OutboxRow
-from bot.yamldoc import FileProblems, Problem
+from bot.yamldoc import FileProblems, Problem, file_stamp, tree_stamp
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -92,10 +92,9 @@ class MomentsService:
 
     def reload(self, *, force: bool = False) -> bool:
         """Re-read the calendar if it changed; True when a new version went live."""
-        from bot.sop.files import _dir_stamp, _stamp
 
-        stamp = _stamp(self.path)
-        tstamp = _dir_stamp(self.templates_dir)
+        stamp = file_stamp(self.path)
+        tstamp = tree_stamp(self.templates_dir)
         if not force and stamp == self._state.stamp and tstamp == self._state.templates_stamp:
             return False
         self._state.stamp, self._state.templates_stamp = stamp, tstamp
