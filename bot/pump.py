@@ -8,7 +8,11 @@ does not pile up overlapping runs.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 log = logging.getLogger("siyu.pump")
 
@@ -57,3 +61,43 @@ class Pump:
     async def drain_once(self) -> int:
         """Claim and finish one batch; return how many items it held (0 when nothing is due)."""
         raise NotImplementedError
+
+
+class Reloader(Pump):
+    """Looks at operator-edited files every ``interval_s`` by the app clock, and at once when asked.
+
+    ``reload(files)`` does the work: ``files`` is True when the interval came round (look at the
+    files), False when only :meth:`request` asked (e.g. a chat command changed the database).
+    It returns whether something new went live.
+    """
+
+    def __init__(self, name: str, clock: Any, interval_s: float,
+                 reload: Callable[[bool], bool | Awaitable[bool]]) -> None:
+        super().__init__()
+        self.name = name
+        self.clock = clock
+        self.interval = timedelta(seconds=interval_s)
+        self.reload = reload
+        self.last: datetime | None = None
+        self.wanted = False
+
+    def request(self) -> None:
+        self.wanted = True
+        self.kick()
+
+    def looked(self) -> None:
+        """The files were just looked at (on start, or by a command): the next look is an interval away."""
+        self.last = self.clock.now()
+
+    async def drain_once(self) -> int:
+        now = self.clock.now()
+        due = self.last is None or not (self.last <= now < self.last + self.interval)  # a clock set back counts
+        if not due and not self.wanted:
+            return 0
+        if due:
+            self.last = now
+        self.wanted = False
+        result = self.reload(due)
+        if inspect.isawaitable(result):
+            result = await result
+        return int(bool(result))

@@ -30,7 +30,7 @@ from bot.knowledge.matcher import MatchSettings
 from bot.knowledge.misses import group_misses
 from bot.knowledge.text import looks_like_question
 from bot.members import MemberProfile, profile_of
-from bot.pump import Pump
+from bot.pump import Reloader
 from bot.textnorm import fold
 
 log = logging.getLogger("siyu.knowledge")
@@ -55,36 +55,6 @@ EDIT_EXAMPLES = [
 
 def settings_of(app: BotApp) -> MatchSettings:
     return MatchSettings.from_config(app.config.knowledge)
-
-
-class KnowledgeReloader(Pump):
-    """Checks the files every ``reload_interval_s`` (by the app clock) and the database rows when asked."""
-
-    name = "knowledge-reload"
-
-    def __init__(self, app: BotApp, kb: KnowledgeBase) -> None:
-        super().__init__()
-        self.app = app
-        self.kb = kb
-        self.interval = timedelta(seconds=app.config.knowledge.reload_interval_s)
-        self.last: datetime | None = None
-        self.wanted = False
-
-    def request(self) -> None:
-        """Reload now: a /kb command changed the database (called after its transaction commits)."""
-        self.wanted = True
-        self.kick()
-
-    async def drain_once(self) -> int:
-        now = self.app.clock.now()
-        due = self.last is None or now - self.last >= self.interval
-        if not due and not self.wanted:
-            return 0
-        report = await self.kb.refresh(self.app.db, files=due)
-        if due:
-            self.last = now
-        self.wanted = False
-        return 1 if report.rebuilt else 0
 
 
 def _clean(event: MessageEvent, app: BotApp) -> str:
@@ -212,13 +182,17 @@ def setup(app: BotApp) -> Router:
     cfg = app.config.knowledge
     kb = KnowledgeBase(app.config.resolve(cfg.dir), settings=settings_of(app), check=app.templates.check)
     app.provide(KNOWLEDGE, kb)
-    reloader = KnowledgeReloader(app, kb)
+    async def reload(files: bool) -> bool:
+        return (await kb.refresh(app.db, files=files)).rebuilt
+
+    # Files every reload_interval_s; the database rows at once when a /kb command changed them.
+    reloader = Reloader("knowledge-reload", app.clock, cfg.reload_interval_s, reload)
     app.pumps.append(reloader)
     answering = Answering(app, kb)
 
     async def load_on_start() -> None:
         report = await kb.refresh(app.db, force=True)
-        reloader.last = app.clock.now()
+        reloader.looked()
         for p in report.problems:
             log.error("knowledge problem: %s", p)
 
@@ -473,7 +447,7 @@ def setup(app: BotApp) -> Router:
                     examples=["/kb reload"])
     async def kb_reload(event: MessageEvent, ctx: Context) -> None:
         report = await kb.refresh(ctx.app.db, force=True)
-        reloader.last = ctx.now()
+        reloader.looked()
         await ctx.reply(ctx.render("knowledge/reload.j2", r=report))
 
     async def switch(event: MessageEvent, ctx: Context, enabled: bool) -> None:

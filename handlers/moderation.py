@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +20,7 @@ from bot.app import BotApp, ServiceKey
 from bot.commands import Arg
 from bot.dispatcher import ADMIN, REVIEWER, Context, Router, command_text
 from bot.events import MessageEvent
-from bot.pump import Pump
+from bot.pump import Reloader
 from moderation.lexicon import LEVELS, check_term_text
 from moderation.models import ModerationFalsePositive
 from moderation.service import ALERTS, ESCALATE_TASK, LEVEL_MARK, STAGE_LABEL, STATUS_LABEL, WORDS, Moderation, Observed
@@ -31,43 +31,20 @@ MODERATION: ServiceKey[Moderation] = ServiceKey("moderation")
 FALSE_POSITIVES = ModerationFalsePositive.__table__
 
 
-class LexiconWatcher(Pump):
-    """Re-reads the lexicon files every ``reload_interval_s`` and the /word rows when told they changed."""
-
-    name = "moderation-lexicon"
-
-    def __init__(self, app: BotApp, service: Moderation) -> None:
-        super().__init__()
-        self.app = app
-        self.service = service
-        self.last: datetime | None = None
-        self.wanted = False
-
-    def request(self) -> None:
-        self.wanted = True
-        self.kick()
-
-    async def drain_once(self) -> int:
-        now = self.app.clock.now()
-        due = self.last is None or now - self.last >= timedelta(seconds=self.service.cfg.reload_interval_s)
-        if not due and not self.wanted:
-            return 0
-        if due:
-            self.last = now
-        self.wanted = False
-        return int(await self.service.reload(files=due))
-
-
 def setup(app: BotApp) -> Router:
     service = Moderation(app)
     app.provide(MODERATION, service)
-    watcher = LexiconWatcher(app, service)
+    async def reload(files: bool) -> bool:
+        return bool(await service.reload(files=files))
+
+    # The lexicon files every reload_interval_s; the /word rows at once when a command changed them.
+    watcher = Reloader("moderation-lexicon", app.clock, service.cfg.reload_interval_s, reload)
     app.pumps.append(watcher)
     cfg = service.cfg
 
     async def load_on_start() -> None:
         await service.reload(force=True)
-        watcher.last = app.clock.now()
+        watcher.looked()
 
     app.on_startup.append(load_on_start)
     app.timers.register(ESCALATE_TASK, service.escalate)

@@ -17,7 +17,7 @@ from bot.app import BotApp
 from bot.commands import Arg, CommandError
 from bot.dispatcher import OPERATOR, REVIEWER, Context, Router
 from bot.events import MessageEvent
-from bot.pump import Pump
+from bot.pump import Reloader
 from bot.sop import MOMENTS
 from bot.sop.moments import ORIGIN_NAMES, DayPlan, PlannedSlot
 from bot.sop.publisher import OVERRIDES, POST_STATES, MomentResultsPump, MomentsPump, MomentsService
@@ -25,24 +25,6 @@ from bot.sop.timing import WEEKDAY_ALIASES, WEEKDAY_CN, WEEKDAYS
 from bot.storage.db import insert_ignoring_conflicts
 
 log = logging.getLogger("siyu.moments")
-
-
-class CalendarReloader(Pump):
-    name = "moments-reload"
-
-    def __init__(self, service: MomentsService, interval_s: float) -> None:
-        super().__init__()
-        self.service = service
-        self.interval = timedelta(seconds=interval_s)
-        self.last: datetime | None = None
-
-    async def drain_once(self) -> int:
-        now = self.service.app.clock.now()
-        if self.last is not None and now - self.last < self.interval and now >= self.last:
-            return 0
-        self.last = now
-        self.service.reload()
-        return 0
 
 
 def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime) -> str:
@@ -65,7 +47,9 @@ def setup(app: BotApp) -> Router:
     service.reload(force=True)
     app.provide(MOMENTS, service)
     if cfg.enabled:
-        app.pumps.extend([CalendarReloader(service, app.config.sop.reload_interval_s), MomentsPump(service),
+        reloader = Reloader("moments-reload", app.clock, app.config.sop.reload_interval_s,
+                            lambda _files: service.reload())
+        app.pumps.extend([reloader, MomentsPump(service),
                           MomentResultsPump(service)])
 
         async def remind_approvers(fire_time: datetime) -> None:

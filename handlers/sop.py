@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -34,7 +34,7 @@ from bot.events import (
     TierChanged,
 )
 from bot.members import profile_of
-from bot.pump import Pump
+from bot.pump import Reloader
 from bot.sop import SOP
 from bot.sop.engine import OUTCOME_NAMES, RUNS, STATE_NAMES, STEPS, SopEngine, StepPump, Subject
 from bot.sop.files import ScriptFiles
@@ -48,30 +48,6 @@ log = logging.getLogger("siyu.sop")
 GROUP = Group.__table__
 MEMBER = Member.__table__
 HERE = ("本群", "here", ".", "当前群")
-
-
-class SopReloader(Pump):
-    """Checks the script files every ``sop.reload_interval_s`` by the app clock."""
-
-    name = "sop-reload"
-
-    def __init__(self, app: BotApp, files: ScriptFiles) -> None:
-        super().__init__()
-        self.app = app
-        self.files = files
-        self.interval = timedelta(seconds=app.config.sop.reload_interval_s)
-        self.last: datetime | None = None
-
-    async def drain_once(self) -> int:
-        now = self.app.clock.now()
-        if self.last is not None and now - self.last < self.interval and now >= self.last:
-            return 0
-        self.last = now
-        report = self.files.refresh()
-        if report.reloaded or report.removed:
-            log.info("SOP scripts reloaded: %s; removed: %s", ", ".join(report.reloaded) or "-",
-                     ", ".join(report.removed) or "-")
-        return 0
 
 
 def defaults_of(app: BotApp) -> Defaults:
@@ -108,7 +84,14 @@ def setup(app: BotApp) -> Router:
     engine = SopEngine(app, files)
     app.provide(SOP, engine)
     pump = StepPump(app, engine)
-    reloader = SopReloader(app, files)
+    def reload(_files: bool) -> bool:
+        report = files.refresh()
+        if report.reloaded or report.removed:
+            log.info("SOP scripts reloaded: %s; removed: %s", ", ".join(report.reloaded) or "-",
+                     ", ".join(report.removed) or "-")
+        return False
+
+    reloader = Reloader("sop-reload", app.clock, app.config.sop.reload_interval_s, reload)
     app.pumps.extend([pump, reloader])
 
     async def release() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ from bot.commands import Arg
 from bot.dispatcher import OPERATOR, Context, Router, command_text
 from bot.events import Actor, ContactAdded, GroupCreated, GroupDismissed, MemberJoined, MemberLeft, MessageEvent
 from bot.members import MEMBERS
-from bot.pump import Pump
+from bot.pump import Reloader
 from bot.tiers.ladder import GROUP, MEMBER, MEMBERSHIP, Ladder, SessionEffects
 from bot.tiers.rules import ACTIONS, REQUIREMENTS, load_rules
-from bot.yamldoc import FileProblems
+from bot.yamldoc import FileProblems, file_stamp
 
 log = logging.getLogger("siyu.tiers")
 
@@ -26,46 +27,28 @@ LADDER: ServiceKey[Ladder] = ServiceKey("ladder")
 TAG_RX = re.compile(r"[^\s@＠/／]{1,32}")  # tier:… tags belong to the ladder
 
 
-class RulesWatcher(Pump):
+def rules_reload(ladder: Ladder, path: Path) -> Callable[[bool], bool]:
     """Picks up edits of tiers.yaml; a broken edit is refused and the old rules stay live."""
+    seen = [file_stamp(path)]
 
-    name = "tiers-rules"
-
-    def __init__(self, app: BotApp, ladder: Ladder, path: Path) -> None:
-        super().__init__()
-        self.app = app
-        self.ladder = ladder
-        self.path = path
-        self.mtime = path.stat().st_mtime_ns if path.exists() else 0
-        self.checked: datetime | None = None
-        self.problems: list[str] = []
-
-    async def drain_once(self) -> int:
-        now = self.app.clock.now()
-        if self.checked is not None and now - self.checked < timedelta(seconds=self.app.config.tiers.reload_interval_s):
-            return 0
-        self.checked = now
-        try:
-            mtime = self.path.stat().st_mtime_ns
-        except OSError:
-            return 0
-        if mtime == self.mtime:
-            return 0
-        self.mtime = mtime
-        return int(self.reload())
-
-    def reload(self) -> bool:
-        try:
-            rules = load_rules(self.path)
-        except FileProblems as exc:
-            self.problems = [str(p) for p in exc.problems]
-            log.error("tiers rules not reloaded, the previous rules stay live:\n%s", "\n".join(self.problems))
+    def reload(_files: bool) -> bool:
+        stamp = file_stamp(path)
+        if stamp is None or stamp == seen[0]:
             return False
-        self.problems = []
-        if rules.version != self.ladder.rules.version:
-            self.ladder.rules = rules
-            log.info("tiers rules reloaded (version %s); /tier recompute applies them to everyone now", rules.version)
+        seen[0] = stamp
+        try:
+            rules = load_rules(path)
+        except FileProblems as exc:
+            log.error("tiers rules not reloaded, the previous rules stay live:\n%s",
+                      "\n".join(str(p) for p in exc.problems))
+            return False
+        if rules.version == ladder.rules.version:
+            return False
+        ladder.rules = rules
+        log.info("tiers rules reloaded (version %s); /tier recompute applies them to everyone now", rules.version)
         return True
+
+    return reload
 
 
 def setup(app: BotApp) -> Router:
@@ -77,8 +60,8 @@ def setup(app: BotApp) -> Router:
     ladder = Ladder(app, rules)
     app.provide(LADDER, ladder)
     app.provide(MEMBERS, ladder)
-    watcher = RulesWatcher(app, ladder, path)
-    app.pumps.append(watcher)
+    app.pumps.append(Reloader("tiers-rules", app.clock, app.config.tiers.reload_interval_s,
+                              rules_reload(ladder, path)))
 
     async def daily_review(fire_time: datetime) -> None:
         async with app.db.session() as s:
