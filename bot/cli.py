@@ -56,6 +56,19 @@ def emit_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False, default=str))
 
 
+def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: str, *, field: str = "dir",
+                 **counts: Any) -> int:
+    """How every ``… check`` command answers: one ``file:line: problem`` line per problem and a summary
+    (or one JSON object ``{"ok", "dir" (or "file"), <counts>, "problems"}``); exit 0 when valid, 1 with problems."""
+    if as_json:
+        emit_json({"ok": not problems, field: where, **counts, "problems": [p.to_json() for p in problems]})
+    else:
+        for p in problems:
+            print(f"✗ {p}")
+        print(f"{'✗' if problems else '✓'} {where}: {summary}, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 

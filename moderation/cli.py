@@ -116,7 +116,7 @@ def cmd_moderate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cli import config_from_args, emit_json, report_check
     from bot.yamldoc import FileProblems
     from moderation.lexicon import LexiconFiles
     from moderation.variants import load_digits, load_variants
@@ -141,17 +141,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         except FileProblems as exc:
             problems += exc.problems
     lexicon = files.build()
-    if args.json:
-        emit_json({"ok": not problems, "dir": str(directory), "files": len(files.files), "terms": lexicon.size,
-                   "allow": len(lexicon.allow), "categories": sorted(lexicon.categories),
-                   "problems": [p.to_json() for p in problems]})
-    else:
-        for p in problems:
-            print(f"✗ {p}")
-        mark = "✗" if problems else "✓"
-        print(f"{mark} {directory}: {len(files.files)} file(s) valid, {lexicon.size} terms, {len(lexicon.allow)} "
-              f"allow terms in {len(lexicon.categories)} categories, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    return report_check(args.json, str(directory), problems,
+                        f"{len(files.files)} file(s) valid, {lexicon.size} terms, {len(lexicon.allow)} allow terms "
+                        f"in {len(lexicon.categories)} categories",
+                        files=len(files.files), terms=lexicon.size, allow=len(lexicon.allow),
+                        categories=sorted(lexicon.categories))
 
 
 def cmd_import(args: argparse.Namespace) -> int:

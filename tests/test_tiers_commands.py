@@ -215,6 +215,6 @@ async def test_recompute_and_check_from_the_command_line(harness: Harness, confi
     broken = tmp_path / "tiers.yaml"
     broken.write_text("tiers:\n  - {id: prospect, name: 潜客}\n  - {id: Bad Id, name: x}\n", encoding="utf-8")
     r = run_cli(config, "tiers", "check", str(broken))
-    assert r.returncode == 1 and f"{broken}:3:" in r.stderr
+    assert r.returncode == 1 and f"{broken}:3:" in r.stdout
     r = run_cli(config, "tiers", "check", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True

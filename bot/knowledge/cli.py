@@ -155,7 +155,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cli import config_from_args, emit_json, report_check
     from bot.knowledge.files import KnowledgeFiles
 
     if args.dir:
@@ -176,18 +176,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     files = KnowledgeFiles(directory, check=_templates(tz or ZoneInfo("Asia/Shanghai")).check)
     report = files.refresh(force=True)
-    problems = report.problems
-    if args.json:
-        emit_json({"ok": not problems, "dir": str(directory), "files": files.file_count,
-                   "entries": len(files.entries), "synonyms": len(files.synonyms.groups),
-                   "problems": [p.to_json() for p in problems]})
-    else:
-        for p in problems:
-            print(f"✗ {p}")
-        mark = "✗" if problems else "✓"
-        print(f"{mark} {directory}: {files.file_count} file(s) valid, {len(files.entries)} entries, "
-              f"{len(files.synonyms.groups)} synonym groups, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    return report_check(args.json, str(directory), report.problems,
+                        f"{files.file_count} file(s) valid, {len(files.entries)} entries, "
+                        f"{len(files.synonyms.groups)} synonym groups",
+                        files=files.file_count, entries=len(files.entries), synonyms=len(files.synonyms.groups))
 
 
 def register(sub: Any) -> None:

@@ -168,7 +168,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cli import config_from_args, emit_json, report_check
     from bot.sop.files import ScriptFiles
     from bot.sop.moments import load_calendar
     from bot.yamldoc import FileProblems
@@ -193,17 +193,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             load_calendar(calendar, files.name(calendar), templates=templates, templates_dir=directory / "templates")
         except FileProblems as exc:
             problems.extend(exc.problems)
-    if args.json:
-        emit_json({"ok": not problems, "dir": str(directory), "scripts": len(files.scripts),
-                   "calendar": files.name(calendar) if has_calendar else None,
-                   "problems": [p.to_json() for p in problems]})
-    else:
-        for p in problems:
-            print(f"✗ {p}")
-        mark = "✗" if problems else "✓"
-        cal = f", calendar {files.name(calendar)}" if has_calendar else ""
-        print(f"{mark} {directory}: {len(files.scripts)} script(s) valid{cal}, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    cal = f", calendar {files.name(calendar)}" if has_calendar else ""
+    return report_check(args.json, str(directory), problems, f"{len(files.scripts)} script(s) valid{cal}",
+                        scripts=len(files.scripts), calendar=files.name(calendar) if has_calendar else None)
 
 
 def cmd_week(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ imported is skipped, so the same export can be imported again safely.
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cli import config_from_args, report_check
     from bot.tiers.rules import load_rules
     from bot.yamldoc import FileProblems
 
@@ -42,20 +42,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         rules = load_rules(path)
     except FileProblems as exc:
-        if args.json:
-            for p in exc.problems:
-                emit_json({"ok": False, **p.to_json()})
-        else:
-            for p in exc.problems:
-                print(f"✗ {p}", file=sys.stderr)
-        return 1
-    if args.json:
-        emit_json({"ok": True, "file": str(path), "version": rules.version,
-                   "tiers": [{"id": t.id, "name": t.name, "requires": t.requires} for t in rules.tiers]})
-    else:
-        ladder = " → ".join(f"{t.name}({t.id})" for t in rules.tiers)
-        print(f"✓ {path}: {len(rules.tiers)} tiers, {len(rules.points)} point rules — {ladder}")
-    return 0
+        return report_check(args.json, str(path), exc.problems, "refused; the rules in service stay as they are",
+                            field="file")
+    ladder = " → ".join(f"{t.name}({t.id})" for t in rules.tiers)
+    return report_check(args.json, str(path), [], f"{len(rules.tiers)} tiers, {len(rules.points)} point rules — "
+                        f"{ladder}", field="file", version=rules.version,
+                        tiers=[{"id": t.id, "name": t.name, "requires": t.requires} for t in rules.tiers])
 
 
 async def _recompute(args: argparse.Namespace) -> list[Any]:
