@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 
 from bot.app import BotApp, ServiceKey
-from bot.commands import Arg
-from bot.dispatcher import OPERATOR, Context, Router, command_text
+from bot.commands import Arg, strip_bot_mention
+from bot.dispatcher import OPERATOR, Context, Predicate, Router, command_text
 from bot.events import Actor, ContactAdded, GroupCreated, GroupDismissed, MemberJoined, MemberLeft, MessageEvent
 from bot.members import MEMBERS
 from bot.pump import Reloader
@@ -24,6 +24,7 @@ from bot.yamldoc import FileProblems, file_stamp
 log = logging.getLogger("siyu.tiers")
 
 LADDER: ServiceKey[Ladder] = ServiceKey("ladder")
+LEAD_RX = re.compile(r"^[\s#＃【\[「(（]+")  # what may come before a keyword: #打卡, 【打卡】, 「交作业」
 TAG_RX = re.compile(r"[^\s@＠/／]{1,32}")  # tier:… tags belong to the ladder
 
 
@@ -91,14 +92,24 @@ def setup(app: BotApp) -> Router:
             await ladder.joined(ctx.session, event.chat, event.sender, at, scene="other", inviter=None)
             await ladder.award(ctx.session, ctx, event.sender.id, "message", source_event=f"message:{event.key}",
                                at=at, chat=event.chat)
-        for action in ("checkin", "homework"):
-            rule = ladder.rules.action(action)
-            if rule is None or not any(k in event.text for k in rule.keywords):
-                continue
+        for action in keyword_actions(event):
             award = await ladder.award(ctx.session, ctx, event.sender.id, action, source_event=f"{action}:{event.key}",
                                        at=at, chat=event.chat, reason=ACTIONS[action])
             if not award.duplicate:
                 await _acknowledge(ctx, event, award, action)
+
+    def keyword_actions(event: MessageEvent) -> list[str]:
+        """The actions a member's message performs by starting with their keyword (「打卡 白牡丹 清甜」)."""
+        if event.sender.staff or command_text(event.text) is not None:
+            return []
+        text = LEAD_RX.sub("", strip_bot_mention(event.text, app.bot_names))
+        return [a for a in ("checkin", "homework") if (rule := ladder.rules.action(a)) is not None
+                and any(text.startswith(k) for k in rule.keywords)]
+
+    @router.message(Predicate(lambda e: bool(keyword_actions(e)), "is_checkin_or_homework"), priority=35,
+                    block=True)
+    async def submitted(event: MessageEvent, ctx: Context) -> None:
+        """A check-in or homework was acknowledged at priority 30; it is not a question for the knowledge base."""
 
     @router.on(MemberJoined, priority=30)
     async def on_join(event: MemberJoined, ctx: Context) -> None:
