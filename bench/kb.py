@@ -4,6 +4,7 @@
     python bench/kb.py --dev [--failures]     # the dev sets only (never reads the held-out questions)
     python bench/kb.py --tune                 # choose the weights on the dev sets (two-fold cross-validation)
     python bench/kb.py --check-dev            # dev questions that copy or nearly copy a held-out one
+    python bench/kb.py --try-phrasings FILE   # would these stored phrasings help? (two-fold, dev sets)
 
 Accuracy (hit@1) on knowledge_base/eval/questions.yaml (held out: the matcher's
 weights were chosen on the dev sets eval/dev.yaml and eval/dev_voices.yaml) for
@@ -19,7 +20,7 @@ answers. Latency: p50/p99 per question over a generated base, for the full match
 the same run, an exact-dict lookup (normalise + dict.get), with the ratio between them, and the
 full matcher's CPU time per question (what it costs without waiting for a core).
 
-``--dev``, ``--tune`` and ``--check-dev`` are for working on the matcher: they print dev questions
+``--dev``, ``--tune``, ``--check-dev`` and ``--try-phrasings`` are for working on the matcher: they print dev questions
 only, so the held-out set stays unseen until the one measurement of a round.
 """
 
@@ -318,6 +319,41 @@ def tune(files: KnowledgeFiles, items: list[Item], rounds: int = 2) -> None:
     print(f"chosen on all dev questions: {got:.3f}  {changed(chosen)}")
 
 
+def try_phrasings(files: KnowledgeFiles, added: dict[str, list[str]], items: list[Item],
+                  held_out: list[str]) -> list[dict[str, int]]:
+    """Whether candidate stored phrasings (entry id → questions) would help, measured fairly.
+
+    The dev questions are split in two halves (as ``--tune`` does). For each half, the candidates
+    that copy or nearly copy one of its questions or a held-out question are dropped (the held-out
+    questions are only compared, never printed), the rest are added to the base, and the half's hit@1
+    is counted with and without them: the phrasings a base would gain, measured on questions they were
+    not written to match.
+    """
+    unknown = set(added) - {e.id for e in files.entries}
+    if unknown:
+        raise SystemExit(f"no such entries: {', '.join(sorted(unknown))}")
+    analyzer = build_matcher(files.entries, files.synonyms, files.stopwords, MatchSettings()).analyzer
+    mine = sorted({q for qs in added.values() for q in qs})
+    near_held = {q for q, _ in near_copies(mine, held_out)}
+
+    def hits(extra: dict[str, list[str]], subset: list[Item]) -> int:
+        entries = [dataclasses.replace(e, questions=tuple(dict.fromkeys((*e.questions, *extra.get(e.id, ())))))
+                   for e in files.entries]
+        answer = full(build_matcher(entries, files.synonyms, files.stopwords, MatchSettings(), analyzer))
+        return sum(right(answer(q, w), expect) for q, expect, w in subset)
+
+    order = list(range(len(items)))
+    random.Random(1).shuffle(order)
+    out = []
+    for k in (0, 1):
+        half = [items[i] for i in order[k::2]]
+        near = near_held | {q for q, _ in near_copies(mine, [q for q, _, _ in half])}
+        extra = {e: [q for q in qs if q not in near] for e, qs in added.items()}
+        out.append({"questions": len(half), "without": hits({}, half), "with": hits(extra, half),
+                    "added": sum(map(len, extra.values())), "dropped_as_copies": len(mine) - len(set(mine) - near)})
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=5000, help="size of the generated base (default 5000)")
@@ -328,6 +364,8 @@ def main() -> int:
     ap.add_argument("--tune", action="store_true", help="search the weights on the dev sets and print the choice")
     ap.add_argument("--check-dev", action="store_true",
                     help="list dev questions that copy or nearly copy a held-out or a stored question")
+    ap.add_argument("--try-phrasings", metavar="FILE",
+                    help="YAML mapping entry id → candidate questions: would adding them help? (two-fold, dev sets)")
     args = ap.parse_args()
     out: dict[str, Any] = {}
 
@@ -351,6 +389,14 @@ def main() -> int:
                     found += 1
         print(f"{found} dev questions to drop")
         return 1 if found else 0
+    if args.try_phrasings:
+        added = yaml.safe_load(Path(args.try_phrasings).read_text(encoding="utf-8")) or {}
+        held = [q for q, _, _ in load_eval(EVAL / f"{HELD_OUT}.yaml")]
+        for k, r in enumerate(try_phrasings(files, added, [i for items in dev_items.values() for i in items], held)):
+            print(f"half {k + 1} of the dev questions ({r['questions']}): {r['without']} right without, "
+                  f"{r['with']} with {r['added']} phrasings added ({r['dropped_as_copies']} dropped as near copies "
+                  "of its or held-out questions)")
+        return 0
     if args.tune:
         tune(files, [i for items in dev_items.values() for i in items])
         return 0

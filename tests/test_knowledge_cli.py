@@ -165,3 +165,28 @@ def test_the_dev_sets_are_labelled_and_copy_no_held_out_question() -> None:
         close = near_copies(sorted({q for _, q in dev}), held)
         assert not close, close
         assert not [q for e, q in dev if e != "none" and compact(q) in stored]
+
+
+def test_candidate_phrasings_are_measured_on_questions_they_do_not_copy() -> None:
+    import sys
+
+    from bot.knowledge.entry import Where
+    from bot.knowledge.files import KnowledgeFiles
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from kb import try_phrasings
+
+    files = KnowledgeFiles(REPO / "knowledge_base")
+    files.refresh()
+    where = Where(chat="single")
+    items = [("钱退到哪个账户", "refund-arrival", where), ("茶叶放久了会坏吗", "storage", where),
+             ("几点开播", "live-schedule", where), ("今天天气真好", None, where)]
+    added = {"refund-arrival": ["钱退到哪个账户", "退的款项在哪看"], "storage": ["茶放在哪里合适"]}
+    halves = try_phrasings(files, added, items, held_out=["茶放在哪里合适呢"])
+    assert [h["questions"] for h in halves] == [2, 2]
+    # the held-out near copy is dropped for both halves; the copy of a dev question only where it is asked
+    assert sorted(h["dropped_as_copies"] for h in halves) == [1, 2]
+    assert sorted(h["added"] for h in halves) == [1, 2]
+    assert all(0 <= h["without"] <= 2 and 0 <= h["with"] <= 2 for h in halves)
+    with pytest.raises(SystemExit, match="no-such-entry"):
+        try_phrasings(files, {"no-such-entry": ["随便问问"]}, items, held_out=[])

@@ -360,3 +360,26 @@ def test_a_word_the_base_does_not_know_is_read_through_the_words_inside_it() -> 
     assert m._pieces("寄过来") == ("寄", "过来")
     assert m._pieces("世界杯") == ("世界杯",)            # a single known character counts only at the start
     assert answer(m, "什么时候给我寄过来")[0] == "ship"
+
+
+def test_question_words_alone_are_no_sign_of_the_same_topic() -> None:
+    entries = """\
+- id: live
+  questions: [直播几点开始, 这周有直播吗]
+  answer: 每周三晚8点直播
+- id: invite
+  questions: [推荐好友有奖励吗]
+  answer: 每邀请一位好友得50积分
+- id: founder
+  questions: [创始人是谁]
+  answer: 禾屿由林屿创办
+"""
+    m = build_matcher(parse_text(entries, "t.yaml").entries, Synonyms(), [], MatchSettings())
+    # Chatter that shares only 几点 / 谁 / 推荐 with a stored question is not answered outright …
+    for chatter in ("楼下超市几点关门", "谁有好看的小说推荐"):
+        r = m.match(chatter)
+        assert r.entry is None, (chatter, r.candidates[:1])
+    # … while the same question words beside the topic's own words still answer.
+    assert answer(m, "直播几点") == ("live", "bm25")
+    assert answer(m, "谁是创始人")[0] == "founder"
+    assert answer(m, "推荐朋友有奖励吗")[0] == "invite"

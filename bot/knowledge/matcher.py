@@ -40,6 +40,8 @@ from bot.knowledge.text import INTENTS, Analyzer, char_features, clauses, intent
 from bot.textnorm import fold
 
 TRIGGER_MODES = {"auto": "keyword", "contains": "contains"}
+# Question words: what is asked (a time, a place …), never what it is about.
+ASKING = frozenset(w for ws in INTENTS.values() for w in ws)
 TEMPLATE_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 
 
@@ -540,6 +542,9 @@ class Matcher:
                 if q_tagged and doc.tags:
                     shared_q += rw * sum(wq[t] for t, ts in q_tagged
                                          if t not in doc.terms and not ts.isdisjoint(doc.tags))
+                if shared_q == exact and inter <= ASKING:
+                    # Only question words in common (几点, 哪里, 谁): no sign of the same topic.
+                    shared_q = 0.0
                 if shared_q:
                     shared_d = sum(map(w_of, inter)) if focus and inter else exact
                     if q_tags and doc.tagged:
