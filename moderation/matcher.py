@@ -48,7 +48,6 @@ STAGE_RANK = {"exact": 0, "normalised": 1, "variant": 2, "pinyin": 3, "detector"
 DEFAULT_DETECTOR_LEVELS = {"phone": "reject", "qq": "reject", "wechat_id": "reject", "email": "review",
                            "url": "review"}
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_CONTEXT = 8  # characters either side given to jieba when grading a hit
 _TWICE = re.compile("([\ue000-\ue7ff])(?=\\1)")  # a syllable code followed by itself (normalize.is_code)
 _BATCH = 512  # messages per automaton pass in scan_many
 _VERDICTS = 100_000  # remembered (pattern, characters) verdicts before the memo starts afresh
@@ -269,7 +268,7 @@ class Matcher:
         cands = self._candidates(n, found) if found else []
         if not cands and not dets:
             return []
-        hits = [self._hit(n, c) for c in _best(self._grade(n, cands))] if cands else []
+        hits = [self._hit(n, c) for c in _best(cands)] if cands else []
         for d in dets:
             level = self.detector_levels.get(d.kind, "review")
             hits.append(Hit(term=detectors.KINDS[d.kind], category=detectors.CATEGORY_OF[d.kind], level=level,
@@ -318,9 +317,13 @@ class Matcher:
         return tuple(out)
 
     def _candidates(self, n: Normalised, found: list[tuple[int, int, int]]) -> list[_Cand]:
+        """The candidates of ``found`` that stand, graded: what their characters may stand for (remembered
+        per pattern and characters), whole Latin words, allow terms, and Chinese word boundaries (a term
+        that starts inside a word is cut and graded down; a whole-word term must not cut one)."""
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
         real, verdicts = n.real, self._verdicts
+        crossed = words.crossed
         for pid, a, b in found:
             folded = real[a:b]
             v = verdicts.get((pid, folded))
@@ -339,30 +342,22 @@ class Matcher:
                     allows.append((a, b, term.category))
                     continue
                 level = cap_level(term.level, "review") if stage == "pinyin" else term.level
-                cands.append(_Cand(term, a, b, stage, folded, level, e))
+                cut = False
+                if not e.latin:
+                    # the word boundaries around a: crossed() looks at three characters either side
+                    if e.whole_word:
+                        if crossed(real, a) or crossed(real, b):
+                            continue
+                    elif crossed(real, a):
+                        if n.gaps_skipped(a, b):
+                            continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
+                        cut = True
+                        level = "info" if e.short else lower_level(level)
+                cands.append(_Cand(term, a, b, stage, folded, level, e, cut))
         if allows:
             cands = [c for c in cands
                      if not any(x <= c.a and c.b <= y and cat == c.term.category for x, y, cat in allows)]
         return cands
-
-    def _grade(self, n: Normalised, cands: list[_Cand]) -> list[_Cand]:
-        graded: list[_Cand] = []
-        real, size = n.real, len(n.compact)
-        for c in cands:
-            e = c.entry
-            if not e.latin:
-                lo = c.a - _CONTEXT if c.a > _CONTEXT else 0
-                window = real[lo:c.b + _CONTEXT if c.b + _CONTEXT < size else size]
-                if e.whole_word:
-                    if not words.aligned(window, c.a - lo, c.b - lo):
-                        continue
-                elif words.starts_inside_word(window, c.a - lo, c.b - lo):
-                    if n.gaps_skipped(c.a, c.b):
-                        continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
-                    c.cut = True
-                    c.level = "info" if e.short else lower_level(c.level)
-            graded.append(c)
-        return graded
 
     @staticmethod
     def _whole_latin(n: Normalised, a: int, b: int, form: str) -> bool:
