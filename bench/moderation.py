@@ -185,7 +185,8 @@ def main() -> None:
     except ImportError:
         print("  pyahocorasick: not installed, skipped")
     same = differ == 0
-    print(f"batch and one-by-one hits: {'the same' if same else f'DIFFERENT for {differ:,}'} of all {len(msgs):,} messages")
+    print(f"batch and one-by-one hits: {'the same' if same else f'DIFFERENT for {differ:,}'} "
+          f"of all {len(msgs):,} messages")
     eng_mbps = batch_t.mbps()
     print(f"by CPU time: engine (batch) / raw {batch_t.mbps(cpu=True) / raw_t.mbps(cpu=True):.2f}×, "
           f"one by one / raw {one_t.mbps(cpu=True) / raw_t.mbps(cpu=True):.2f}×; "
