@@ -41,6 +41,7 @@ from moderation.normalize import (
     is_han,
     normalise,
     reduplication_words,
+    repeated,
 )
 from moderation.variants import Variants, default_variants
 
@@ -186,8 +187,8 @@ class Matcher:
         if found:  # a term, or a repeat that may join one: where a code follows itself (加加我微微信)
             twice = [m.start() for m in _TWICE.finditer(compact)]
             found = [f for f in found if f[0] < self._terms]
-        if not found and not gated and not twice:
-            return []
+        if not found and not gated and (not twice or not repeated(text)):
+            return []  # no term, and no character written twice in a row (collapses): nothing to read once
         return self._check(text, coded, compact, found, gated, twice)
 
     def scan_many(self, texts: Sequence[str]) -> list[list[Hit]]:
