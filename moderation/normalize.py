@@ -235,10 +235,6 @@ class Normalised:
         """The real (folded) characters of compact ``[a, b)``, one per compact index."""
         return self.real[a:b]
 
-    def gaps_skipped(self, a: int, b: int) -> bool:
-        s, e = self.span(a, b)
-        return e - s != b - a
-
 
 def repeated(text: str) -> bool:
     """True if a Chinese character is written again right after itself, and the pair is not a word (妈妈)."""
