@@ -54,6 +54,8 @@ class Batch:
     def __init__(self, n: int, ostarts: np.ndarray, coded_text: str, compact16: np.ndarray, real32: np.ndarray,
                  keep: np.ndarray, flagged: np.ndarray, kinds: np.ndarray, alone: set[int]) -> None:
         self.coded_text = coded_text
+        self.keep = keep  # the coded (so original) position of each compact character of the batch
+        self.ostarts = ostarts
         self.compact_utf16 = compact16.tobytes()
         self.compact_text = self.compact_utf16.decode("utf-16-le")
         self.real_text = real32.tobytes().decode("utf-32-le", "surrogatepass")
@@ -63,6 +65,7 @@ class Batch:
         # a JOINER is never a separator: its place in the compact text is its rank among the kept places
         cb = (np.searchsorted(keep, ostarts[1:] - 1) + 1).tolist()
         self.cstarts = [0, *cb]
+        self.cstarts_array = np.array(self.cstarts, dtype=np.int64)
         self._cends = cb
         self._cends.append(len(self.compact_text) + 1)
         self.alone = alone
@@ -80,6 +83,20 @@ class Batch:
             self.lead = set(np.unique(msg[(kinds & _LEAD) != 0]).tolist())
             counts = np.bincount(msg[(kinds & _DIGIT) != 0], minlength=n)
             self.digits = set(np.flatnonzero(counts >= 5).tolist())
+
+    def matches(self, found: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int, int, int]]:
+        """(message, pattern, start, end, original start, original end) of each match of the automaton in
+        ``compact_utf16`` (byte offsets), the offsets into the message's compact and original text; a match
+        at an odd byte (inside a character) left out."""
+        if not found:
+            return []
+        m = np.array(found, dtype=np.int64)
+        m = m[(m[:, 1] & 1) == 0]
+        s, e = m[:, 1] >> 1, m[:, 2] >> 1
+        msg = np.searchsorted(self.cstarts_array, s, side="right") - 1
+        base, obase = self.cstarts_array[msg], self.ostarts[msg]
+        return list(zip(msg.tolist(), m[:, 0].tolist(), (s - base).tolist(), (e - base).tolist(),
+                        (self.keep[s] - obase).tolist(), (self.keep[e - 1] - obase + 1).tolist(), strict=True))
 
     def coded(self, i: int) -> str:
         return self.coded_text[self._ostarts[i]:self._oends[i] - 1]

@@ -41,6 +41,7 @@ from moderation.normalize import (
     is_han,
     normalise,
     reduplication_words,
+    repeated,
 )
 from moderation.variants import Variants, default_variants
 
@@ -48,7 +49,6 @@ STAGE_RANK = {"exact": 0, "normalised": 1, "variant": 2, "pinyin": 3, "detector"
 DEFAULT_DETECTOR_LEVELS = {"phone": "reject", "qq": "reject", "wechat_id": "reject", "email": "review",
                            "url": "review"}
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_CONTEXT = 8  # characters either side given to jieba when grading a hit
 _TWICE = re.compile("([\ue000-\ue7ff])(?=\\1)")  # a syllable code followed by itself (normalize.is_code)
 _BATCH = 512  # messages per automaton pass in scan_many
 _VERDICTS = 100_000  # remembered (pattern, characters) verdicts before the memo starts afresh
@@ -74,8 +74,10 @@ class Hit:
 @dataclass(slots=True)
 class _Cand:
     term: Term
-    a: int
+    a: int           # compact offsets
     b: int
+    s: int           # offsets into the original text
+    t: int
     stage: str
     folded: str
     level: str
@@ -185,8 +187,8 @@ class Matcher:
         if found:  # a term, or a repeat that may join one: where a code follows itself (加加我微微信)
             twice = [m.start() for m in _TWICE.finditer(compact)]
             found = [f for f in found if f[0] < self._terms]
-        if not found and not gated and not twice:
-            return []
+        if not found and not gated and (not twice or not repeated(text)):
+            return []  # no term, and no character written twice in a row (collapses): nothing to read once
         return self._check(text, coded, compact, found, gated, twice)
 
     def scan_many(self, texts: Sequence[str]) -> list[list[Hit]]:
@@ -207,6 +209,7 @@ class Matcher:
         if b is None:
             return [self.scan(t) for t in texts]
         found: dict[int, list[tuple[int, int, int]]] = {}
+        spans: dict[int, list[tuple[int, int]]] = {}
         twice: dict[int, list[int]] = {}
         gated: set[int] = set()
         if self.detect:
@@ -214,16 +217,14 @@ class Matcher:
             gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
         if self._batch_ac is not None:
             starts = b.cstarts
-            for pid, s, e in self._batch_ac.find_matches_as_indexes(b.compact_utf16, overlapping=True):
-                if s & 1:
-                    continue  # a match at an odd byte would start inside a character
-                s >>= 1
-                i = bisect_right(starts, s) - 1  # the message it is in
-                base = starts[i]
+            for i, pid, s, e, os, oe in b.matches(self._batch_ac.find_matches_as_indexes(b.compact_utf16,
+                                                                                      overlapping=True)):
                 if i in found:
-                    found[i].append((pid, s - base, (e >> 1) - base))
+                    found[i].append((pid, s, e))
+                    spans[i].append((os, oe))
                 else:
-                    found[i] = [(pid, s - base, (e >> 1) - base)]
+                    found[i] = [(pid, s, e)]
+                    spans[i] = [(os, oe)]
             redup, pairs = reduplication_words(), self._pairs
             compact, real = b.compact_text, b.real_text
             size = len(real)
@@ -243,41 +244,73 @@ class Matcher:
                     if j < size and compact[k] + compact[j] in pairs:
                         joins.add(i)
             twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
+        verdicts, real, starts = self._verdicts, b.real_text, b.cstarts
         for i in sorted(found.keys() | gated | twice.keys() | b.alone):
             if i in b.alone:
                 out[i] = self.scan(texts[i])
-            else:
-                out[i] = self._check(texts[i], b.coded(i), b.compact(i), found.get(i, []), i in gated,
-                                     twice.get(i, []), b.real(i))
+                continue
+            here = found.get(i)
+            if here and i not in gated and i not in twice:
+                base = starts[i]
+                if all(verdicts.get((pid, real[base + s:base + e])) == () for pid, s, e in here):
+                    continue  # what was found stands for no term (a common sound-alike): no hit
+            out[i] = self._check(texts[i], b.coded(i), b.compact(i), here or [], i in gated, twice.get(i, []),
+                                 b.real(i), spans.get(i))
         return out
 
     def _check(self, text: str, coded: str, compact: str, found: list[tuple[int, int, int]], gated: bool,
-               twice: list[int], real: str | None = None) -> list[Hit]:
+               twice: list[int], real: str | None = None,
+               spans: list[tuple[int, int]] | None = None) -> list[Hit]:
         """The hits of one text, given what the automaton found in its compact form, whether it may hold a
         contact detail, and the compact positions where a syllable code follows itself (or a set of them
-        that holds every position where the characters themselves repeat)."""
+        that holds every position where the characters themselves repeat); ``spans``, when given, are the
+        original offsets of what was found."""
         n = Normalised(text, coded, compact, _real=real)
         if twice and (found or self._joins(n, twice)):
             # a repeat read once may make, move or unmake a candidate, and changes the context it is graded in
             drops = collapses(n, twice)
-            if drops:
-                n = collapse(n, drops)
-                found = self._find(n.compact)
+            if drops and (not found or self._moves(n, found, drops)):
+                again = self._find(_dropped(n.compact, drops))
+                if again:
+                    n = collapse(n, drops)
+                found, spans = again, None
         dets = detectors.detect(text, self.allowed_domains) if gated else []
         if not found and not dets:
             return []
-        cands = self._candidates(n, found) if found else []
+        cands = self._candidates(n, found, spans) if found else []
         if not cands and not dets:
             return []
-        hits = [self._hit(n, c) for c in _best(self._grade(n, cands))] if cands else []
+        # (Hit's fields in order: term, category, level, start, end, matched, stage, normalised, cut, source)
+        hits = [Hit(c.term.text, c.term.category, c.level, c.s, c.t, text[c.s:c.t], c.stage, c.folded, c.cut,
+                    c.term.source) for c in _best(cands)] if cands else []
         for d in dets:
-            level = self.detector_levels.get(d.kind, "review")
-            hits.append(Hit(term=detectors.KINDS[d.kind], category=detectors.CATEGORY_OF[d.kind], level=level,
-                            start=d.start, end=d.end, matched=text[d.start:d.end], stage="detector",
-                            normalised=d.value, source=d.kind))
+            hits.append(Hit(detectors.KINDS[d.kind], detectors.CATEGORY_OF[d.kind],
+                            self.detector_levels.get(d.kind, "review"), d.start, d.end, text[d.start:d.end],
+                            "detector", d.value, False, d.kind))
         if len(hits) > 1:
             hits.sort(key=lambda h: (h.start, -h.end, h.category))
         return hits
+
+    def _moves(self, n: Normalised, found: list[tuple[int, int, int]], drops: list[int]) -> bool:
+        """Whether reading the repeats once (dropping compact ``drops``) may change the hits of ``found``.
+        It may not when every run of dropped characters lies more than four characters away from every
+        candidate (so their characters, their offsets, the three characters either side that grade them
+        and the separators they span stay as they are) and the characters the run's removal brings
+        together are two codes in a row of no pattern (so no term forms across it)."""
+        compact, pairs = n.compact, self._pairs
+        size, k, count = len(compact), 0, len(drops)
+        while k < count:
+            first = last = drops[k]
+            k += 1
+            while k < count and drops[k] == last + 1:
+                last = drops[k]
+                k += 1
+            if last + 1 < size and compact[first - 1] + compact[last + 1] in pairs:
+                return True
+            for _pid, a, b in found:
+                if first <= b + 4 and a - 4 <= last:
+                    return True
+        return False
 
     def _joins(self, n: Normalised, twice: list[int]) -> bool:
         """Whether reading a repeat once may join a term that is not there yet: a term then runs across the
@@ -317,67 +350,69 @@ class Matcher:
             out.append((e, stage))
         return tuple(out)
 
-    def _candidates(self, n: Normalised, found: list[tuple[int, int, int]]) -> list[_Cand]:
+    def _candidates(self, n: Normalised, found: list[tuple[int, int, int]],
+                    spans: list[tuple[int, int]] | None = None) -> list[_Cand]:
+        """The candidates of ``found`` that stand, graded: what their characters may stand for (remembered
+        per pattern and characters), whole Latin words, allow terms, and Chinese word boundaries (a term
+        that starts inside a word is cut and graded down; a whole-word term must not cut one)."""
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
         real, verdicts = n.real, self._verdicts
-        for pid, a, b in found:
+        crossed, text = words.crossed, n.original
+        for k, (pid, a, b) in enumerate(found):
             folded = real[a:b]
             v = verdicts.get((pid, folded))
             if v is None:
                 if len(verdicts) >= _VERDICTS:
                     verdicts.clear()
                 v = verdicts[(pid, folded)] = self._verdict(pid, folded)
+            if not v:
+                continue
+            s, t = spans[k] if spans is not None else n.span(a, b)
             for e, stage in v:
                 term = e.term
-                if e.latin_edge and not self._whole_latin(n, a, b, e.form):
+                if e.latin_edge and not _whole_latin(text, s, t, e.form):
                     continue
                 if stage == "literal":
-                    s, t = n.span(a, b)
-                    stage = "exact" if n.original[s:t] == term.text else "normalised"
+                    stage = "exact" if text[s:t] == term.text else "normalised"
                 if term.allow:
                     allows.append((a, b, term.category))
                     continue
                 level = cap_level(term.level, "review") if stage == "pinyin" else term.level
-                cands.append(_Cand(term, a, b, stage, folded, level, e))
+                cut = False
+                if not e.latin:
+                    # the word boundaries around a: crossed() looks at three characters either side
+                    if e.whole_word:
+                        if crossed(real, a) or crossed(real, b):
+                            continue
+                    elif crossed(real, a):
+                        if t - s != b - a:  # separators skipped (or a repeat read once) inside
+                            continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
+                        cut = True
+                        level = "info" if e.short else lower_level(level)
+                cands.append(_Cand(term, a, b, s, t, stage, folded, level, e, cut))
         if allows:
             cands = [c for c in cands
                      if not any(x <= c.a and c.b <= y and cat == c.term.category for x, y, cat in allows)]
         return cands
 
-    def _grade(self, n: Normalised, cands: list[_Cand]) -> list[_Cand]:
-        graded: list[_Cand] = []
-        real, size = n.real, len(n.compact)
-        for c in cands:
-            e = c.entry
-            if not e.latin:
-                lo = c.a - _CONTEXT if c.a > _CONTEXT else 0
-                window = real[lo:c.b + _CONTEXT if c.b + _CONTEXT < size else size]
-                if e.whole_word:
-                    if not words.aligned(window, c.a - lo, c.b - lo):
-                        continue
-                elif words.starts_inside_word(window, c.a - lo, c.b - lo):
-                    if n.gaps_skipped(c.a, c.b):
-                        continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
-                    c.cut = True
-                    c.level = "info" if e.short else lower_level(c.level)
-            graded.append(c)
-        return graded
 
-    @staticmethod
-    def _whole_latin(n: Normalised, a: int, b: int, form: str) -> bool:
-        """A term that starts or ends with a letter or digit must not continue a word of the original (devx)."""
-        s, e = n.span(a, b)
-        text = n.original
-        if form[0] in _ALNUM and s > 0 and fold1(text[s - 1]) in _ALNUM:
-            return False
-        return not (form[-1] in _ALNUM and e < len(text) and fold1(text[e]) in _ALNUM)
+def _whole_latin(text: str, s: int, e: int, form: str) -> bool:
+    """A term that starts or ends with a letter or digit must not continue a word of the original (devx):
+    ``text[s:e]`` is where it was found."""
+    if form[0] in _ALNUM and s > 0 and fold1(text[s - 1]) in _ALNUM:
+        return False
+    return not (form[-1] in _ALNUM and e < len(text) and fold1(text[e]) in _ALNUM)
 
-    @staticmethod
-    def _hit(n: Normalised, c: _Cand) -> Hit:
-        s, e = n.span(c.a, c.b)
-        return Hit(term=c.term.text, category=c.term.category, level=c.level, start=s, end=e,
-                   matched=n.original[s:e], stage=c.stage, normalised=c.folded, cut=c.cut, source=c.term.source)
+
+def _dropped(text: str, drops: list[int]) -> str:
+    """``text`` without the characters at the (sorted) indices ``drops``."""
+    pieces, last = [], 0
+    for d in drops:
+        pieces.append(text[last:d])
+        last = d + 1
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def _best(cands: list[_Cand]) -> list[_Cand]:

@@ -185,8 +185,14 @@ class Normalised:
             return
         if len(self.coded) == len(self.compact):
             self._starts = list(range(len(self.coded)))
-        else:
-            self._starts = [i for i, c in enumerate(self.coded) if c != SEP]
+        else:  # the places between the separators, a run at a time
+            starts: list[int] = []
+            i = 0
+            for piece in self.coded.split(SEP):
+                j = i + len(piece)
+                starts += range(i, j)
+                i = j + 1
+            self._starts = starts
 
     @property
     def starts(self) -> list[int]:
@@ -228,10 +234,6 @@ class Normalised:
     def folded(self, a: int, b: int) -> str:
         """The real (folded) characters of compact ``[a, b)``, one per compact index."""
         return self.real[a:b]
-
-    def gaps_skipped(self, a: int, b: int) -> bool:
-        s, e = self.span(a, b)
-        return e - s != b - a
 
 
 def repeated(text: str) -> bool:
