@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -69,12 +70,29 @@ def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: st
     return 1 if problems else 0
 
 
+async def freeze_startup_objects(_app: object) -> None:
+    """Move what start-up loaded (jieba's and pypinyin's tables, lexicons, the knowledge base) out of
+    the cyclic garbage collector's walks: they live as long as the process, and walking them on every
+    full collection slows every scan."""
+    gc.collect()
+    gc.freeze()
+
+
+def serving_app(bot: Any) -> Any:
+    """The aiohttp application ``serve`` runs: the bot's routes and lifecycle, then the freeze."""
+    from bot.web import create_web_app
+
+    web_app = create_web_app(bot)
+    web_app.on_startup.append(freeze_startup_objects)  # runs after the bot's start (a cleanup context runs first)
+    return web_app
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from bot.app import BotApp
     from bot.logs import setup_logging
-    from bot.web import AccessLogger, create_web_app
+    from bot.web import AccessLogger
 
     cfg = config_from_args(args)
     if args.host:
@@ -85,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("siyu.cli").info("serving on http://%s:%d (config: %s)", cfg.server.host, cfg.server.port,
                                        cfg.source)
     bot = BotApp(cfg)
-    web.run_app(create_web_app(bot), host=cfg.server.host, port=cfg.server.port, print=None,
+    web.run_app(serving_app(bot), host=cfg.server.host, port=cfg.server.port, print=None,
                 access_log_class=AccessLogger, access_log=logging.getLogger("siyu.access"),
                 shutdown_timeout=15)
     return 0

@@ -390,3 +390,25 @@ async def test_a_passive_aibot_answer_takes_only_what_fits(make_bot: Callable[..
     await app.settle()
     (later,) = app.sender.deliveries  # type: ignore[attr-defined]
     assert later.text == "乙" * 5000 and later.destination["response_url"] == "https://example.invalid/resp-long"
+
+
+async def test_serve_freezes_what_start_up_loaded_after_the_bot_started(make_bot: Callable[..., BotApp]) -> None:
+    import gc
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.cli import serving_app
+    from handlers.moderation import MODERATION
+
+    app = make_bot()
+    client = TestClient(TestServer(serving_app(app)))
+    await client.start_server()  # the bot's start, then the freeze
+    try:
+        assert app.started
+        loaded_at_start = app.get(MODERATION).matcher  # built by the lexicon load of start-up
+        assert gc.get_freeze_count() > 0
+        assert not any(o is loaded_at_start for o in gc.get_objects())  # frozen: out of the collector's walks
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        await client.close()
+        gc.unfreeze()
