@@ -81,9 +81,9 @@ def serve(mode: str, port: int, db: str, workers: bool) -> None:
         import logging
 
         from bot.app import BotApp
+        from bot.cli import serving_app
         from bot.config import load_config
         from bot.senders.console import ConsoleSender
-        from bot.web import create_web_app
 
         env = {"SIYU_DATABASE__URL": db, "SIYU_WECOM__TOKEN": TOKEN, "SIYU_WECOM__ENCODING_AES_KEY": AES_KEY,
                "SIYU_WECOM__CORP_ID": CORP, "SIYU_WECOM__MAX_CLOCK_SKEW_S": "0", "SIYU_LOG__LEVEL": "WARNING"}
@@ -91,7 +91,7 @@ def serve(mode: str, port: int, db: str, workers: bool) -> None:
         logging.basicConfig(level=logging.WARNING)
         devnull = open(os.devnull, "w")
         bot = BotApp(cfg, sender=ConsoleSender("json", stream=devnull), run_workers=workers)
-        app = create_web_app(bot)
+        app = serving_app(bot)  # what ``python -m bot serve`` runs (its routes, lifecycle and start-up freeze)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 

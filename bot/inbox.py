@@ -106,8 +106,9 @@ class InboxWriter:
                 return
 
     async def insert(self, items: list[Incoming]) -> list[bool]:
-        # A Core connection, not an ORM session: this is the hot path of every callback.
-        async with self.db.connection() as conn:
+        # A Core connection, not an ORM session: this is the hot path of every callback, and it goes
+        # ahead of the handlers' transactions waiting for SQLite's one writer.
+        async with self.db.connection(urgent=True) as conn:
             results = await insert_incoming(conn, self.db.dialect, self.clock.now(), items)
         if any(results) and self.on_commit is not None:
             self.on_commit()

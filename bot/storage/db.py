@@ -8,6 +8,7 @@ another connection committed in between, which busy_timeout does not cover.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator
@@ -54,6 +55,46 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class WriteGate:
+    """The one write transaction of this process at a time (SQLite): first come, first served, except
+    that an urgent writer goes ahead of the normal ones waiting. The inbox writer is one task, so it
+    waits at most one transaction and the others are never starved (it and they take turns)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in (*self._urgent, *self._normal) if not f.done())
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if not self._held and not self.waiting:
+            self._held = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._normal
+        queue.append(fut)
+        try:
+            await fut  # release() hands the gate over by setting the result; _held stays True
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over, then cancelled before it ran: pass it on
+            elif fut in queue:
+                queue.remove(fut)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self._held = False
+
+
 class Database:
     """Owns the engine and hands out sessions; ``dialect`` is "sqlite" or "postgresql"."""
 
@@ -83,9 +124,9 @@ class Database:
                 # Reads never take the write lock, so a read while a write transaction is open cannot deadlock.
                 self.read_engine = create_async_engine(url, **kwargs)
                 _configure_sqlite(self.read_engine, sqlite_synchronous, immediate=False)
-        # SQLite has one writer at a time. Queue writers of this process fairly here instead of
-        # letting them spin in SQLite's busy handler, whose sleeps grow to 100 ms.
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        # SQLite has one writer at a time. Queue writers of this process here instead of letting them
+        # spin in SQLite's busy handler, whose sleeps grow to 100 ms.
+        self._write_lock: WriteGate | None = WriteGate() if self.dialect == "sqlite" else None
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
 
@@ -94,19 +135,20 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
+    async def _writing(self, urgent: bool = False) -> AsyncIterator[None]:
         if self._write_lock is None:
             yield
             return
         if _WRITING.get():
             raise RuntimeError("a write transaction is already open here; use the session you have (ctx.session) "
                                "— a second one would wait for the first forever")
-        async with self._write_lock:
-            token = _WRITING.set(True)
-            try:
-                yield
-            finally:
-                _WRITING.reset(token)
+        await self._write_lock.acquire(urgent)
+        token = _WRITING.set(True)
+        try:
+            yield
+        finally:
+            _WRITING.reset(token)
+            self._write_lock.release()
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -115,9 +157,10 @@ class Database:
             yield session
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        """A Core connection in one write transaction, for hot paths that need no ORM."""
-        async with self._writing(), self.engine.begin() as conn:
+    async def connection(self, *, urgent: bool = False) -> AsyncIterator[Any]:
+        """A Core connection in one write transaction, for hot paths that need no ORM. ``urgent`` (the
+        inbox commit a callback's 200 waits for): on SQLite it goes ahead of the writers already waiting."""
+        async with self._writing(urgent), self.engine.begin() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
