@@ -70,7 +70,18 @@ def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: st
     return 1 if problems else 0
 
 
-async def freeze_startup_objects(_app: object) -> None:
+def report_missing_dir(as_json: bool, directory: Any, **counts: Any) -> int:
+    """How a directory ``… check`` command answers when the directory is not there: exit 2, the same
+    JSON shape as ``report_check`` (``counts`` zero) or one ``✗`` line on stderr."""
+    if as_json:
+        emit_json({"ok": False, "dir": str(directory), **counts, "problems": [
+            {"file": str(directory), "line": 0, "problem": "directory does not exist"}]})
+    else:
+        print(f"✗ {directory}: directory does not exist", file=sys.stderr)
+    return 2
+
+
+def freeze_startup_objects() -> None:
     """Move what start-up loaded (jieba's and pypinyin's tables, lexicons, the knowledge base) out of
     the cyclic garbage collector's walks: they live as long as the process, and walking them on every
     full collection slows every scan."""

@@ -116,7 +116,7 @@ def cmd_moderate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json, report_check
+    from bot.cli import config_from_args, report_check, report_missing_dir
     from bot.yamldoc import FileProblems
     from moderation.lexicon import LexiconFiles
     from moderation.variants import load_digits, load_variants
@@ -127,12 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         directory = cfg.resolve(cfg.moderation.lexicon_dir)
     if not directory.is_dir():
-        if args.json:
-            emit_json({"ok": False, "dir": str(directory), "problems": [
-                {"file": str(directory), "line": 0, "problem": "directory does not exist"}]})
-        else:
-            print(f"✗ {directory}: directory does not exist", file=sys.stderr)
-        return 2
+        return report_missing_dir(args.json, directory)
     files = LexiconFiles(directory)
     problems = list(files.refresh(force=True).problems)
     for load in (load_variants, load_digits):

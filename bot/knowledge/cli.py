@@ -155,7 +155,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json, report_check
+    from bot.cli import config_from_args, report_check, report_missing_dir
     from bot.knowledge.files import KnowledgeFiles
 
     if args.dir:
@@ -166,12 +166,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         directory = cfg.resolve(cfg.knowledge.dir)
         tz = cfg.bot.tz
     if not directory.is_dir():
-        if args.json:
-            emit_json({"ok": False, "dir": str(directory), "files": 0, "entries": 0,
-                       "problems": [{"file": str(directory), "line": 0, "problem": "directory does not exist"}]})
-        else:
-            print(f"✗ {directory}: directory does not exist", file=sys.stderr)
-        return 2
+        return report_missing_dir(args.json, directory, files=0, entries=0)
     from zoneinfo import ZoneInfo
 
     files = KnowledgeFiles(directory, check=_templates(tz or ZoneInfo("Asia/Shanghai")).check)

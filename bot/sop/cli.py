@@ -168,7 +168,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json, report_check
+    from bot.cli import config_from_args, report_check, report_missing_dir
     from bot.sop.files import ScriptFiles
     from bot.sop.moments import load_calendar
     from bot.yamldoc import FileProblems
@@ -177,12 +177,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else cfg.resolve(cfg.sop.dir)
     calendar = directory / cfg.resolve(cfg.moments.calendar).name if args.dir else cfg.resolve(cfg.moments.calendar)
     if not directory.is_dir():
-        if args.json:
-            emit_json({"ok": False, "dir": str(directory), "scripts": 0,
-                       "problems": [{"file": str(directory), "line": 0, "problem": "directory does not exist"}]})
-        else:
-            print(f"✗ {directory}: directory does not exist", file=sys.stderr)
-        return 2
+        return report_missing_dir(args.json, directory, scripts=0)
     templates = _templates(cfg.bot.tz)
     files = ScriptFiles(directory, templates=templates, defaults=_defaults(cfg), exclude=(calendar.name,))
     report = files.refresh(force=True)
