@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ahocorasick_rs
 
+from bot.cli import freeze_startup_objects
 from moderation.lexicon import Lexicon, Term, lexicon_from_dir
 from moderation.matcher import Matcher
 from moderation.normalize import fold_text
@@ -152,9 +153,8 @@ def main() -> None:
     matcher.scan_many(warm)
     for m in warm:
         matcher.scan(m)
-    if not args.no_gc_freeze:  # as ``serve`` does once the bot has started (bot/cli.py)
-        gc.collect()
-        gc.freeze()
+    if not args.no_gc_freeze:
+        freeze_startup_objects()  # as ``serve`` does once the bot has started
     print(f"garbage collector: {'not frozen' if args.no_gc_freeze else f'{gc.get_freeze_count():,} objects frozen'}")
     timers = [Timer("raw Aho-Corasick"), Timer("full engine (batch)"), Timer("full engine (one by one)")]
     raw_t, batch_t, one_t = timers

@@ -89,12 +89,16 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+async def _freeze_on_startup(_app: object) -> None:
+    freeze_startup_objects()
+
+
 def serving_app(bot: Any) -> Any:
     """The aiohttp application ``serve`` runs: the bot's routes and lifecycle, then the freeze."""
     from bot.web import create_web_app
 
     web_app = create_web_app(bot)
-    web_app.on_startup.append(freeze_startup_objects)  # runs after the bot's start (a cleanup context runs first)
+    web_app.on_startup.append(_freeze_on_startup)  # runs after the bot's start (a cleanup context runs first)
     return web_app
 
 

@@ -70,7 +70,7 @@ class WriteGate:
         return sum(1 for f in (*self._urgent, *self._normal) if not f.done())
 
     async def acquire(self, urgent: bool = False) -> None:
-        if not self._held and not self.waiting:
+        if not self._held:  # free: release() hands a held gate straight to a waiter, so none is waiting
             self._held = True
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
