@@ -14,6 +14,7 @@ or five digit-like characters.
 
 from __future__ import annotations
 
+import codecs
 import threading
 from collections.abc import Sequence
 
@@ -24,6 +25,9 @@ from moderation.normalize import BREAK, CODE, CODE_BASE, CODE_LIMIT, FOLD, JOINE
 
 _SEP, _BREAK, _JOINER = ord(SEP), ord(BREAK), ord(JOINER)
 _ALONE = 0xFDD1  # stands for a character beyond the BMP in the compact text: a noncharacter, in no pattern
+_SEP_RUN = SEP.encode("utf-16-le")
+_utf16 = codecs.utf_16_le_decode  # (bytes.decode goes through a Python function of the codec: 4× slower)
+_ZERO = np.zeros(1, dtype=np.int64)
 _UNKNOWN = 0xFFFFFFFFFFFFFFFF  # an entry not looked up yet (a real entry's words are below 2**31)
 _LEAD, _DIGIT = 1, 2  # kinds, in the top bits of the high word
 _KIND_SHIFT, _REAL_MASK = 29, (1 << 21) - 1
@@ -51,9 +55,9 @@ def _get_table() -> np.ndarray:
 class Batch:
     """The coded batch: ``compact_utf16`` for the automaton, and each message's pieces."""
 
-    def __init__(self, n: int, ostarts: np.ndarray, coded_text: str, compact16: np.ndarray, real32: np.ndarray,
+    def __init__(self, n: int, ostarts: np.ndarray, coded16: np.ndarray, compact16: np.ndarray, real32: np.ndarray,
                  keep: np.ndarray, flagged: np.ndarray, kinds: np.ndarray, alone: set[int]) -> None:
-        self.coded_text = coded_text
+        self._coded = coded16.tobytes()  # each message's coded text is decoded when it is checked
         self.keep = keep  # the coded (so original) position of each compact character of the batch
         self.ostarts = ostarts
         self.compact_utf16 = compact16.tobytes()
@@ -61,13 +65,13 @@ class Batch:
         self.real_text = real32.tobytes().decode("utf-32-le", "surrogatepass")
         self._ostarts = ostarts.tolist()
         self._oends = self._ostarts[1:]  # one past the JOINER that ends each message but the last
-        self._oends.append(len(coded_text) + 1)
-        # a JOINER is never a separator: its place in the compact text is its rank among the kept places
-        cb = (np.searchsorted(keep, ostarts[1:] - 1) + 1).tolist()
-        self.cstarts = [0, *cb]
-        self.cstarts_array = np.array(self.cstarts, dtype=np.int64)
-        self._cends = cb
-        self._cends.append(len(self.compact_text) + 1)
+        self._oends.append(coded16.size + 1)
+        # a JOINER is never a separator: the messages' JOINERs are the compact text's
+        cstarts = np.flatnonzero(compact16 == _JOINER) + 1
+        self.cstarts_array = np.concatenate((_ZERO, cstarts))
+        self.cstarts = self.cstarts_array.tolist()
+        self._cends = cstarts.tolist()
+        self._cends.append(compact16.size + 1)
         self.alone = alone
         # compact positions k where the same Chinese character (a syllable code) comes at k and k + 1
         same = np.flatnonzero(real32[1:] == real32[:-1])
@@ -80,18 +84,21 @@ class Batch:
         self.digits: set[int] = set()
         if flagged.size:
             msg = np.searchsorted(ostarts, flagged, side="right") - 1
-            self.lead = set(np.unique(msg[(kinds & _LEAD) != 0]).tolist())
-            counts = np.bincount(msg[(kinds & _DIGIT) != 0], minlength=n)
-            self.digits = set(np.flatnonzero(counts >= 5).tolist())
+            lead = msg[(kinds & _LEAD) != 0]
+            if lead.size:
+                self.lead = set(np.flatnonzero(np.bincount(lead, minlength=n)).tolist())
+            digit = msg[(kinds & _DIGIT) != 0]
+            if digit.size >= 5:
+                self.digits = set(np.flatnonzero(np.bincount(digit, minlength=n) >= 5).tolist())
 
-    def matches(self, found: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int, int, int]]:
+    def matches(self, found: list[tuple[int, int, int]], terms: int) -> list[tuple[int, int, int, int, int, int]]:
         """(message, pattern, start, end, original start, original end) of each match of the automaton in
-        ``compact_utf16`` (byte offsets), the offsets into the message's compact and original text; a match
-        at an odd byte (inside a character) left out."""
+        ``compact_utf16`` (byte offsets) of a pattern below ``terms``, the offsets into the message's compact
+        and original text; a match at an odd byte (inside a character) left out."""
         if not found:
             return []
         m = np.array(found, dtype=np.int64)
-        m = m[(m[:, 1] & 1) == 0]
+        m = m[((m[:, 1] & 1) == 0) & (m[:, 0] < terms)]
         s, e = m[:, 1] >> 1, m[:, 2] >> 1
         msg = np.searchsorted(self.cstarts_array, s, side="right") - 1
         base, obase = self.cstarts_array[msg], self.ostarts[msg]
@@ -99,7 +106,7 @@ class Batch:
                         (self.keep[s] - obase).tolist(), (self.keep[e - 1] - obase + 1).tolist(), strict=True))
 
     def coded(self, i: int) -> str:
-        return self.coded_text[self._ostarts[i]:self._oends[i] - 1]
+        return _utf16(self._coded[2 * self._ostarts[i]:2 * self._oends[i] - 2])[0]
 
     def compact(self, i: int) -> str:
         return self.compact_text[self.cstarts[i]:self._cends[i] - 1]
@@ -110,12 +117,11 @@ class Batch:
 
 def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     """The batch coded, or None when a message holds JOINER itself (then scan them one by one)."""
-    joined = JOINER.join(texts)
-    if joined.count(JOINER) != len(texts) - 1:
+    points = np.frombuffer(JOINER.join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    joins = np.flatnonzero(points == _JOINER)
+    if joins.size != len(texts) - 1:
         return None
-    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ostarts = np.zeros(len(texts), dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))[:-1] + 1, out=ostarts[1:])
+    ostarts = np.concatenate((_ZERO, joins + 1))
     table = _get_table()
     packed = table.take(points)
     words = packed.view(np.uint32).reshape(-1, 2)
@@ -139,9 +145,7 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     flagged = np.flatnonzero(high >= 1 << _KIND_SHIFT)
     kinds = high[flagged] >> _KIND_SHIFT
     coded16 = coded.astype(np.uint16)
-    coded_text = coded16.tobytes().decode("utf-16-le")
-    sep = None
-    if SEP * (max_gap + 1) in coded_text:
+    if _SEP_RUN * (max_gap + 1) in coded16.tobytes():  # (at an odd byte too: then the look below finds none)
         # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
         # compact text and read as the separator itself, folded
         sep = coded16 == _SEP
@@ -151,6 +155,5 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
         for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
             coded16[s:e] = _BREAK
             real[s:e] = [ord(FOLD[cp]) for cp in points[s:e].tolist()]
-        coded_text = coded16.tobytes().decode("utf-16-le")
     keep = np.flatnonzero(coded16 != _SEP)
-    return Batch(len(texts), ostarts, coded_text, coded16.take(keep), real.take(keep), keep, flagged, kinds, alone)
+    return Batch(len(texts), ostarts, coded16, coded16.take(keep), real.take(keep), keep, flagged, kinds, alone)

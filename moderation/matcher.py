@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import ahocorasick_rs
 
@@ -54,8 +55,9 @@ _BATCH = 512  # messages per automaton pass in scan_many
 _VERDICTS = 100_000  # remembered (pattern, characters) verdicts before the memo starts afresh
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
+    """One hit: immutable (a tuple: made in a third of a frozen dataclass's time, and a scan makes many)."""
+
     term: str
     category: str
     level: str
@@ -68,7 +70,7 @@ class Hit:
     source: str = ""  # lexicon file:line, "db" or the detector kind
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        return self._asdict()
 
 
 @dataclass(slots=True)
@@ -149,12 +151,11 @@ class Matcher:
         # is written twice before the second (加加我): for one text at a time, the automaton finds those too.
         joins = sorted({pair[0] + pair for pair in self._pairs} - set(self.patterns))
         self._terms = len(self.patterns)
-        # The automata run over the UTF-16 bytes of the coded text (two bytes a character, so offsets
-        # halve back to characters); a text with a character beyond the BMP takes the str one.
-        self._batch_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in self.patterns])
-                          if self.patterns else None)
-        self._one_ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
-                        if self.patterns else None)
+        # The automaton runs over the UTF-16 bytes of the coded text (two bytes a character, so offsets
+        # halve back to characters); a text with a character beyond the BMP takes the str one. One
+        # automaton for one text and for a batch: the live scans keep the archive import's in the cache.
+        self._ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
+                    if self.patterns else None)
         self.ac = ahocorasick_rs.AhoCorasick([*self.patterns, *joins]) if self.patterns else None
         self._gate = detectors.gate()
         self._verdicts: dict[tuple[int, str], _Verdict] = {}
@@ -166,17 +167,16 @@ class Matcher:
     def _find(self, compact: str, joins: bool = False) -> list[tuple[int, int, int]]:
         """(pattern, start, end) of every term pattern in ``compact``; with ``joins``, also (an index past
         the term patterns, …) where a repeat read once may join a term."""
-        if self._batch_ac is None or not compact:
+        if self._ac is None or not compact:
             return []
         b = compact.encode("utf-16-le")
         if len(b) == 2 * len(compact):
-            ac = self._one_ac if joins else self._batch_ac
-            assert ac is not None
-            found = ac.find_matches_as_indexes(b, overlapping=True)
             # a match at an odd byte would start inside a character
-            return [(p, s >> 1, e >> 1) for p, s, e in found if not s & 1] if found else found
-        assert self.ac is not None
-        found = self.ac.find_matches_as_indexes(compact, overlapping=True)
+            found = [(p, s >> 1, e >> 1) for p, s, e in self._ac.find_matches_as_indexes(b, overlapping=True)
+                     if not s & 1]
+        else:
+            assert self.ac is not None
+            found = self.ac.find_matches_as_indexes(compact, overlapping=True)
         return found if joins else [f for f in found if f[0] < self._terms]
 
     def scan(self, text: str) -> list[Hit]:
@@ -215,10 +215,10 @@ class Matcher:
         if self.detect:
             search = self._gate.search
             gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
-        if self._batch_ac is not None:
+        if self._ac is not None:
             starts = b.cstarts
-            for i, pid, s, e, os, oe in b.matches(self._batch_ac.find_matches_as_indexes(b.compact_utf16,
-                                                                                      overlapping=True)):
+            for i, pid, s, e, os, oe in b.matches(self._ac.find_matches_as_indexes(b.compact_utf16, overlapping=True),
+                                                  self._terms):
                 if i in found:
                     found[i].append((pid, s, e))
                     spans[i].append((os, oe))
@@ -251,9 +251,12 @@ class Matcher:
                 continue
             here = found.get(i)
             if here and i not in gated and i not in twice:
+                # nothing to read once and no contact detail: what was found is graded as it stands
                 base = starts[i]
                 if all(verdicts.get((pid, real[base + s:base + e])) == () for pid, s, e in here):
-                    continue  # what was found stands for no term (a common sound-alike): no hit
+                    continue  # it stands for no term (a common sound-alike): no hit
+                out[i] = self._hits(texts[i], b.real(i), here, spans[i], ())
+                continue
             out[i] = self._check(texts[i], b.coded(i), b.compact(i), here or [], i in gated, twice.get(i, []),
                                  b.real(i), spans.get(i))
         return out
@@ -274,10 +277,18 @@ class Matcher:
                 if again:
                     n = collapse(n, drops)
                 found, spans = again, None
-        dets = detectors.detect(text, self.allowed_domains) if gated else []
+        dets = detectors.detect(text, self.allowed_domains) if gated else ()
         if not found and not dets:
             return []
-        cands = self._candidates(n, found, spans) if found else []
+        if spans is None:
+            spans = [n.span(a, b) for _pid, a, b in found]
+        return self._hits(text, n.real, found, spans, dets)
+
+    def _hits(self, text: str, real: str, found: list[tuple[int, int, int]], spans: list[tuple[int, int]],
+              dets: Sequence[detectors.Detection]) -> list[Hit]:
+        """The hits of ``found`` (compact offsets into ``real``, original ``spans``) and of the contact
+        details ``dets``, in the order of the text."""
+        cands = self._candidates(text, real, found, spans) if found else []
         if not cands and not dets:
             return []
         # (Hit's fields in order: term, category, level, start, end, matched, stage, normalised, cut, source)
@@ -350,15 +361,14 @@ class Matcher:
             out.append((e, stage))
         return tuple(out)
 
-    def _candidates(self, n: Normalised, found: list[tuple[int, int, int]],
-                    spans: list[tuple[int, int]] | None = None) -> list[_Cand]:
+    def _candidates(self, text: str, real: str, found: list[tuple[int, int, int]],
+                    spans: list[tuple[int, int]]) -> list[_Cand]:
         """The candidates of ``found`` that stand, graded: what their characters may stand for (remembered
         per pattern and characters), whole Latin words, allow terms, and Chinese word boundaries (a term
         that starts inside a word is cut and graded down; a whole-word term must not cut one)."""
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
-        real, verdicts = n.real, self._verdicts
-        crossed, text = words.crossed, n.original
+        verdicts, crossed = self._verdicts, words.crossed
         for k, (pid, a, b) in enumerate(found):
             folded = real[a:b]
             v = verdicts.get((pid, folded))
@@ -368,7 +378,7 @@ class Matcher:
                 v = verdicts[(pid, folded)] = self._verdict(pid, folded)
             if not v:
                 continue
-            s, t = spans[k] if spans is not None else n.span(a, b)
+            s, t = spans[k]
             for e, stage in v:
                 term = e.term
                 if e.latin_edge and not _whole_latin(text, s, t, e.form):

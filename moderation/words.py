@@ -50,10 +50,17 @@ def spans(text: str) -> list[tuple[int, int]]:
     return [(s, e) for _w, s, e in tokenizer().tokenize(text, HMM=False)]
 
 
+@functools.lru_cache(maxsize=1)
+def _pairs() -> frozenset[str]:
+    """Every two characters in a row within a dictionary word of 2-4 characters."""
+    return frozenset({w[k:k + 2] for w, f in tokenizer().FREQ.items() if f and 2 <= len(w) <= 4
+                      for k in range(len(w) - 1)})
+
+
 def crossed(text: str, pos: int) -> bool:
     """True if a dictionary word of 2-4 characters runs across position ``pos`` (参加|微博)."""
-    if pos <= 0 or pos >= len(text):
-        return False
+    if pos <= 0 or pos >= len(text) or text[pos - 1:pos + 1] not in _pairs():
+        return False  # a word across pos holds the two characters either side of it
     lo = max(0, pos - 3)
     return _crossed(text[lo:pos + 3], pos - lo)  # the only characters a word across pos can hold
 
