@@ -21,6 +21,7 @@ from sqlalchemy import and_, func, or_, select, update
 from bot.channels.parse import is_staff_id
 from bot.events import Actor, Chat, MessageEvent
 from bot.storage.db import insert_ignoring_conflicts
+from moderation import words
 from moderation.lexicon import DbWord, Lexicon, LexiconFiles
 from moderation.matcher import Hit, Matcher
 from moderation.models import ModerationAlert, ModerationMessage, ModerationWord
@@ -124,6 +125,7 @@ class Moderation:
         return hit.category in cats
 
     def build(self, db_words: list[DbWord]) -> Matcher:
+        words.load()  # (in the reload's thread: the first message scanned does not wait for jieba)
         lexicon = self.files.build(db_words)
         return Matcher(lexicon, max_gap=self.cfg.max_gap, allowed_domains=self.cfg.allowed_domains,
                        detector_levels=self.cfg.detector_levels)
@@ -150,11 +152,11 @@ class Moderation:
             async with self.app.db.read() as s:
                 fp = await self.fingerprint(s)
                 if fp != self._db_fingerprint or changed or force:
-                    words = await self.db_words(s)
+                    rows = await self.db_words(s)
                 else:
                     return False
             self._db_fingerprint = fp
-            matcher = await asyncio.to_thread(self.build, words)
+            matcher = await asyncio.to_thread(self.build, rows)
             if matcher.version != self.matcher.version or force:
                 self.matcher = matcher  # one assignment: every scan sees the old or the new matcher, whole
                 log.info("lexicon loaded: version %s, %d terms, %d patterns", matcher.version,
