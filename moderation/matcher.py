@@ -147,6 +147,7 @@ class Matcher:
         # two codes in a row in a pattern, the first a syllable: where reading a repeat once (加加我 → 加我)
         # can join two characters into a term
         self._pairs = frozenset(p[j:j + 2] for p in self.patterns for j in range(len(p) - 1) if is_code(p[j]))
+        self._triples = frozenset(p[j:j + 3] for p in self.patterns for j in range(len(p) - 2))
         # A text without a candidate needs a look at its repeats only where the first code of such a pair
         # is written twice before the second (加加我): for one text at a time, the automaton finds those too.
         joins = sorted({pair[0] + pair for pair in self._pairs} - set(self.patterns))
@@ -225,24 +226,19 @@ class Matcher:
                 else:
                     found[i] = [(pid, s, e)]
                     spans[i] = [(os, oe)]
-            redup, pairs = reduplication_words(), self._pairs
+            redup = reduplication_words()
             compact, real = b.compact_text, b.real_text
-            size = len(real)
             joins: set[int] = set()
             for k in b.repeats:  # the same Chinese character twice in a row: may reading it once matter?
                 r = real[k]
                 if r * 2 in redup:
                     continue
                 i = bisect_right(starts, k) - 1
-                twice.setdefault(i, []).append(k - starts[i])
-                if i not in joins and i not in found and i not in gated:
-                    # without a candidate, only if it may join a term (Matcher._joins; the JOINER that ends
-                    # a message is in no pair)
-                    j = k + 1
-                    while j < size and real[j] == r:
-                        j += 1
-                    if j < size and compact[k] + compact[j] in pairs:
-                        joins.add(i)
+                first = starts[i]
+                twice.setdefault(i, []).append(k - first)
+                if (i not in joins and i not in found and i not in gated and real[k - 1] != r
+                        and self._run_joins(compact, real, k, first)):
+                    joins.add(i)  # without a candidate, only if it may join a term
             twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
         verdicts, real, starts = self._verdicts, b.real_text, b.cstarts
         for i in sorted(found.keys() | gated | twice.keys() | b.alone):
@@ -322,6 +318,20 @@ class Matcher:
                 if first <= b + 4 and a - 4 <= last:
                     return True
         return False
+
+    def _run_joins(self, compact: str, real: str, k: int, first: int) -> bool:
+        """Whether reading once the run of the character ``real[k]`` that starts at ``k`` may join a term,
+        in a batch's texts (the message starts at ``first``) where the automaton found none. Read once,
+        the run is its first character, now followed by the character after the run. A term that forms
+        runs across that place, and does not start at the run (then it would stand in the text as written,
+        from the run's last character): so the character before the run, the run's and the one after it
+        are three codes in a row of a pattern."""
+        if k == first:
+            return False
+        j = k + 1
+        while j < len(real) and real[j] == real[k]:
+            j += 1
+        return j < len(real) and compact[k - 1] + compact[k] + compact[j] in self._triples
 
     def _joins(self, n: Normalised, twice: list[int]) -> bool:
         """Whether reading a repeat once may join a term that is not there yet: a term then runs across the
