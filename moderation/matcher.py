@@ -302,9 +302,10 @@ class Matcher:
         """Whether reading the repeats once (dropping compact ``drops``) may change the hits of ``found``.
         It may not when every run of dropped characters lies more than four characters away from every
         candidate (so their characters, their offsets, the three characters either side that grade them
-        and the separators they span stay as they are) and the characters the run's removal brings
-        together are two codes in a row of no pattern (so no term forms across it)."""
-        compact, pairs = n.compact, self._pairs
+        and the separators they span stay as they are) and no term forms across the place where the run
+        is read once (``_run_joins``: a term that starts at the run stands as written, next to the run,
+        among ``found``)."""
+        compact, triples = n.compact, self._triples
         size, k, count = len(compact), 0, len(drops)
         while k < count:
             first = last = drops[k]
@@ -312,7 +313,7 @@ class Matcher:
             while k < count and drops[k] == last + 1:
                 last = drops[k]
                 k += 1
-            if last + 1 < size and compact[first - 1] + compact[last + 1] in pairs:
+            if first >= 2 and last + 1 < size and compact[first - 2:first] + compact[last + 1] in triples:
                 return True
             for _pid, a, b in found:
                 if first <= b + 4 and a - 4 <= last:
@@ -320,12 +321,13 @@ class Matcher:
         return False
 
     def _run_joins(self, compact: str, real: str, k: int, first: int) -> bool:
-        """Whether reading once the run of the character ``real[k]`` that starts at ``k`` may join a term,
-        in a batch's texts (the message starts at ``first``) where the automaton found none. Read once,
-        the run is its first character, now followed by the character after the run. A term that forms
-        runs across that place, and does not start at the run (then it would stand in the text as written,
-        from the run's last character): so the character before the run, the run's and the one after it
-        are three codes in a row of a pattern."""
+        """Whether reading once the run of the character ``real[k]`` that starts at ``k`` may join a term
+        the automaton did not find (in a text, or a batch's texts: the message starts at ``first``, and a
+        JOINER, in no pattern, ends it). Read once, the run is its first character, now followed by the
+        character after the run. A term that forms runs across that place and does not start at the run
+        (then it would stand in the text as written, from the run's last character): so the character
+        before the run, the run's and the one after it are three codes in a row of a pattern. (Codes
+        alone: a character before the run that is itself a run read once keeps its code.)"""
         if k == first:
             return False
         j = k + 1
@@ -334,17 +336,14 @@ class Matcher:
         return j < len(real) and compact[k - 1] + compact[k] + compact[j] in self._triples
 
     def _joins(self, n: Normalised, twice: list[int]) -> bool:
-        """Whether reading a repeat once may join a term that is not there yet: a term then runs across the
-        end of the run, so the run's code and the code after the run are two codes in a row of a pattern.
-        (Read on the codes alone: the run of a character lies within the run of its code, so the code
-        after it is the run's own code or the one after the code run.)"""
-        compact, pairs = n.compact, self._pairs
-        size = len(compact)
+        """Whether reading a repeat once may join a term that is not there yet (``_run_joins``), given
+        compact positions where a syllable code follows itself, among them every repeated character's."""
+        compact, real, redup = n.compact, n.real, reduplication_words()
+        size = len(real)
         for k in twice:
-            c, j = compact[k], k + 1
-            while j < size and compact[j] == c:
-                j += 1
-            if c + c in pairs or (j < size and c + compact[j] in pairs):
+            r = real[k]
+            if (k + 1 < size and real[k + 1] == r and (k == 0 or real[k - 1] != r) and r * 2 not in redup
+                    and self._run_joins(compact, real, k, 0)):
                 return True
         return False
 

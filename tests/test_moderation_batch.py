@@ -125,8 +125,10 @@ def test_a_variant_read_as_one_character_is_refused(tmp_path: Path) -> None:
 
 def test_a_term_that_forms_only_when_a_run_is_read_once() -> None:
     # 私下下交易: nothing stands in the text as written; read once, 下下 joins 私下交易 across the run's end
+    # (also far from a term that does stand as written)
     m = Matcher(lexicon_from_dir(STARTER)[0])
-    batch = ["私下下交易", "你好", "私下下下交易呢", "今天天气好", "私私下交易"]
+    batch = ["私下下交易", "你好", "私下下下交易呢", "今天天气好", "私私下交易", "加我微信吧，今天我们私下下交易"]
     hits = m.scan_many(batch)
     assert hits == [m.scan(t) for t in batch]
-    assert [[h.term for h in hs] for hs in hits] == [["私下交易"], [], ["私下交易"], [], ["私下交易"]]
+    assert [[h.term for h in hs] for hs in hits] == [["私下交易"], [], ["私下交易"], [], ["私下交易"],
+                                                     ["加我微信", "私下交易"]]
