@@ -172,6 +172,8 @@ def detect(text: str, allowed_domains: Iterable[str] = ()) -> list[Detection]:
             value = value[2:]
         if len(value) == 11 and value[0] == "1" and value[1] in "3456789":
             out.append(Detection("phone", start, end, value))
-    if out and p.pre.search(text) is None:
-        return []  # looked for last: it is slower than the search, and most texts have no detail
+    if out and all(d.kind == "url" for d in out) and p.pre.search(text) is None:
+        # looked for last, and only for links: it is slower than the search (6.6 µs a message), and a
+        # number, a WeChat id or an e-mail address holds what it looks for (digits, 微信 / vx, @)
+        return []
     return out

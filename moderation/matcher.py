@@ -240,17 +240,13 @@ class Matcher:
                         and self._run_joins(compact, real, k, first)):
                     joins.add(i)  # without a candidate, only if it may join a term
             twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
-        verdicts, real, starts = self._verdicts, b.real_text, b.cstarts
-        for i in sorted(found.keys() | gated | twice.keys() | b.alone):
+        for i in found.keys() | gated | twice.keys() | b.alone:
             if i in b.alone:
                 out[i] = self.scan(texts[i])
                 continue
             here = found.get(i)
             if here and i not in gated and i not in twice:
                 # nothing to read once and no contact detail: what was found is graded as it stands
-                base = starts[i]
-                if all(verdicts.get((pid, real[base + s:base + e])) == () for pid, s, e in here):
-                    continue  # it stands for no term (a common sound-alike): no hit
                 out[i] = self._hits(texts[i], b.real(i), here, spans[i], ())
                 continue
             out[i] = self._check(texts[i], b.coded(i), b.compact(i), here or [], i in gated, twice.get(i, []),

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bot.yamldoc import FileProblems
+from moderation import detectors
 from moderation.lexicon import Lexicon, lexicon_from_dir
 from moderation.matcher import Matcher
 from moderation.normalize import JOINER
@@ -132,3 +133,14 @@ def test_a_term_that_forms_only_when_a_run_is_read_once() -> None:
     assert hits == [m.scan(t) for t in batch]
     assert [[h.term for h in hs] for hs in hits] == [["私下交易"], [], ["私下交易"], [], ["私下交易"],
                                                      ["加我微信", "私下交易"]]
+
+
+def test_every_detail_but_a_link_holds_what_the_last_look_of_detect_wants(texts: list[str]) -> None:
+    # detect() skips that look (the ``pre`` pattern) when it found a detail other than a link
+    pre, kinds = detectors._patterns().pre, set()
+    for t in [*texts, "扣扣：①②③④⑤⑥⑦⑧", "微信号: zhang_san88", "邮箱 zhangsan@example.com", "a.b (at) example.com"]:
+        for d in detectors.detect(t):
+            kinds.add(d.kind)
+            if d.kind != "url":
+                assert pre.search(t, d.start, d.end), (t, d)
+    assert kinds == {"phone", "qq", "wechat_id", "email", "url"}
