@@ -25,14 +25,13 @@ from moderation.normalize import BREAK, CODE, CODE_BASE, CODE_LIMIT, FOLD, JOINE
 
 _SEP, _BREAK, _JOINER = ord(SEP), ord(BREAK), ord(JOINER)
 _ALONE = 0xFDD1  # stands for a character beyond the BMP in the compact text: a noncharacter, in no pattern
-_SEP_RUN = SEP.encode("utf-16-le")
 _utf16 = codecs.utf_16_le_decode  # (bytes.decode goes through a Python function of the codec: 4× slower)
 _ZERO = np.zeros(1, dtype=np.int64)
-_UNKNOWN = 0xFFFFFFFFFFFFFFFF  # an entry not looked up yet (a real entry's words are below 2**31)
-_LEAD, _DIGIT = 1, 2  # kinds, in the top bits of the high word
-_KIND_SHIFT, _REAL_MASK = 29, (1 << 21) - 1
+_UNKNOWN = 0xFFFFFFFFFFFFFFFF  # an entry not looked up yet (a real entry's low word is below 2**26)
+_LEAD, _DIGIT = 1, 2  # kinds, above the code in the low word
+_KIND_SHIFT, _CODE_MASK = 24, (1 << 21) - 1
 _lock = threading.Lock()
-_table: np.ndarray | None = None  # code point → code | (real | kind << 29) << 32
+_table: np.ndarray | None = None  # code point → (code | kind << 24) | real << 32
 
 
 def _entry(cp: int) -> int:
@@ -40,7 +39,7 @@ def _entry(cp: int) -> int:
         return _JOINER | _JOINER << 32
     ch = chr(cp)
     kind = (_LEAD if ch in detectors.LEAD else 0) | (_DIGIT if ch in detectors.digit_chars() else 0)
-    return ord(CODE[cp]) | (ord(REAL[cp]) | kind << _KIND_SHIFT) << 32
+    return ord(CODE[cp]) | kind << _KIND_SHIFT | ord(REAL[cp]) << 32
 
 
 def _get_table() -> np.ndarray:
@@ -55,26 +54,25 @@ def _get_table() -> np.ndarray:
 class Batch:
     """The coded batch: ``compact_utf16`` for the automaton, and each message's pieces."""
 
-    def __init__(self, n: int, ostarts: np.ndarray, coded16: np.ndarray, compact16: np.ndarray, real32: np.ndarray,
-                 keep: np.ndarray, flagged: np.ndarray, kinds: np.ndarray, alone: set[int]) -> None:
+    def __init__(self, n: int, ostarts: np.ndarray, cstarts: np.ndarray, coded16: np.ndarray,
+                 compact16: np.ndarray, real32: np.ndarray, keep: np.ndarray, flagged: np.ndarray,
+                 kinds: np.ndarray, alone: set[int]) -> None:
         self._coded = coded16.tobytes()  # each message's coded text is decoded when it is checked
         self.keep = keep  # the coded (so original) position of each compact character of the batch
         self.ostarts = ostarts
         self.compact_utf16 = compact16.tobytes()
-        self.compact_text = self.compact_utf16.decode("utf-16-le")
+        self.compact_text = _utf16(self.compact_utf16)[0]
         self.real_text = real32.tobytes().decode("utf-32-le", "surrogatepass")
         self._ostarts = ostarts.tolist()
         self._oends = self._ostarts[1:]  # one past the JOINER that ends each message but the last
         self._oends.append(coded16.size + 1)
-        # a JOINER is never a separator: the messages' JOINERs are the compact text's
-        cstarts = np.flatnonzero(compact16 == _JOINER) + 1
-        self.cstarts_array = np.concatenate((_ZERO, cstarts))
-        self.cstarts = self.cstarts_array.tolist()
-        self._cends = cstarts.tolist()
+        self.cstarts_array = cstarts
+        self.cstarts = cstarts.tolist()
+        self._cends = self.cstarts[1:]
         self._cends.append(compact16.size + 1)
         self.alone = alone
         # compact positions k where the same Chinese character (a syllable code) comes at k and k + 1
-        same = np.flatnonzero(real32[1:] == real32[:-1])
+        same = (real32[1:] == real32[:-1]).nonzero()[0]
         if same.size:
             head = compact16[same]
             same = same[(head >= CODE_BASE) & (head < CODE_LIMIT)]
@@ -83,13 +81,13 @@ class Batch:
         self.lead: set[int] = set()
         self.digits: set[int] = set()
         if flagged.size:
-            msg = np.searchsorted(ostarts, flagged, side="right") - 1
+            msg = ostarts.searchsorted(flagged, side="right") - 1
             lead = msg[(kinds & _LEAD) != 0]
             if lead.size:
-                self.lead = set(np.flatnonzero(np.bincount(lead, minlength=n)).tolist())
+                self.lead = set(np.bincount(lead, minlength=n).nonzero()[0].tolist())
             digit = msg[(kinds & _DIGIT) != 0]
             if digit.size >= 5:
-                self.digits = set(np.flatnonzero(np.bincount(digit, minlength=n) >= 5).tolist())
+                self.digits = set((np.bincount(digit, minlength=n) >= 5).nonzero()[0].tolist())
 
     def matches(self, found: list[tuple[int, int, int]], terms: int) -> list[tuple[int, int, int, int, int, int]]:
         """(message, pattern, start, end, original start, original end) of each match of the automaton in
@@ -100,7 +98,7 @@ class Batch:
         m = np.array(found, dtype=np.int64)
         m = m[((m[:, 1] & 1) == 0) & (m[:, 0] < terms)]
         s, e = m[:, 1] >> 1, m[:, 2] >> 1
-        msg = np.searchsorted(self.cstarts_array, s, side="right") - 1
+        msg = self.cstarts_array.searchsorted(s, side="right") - 1
         base, obase = self.cstarts_array[msg], self.ostarts[msg]
         return list(zip(msg.tolist(), m[:, 0].tolist(), (s - base).tolist(), (e - base).tolist(),
                         (self.keep[s] - obase).tolist(), (self.keep[e - 1] - obase + 1).tolist(), strict=True))
@@ -115,45 +113,55 @@ class Batch:
         return self.real_text[self.cstarts[i]:self._cends[i] - 1]
 
 
+def _long_gap(keep: np.ndarray, size: int, max_gap: int) -> bool:
+    """Whether more than ``max_gap`` separators come in a row, ``keep`` being where the others are."""
+    if not keep.size:
+        return size > max_gap
+    if keep[0] > max_gap or size - 1 - keep[-1] > max_gap:
+        return True
+    return keep.size > 1 and int(np.diff(keep).max()) > max_gap + 1
+
+
 def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     """The batch coded, or None when a message holds JOINER itself (then scan them one by one)."""
     points = np.frombuffer(JOINER.join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    joins = np.flatnonzero(points == _JOINER)
-    if joins.size != len(texts) - 1:
-        return None
-    ostarts = np.concatenate((_ZERO, joins + 1))
     table = _get_table()
-    packed = table.take(points)
-    words = packed.view(np.uint32).reshape(-1, 2)
-    coded = words[:, 0]
-    alone: set[int] = set()
-    if int(coded.max(initial=0)) > 0xFFFF:  # a character not looked up yet, or coded beyond the BMP
-        unknown = coded == 0xFFFFFFFF
-        if unknown.any():
-            for cp in np.unique(points[unknown]).tolist():
-                table[cp] = _entry(cp)
-            packed = table.take(points)
-            words = packed.view(np.uint32).reshape(-1, 2)
-            coded = words[:, 0]
-        wide = coded > 0xFFFF
-        if wide.any():
-            # the automaton reads two bytes a character: such a message is scanned alone
-            alone = set((np.searchsorted(ostarts, np.flatnonzero(wide), side="right") - 1).tolist())
-            coded = np.where(wide, _ALONE, coded)
-    high = words[:, 1]
-    real = high & _REAL_MASK
-    flagged = np.flatnonzero(high >= 1 << _KIND_SHIFT)
-    kinds = high[flagged] >> _KIND_SHIFT
-    coded16 = coded.astype(np.uint16)
-    if _SEP_RUN * (max_gap + 1) in coded16.tobytes():  # (at an odd byte too: then the look below finds none)
+    words = table.take(points).view(np.uint32).reshape(-1, 2)
+    low = words[:, 0]
+    # a kind of character (what contact details hold), a code beyond the BMP, or not looked up yet
+    flagged = (low > 0xFFFF).nonzero()[0]
+    lows = low[flagged]
+    unknown = lows == 0xFFFFFFFF
+    if unknown.any():
+        for cp in np.unique(points[flagged[unknown]]).tolist():
+            table[cp] = _entry(cp)
+        words = table.take(points).view(np.uint32).reshape(-1, 2)
+        low = words[:, 0]
+        flagged = (low > 0xFFFF).nonzero()[0]
+        lows = low[flagged]
+    kinds = lows >> _KIND_SHIFT
+    wide = flagged[(lows & _CODE_MASK) > 0xFFFF]
+    coded16 = low.astype(np.uint16)  # (the kinds above a code of the BMP fall away)
+    if wide.size:
+        coded16[wide] = _ALONE  # the automaton reads two bytes a character: such a message is scanned alone
+    real = words[:, 1]
+    keep = (coded16 != _SEP).nonzero()[0]
+    if keep.size < coded16.size and _long_gap(keep, coded16.size, max_gap):
         # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
         # compact text and read as the separator itself, folded
         sep = coded16 == _SEP
         edges = np.diff(np.concatenate(([0], sep.view(np.int8), [0])))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        starts, ends = (edges == 1).nonzero()[0], (edges == -1).nonzero()[0]
         long = ends - starts > max_gap
         for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
             coded16[s:e] = _BREAK
             real[s:e] = [ord(FOLD[cp]) for cp in points[s:e].tolist()]
-    keep = np.flatnonzero(coded16 != _SEP)
-    return Batch(len(texts), ostarts, coded16, coded16.take(keep), real.take(keep), keep, flagged, kinds, alone)
+        keep = (coded16 != _SEP).nonzero()[0]
+    compact16 = coded16.take(keep)
+    joins = (compact16 == _JOINER).nonzero()[0]  # a JOINER is never a separator
+    if joins.size != len(texts) - 1:
+        return None
+    ostarts = np.concatenate((_ZERO, keep[joins] + 1))
+    alone = set((ostarts.searchsorted(wide, side="right") - 1).tolist()) if wide.size else set()
+    return Batch(len(texts), ostarts, np.concatenate((_ZERO, joins + 1)), coded16, compact16, real.take(keep), keep,
+                 flagged, kinds, alone)
