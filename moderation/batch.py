@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import threading
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class Batch:
         and original text; a match at an odd byte (inside a character) left out."""
         if not found:
             return []
-        m = np.array(found, dtype=np.int64)
+        m = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
         m = m[((m[:, 1] & 1) == 0) & (m[:, 0] < terms)]
         s, e = m[:, 1] >> 1, m[:, 2] >> 1
         msg = self.cstarts_array.searchsorted(s, side="right") - 1
@@ -111,15 +112,6 @@ class Batch:
 
     def real(self, i: int) -> str:
         return self.real_text[self.cstarts[i]:self._cends[i] - 1]
-
-
-def _long_gap(keep: np.ndarray, size: int, max_gap: int) -> bool:
-    """Whether more than ``max_gap`` separators come in a row, ``keep`` being where the others are."""
-    if not keep.size:
-        return size > max_gap
-    if keep[0] > max_gap or size - 1 - keep[-1] > max_gap:
-        return True
-    return keep.size > 1 and int(np.diff(keep).max()) > max_gap + 1
 
 
 def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
@@ -145,8 +137,9 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     if wide.size:
         coded16[wide] = _ALONE  # the automaton reads two bytes a character: such a message is scanned alone
     real = words[:, 1]
-    keep = (coded16 != _SEP).nonzero()[0]
-    if keep.size < coded16.size and _long_gap(keep, coded16.size, max_gap):
+    kept = coded16 != _SEP
+    keep = kept.nonzero()[0]
+    if keep.size < coded16.size and b"\0" * (max_gap + 1) in kept.tobytes():
         # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
         # compact text and read as the separator itself, folded
         sep = coded16 == _SEP
