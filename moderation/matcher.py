@@ -75,16 +75,10 @@ class Hit(NamedTuple):
 
 @dataclass(slots=True)
 class _Cand:
-    term: Term
+    hit: Hit
     a: int           # compact offsets
     b: int
-    s: int           # offsets into the original text
-    t: int
-    stage: str
-    folded: str
-    level: str
-    entry: _Entry
-    cut: bool = False
+    form: str        # the term's normalised form
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +277,7 @@ class Matcher:
         cands = self._candidates(text, real, found, spans) if found else []
         if not cands and not dets:
             return []
-        # (Hit's fields in order: term, category, level, start, end, matched, stage, normalised, cut, source)
-        hits = [Hit(c.term.text, c.term.category, c.level, c.s, c.t, text[c.s:c.t], c.stage, c.folded, c.cut,
-                    c.term.source) for c in _best(cands)] if cands else []
+        hits = [c.hit for c in _best(cands)] if cands else []
         for d in dets:
             hits.append(Hit(detectors.KINDS[d.kind], detectors.CATEGORY_OF[d.kind],
                             self.detector_levels.get(d.kind, "review"), d.start, d.end, text[d.start:d.end],
@@ -373,8 +365,8 @@ class Matcher:
         that starts inside a word is cut and graded down; a whole-word term must not cut one)."""
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
-        verdicts, crossed = self._verdicts, words.crossed
-        for k, (pid, a, b) in enumerate(found):
+        verdicts, crossed, pairs = self._verdicts, words.crossed, words.pairs()
+        for (pid, a, b), (s, t) in zip(found, spans, strict=True):
             folded = real[a:b]
             v = verdicts.get((pid, folded))
             if v is None:
@@ -383,7 +375,6 @@ class Matcher:
                 v = verdicts[(pid, folded)] = self._verdict(pid, folded)
             if not v:
                 continue
-            s, t = spans[k]
             for e, stage in v:
                 term = e.term
                 if e.latin_edge and not _whole_latin(text, s, t, e.form):
@@ -400,15 +391,17 @@ class Matcher:
                     if e.whole_word:
                         if crossed(real, a) or crossed(real, b):
                             continue
-                    elif crossed(real, a):
+                    elif a and real[a - 1:a + 1] in pairs and crossed(real, a):  # (the quick half of crossed)
                         if t - s != b - a:  # separators skipped (or a repeat read once) inside
                             continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
                         cut = True
                         level = "info" if e.short else lower_level(level)
-                cands.append(_Cand(term, a, b, s, t, stage, folded, level, e, cut))
+                # (Hit's fields in order: term, category, level, start, end, matched, stage, normalised, cut, source)
+                cands.append(_Cand(Hit(term.text, term.category, level, s, t, text[s:t], stage, folded, cut,
+                                       term.source), a, b, term.form))
         if allows:
             cands = [c for c in cands
-                     if not any(x <= c.a and c.b <= y and cat == c.term.category for x, y, cat in allows)]
+                     if not any(x <= c.a and c.b <= y and cat == c.hit.category for x, y, cat in allows)]
         return cands
 
 
@@ -436,15 +429,18 @@ def _best(cands: list[_Cand]) -> list[_Cand]:
         return cands
     by_key: dict[tuple[str, str, int, int], _Cand] = {}
     for c in cands:
-        k = (c.term.category, c.term.form, c.a, c.b)
+        h = c.hit
+        k = (h.category, c.form, c.a, c.b)
         old = by_key.get(k)
-        if old is None or (STAGE_RANK[c.stage], -LEVEL_RANK[c.level]) < (STAGE_RANK[old.stage], -LEVEL_RANK[old.level]):
+        if old is None or ((STAGE_RANK[h.stage], -LEVEL_RANK[h.level])
+                           < (STAGE_RANK[old.hit.stage], -LEVEL_RANK[old.hit.level])):
             by_key[k] = c
     out = list(by_key.values())
     keep = []
     for c in out:
-        inside = any(o is not c and o.term.category == c.term.category and o.a <= c.a and c.b <= o.b
-                     and (o.b - o.a) > (c.b - c.a) and LEVEL_RANK[o.level] >= LEVEL_RANK[c.level] for o in out)
+        inside = any(o is not c and o.hit.category == c.hit.category and o.a <= c.a and c.b <= o.b
+                     and (o.b - o.a) > (c.b - c.a) and LEVEL_RANK[o.hit.level] >= LEVEL_RANK[c.hit.level]
+                     for o in out)
         if not inside:
             keep.append(c)
     return keep

@@ -43,7 +43,7 @@ def tokenizer() -> jieba.Tokenizer:
 
 def load() -> None:
     """Load the dictionary and the tables drawn from it now (about 1.5 s), not on the first scan."""
-    _pairs()
+    pairs()
 
 
 def is_word(text: str) -> bool:
@@ -56,7 +56,7 @@ def spans(text: str) -> list[tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _pairs() -> frozenset[str]:
+def pairs() -> frozenset[str]:
     """Every two characters in a row within a dictionary word of 2-4 characters."""
     return frozenset({w[k:k + 2] for w, f in tokenizer().FREQ.items() if f and 2 <= len(w) <= 4
                       for k in range(len(w) - 1)})
@@ -64,7 +64,7 @@ def _pairs() -> frozenset[str]:
 
 def crossed(text: str, pos: int) -> bool:
     """True if a dictionary word of 2-4 characters runs across position ``pos`` (参加|微博)."""
-    if pos <= 0 or pos >= len(text) or text[pos - 1:pos + 1] not in _pairs():
+    if pos <= 0 or pos >= len(text) or text[pos - 1:pos + 1] not in pairs():
         return False  # a word across pos holds the two characters either side of it
     lo = max(0, pos - 3)
     return _crossed(text[lo:pos + 3], pos - lo)  # the only characters a word across pos can hold
