@@ -1,12 +1,13 @@
-"""Many messages coded at once: ``normalize.code`` done with a numpy lookup table.
+"""Many messages coded at once: ``normalize.code`` done with numpy lookup tables.
 
 ``str.translate`` looks every character up in a Python dict (~50 ns a character,
 as long as the Aho-Corasick pass itself). For a batch, the messages are joined by
 ``JOINER`` and turned into an array of code points; one look-up in a table that
-mirrors ``normalize.CODE`` and ``normalize.REAL`` (filled from them on first sight
-of a character) gives, for every character, its code, its folded form and whether
-it is a letter, digit or digit-like character (what contact details hold). What
-comes out is, for every message, exactly what ``code(text, max_gap)`` and
+mirrors ``normalize.CODE`` (filled from it on first sight of a character) gives,
+for every character, its code and flags: a letter, digit or digit-like character
+(what contact details hold), a character folded into another (Ａ, 個: its folded
+form, ``normalize.REAL``, is looked up in a second table) or coded beyond the BMP.
+What comes out is, for every message, exactly what ``code(text, max_gap)`` and
 ``Normalised.real`` give, the compact positions where the same Chinese character
 comes twice, and whether the message holds a letter or digit of ``detectors.LEAD``
 or five digit-like characters.
@@ -28,28 +29,36 @@ _SEP, _BREAK, _JOINER = ord(SEP), ord(BREAK), ord(JOINER)
 _ALONE = 0xFDD1  # stands for a character beyond the BMP in the compact text: a noncharacter, in no pattern
 _utf16 = codecs.utf_16_le_decode  # (bytes.decode goes through a Python function of the codec: 4× slower)
 _ZERO = np.zeros(1, dtype=np.int64)
-_UNKNOWN = 0xFFFFFFFFFFFFFFFF  # an entry not looked up yet (a real entry's low word is below 2**26)
-_LEAD, _DIGIT = 1, 2  # kinds, above the code in the low word
-_KIND_SHIFT, _CODE_MASK = 24, (1 << 21) - 1
+# A character's entry (32 bits): its code if in the BMP, and flags above it.
+_LEAD, _DIGIT = 1 << 16, 1 << 17  # a letter or digit of detectors.LEAD; a digit-like character
+_FOLDS = 1 << 18   # kept, and folded into another character (Ａ → a, 個 → 个): see _folded
+_WIDE = 1 << 19    # coded beyond the BMP
+_UNKNOWN = 0xFFFFFFFF  # not looked up yet
 _lock = threading.Lock()
-_table: np.ndarray | None = None  # code point → (code | kind << 24) | real << 32
+_tables: tuple[np.ndarray, np.ndarray] | None = None  # code point → entry; code point → folded character
 
 
-def _entry(cp: int) -> int:
+def _entry(cp: int) -> tuple[int, int]:
+    """A character's entry and folded form (``normalize.CODE`` and ``normalize.REAL``)."""
     if cp == _JOINER:
-        return _JOINER | _JOINER << 32
-    ch = chr(cp)
-    kind = (_LEAD if ch in detectors.LEAD else 0) | (_DIGIT if ch in detectors.digit_chars() else 0)
-    return ord(CODE[cp]) | kind << _KIND_SHIFT | ord(REAL[cp]) << 32
+        return _JOINER, _JOINER
+    ch, code, real = chr(cp), ord(CODE[cp]), ord(REAL[cp])
+    flags = (_LEAD if ch in detectors.LEAD else 0) | (_DIGIT if ch in detectors.digit_chars() else 0)
+    if code > 0xFFFF:
+        flags |= _WIDE
+        code = _ALONE
+    if code != _SEP and real != cp:  # (a separator's folded form is not kept)
+        flags |= _FOLDS
+    return code | flags, real
 
 
-def _get_table() -> np.ndarray:
-    global _table
-    if _table is None:
+def _get_tables() -> tuple[np.ndarray, np.ndarray]:
+    global _tables
+    if _tables is None:
         with _lock:
-            if _table is None:
-                _table = np.full(0x110000, _UNKNOWN, dtype=np.uint64)  # 8.5 MiB, touched where text is
-    return _table
+            if _tables is None:  # 4.25 MiB each, touched where text is
+                _tables = (np.full(0x110000, _UNKNOWN, dtype=np.uint32), np.zeros(0x110000, dtype=np.uint32))
+    return _tables
 
 
 class Batch:
@@ -83,7 +92,7 @@ class Batch:
         self.digits: set[int] = set()
         if flagged.size:
             msg = ostarts.searchsorted(flagged, side="right") - 1
-            lead = msg[(kinds & _LEAD) != 0]
+            lead = msg[(kinds & _LEAD) != 0]  # (kinds: the flagged characters' entries)
             if lead.size:
                 self.lead = set(np.bincount(lead, minlength=n).nonzero()[0].tolist())
             digit = msg[(kinds & _DIGIT) != 0]
@@ -117,38 +126,41 @@ class Batch:
 def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     """The batch coded, or None when a message holds JOINER itself (then scan them one by one)."""
     points = np.frombuffer(JOINER.join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    table = _get_table()
-    words = table.take(points).view(np.uint32).reshape(-1, 2)
-    low = words[:, 0]
-    # a kind of character (what contact details hold), a code beyond the BMP, or not looked up yet
-    flagged = (low > 0xFFFF).nonzero()[0]
-    lows = low[flagged]
-    unknown = lows == 0xFFFFFFFF
+    entries, folded = _get_tables()
+    e = entries.take(points)
+    # what contact details hold, a character folded or coded beyond the BMP, or not looked up yet
+    flagged = (e > 0xFFFF).nonzero()[0]
+    fl = e[flagged]
+    unknown = fl == _UNKNOWN
     if unknown.any():
         for cp in np.unique(points[flagged[unknown]]).tolist():
-            table[cp] = _entry(cp)
-        words = table.take(points).view(np.uint32).reshape(-1, 2)
-        low = words[:, 0]
-        flagged = (low > 0xFFFF).nonzero()[0]
-        lows = low[flagged]
-    kinds = lows >> _KIND_SHIFT
-    wide = flagged[(lows & _CODE_MASK) > 0xFFFF]
-    coded16 = low.astype(np.uint16)  # (the kinds above a code of the BMP fall away)
-    if wide.size:
-        coded16[wide] = _ALONE  # the automaton reads two bytes a character: such a message is scanned alone
-    real = words[:, 1]
+            entry, real = _entry(cp)
+            folded[cp] = real
+            entries[cp] = entry  # (after its folded form: a thread that reads the entry finds both)
+        e = entries.take(points)
+        flagged = (e > 0xFFFF).nonzero()[0]
+        fl = e[flagged]
+    coded16 = e.astype(np.uint16)  # (the flags above the code fall away)
+    wide = flagged[(fl & _WIDE) != 0]  # the automaton reads two bytes a character: scanned alone
+    folds = flagged[(fl & _FOLDS) != 0]
+    real = points
+    if folds.size:
+        real = points.copy()
+        real[folds] = folded.take(points[folds])
     kept = coded16 != _SEP
     keep = kept.nonzero()[0]
     if keep.size < coded16.size and b"\0" * (max_gap + 1) in kept.tobytes():
         # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
         # compact text and read as the separator itself, folded
+        if real is points:
+            real = points.copy()
         sep = coded16 == _SEP
         edges = np.diff(np.concatenate(([0], sep.view(np.int8), [0])))
         starts, ends = (edges == 1).nonzero()[0], (edges == -1).nonzero()[0]
         long = ends - starts > max_gap
-        for s, e in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
-            coded16[s:e] = _BREAK
-            real[s:e] = [ord(FOLD[cp]) for cp in points[s:e].tolist()]
+        for s, t in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
+            coded16[s:t] = _BREAK
+            real[s:t] = [ord(FOLD[cp]) for cp in points[s:t].tolist()]
         keep = (coded16 != _SEP).nonzero()[0]
     compact16 = coded16.take(keep)
     joins = (compact16 == _JOINER).nonzero()[0]  # a JOINER is never a separator
@@ -157,4 +169,4 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     ostarts = np.concatenate((_ZERO, keep[joins] + 1))
     alone = set((ostarts.searchsorted(wide, side="right") - 1).tolist()) if wide.size else set()
     return Batch(len(texts), ostarts, np.concatenate((_ZERO, joins + 1)), coded16, compact16, real.take(keep), keep,
-                 flagged, kinds, alone)
+                 flagged, fl, alone)
