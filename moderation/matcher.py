@@ -152,6 +152,8 @@ class Matcher:
         self._ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
                     if self.patterns else None)
         self.ac = ahocorasick_rs.AhoCorasick([*self.patterns, *joins]) if self.patterns else None
+        # the first characters of the table's sound-alike forms: a text with none of them holds none
+        self._sound_firsts = frozenset(alt[0] for alt, _canon in self.variants.sound_alike)
         self._gate = detectors.gate()
         self._verdicts: dict[tuple[int, str], _Verdict] = {}
 
@@ -343,7 +345,7 @@ class Matcher:
             sound_alike = False
             if folded == form:
                 stage, sound_alike = ("variant", e.how == "homophone") if e.how else ("literal", False)
-            elif self.variants.known_sound_alike(folded, form):
+            elif not self._sound_firsts.isdisjoint(folded) and self.variants.known_sound_alike(folded, form):
                 stage, sound_alike = "variant", True
             else:
                 stage, sound_alike = "pinyin", True
