@@ -138,13 +138,14 @@ class Matcher:
                                                                 term.scope == "word", len(term.form) <= 2))
         self.patterns = list(entries)
         self.meta: list[tuple[_Entry, ...]] = [tuple(entries[p]) for p in self.patterns]
-        # two codes in a row in a pattern, the first a syllable: where reading a repeat once (加加我 → 加我)
-        # can join two characters into a term
-        self._pairs = frozenset(p[j:j + 2] for p in self.patterns for j in range(len(p) - 1) if is_code(p[j]))
+        # three codes in a row in a pattern: where reading a repeat once (加我我微信 → 加我微信) can join a
+        # term that is not written as it stands (_run_joins)
         self._triples = frozenset(p[j:j + 3] for p in self.patterns for j in range(len(p) - 2))
-        # A text without a candidate needs a look at its repeats only where the first code of such a pair
-        # is written twice before the second (加加我): for one text at a time, the automaton finds those too.
-        joins = sorted({pair[0] + pair for pair in self._pairs} - set(self.patterns))
+        # A text without a candidate needs a look at its repeats only where a syllable code, not a
+        # pattern's first, is written twice before the pattern's next (加我我微): for one text at a time,
+        # the automaton finds those places too.
+        pairs = {p[j:j + 2] for p in self.patterns for j in range(1, len(p) - 1) if is_code(p[j])}
+        joins = sorted({pair[0] + pair for pair in pairs} - set(self.patterns))
         self._terms = len(self.patterns)
         # The automaton runs over the UTF-16 bytes of the coded text (two bytes a character, so offsets
         # halve back to characters); a text with a character beyond the BMP takes the str one. One
