@@ -123,6 +123,17 @@ class Batch:
         return self.real_text[self.cstarts[i]:self._cends[i] - 1]
 
 
+def _gap(kept: np.ndarray, length: int) -> bool:
+    """Whether ``length`` places in a row are not kept (separators): ``any`` over windows that double."""
+    window, span = kept, 1  # window[i]: a place in [i, i + span) is kept
+    while span * 2 <= length:
+        window = window[:-span] | window[span:]
+        span *= 2
+    if span < length:
+        window = window[:span - length] | window[length - span:]
+    return not window.all()
+
+
 def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     """The batch coded, or None when a message holds JOINER itself (then scan them one by one)."""
     points = np.frombuffer(JOINER.join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -149,7 +160,7 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
         real[folds] = folded.take(points[folds])
     kept = coded16 != _SEP
     keep = kept.nonzero()[0]
-    if keep.size < coded16.size and b"\0" * (max_gap + 1) in kept.tobytes():
+    if keep.size < coded16.size and _gap(kept, max_gap + 1):
         # runs of more than max_gap separators become breaks (normalize.long_gaps), which stay in the
         # compact text and read as the separator itself, folded
         if real is points:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import opencc
 import pytest
 import yaml
 
 from bot.yamldoc import FileProblems
 from moderation import detectors
+from moderation.batch import _gap
 from moderation.lexicon import Lexicon, lexicon_from_dir
 from moderation.matcher import Matcher
 from moderation.normalize import JOINER
@@ -144,3 +146,12 @@ def test_every_detail_but_a_link_holds_what_the_last_look_of_detect_wants(texts:
             if d.kind != "url":
                 assert pre.search(t, d.start, d.end), (t, d)
     assert kinds == {"phone", "qq", "wechat_id", "email", "url"}
+
+
+def test_a_run_of_separators_is_found_at_every_length() -> None:
+    rng = random.Random(1)
+    for _ in range(5000):
+        kept = [rng.random() < 0.6 for _ in range(rng.randint(0, 30))]
+        length = rng.randint(1, 9)
+        written = "".join("1" if k else "0" for k in kept)
+        assert _gap(np.array(kept, dtype=bool), length) == ("0" * length in written), (written, length)
