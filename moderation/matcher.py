@@ -237,17 +237,17 @@ class Matcher:
                         and self._run_joins(compact, real, k, first)):
                     joins.add(i)  # without a candidate, only if it may join a term
             twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
-        for i in found.keys() | gated | twice.keys() | b.alone:
+        special = gated | twice.keys() | b.alone
+        hits, real = self._hits, b.real
+        for i, here in found.items():
+            if i not in special:  # nothing to read once and no contact detail: graded as it stands
+                out[i] = hits(texts[i], real(i), here, spans[i], ())
+        for i in special:
             if i in b.alone:
                 out[i] = self.scan(texts[i])
-                continue
-            here = found.get(i)
-            if here and i not in gated and i not in twice:
-                # nothing to read once and no contact detail: what was found is graded as it stands
-                out[i] = self._hits(texts[i], b.real(i), here, spans[i], ())
-                continue
-            out[i] = self._check(texts[i], b.coded(i), b.compact(i), here or [], i in gated, twice.get(i, []),
-                                 b.real(i), spans.get(i))
+            else:
+                out[i] = self._check(texts[i], b.coded(i), b.compact(i), found.get(i, []), i in gated,
+                                     twice.get(i, []), real(i), spans.get(i))
         return out
 
     def _check(self, text: str, coded: str, compact: str, found: list[tuple[int, int, int]], gated: bool,
