@@ -31,7 +31,7 @@ _utf16 = codecs.utf_16_le_decode  # (bytes.decode goes through a Python function
 _ZERO = np.zeros(1, dtype=np.int64)
 # A character's entry (32 bits): its code if in the BMP, and flags above it.
 _LEAD, _DIGIT = 1 << 16, 1 << 17  # a letter or digit of detectors.LEAD; a digit-like character
-_FOLDS = 1 << 18   # kept, and folded into another character (Ａ → a, 個 → 个): see _folded
+_FOLDS = 1 << 18   # kept, and folded into another character (Ａ → a, 個 → 个), in the second table
 _WIDE = 1 << 19    # coded beyond the BMP
 _UNKNOWN = 0xFFFFFFFF  # not looked up yet
 _lock = threading.Lock()
@@ -66,7 +66,7 @@ class Batch:
 
     def __init__(self, n: int, ostarts: np.ndarray, cstarts: np.ndarray, coded16: np.ndarray,
                  compact16: np.ndarray, real32: np.ndarray, keep: np.ndarray, flagged: np.ndarray,
-                 kinds: np.ndarray, alone: set[int]) -> None:
+                 entries: np.ndarray, alone: set[int]) -> None:
         self._coded = coded16.tobytes()  # each message's coded text is decoded when it is checked
         self.keep = keep  # the coded (so original) position of each compact character of the batch
         self.ostarts = ostarts
@@ -92,10 +92,10 @@ class Batch:
         self.digits: set[int] = set()
         if flagged.size:
             msg = ostarts.searchsorted(flagged, side="right") - 1
-            lead = msg[(kinds & _LEAD) != 0]  # (kinds: the flagged characters' entries)
+            lead = msg[(entries & _LEAD) != 0]  # (entries: the flagged characters')
             if lead.size:
                 self.lead = set(np.bincount(lead, minlength=n).nonzero()[0].tolist())
-            digit = msg[(kinds & _DIGIT) != 0]
+            digit = msg[(entries & _DIGIT) != 0]
             if digit.size >= 5:
                 self.digits = set((np.bincount(digit, minlength=n) >= 5).nonzero()[0].tolist())
 

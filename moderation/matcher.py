@@ -105,10 +105,11 @@ class Matcher:
 
     Every Chinese character of the text is coded by its pinyin (``normalize.CODE``), so one
     Aho-Corasick pass over the coded text finds the exact, folded and sound-alike candidates
-    of every term. A repeat (加加我微微信) is read once only where it matters: in a text with a
-    candidate, or where the repeated code is followed by the next code of a term (for one text
-    at a time the automaton finds those places too; for a batch the arrays of ``batch.py`` show
-    where a character comes twice). A text with none of these, and without what a contact
+    of every term. A repeat (加我我微信) is read once only where it matters: in a text with a
+    candidate, or where the characters before, of and after the run are three codes in a row of
+    a term (``_run_joins``; for one text at a time the automaton finds the places where a code
+    comes twice before a term's next, for a batch the arrays of ``batch.py`` show where a
+    character comes twice). A text with none of these, and without what a contact
     detail holds (``detectors.gate``), is clean: nothing else is done for it. Each candidate is
     checked against the real characters; what a (pattern, characters) pair may stand for is
     remembered, so a common sound-alike (统一 / 同意) costs one dictionary look-up.
@@ -149,7 +150,7 @@ class Matcher:
         self._terms = len(self.patterns)
         # The automaton runs over the UTF-16 bytes of the coded text (two bytes a character, so offsets
         # halve back to characters); a text with a character beyond the BMP takes the str one. One
-        # automaton for one text and for a batch: the live scans keep the archive import's in the cache.
+        # automaton for one text and for a batch (one in memory and in the cache, not two).
         self._ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
                     if self.patterns else None)
         self.ac = ahocorasick_rs.AhoCorasick([*self.patterns, *joins]) if self.patterns else None
@@ -233,7 +234,7 @@ class Matcher:
                 i = bisect_right(starts, k) - 1
                 first = starts[i]
                 twice.setdefault(i, []).append(k - first)
-                if (i not in joins and i not in found and i not in gated and real[k - 1] != r
+                if (i not in joins and i not in found and i not in gated and k > first and real[k - 1] != r
                         and self._run_joins(compact, real, k, first)):
                     joins.add(i)  # without a candidate, only if it may join a term
             twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
