@@ -99,14 +99,14 @@ class Batch:
             if digit.size >= 5:
                 self.digits = set((np.bincount(digit, minlength=n) >= 5).nonzero()[0].tolist())
 
-    def matches(self, found: list[tuple[int, int, int]], terms: int) -> list[tuple[int, int, int, int, int, int]]:
+    def matches(self, found: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int, int, int]]:
         """(message, pattern, start, end, original start, original end) of each match of the automaton in
-        ``compact_utf16`` (byte offsets) of a pattern below ``terms``, the offsets into the message's compact
-        and original text; a match at an odd byte (inside a character) left out."""
+        ``compact_utf16`` (byte offsets), the offsets into the message's compact and original text; a match
+        at an odd byte (inside a character) left out."""
         if not found:
             return []
         m = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
-        m = m[((m[:, 1] & 1) == 0) & (m[:, 0] < terms)]
+        m = m[(m[:, 1] & 1) == 0]
         s, e = m[:, 1] >> 1, m[:, 2] >> 1
         msg = self.cstarts_array.searchsorted(s, side="right") - 1
         base, obase = self.cstarts_array[msg], self.ostarts[msg]

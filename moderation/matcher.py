@@ -38,7 +38,6 @@ from moderation.normalize import (
     collapse,
     collapses,
     fold1,
-    is_code,
     is_han,
     normalise,
     reduplication_words,
@@ -107,10 +106,10 @@ class Matcher:
     Aho-Corasick pass over the coded text finds the exact, folded and sound-alike candidates
     of every term. A repeat (加我我微信) is read once only where it matters: in a text with a
     candidate, or where the characters before, of and after the run are three codes in a row of
-    a term (``_run_joins``; for one text at a time the automaton finds the places where a code
-    comes twice before a term's next, for a batch the arrays of ``batch.py`` show where a
-    character comes twice). A text with none of these, and without what a contact
-    detail holds (``detectors.gate``), is clean: nothing else is done for it. Each candidate is
+    a term (``_run_joins``; for one text at a time a regex finds where a code comes twice and
+    the codes around it are looked up first, ``_codes_join``; for a batch the arrays of
+    ``batch.py`` show where a character comes twice). A text with none of these, and without
+    what a contact detail holds (``detectors.gate``), is clean: nothing else is done for it. Each candidate is
     checked against the real characters; what a (pattern, characters) pair may stand for is
     remembered, so a common sound-alike (统一 / 同意) costs one dictionary look-up.
     """
@@ -142,18 +141,12 @@ class Matcher:
         # three codes in a row in a pattern: where reading a repeat once (加我我微信 → 加我微信) can join a
         # term that is not written as it stands (_run_joins)
         self._triples = frozenset(p[j:j + 3] for p in self.patterns for j in range(len(p) - 2))
-        # A text without a candidate needs a look at its repeats only where a syllable code, not a
-        # pattern's first, is written twice before the pattern's next (加我我微): for one text at a time,
-        # the automaton finds those places too.
-        pairs = {p[j:j + 2] for p in self.patterns for j in range(1, len(p) - 1) if is_code(p[j])}
-        joins = sorted({pair[0] + pair for pair in pairs} - set(self.patterns))
-        self._terms = len(self.patterns)
         # The automaton runs over the UTF-16 bytes of the coded text (two bytes a character, so offsets
         # halve back to characters); a text with a character beyond the BMP takes the str one. One
         # automaton for one text and for a batch (one in memory and in the cache, not two).
-        self._ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in [*self.patterns, *joins]])
+        self._ac = (ahocorasick_rs.BytesAhoCorasick([p.encode("utf-16-le") for p in self.patterns])
                     if self.patterns else None)
-        self.ac = ahocorasick_rs.AhoCorasick([*self.patterns, *joins]) if self.patterns else None
+        self.ac = ahocorasick_rs.AhoCorasick(self.patterns) if self.patterns else None
         # the first characters of the table's sound-alike forms: a text with none of them holds none
         self._sound_firsts = frozenset(alt[0] for alt, _canon in self.variants.sound_alike)
         self._gate = detectors.gate()
@@ -163,9 +156,8 @@ class Matcher:
     def pattern_count(self) -> int:
         return len(self.patterns)
 
-    def _find(self, compact: str, joins: bool = False) -> list[tuple[int, int, int]]:
-        """(pattern, start, end) of every term pattern in ``compact``; with ``joins``, also (an index past
-        the term patterns, …) where a repeat read once may join a term."""
+    def _find(self, compact: str) -> list[tuple[int, int, int]]:
+        """(pattern, start, end) of every pattern in ``compact``."""
         if self._ac is None or not compact:
             return []
         b = compact.encode("utf-16-le")
@@ -176,17 +168,15 @@ class Matcher:
         else:
             assert self.ac is not None
             found = self.ac.find_matches_as_indexes(compact, overlapping=True)
-        return found if joins else [f for f in found if f[0] < self._terms]
+        return found
 
     def scan(self, text: str) -> list[Hit]:
         coded, compact = code(text, self.max_gap)
-        found = self._find(compact, joins=True)
+        found = self._find(compact)
         gated = self.detect and self._gate.search(text) is not None
-        twice: list[int] = []
-        if found:  # a term, or a repeat that may join one: where a code follows itself (加加我微微信)
-            twice = [m.start() for m in _TWICE.finditer(compact)]
-            found = [f for f in found if f[0] < self._terms]
-        if not found and not gated and (not twice or not repeated(text)):
+        # where a syllable code follows itself (加加我微微信): a repeat that may be read once
+        twice = [m.start() for m in _TWICE.finditer(compact)] if _TWICE.search(compact) else []
+        if not found and not gated and (not twice or not self._codes_join(compact, twice) or not repeated(text)):
             return []  # no term, and no character written twice in a row (collapses): nothing to read once
         return self._check(text, coded, compact, found, gated, twice)
 
@@ -216,8 +206,7 @@ class Matcher:
             gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
         if self._ac is not None:
             starts = b.cstarts
-            for i, pid, s, e, os, oe in b.matches(self._ac.find_matches_as_indexes(b.compact_utf16, overlapping=True),
-                                                  self._terms):
+            for i, pid, s, e, os, oe in b.matches(self._ac.find_matches_as_indexes(b.compact_utf16, overlapping=True)):
                 if i in found:
                     found[i].append((pid, s, e))
                     spans[i].append((os, oe))
@@ -326,6 +315,24 @@ class Matcher:
         while j < len(real) and real[j] == real[k]:
             j += 1
         return j < len(real) and compact[k - 1] + compact[k] + compact[j] in self._triples
+
+    def _codes_join(self, compact: str, twice: list[int]) -> bool:
+        """``_run_joins`` read on the codes alone, for a text without a candidate: a run of a character
+        lies within a run of its code (homophones: 事实 is two of one code), so the character before it
+        has the code before the code run or the run's own, and so has the one after it."""
+        triples, size = self._triples, len(compact)
+        for k in twice:
+            c = compact[k]
+            if k and compact[k - 1] == c:
+                continue  # within a code run: its first position looks for it
+            j = k + 1
+            while j < size and compact[j] == c:
+                j += 1
+            before = [c, compact[k - 1]] if k else [c]
+            after = [c, compact[j]] if j < size else [c]
+            if any(b + c + a in triples for b in before for a in after):
+                return True
+        return False
 
     def _joins(self, n: Normalised, twice: list[int]) -> bool:
         """Whether reading a repeat once may join a term that is not there yet (``_run_joins``), given
