@@ -177,7 +177,7 @@ class Matcher:
         # where a syllable code follows itself (加加我微微信): a repeat that may be read once
         twice = [m.start() for m in _TWICE.finditer(compact)] if _TWICE.search(compact) else []
         if not found and not gated and (not twice or not self._codes_join(compact, twice) or not repeated(text)):
-            return []  # no term, and no character written twice in a row (collapses): nothing to read once
+            return []  # no term, and no character written twice in a row that could join one: nothing to read once
         return self._check(text, coded, compact, found, gated, twice)
 
     def scan_many(self, texts: Sequence[str]) -> list[list[Hit]]:
@@ -223,8 +223,7 @@ class Matcher:
                 i = bisect_right(starts, k) - 1
                 first = starts[i]
                 twice.setdefault(i, []).append(k - first)
-                if (i not in joins and i not in found and i not in gated and k > first and real[k - 1] != r
-                        and self._run_joins(compact, real, k, first)):
+                if i not in joins and i not in found and i not in gated and self._run_joins(compact, real, k, first):
                     joins.add(i)  # without a candidate, only if it may join a term
             twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
         special = gated | twice.keys() | b.alone
@@ -308,8 +307,9 @@ class Matcher:
         character after the run. A term that forms runs across that place and does not start at the run
         (then it would stand in the text as written, from the run's last character): so the character
         before the run, the run's and the one after it are three codes in a row of a pattern. (Codes
-        alone: a character before the run that is itself a run read once keeps its code.)"""
-        if k == first:
+        alone: a character before the run that is itself a run read once keeps its code.) False where
+        ``k`` is within a run: its start answers."""
+        if k == first or real[k - 1] == real[k]:
             return False
         j = k + 1
         while j < len(real) and real[j] == real[k]:
@@ -341,8 +341,7 @@ class Matcher:
         size = len(real)
         for k in twice:
             r = real[k]
-            if (k + 1 < size and real[k + 1] == r and (k == 0 or real[k - 1] != r) and r * 2 not in redup
-                    and self._run_joins(compact, real, k, 0)):
+            if k + 1 < size and real[k + 1] == r and r * 2 not in redup and self._run_joins(compact, real, k, 0):
                 return True
         return False
 
@@ -376,7 +375,7 @@ class Matcher:
         that starts inside a word is cut and graded down; a whole-word term must not cut one)."""
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
-        verdicts, crossed, pairs = self._verdicts, words.crossed, words.pairs()
+        verdicts, crossed = self._verdicts, words.crossed
         for (pid, a, b), (s, t) in zip(found, spans, strict=True):
             folded = real[a:b]
             v = verdicts.get((pid, folded))
@@ -402,7 +401,7 @@ class Matcher:
                     if e.whole_word:
                         if crossed(real, a) or crossed(real, b):
                             continue
-                    elif a and real[a - 1:a + 1] in pairs and crossed(real, a):  # (the quick half of crossed)
+                    elif crossed(real, a):
                         if t - s != b - a:  # separators skipped (or a repeat read once) inside
                             continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
                         cut = True
