@@ -99,7 +99,7 @@ async def child(groups: int, db: str, batch: int) -> dict[str, Any]:
     from bot.sop.engine import StepPump, Subject
     from bot.sop.models import SopStep
     from bot.storage.models import OutboxRow
-    from handlers import admin, sop
+    from handlers import feature
 
     tmp = Path(tempfile.mkdtemp(prefix="siyu-bench-sop-"))
     (tmp / "scripts").mkdir()
@@ -115,7 +115,7 @@ async def child(groups: int, db: str, batch: int) -> dict[str, Any]:
     cfg = load_config(REPO / "config.example.toml", env)
     clock = FakeClock()
     sender = CountingSender()
-    app = BotApp(cfg, sender=sender, clock=clock, features=[admin.setup, sop.setup], run_workers=False)
+    app = BotApp(cfg, sender=sender, clock=clock, features=[feature("admin"), feature("sop")], run_workers=False)
     await app.start()
     out: dict[str, Any] = {"groups": groups, "steps": groups * 10, "db": app.db.dialect}
     try:

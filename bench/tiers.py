@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bot.senders.console import RecordingSender
     from bot.tiers.ladder import LEDGER, MEMBER, MEMBERSHIP, SessionEffects
     from bot.tiers.models import TierChange
-    from handlers import admin, tiers
+    from handlers import feature
     from handlers.tiers import LADDER
 
     tmp = tempfile.TemporaryDirectory(prefix="siyu-bench-tiers-")
@@ -88,7 +88,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = {"SIYU_DATABASE__URL": url, "SIYU_LOG__LEVEL": "WARNING", "SIYU_TIERS__NOTIFY_USERS": '["op01"]'}
     cfg = load_config(REPO / "config.example.toml", env)
     clock = FakeClock(START)
-    app = BotApp(cfg, sender=RecordingSender(), clock=clock, features=[admin.setup, tiers.setup], run_workers=False)
+    app = BotApp(cfg, sender=RecordingSender(), clock=clock, features=[feature("admin"), feature("tiers")],
+                 run_workers=False)
     await app.start()
     ladder = app.get(LADDER)
     lowest = ladder.rules.lowest.id

@@ -1,9 +1,9 @@
 """The running bot, independent of HTTP: storage, inbox, dispatcher, outbox, scheduler, features.
 
 ``BotApp`` is used by ``serve`` (wrapped in the aiohttp app by bot.web), by
-``simulate`` and by the tests. Features plug in through ``setup(app)``
-functions listed in ``handlers.FEATURES``; each returns its router(s) and may
-register start/stop hooks, cron jobs, timers, template folders and services.
+``simulate`` and by the tests. It installs the features listed in
+``handlers.FEATURES`` (see bot.feature): each feature's ``install(app)`` builds its
+services, pumps, crons, routes and template folder, then its routers are included.
 """
 
 from __future__ import annotations
@@ -15,63 +15,55 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
 
 from bot.clock import Clock, SystemClock
+from bot.command_stage import build_router as build_command_router
 from bot.commands import CommandRegistry
-from bot.commands import build_router as build_command_router
 from bot.config import Config
-from bot.dispatcher import Dispatcher, HandlerSpec, Router
+from bot.dispatcher import Dispatcher
+from bot.effects import Effects
 from bot.events import Event
+from bot.feature import Feature, Setup, as_feature
 from bot.inbox import InboxPump, InboxWriter, Incoming
 from bot.metrics import Metrics
 from bot.outbox import Outbox, OutboxPump
 from bot.pump import Pump
 from bot.roles import Roles
+from bot.routing import HandlerSpec
 from bot.scheduler import Scheduler, Timers
 from bot.senders.base import Sender
+from bot.services import ServiceKey, Services
 from bot.storage import migrate
 from bot.storage.db import Database
 from bot.storage.models import InboxRow
 from bot.templates import Templates
+from handlers import FEATURES
 
 log = logging.getLogger("siyu.app")
 
 T = TypeVar("T")
-Setup = Callable[["BotApp"], Router | Sequence[Router]]
 Hook = Callable[[], Awaitable[None]]
 
 
-class ServiceKey(Generic[T]):
-    """A typed key for a feature's service object (``app.get(KNOWLEDGE)``)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<ServiceKey {self.name}>"
-
-
-def default_features() -> list[Setup]:
-    from handlers import FEATURES
-
+def default_features() -> list[Feature]:
     return list(FEATURES)
 
 
-def load_plugin(ref: str) -> Setup:
-    """``package.module:setup`` → the setup function (config ``bot.plugins``)."""
-    import importlib
+def load_plugin(ref: str) -> Feature:
+    """``package.module:name`` → the plugin's :class:`Feature` (or ``setup`` function), config ``bot.plugins``."""
+    import importlib  # only for plugins named in the config
 
     module_name, _, attr = ref.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
+        obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"bot.plugins: cannot load {ref!r}: {exc}") from exc
-    if not callable(fn):
-        raise ValueError(f"bot.plugins: {ref!r} is not a function")
-    return fn
+    if not isinstance(obj, Feature) and not callable(obj):
+        raise ValueError(f"bot.plugins: {ref!r} is neither a Feature nor a setup function")
+    return as_feature(obj)
 
 
 def make_sender(config: Config, clock: Clock | None = None, metrics: Metrics | None = None) -> Sender:
@@ -91,7 +83,7 @@ def make_sender(config: Config, clock: Clock | None = None, metrics: Metrics | N
 
 class BotApp:
     def __init__(self, config: Config, *, sender: Sender | None = None, clock: Clock | None = None,
-                 features: Sequence[Setup] | None = None, run_workers: bool = True) -> None:
+                 features: Sequence[Feature | Setup] | None = None, run_workers: bool = True) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.replica = config.bot.instance_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -103,7 +95,7 @@ class BotApp:
         self.roles = Roles(config.bot.admins, self.clock, self.db.dialect)
         self.scheduler = Scheduler(config.bot.tz, self.db, self.clock, self.metrics, self.replica)
         self.timers = Timers(self.db, self.clock, self.replica)
-        self._services: dict[ServiceKey[Any], Any] = {}
+        self.services = Services()
         self.sender: Sender = sender if sender is not None else make_sender(config, self.clock, self.metrics)
         self.dispatcher = Dispatcher(self)
         self.inbox_pump = InboxPump(self.db, self.clock, self.dispatcher, config.inbox, self.metrics, self.replica,
@@ -133,27 +125,24 @@ class BotApp:
         self.started = False
 
         self.dispatcher.include(build_command_router())
-        setups = default_features() if features is None else list(features)
-        setups += [load_plugin(ref) for ref in config.bot.plugins]
-        for setup in setups:
-            result = setup(self)
-            for router in ([result] if isinstance(result, Router) else list(result)):
+        chosen = [as_feature(f) for f in (default_features() if features is None else features)]
+        chosen += [load_plugin(ref) for ref in config.bot.plugins]
+        self.features = chosen
+        for feature in chosen:
+            for router in feature.setup(self):
                 self.dispatcher.include(router)
         self.commands = CommandRegistry(self.dispatcher.routers)
         self.dispatcher.error_hooks.append(self._notify_ops)
 
     # ── services ──
     def provide(self, key: ServiceKey[T], value: T) -> None:
-        self._services[key] = value
+        self.services.provide(key, value)
 
     def get(self, key: ServiceKey[T]) -> T:
-        try:
-            return self._services[key]
-        except KeyError:
-            raise LookupError(f"no service {key.name!r}; is its feature enabled?") from None
+        return self.services.get(key)
 
     def maybe(self, key: ServiceKey[T]) -> T | None:
-        return self._services.get(key)
+        return self.services.maybe(key)
 
     # ── lifecycle ──
     async def start(self) -> None:
@@ -309,7 +298,6 @@ class BotApp:
         text_ = self.templates.render("core/handler_error.j2", handler=spec.name, event=event,
                                       error=f"{type(exc).__name__}: {exc}"[:300])
         async with self.db.session() as s:
-            n = await self.outbox.enqueue(s, key=f"error|{event.key}|{spec.name}"[:200], kind="app_message",
-                                          text=text_, to=ops, source=event.key)
-        if n:
-            self.outbox_pump.kick()
+            fx = Effects(self, s, source=event.key)
+            await fx.send("app_message", key=f"error|{event.key}|{spec.name}"[:200], text=text_, to=ops)
+        fx.kick()

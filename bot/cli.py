@@ -1,7 +1,7 @@
 """``python -m bot …`` / ``siyu …``: the command line.
 
 Each feature adds its subcommands through a ``register(subparsers)`` function
-listed in CLI_MODULES.
+listed in CLI_MODULES; the arguments and output they share are in bot.cliargs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import __version__
+from bot.cliargs import add_config_arg, config_from_args, emit_json
 from bot.config import Config, ConfigError, default_config_path, describe, load_config
 
 CLI_MODULES: list[str] = [
@@ -38,49 +39,6 @@ e.g. SIYU_DATABASE__URL=postgresql://user:pass@host/db or SIYU_BOT__ADMINS='["ad
 """
 
 
-def add_config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="PATH",
-                   help="config file (default: ./config.toml, else ./config.example.toml)")
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Load the config named by --config, printing errors and exiting 2 if it is invalid."""
-    path = default_config_path(getattr(args, "config", None))
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"siyu: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def emit_json(obj: Any) -> None:
-    print(json.dumps(obj, ensure_ascii=False, default=str))
-
-
-def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: str, *, field: str = "dir",
-                 **counts: Any) -> int:
-    """How every ``… check`` command answers: one ``file:line: problem`` line per problem and a summary
-    (or one JSON object ``{"ok", "dir" (or "file"), <counts>, "problems"}``); exit 0 when valid, 1 with problems."""
-    if as_json:
-        emit_json({"ok": not problems, field: where, **counts, "problems": [p.to_json() for p in problems]})
-    else:
-        for p in problems:
-            print(f"✗ {p}")
-        print(f"{'✗' if problems else '✓'} {where}: {summary}, {len(problems)} problem(s)")
-    return 1 if problems else 0
-
-
-def report_missing_dir(as_json: bool, directory: Any, **counts: Any) -> int:
-    """How a directory ``… check`` command answers when the directory is not there: exit 2, the same
-    JSON shape as ``report_check`` (``counts`` zero) or one ``✗`` line on stderr."""
-    if as_json:
-        emit_json({"ok": False, "dir": str(directory), **counts, "problems": [
-            {"file": str(directory), "line": 0, "problem": "directory does not exist"}]})
-    else:
-        print(f"✗ {directory}: directory does not exist", file=sys.stderr)
-    return 2
-
-
 def freeze_startup_objects() -> None:
     """Move what start-up loaded (jieba's and pypinyin's tables, lexicons, the knowledge base) out of
     the cyclic garbage collector's walks: they live as long as the process, and walking them on every
@@ -100,6 +58,13 @@ def serving_app(bot: Any) -> Any:
     web_app = create_web_app(bot)
     web_app.on_startup.append(_freeze_on_startup)  # runs after the bot's start (a cleanup context runs first)
     return web_app
+
+
+def make_app(config: Config, **kw: Any) -> Any:
+    """The whole bot for a subcommand that needs one (``args.make_app``: feature CLIs never import the app)."""
+    from bot.app import BotApp  # here, not at the top: `siyu --help` and `check-config` need no bot
+
+    return BotApp(config, **kw)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -194,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in CLI_MODULES:
         importlib.import_module(name).register(sub)
+    parser.set_defaults(make_app=make_app)
     return parser
 
 

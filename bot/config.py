@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from bot.configbase import Section, check_duration
 
 ENV_PREFIX = "SIYU_"
 
@@ -29,10 +31,6 @@ class ConfigError(Exception):
         self.source = source
         head = f"invalid configuration{f' in {source}' if source else ''}"
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 def _check_aes_key(v: SecretStr) -> SecretStr:
@@ -261,10 +259,7 @@ class ModerationConfig(Section):
         for k in v:
             if k not in known:
                 raise ValueError(f"unknown detector {k!r}; one of {', '.join(known)}")
-def _duration(v: str) -> str:
-    if not re.fullmatch(r"\d+\s*[mhd]", v.strip()):
-        raise ValueError("must be a duration such as \"30m\", \"2h\" or \"1d\"")
-    return v.strip()
+_duration = check_duration
 
 
 class SopConfig(Section):

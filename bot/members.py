@@ -2,19 +2,20 @@
 
 The tiers feature owns members (points, tier, tags, groups) and provides a
 :class:`MemberDirectory` under :data:`MEMBERS`. The knowledge base (scopes by
-tier, answer templates) and the SOP engine (``when: member.points < 10``) read
-profiles through it; without the tiers feature they fall back to what the event
-says (:func:`profile_from_actor`).
+tier, answer templates), the SOP engine (``when: member.points < 10``, targets,
+check-in tallies) and compliance (group owners) read members and groups through
+it — never the tiers tables; without the tiers feature they fall back to what
+the event says (:func:`profile_from_actor`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
-from bot.app import ServiceKey
 from bot.events import Actor
+from bot.services import ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,43 @@ class MemberProfile:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """What features may know about a customer group."""
+
+    chat_id: str
+    name: str = ""
+    owner_id: str = ""            # the staff member who runs it (``/group owner``)
+    member_count: int = 0
+    tier: str = ""                # the ladder step the group belongs to (``/group tier``), if any
+    dismissed_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.dismissed_at is None
+
+
 class MemberDirectory(Protocol):
+    """Members and groups as the tiers feature stores them; every other feature reads them through this."""
+
     async def profile(self, session: Any, member_id: str) -> MemberProfile | None:
         """The member's profile, or None if the bot has never seen them."""
+        ...
+
+    async def find(self, session: Any, id_or_name: str, limit: int = 3) -> list[MemberProfile]:
+        """Members whose id is ``id_or_name``, else whose name is (at most ``limit``)."""
+        ...
+
+    async def group(self, session: Any, chat_id: str) -> GroupInfo | None:
+        ...
+
+    async def groups_named(self, session: Any, name: str) -> list[GroupInfo]:
+        """The active groups called ``name``."""
+        ...
+
+    async def checkins(self, session: Any, chat_id: str, since: date, until: date) -> list[tuple[str, str, str]]:
+        """(member id, ISO day, member name) of every check-in in ``chat_id`` from ``since`` to ``until``,
+        in order of day and then of check-in."""
         ...
 
 

@@ -8,9 +8,13 @@ from typing import Any
 from sqlalchemy import and_, delete, select
 
 from bot.clock import Clock
-from bot.dispatcher import ADMIN, ROLES
 from bot.storage.db import insert_ignoring_conflicts
 from bot.storage.models import RoleGrant
+
+ADMIN = "admin"
+OPERATOR = "operator"
+REVIEWER = "reviewer"
+ROLES = (ADMIN, OPERATOR, REVIEWER)
 
 GRANTS = RoleGrant.__table__
 

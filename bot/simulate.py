@@ -160,7 +160,7 @@ class Simulation:
 
 async def run(args: argparse.Namespace) -> int:
     from bot.app import BotApp
-    from bot.cli import config_from_args
+    from bot.cliargs import config_from_args
     from bot.logs import setup_logging
     from bot.senders.console import ConsoleSender
 
@@ -204,7 +204,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from bot.cli import add_config_arg
+    from bot.cliargs import add_config_arg
 
     p = sub.add_parser(
         "simulate", help="chat with the bot in the terminal (real pipeline, console sender)",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.app import ServiceKey
+from bot.services import ServiceKey
 
 # Errcodes worth trying again later (wecom-protocol.md §4), with the wait WeCom implies.
 RETRYABLE_ERRCODES: dict[int, float | None] = {

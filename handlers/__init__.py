@@ -1,12 +1,24 @@
-"""One router per feature, included explicitly (no discovery)."""
+"""The features, in the order they are installed: each a router (here) and a service package (under bot/).
 
+Included explicitly (no discovery). The dispatcher orders handlers by priority,
+not by this list; the list decides only the order of ``install`` (services a
+later feature looks up must be provided by an earlier one).
+"""
+
+from bot.feature import Feature, Setup
 from handlers import admin, knowledge, moderation, moments, sop, tiers
 
-FEATURES = [
-    moderation.setup,
-    admin.setup,
-    knowledge.setup,
-    tiers.setup,
-    sop.setup,
-    moments.setup,
-]
+BY_NAME: dict[str, Feature | Setup] = {
+    "moderation": moderation.setup,
+    "admin": Feature("admin", routers=[admin.router], about="/help, /whoami, /role, /confirm, /status"),
+    "knowledge": knowledge.setup,
+    "tiers": tiers.setup,
+    "sop": sop.setup,
+    "moments": moments.setup,
+}
+FEATURES: list[Feature | Setup] = list(BY_NAME.values())
+
+
+def feature(name: str) -> Feature | Setup:
+    """One feature by name (tests and benches build a bot with a few of them)."""
+    return BY_NAME[name]

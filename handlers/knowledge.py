@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.app import BotApp
 from bot.commands import Arg, CommandError, strip_bot_mention
-from bot.dispatcher import OPERATOR, Context, Predicate, Router, command_text
+from bot.context import Context
 from bot.events import MessageEvent
 from bot.knowledge import KNOWLEDGE, KnowledgeBase, store
 from bot.knowledge.answers import render_answer
@@ -31,7 +30,12 @@ from bot.knowledge.misses import group_misses
 from bot.knowledge.text import looks_like_question
 from bot.members import MemberProfile, profile_of
 from bot.pump import Reloader
+from bot.roles import OPERATOR
+from bot.routing import Predicate, Router, command_text
 from bot.textnorm import fold
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 log = logging.getLogger("siyu.knowledge")
 

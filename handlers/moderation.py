@@ -11,19 +11,24 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import and_, func, select, update
 
-from bot.app import BotApp, ServiceKey
 from bot.commands import Arg
-from bot.dispatcher import ADMIN, REVIEWER, Context, Router, command_text
+from bot.context import Context
 from bot.events import MessageEvent
 from bot.pump import Reloader
+from bot.roles import ADMIN, REVIEWER
+from bot.routing import Router, command_text
+from bot.services import ServiceKey
 from moderation.lexicon import LEVELS, check_term_text
 from moderation.models import ModerationFalsePositive
 from moderation.service import ALERTS, ESCALATE_TASK, LEVEL_MARK, STAGE_LABEL, STATUS_LABEL, WORDS, Moderation, Observed
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 log = logging.getLogger("siyu.moderation")
 

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 
-from bot.app import BotApp
 from bot.commands import Arg, CommandError
-from bot.dispatcher import OPERATOR, REVIEWER, Context, Router
+from bot.context import Context
 from bot.events import MessageEvent
 from bot.pump import Reloader
+from bot.roles import OPERATOR, REVIEWER
+from bot.routing import Router
 from bot.sop import MOMENTS
 from bot.sop.moments import ORIGIN_NAMES, DayPlan, PlannedSlot
 from bot.sop.publisher import OVERRIDES, POST_STATES, MomentResultsPump, MomentsPump, MomentsService
 from bot.sop.timing import WEEKDAY_ALIASES, WEEKDAY_CN, WEEKDAYS
 from bot.storage.db import insert_ignoring_conflicts
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 log = logging.getLogger("siyu.moments")
 

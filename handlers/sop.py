@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select
 
-from bot.app import BotApp
 from bot.commands import Arg, CommandError, parse_when
-from bot.dispatcher import OPERATOR, Context, Router
+from bot.context import Context
 from bot.events import (
     EXTERNAL_PREFIXES,
     Actor,
@@ -35,6 +34,8 @@ from bot.events import (
 )
 from bot.members import profile_of
 from bot.pump import Reloader
+from bot.roles import OPERATOR
+from bot.routing import Router
 from bot.sop import SOP
 from bot.sop.engine import OUTCOME_NAMES, RUNS, STATE_NAMES, STEPS, SopEngine, StepPump, Subject
 from bot.sop.files import ScriptFiles
@@ -42,6 +43,9 @@ from bot.sop.preview import timeline
 from bot.sop.script import TRIGGER_NAMES, VIA_NAMES, Defaults, Script
 from bot.sop.timing import WEEKDAY_CN
 from bot.tiers.models import Group, Member
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 log = logging.getLogger("siyu.sop")
 

@@ -7,19 +7,24 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select, update
 
-from bot.app import BotApp, ServiceKey
 from bot.commands import Arg, strip_bot_mention
-from bot.dispatcher import OPERATOR, Context, Predicate, Router, command_text
+from bot.context import Context
 from bot.events import Actor, ContactAdded, GroupCreated, GroupDismissed, MemberJoined, MemberLeft, MessageEvent
 from bot.members import MEMBERS
 from bot.pump import Reloader
+from bot.roles import OPERATOR
+from bot.routing import Predicate, Router, command_text
+from bot.services import ServiceKey
 from bot.tiers.ladder import GROUP, MEMBER, MEMBERSHIP, Ladder, SessionEffects
 from bot.tiers.rules import ACTIONS, REQUIREMENTS, load_rules
 from bot.yamldoc import FileProblems, file_stamp
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 log = logging.getLogger("siyu.tiers")
 

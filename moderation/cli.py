@@ -75,7 +75,7 @@ def _db_words(cfg: Any) -> tuple[list[Any], str]:
 
 
 def cmd_moderate(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cliargs import config_from_args, emit_json
     from moderation.lexicon import LexiconFiles
     from moderation.matcher import Matcher
 
@@ -116,7 +116,7 @@ def cmd_moderate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, report_check, report_missing_dir
+    from bot.cliargs import config_from_args, report_check, report_missing_dir
     from bot.yamldoc import FileProblems
     from moderation.lexicon import LexiconFiles
     from moderation.variants import load_digits, load_variants
@@ -144,7 +144,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cliargs import config_from_args, emit_json
     from moderation import archive
 
     cfg = config_from_args(args)
@@ -194,7 +194,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from bot.cli import add_config_arg
+    from bot.cliargs import add_config_arg
 
     p = sub.add_parser("moderate", help="scan messages for sensitive words (stdin), or check the lexicons",
                        description="Scan one message per line of stdin with the sensitive-word engine and print its "

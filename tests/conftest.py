@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.app import BotApp, Setup
+from bot.app import BotApp
 from bot.clock import FakeClock
 from bot.config import Config, load_config
+from bot.feature import Setup
 from bot.senders.base import Sender
 from bot.senders.console import RecordingSender
 from tests.fakes.wecom import fake_wecom, wecom_config  # noqa: F401 - fixtures for every test module

@@ -6,8 +6,9 @@ import itertools
 from typing import Any
 
 from bot.app import BotApp
-from bot.dispatcher import Context, Router
+from bot.context import Context
 from bot.events import Actor, Chat, ContactAdded, Event, MemberJoined, MemberLeft, MessageEvent
+from bot.routing import Router
 from bot.senders.base import Delivery
 from bot.senders.console import RecordingSender
 

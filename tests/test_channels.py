@@ -362,8 +362,9 @@ async def test_aibot_enter_chat_event_is_stored(bot: BotApp) -> None:
 
 
 def long_answers(app: BotApp) -> object:
-    from bot.dispatcher import Context, Router, text_matches
+    from bot.context import Context
     from bot.events import MessageEvent
+    from bot.routing import Router, text_matches
 
     router = Router("long-answers")
 

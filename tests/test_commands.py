@@ -9,10 +9,12 @@ from sqlalchemy import select
 
 from bot.app import BotApp
 from bot.commands import Arg, CommandError, tokenize
-from bot.dispatcher import ADMIN, OPERATOR, Context, Router
+from bot.context import Context
 from bot.events import MessageEvent
+from bot.roles import ADMIN, OPERATOR
+from bot.routing import Router
 from bot.storage.models import AuditLog, KeyValue
-from handlers import admin
+from handlers import feature
 from tests.harness import Harness
 
 
@@ -66,7 +68,7 @@ def notes_feature(app: BotApp) -> Router:
 
 @pytest.fixture
 async def h(make_bot: Callable[..., BotApp]) -> Harness:
-    app = make_bot(features=[admin.setup, notes_feature])
+    app = make_bot(features=[feature("admin"), notes_feature])
     await app.start()
     return Harness(app)
 

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from bot.app import BotApp
-from bot.dispatcher import Context, Router, TransientError, from_staff, in_group, text_matches
+from bot.context import Context
+from bot.dispatcher import TransientError
 from bot.events import MessageEvent
+from bot.routing import Router, from_staff, in_group, text_matches
 from bot.storage.models import HandledEvent, InboxRow, KeyValue, OutboxRow
 from tests.harness import Harness
 
@@ -160,10 +162,10 @@ async def test_router_names_and_commands_must_be_unique(make_bot: Callable[..., 
 
         return r
 
-    from handlers import admin
+    from handlers import feature
 
     with pytest.raises(ValueError, match="declared twice"):
-        make_bot(features=[admin.setup, dup_cmd])
+        make_bot(features=[feature("admin"), dup_cmd])
 
 
 async def test_after_commit_hooks_run_only_when_the_handler_committed(make_bot: Callable[..., BotApp]) -> None:

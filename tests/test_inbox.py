@@ -9,9 +9,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from bot.app import BotApp
-from bot.dispatcher import Context, Router
+from bot.context import Context
 from bot.events import MessageEvent
 from bot.inbox import Incoming
+from bot.routing import Router
 from bot.storage.models import HandledEvent, InboxRow, OutboxRow
 from tests.harness import Harness
 

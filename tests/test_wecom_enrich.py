@@ -10,8 +10,9 @@ from sqlalchemy import select
 from bot.app import BotApp
 from bot.clock import FakeClock
 from bot.config import Config
-from bot.dispatcher import Context, Router
+from bot.context import Context
 from bot.events import MemberJoined
+from bot.routing import Router
 from bot.senders.wecom import WeComSender
 from bot.storage.models import InboxRow
 from tests.conftest import TEST_ENV

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from bot.app import BotApp
 from bot.clock import FakeClock
 from bot.config import Config, ConfigError
-from bot.dispatcher import Context, Router, text_matches
+from bot.context import Context
 from bot.events import Actor, Chat, MessageEvent
+from bot.routing import Router, text_matches
 from bot.senders.robot import RobotSender
 from bot.senders.wecom import WeComSender
 from bot.storage.models import OutboxRow

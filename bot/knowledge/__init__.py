@@ -7,8 +7,8 @@
 questions), ``cli`` (``python -m bot kb …``). The chat side is handlers/knowledge.py.
 """
 
-from bot.app import ServiceKey
 from bot.knowledge.base import KnowledgeBase
+from bot.services import ServiceKey
 
 KNOWLEDGE: ServiceKey[KnowledgeBase] = ServiceKey("knowledge")
 

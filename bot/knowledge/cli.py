@@ -67,7 +67,7 @@ def _load_db_entries(cfg: Any, kb: Any) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cliargs import config_from_args, emit_json
     from bot.knowledge.answers import render_answer
     from bot.knowledge.base import KnowledgeBase
     from bot.knowledge.entry import Where
@@ -155,7 +155,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, report_check, report_missing_dir
+    from bot.cliargs import config_from_args, report_check, report_missing_dir
     from bot.knowledge.files import KnowledgeFiles
 
     if args.dir:
@@ -178,7 +178,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from bot.cli import add_config_arg
+    from bot.cliargs import add_config_arg
 
     kb = sub.add_parser("kb", help="knowledge base: answer a question, check the entry files",
                         description="The knowledge base from the command line: see how a question would be "

@@ -9,7 +9,7 @@ task results), ``models`` (tables), ``cli`` (``python -m bot sop|moments …``).
 The chat side is handlers/sop.py and handlers/moments.py.
 """
 
-from bot.app import ServiceKey
+from bot.services import ServiceKey
 from bot.sop.engine import SopEngine
 from bot.sop.publisher import MomentsService
 

@@ -106,7 +106,7 @@ def _read_db(cfg: Any, work: Any) -> tuple[Any, str]:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cliargs import config_from_args, emit_json
     from bot.commands import CommandError, parse_when
     from bot.sop.files import ScriptFiles
     from bot.sop.preview import timeline
@@ -168,7 +168,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, report_check, report_missing_dir
+    from bot.cliargs import config_from_args, report_check, report_missing_dir
     from bot.sop.files import ScriptFiles
     from bot.sop.moments import load_calendar
     from bot.yamldoc import FileProblems
@@ -194,7 +194,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_week(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cliargs import config_from_args, emit_json
     from bot.sop.models import MomentOverride, MomentPost
     from bot.sop.moments import ORIGIN_NAMES, ChatChanges, load_calendar
     from bot.sop.timing import WEEKDAY_CN
@@ -275,7 +275,7 @@ def cmd_week(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from bot.cli import add_config_arg
+    from bot.cliargs import add_config_arg
 
     sop = sub.add_parser("sop", help="SOP scripts: preview a timeline, check the script files",
                          description="SOP scripts from the command line: see when each step of a script would go out "

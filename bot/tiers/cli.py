@@ -30,7 +30,7 @@ imported is skipped, so the same export can be imported again safely.
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, report_check
+    from bot.cliargs import config_from_args, report_check
     from bot.tiers.rules import load_rules
     from bot.yamldoc import FileProblems
 
@@ -52,7 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 async def _recompute(args: argparse.Namespace) -> list[Any]:
     from bot.app import BotApp
-    from bot.cli import config_from_args
+    from bot.cliargs import config_from_args
     from bot.senders.console import RecordingSender
     from bot.tiers.ladder import SessionEffects
     from handlers.tiers import LADDER
@@ -74,7 +74,7 @@ async def _recompute(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_recompute(args: argparse.Namespace) -> int:
-    from bot.cli import emit_json
+    from bot.cliargs import emit_json
 
     diffs = asyncio.run(_recompute(args))
     if args.json:
@@ -164,7 +164,7 @@ def parse_purchases(text: str, fmt: str, tz: Any) -> tuple[list[PurchaseRecord],
 
 async def _import_purchases(args: argparse.Namespace, records: list[PurchaseRecord]) -> tuple[int, int, int]:
     from bot.app import BotApp
-    from bot.cli import config_from_args
+    from bot.cliargs import config_from_args
     from bot.events import Actor
     from bot.senders.console import RecordingSender
     from bot.tiers.ladder import SessionEffects
@@ -195,7 +195,7 @@ async def _import_purchases(args: argparse.Namespace, records: list[PurchaseReco
 
 
 def cmd_import_purchases(args: argparse.Namespace) -> int:
-    from bot.cli import config_from_args, emit_json
+    from bot.cliargs import config_from_args, emit_json
 
     if args.file == "-":
         text, name = sys.stdin.read(), "stdin"
@@ -221,7 +221,7 @@ def cmd_import_purchases(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from bot.cli import add_config_arg
+    from bot.cliargs import add_config_arg
 
     p = sub.add_parser("tiers", help="member tiers: validate the rules, recompute from the ledger",
                        description="The member ladder (tiers.yaml) and its points ledger.", epilog=EPILOG,

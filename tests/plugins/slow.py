@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from bot.app import BotApp
-from bot.dispatcher import Context, Router, text_matches
+from bot.context import Context
 from bot.events import MessageEvent
+from bot.routing import Router, text_matches
 
 
 def setup(app: BotApp) -> Router:

@@ -1,0 +1,146 @@
+"""Routers and predicates: what a feature declares.
+
+One :class:`Router` per feature, created at module level in ``handlers/<feature>.py``;
+handlers are plain ``async def h(event, ctx)``. Matching (predicates), authority
+(roles) and handling are kept apart. Handlers run in priority order (lower
+first); a handler declared ``block=True`` that matched stops the handlers after
+it, observers (``block=False``) never do.
+
+Priorities by convention: 0-9 observers that see every event (moderation),
+10 slash commands (blocking), 20-29 interactive follow-ups (a number answering
+"did you mean"), 30-39 tiers bookkeeping (observer), 40-49 SOP triggers
+(observer), 50+ the knowledge base's answers (blocking).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot.commands import CommandSpec
+from bot.events import Event, MessageEvent
+
+if TYPE_CHECKING:
+    from bot.context import Context
+
+E = TypeVar("E", bound=Event)
+HandlerFn = Callable[[Any, "Context"], Awaitable[None]]
+
+
+# ── predicates ─────────────────────────────────────────────────────────────────
+
+
+class Predicate:
+    """A named test on an event; combine with ``&``, ``|`` and ``~``."""
+
+    def __init__(self, fn: Callable[[Event], bool], name: str) -> None:
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, event: Event) -> bool:
+        return bool(self.fn(event))
+
+    def __and__(self, other: Predicate) -> Predicate:
+        return Predicate(lambda e: self(e) and other(e), f"({self.name} & {other.name})")
+
+    def __or__(self, other: Predicate) -> Predicate:
+        return Predicate(lambda e: self(e) or other(e), f"({self.name} | {other.name})")
+
+    def __invert__(self) -> Predicate:
+        return Predicate(lambda e: not self(e), f"~{self.name}")
+
+    def __repr__(self) -> str:
+        return f"<Predicate {self.name}>"
+
+
+always = Predicate(lambda e: True, "always")
+in_group = Predicate(lambda e: getattr(getattr(e, "chat", None), "type", "") == "group", "in_group")
+in_single = Predicate(lambda e: getattr(getattr(e, "chat", None), "type", "") == "single", "in_single")
+from_staff = Predicate(lambda e: isinstance(e, MessageEvent) and e.sender.staff, "from_staff")
+from_customer = Predicate(lambda e: isinstance(e, MessageEvent) and not e.sender.staff, "from_customer")
+mentions_bot = Predicate(lambda e: isinstance(e, MessageEvent) and e.mentions_bot, "mentions_bot")
+
+
+def text_matches(pattern: str | re.Pattern[str]) -> Predicate:
+    rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+    return Predicate(lambda e: isinstance(e, MessageEvent) and bool(rx.search(e.text)), f"text~{rx.pattern}")
+
+
+_LEADING_MENTIONS = re.compile(r"^(?:[@＠]\S+\s+)+")
+
+
+def command_text(text: str) -> str | None:
+    """The text after the slash if ``text`` is a slash command (ASCII or full-width slash).
+
+    Leading @mentions are skipped: "@小域 /help" is the /help command.
+    """
+    t = _LEADING_MENTIONS.sub("", text.lstrip())
+    if t[:1] in ("/", "／") and len(t) > 1 and not t[1].isspace():
+        return t[1:]
+    return None
+
+
+is_command_text = Predicate(lambda e: isinstance(e, MessageEvent) and command_text(e.text) is not None,
+                            "is_command")
+
+
+def is_command(name: str) -> Predicate:
+    def test(e: Event) -> bool:
+        if not isinstance(e, MessageEvent):
+            return False
+        body = command_text(e.text)
+        return body is not None and body.split(maxsplit=1)[0].lower() == name
+
+    return Predicate(test, f"is_command({name})")
+
+
+# ── handlers and routers ───────────────────────────────────────────────────────
+
+
+@dataclass(slots=True)
+class HandlerSpec:
+    name: str
+    event_type: type[Event]
+    fn: HandlerFn
+    predicate: Predicate = always
+    priority: int = 50
+    block: bool = False
+    roles: frozenset[str] = frozenset()
+
+
+class Router:
+    """A feature's handlers and commands."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: list[HandlerSpec] = []
+        self.commands: list[CommandSpec] = []
+        self.command_help: dict[str, str] = {}
+
+    def on(self, event_type: type[E], predicate: Predicate | None = None, *, priority: int = 50,
+           block: bool = False, roles: Iterable[str] = ()) -> Callable[[HandlerFn], HandlerFn]:
+        def deco(fn: HandlerFn) -> HandlerFn:
+            self.handlers.append(HandlerSpec(
+                name=f"{self.name}.{fn.__name__}", event_type=event_type, fn=fn, predicate=predicate or always,
+                priority=priority, block=block, roles=frozenset(roles)))
+            return fn
+
+        return deco
+
+    def message(self, predicate: Predicate | None = None, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
+        return self.on(MessageEvent, predicate, **kw)
+
+    def describe(self, command: str, help_text: str) -> None:
+        """One line of help for a top-level command that has subcommands."""
+        self.command_help[command] = help_text
+
+    def command(self, path: str, *args: Any, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
+        """Declare ``/path`` (``"kb add"`` for a subcommand); see bot.commands.CommandSpec."""
+
+        def deco(fn: HandlerFn) -> HandlerFn:
+            self.commands.append(CommandSpec.declare(path, fn, list(args), router=self.name, **kw))
+            return fn
+
+        return deco
