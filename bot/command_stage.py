@@ -83,12 +83,17 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
         return
     ctx.args = args
     ctx.confirmed = confirmed
-    if spec.audited:
-        async def audit_failure() -> None:
-            async with app.db.session() as s:
-                await audit(s, app, event, spec.name, raw_args, "error", "the command failed; nothing was changed")
 
-        ctx.on_rollback(audit_failure)
+    async def after_failure() -> None:
+        # The handler's transaction is gone: tell the author (and audit) in a fresh one.
+        async with app.db.session() as s:
+            if spec.audited:
+                await audit(s, app, event, spec.name, raw_args, "error", "the command failed; nothing was changed")
+            told = Context(app, event, s, ctx.handler, roles=ctx.roles)
+            await told.reply(app.templates.render("core/command_failed.j2", spec=spec), key=told.key("failed"))
+        told.kick()
+
+    ctx.on_rollback(after_failure)
     try:
         # A handler may refuse arguments only it can judge by raising CommandError: whatever it
         # changed before is rolled back to this savepoint and the user gets the usage.
@@ -125,12 +130,13 @@ async def _new_confirmation(ctx: Context, event: MessageEvent, body: str) -> str
 
 
 async def confirm(ctx: Context, event: MessageEvent, code: str) -> bool:
-    """Run the command waiting under ``code`` for this person; False if none is valid."""
+    """Run the command waiting under ``code`` for this person in this chat; False if none is valid."""
     now = ctx.now()
     pc = PendingConfirmation.__table__
     row = (await ctx.session.execute(
         select(pc.c.id, pc.c.command_text).where(and_(
-            pc.c.actor == event.sender.id, pc.c.code == code, pc.c.used_at.is_(None), pc.c.expires_at > now))
+            pc.c.actor == event.sender.id, pc.c.chat_id == event.chat.id, pc.c.code == code,
+            pc.c.used_at.is_(None), pc.c.expires_at > now))
         .order_by(pc.c.id.desc()).limit(1))).first()
     if row is None:
         return False

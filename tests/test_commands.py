@@ -150,10 +150,23 @@ async def test_confirmation_runs_once_and_expires(h: Harness) -> None:
         "awaiting_confirmation", "ok", "awaiting_confirmation"]
 
 
-async def test_a_failing_command_changes_nothing_and_is_audited(h: Harness) -> None:
-    await h.admin("/note crash")
+async def test_a_failing_command_changes_nothing_tells_its_author_and_is_audited(h: Harness) -> None:
+    sent = await h.say("/note crash", sender="admin01", name="管理员", staff=True, chat="g9")
+    assert [(d.kind, d.chat_id) for d in sent] == [("reply", "g9")]
+    assert "/note crash 没有执行成功，什么都没有改变" in sent[0].text
     assert await kv(h.app, "half-done") is None
     assert ("note crash", "error") in await audit_rows(h.app)
+
+
+async def test_a_confirmation_code_works_only_in_the_chat_it_was_given_in(h: Harness) -> None:
+    (prompt,) = await h.admin("/note wipe", chat="g1")
+    code = prompt.split("/confirm ")[1][:4]
+    (text,) = await h.admin(f"/confirm {code}", group=False)  # the same person, 1:1
+    assert "无效或已过期" in text and await kv(h.app, "wiped") is None
+    (text,) = await h.admin(f"/confirm {code}", chat="g2")
+    assert "无效或已过期" in text and await kv(h.app, "wiped") is None
+    (text,) = await h.admin(f"/confirm {code}", chat="g1")
+    assert text == "已清空" and await kv(h.app, "wiped") is True
 
 
 async def test_where_a_command_may_run(h: Harness) -> None:
