@@ -51,15 +51,10 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
         return
     spec, consumed, top = registry.resolve(tokens)
     if spec is None:
-        subs = registry.subcommands(top) if top else []
-        visible = [s for s in subs if s.allowed(ctx.roles)]
-        if visible:
-            await ctx.reply(app.templates.render("core/help_command.j2", top=top, specs=visible,
-                                                 about=registry.group_help.get(top, ""),
-                                                 problem=_unknown_sub(tokens)))
-        else:
-            await ctx.reply(app.templates.render("core/unknown_command.j2", name=top))
+        await _unknown(ctx, registry, tokens, top)
         return
+    if spec.private and event.chat.is_group and event.chat.id not in app.config.bot.staff_groups:
+        ctx.private = True  # staff, customer or compliance data: answered 1:1, a short notice in the group
     raw_args = body[tokens[consumed - 1].end:].strip() if consumed else ""
     if not spec.allowed(ctx.roles):
         if spec.audited:
@@ -113,10 +108,22 @@ async def _usage_error(ctx: Context, event: MessageEvent, spec: CommandSpec, raw
                                              help=spec.help))
 
 
-def _unknown_sub(tokens: list[Token]) -> str:
-    if len(tokens) > 1:
-        return f"没有子命令 {tokens[1].text}"
-    return ""
+async def _unknown(ctx: Context, registry: CommandRegistry, tokens: list[Token], top: str) -> None:
+    """A typo: did-you-mean and one line of usage; ``/kb`` alone: the group's help."""
+    render = ctx.app.templates.render
+    subs = [s for s in registry.subcommands(top) if s.allowed(ctx.roles)] if top else []
+    if subs and len(tokens) == 1:
+        await ctx.reply(render("core/help_command.j2", top=top, specs=subs, about=registry.group_help.get(top, ""),
+                               problem=""))
+        return
+    if subs:
+        sub = tokens[1].text
+        await ctx.reply(render("core/unknown_sub.j2", top=top, sub=sub, subs=[s.path[-1] for s in subs],
+                               suggestion=registry.suggest(sub, ctx.roles, top=top)))
+        return
+    suggestion = registry.suggest(top, ctx.roles) if top else None
+    group = suggestion is not None and (len(suggestion.path) == 2 or len(registry.subcommands(suggestion.path[0])) > 1)
+    await ctx.reply(render("core/unknown_command.j2", name=top, suggestion=suggestion, group=group))
 
 
 async def _new_confirmation(ctx: Context, event: MessageEvent, body: str) -> str:

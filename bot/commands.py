@@ -146,11 +146,12 @@ class CommandSpec:
     confirm: bool = False
     audit: bool | None = None
     examples: list[str] = field(default_factory=list)
+    private: bool = False  # its answer holds staff, customer or compliance data: answered 1:1 when typed in a group
 
     @classmethod
     def declare(cls, path: str, fn: HandlerFn, args: list[Any], *, router: str, help: str = "",
                 roles: Iterable[str] = (), where: str = "any", confirm: bool = False,
-                audit: bool | None = None, examples: Sequence[str] = ()) -> CommandSpec:
+                audit: bool | None = None, examples: Sequence[str] = (), private: bool = False) -> CommandSpec:
         parts = tuple(p.lower() for p in path.split())
         if not 1 <= len(parts) <= 2:
             raise ValueError(f"command path {path!r} must be 'cmd' or 'cmd sub'")
@@ -162,7 +163,7 @@ class CommandSpec:
         if any(a.rest for a in args[:-1]):
             raise ValueError(f"{path}: only the last argument may take the rest of the text")
         return cls(path=parts, fn=fn, args=list(args), router=router, help=help, roles=frozenset(roles),
-                   where=where, confirm=confirm, audit=audit, examples=list(examples))
+                   where=where, confirm=confirm, audit=audit, examples=list(examples), private=private)
 
     @property
     def name(self) -> str:
@@ -212,6 +213,7 @@ class CommandRegistry:
     def __init__(self, routers: Iterable[Router]) -> None:
         self.specs: dict[tuple[str, ...], CommandSpec] = {}
         self.group_help: dict[str, str] = {}
+        self.aliases: dict[tuple[str, ...], tuple[str, ...]] = {}
         for r in routers:
             self.group_help.update(r.command_help)
             for spec in r.commands:
@@ -219,27 +221,59 @@ class CommandRegistry:
                     raise ValueError(f"command /{spec.name} declared twice ({self.specs[spec.path].router}, "
                                      f"{spec.router})")
                 self.specs[spec.path] = spec
+            for alias, path in r.command_aliases.items():
+                if alias in self.aliases and self.aliases[alias] != path:
+                    raise ValueError(f"alias /{' '.join(alias)} declared twice")
+                self.aliases[alias] = path
         for path in self.specs:
             if len(path) == 2 and (path[0],) in self.specs and self.specs[(path[0],)].args:
                 raise ValueError(f"/{path[0]} takes arguments and also has subcommands")
+        for alias, path in self.aliases.items():
+            if path not in self.specs and not any(p[0] == path[0] for p in self.specs):
+                raise ValueError(f"alias /{' '.join(alias)} names /{' '.join(path)}, which is not a command")
 
     def top_level(self) -> list[str]:
         return sorted({p[0] for p in self.specs})
 
     def subcommands(self, top: str) -> list[CommandSpec]:
+        top = self.aliases.get((top,), (top,))[0]
         return [s for p, s in sorted(self.specs.items()) if p[0] == top]
 
     def resolve(self, tokens: list[Token]) -> tuple[CommandSpec | None, int, str]:
-        """(spec, tokens consumed, top-level name) for the typed command."""
+        """(spec, tokens consumed, top-level name) for the typed command; Chinese aliases (/帮助) included."""
         if not tokens:
             return None, 0, ""
-        top = tokens[0].text.lower()
-        if len(tokens) > 1 and (top, tokens[1].text.lower()) in self.specs:
-            return self.specs[(top, tokens[1].text.lower())], 2, top
+        words = [t.text.lower() for t in tokens[:2]]
+        if len(words) == 2 and tuple(words) in self.aliases:
+            path = self.aliases[tuple(words)]
+            return self.specs.get(path), 2, path[0]
+        first = self.aliases.get((words[0],), (words[0],))
+        top = first[0]
+        if len(first) == 2:
+            return self.specs.get(first), 1, top
+        if len(words) == 2:
+            sub = self.aliases.get((top, words[1]), (top, words[1]))
+            if sub in self.specs:
+                return self.specs[sub], 2, top
         return self.specs.get((top,)), 1, top
 
     def visible(self, roles: frozenset[str]) -> list[CommandSpec]:
         return [s for _, s in sorted(self.specs.items()) if s.allowed(roles)]
+
+    def suggest(self, typed: str, roles: frozenset[str], top: str | None = None) -> CommandSpec | None:
+        """The command a typo most likely meant ("/kb ad" → /kb add, "/hlep" → /help), among those ``roles``
+        may run; None when nothing is close."""
+        import difflib  # only when somebody mistyped
+
+        specs = [s for s in self.visible(roles) if top is None or s.path[0] == top]
+        names = {(s.path[-1] if top is not None and len(s.path) == 2 else s.path[0]): s for s in specs}
+        close = difflib.get_close_matches(typed.lower(), list(names), n=1, cutoff=0.6)
+        if not close:
+            return None
+        found = names[close[0]]
+        if top is None and len(found.path) == 2:  # a top-level typo of a command with subcommands
+            return next((s for s in specs if s.path == (found.path[0],)), found)
+        return found
 
 
 def strip_bot_mention(text: str, bot_names: Iterable[str]) -> str:

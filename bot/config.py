@@ -115,6 +115,8 @@ class BotConfig(Section):
     sender: Literal["console", "robot", "wecom"] = "console"
     ops_users: list[str] = Field(default_factory=list)
     confirm_ttl_s: int = Field(120, ge=10, le=3600)
+    staff_groups: list[str] = Field(default_factory=list, description="internal groups (chat ids) where commands "
+                                    "that show staff, customer or compliance data may answer in the group")
     instance_id: str = ""
     plugins: list[str] = Field(default_factory=list)
 

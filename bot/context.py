@@ -42,6 +42,8 @@ class Context(Effects):
         self.roles = roles
         self.args: Args = args if args is not None else _NO_ARGS
         self.confirmed = confirmed
+        self.private = False  # replies go to the author 1:1 (a command whose answer is private, typed in a group)
+        self._noticed = False
         self.rollback_hooks: list[Callable[[], Awaitable[None]]] = []
         self.commit_hooks: list[Callable[[], None]] = []
 
@@ -93,8 +95,10 @@ class Context(Effects):
 
     async def reply(self, text: str, *, msgtype: str = "text", mention: bool = False,
                     key: str | None = None) -> int:
-        """Answer in the chat the event came from."""
+        """Answer in the chat the event came from (1:1 to the author instead when ``private`` is set)."""
         chat, to, dest = self._reply_target()
+        if self.private and chat is not None and chat.is_group and to:
+            return await self._reply_privately(text, to, key=key)
         if chat is None:
             raise RuntimeError(f"{type(self.event).__name__} has no chat to reply to")
         if mention and to:
@@ -106,3 +110,15 @@ class Context(Effects):
             extra["not_before"] = self.now() + timedelta(milliseconds=wait_ms + 500)
         return await self.send("reply", text=text, chat=chat, to=to, msgtype=msgtype, destination=dest, key=key,
                                **extra)
+
+    async def _reply_privately(self, text: str, to: list[str], *, key: str | None) -> int:
+        """The answer as an app message to the author; once per event, a neutral notice in the group."""
+        n = await self.send("app_message", text=text, to=to, key=key)
+        if not self._noticed:
+            self._noticed = True
+            self.private = False
+            try:
+                await self.reply(self.render("core/answered_privately.j2"), mention=True, key=self.key("private"))
+            finally:
+                self.private = True
+        return n

@@ -118,6 +118,7 @@ class Router:
         self.handlers: list[HandlerSpec] = []
         self.commands: list[CommandSpec] = []
         self.command_help: dict[str, str] = {}
+        self.command_aliases: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def on(self, event_type: type[E], predicate: Predicate | None = None, *, priority: int = 50,
            block: bool = False, roles: Iterable[str] = ()) -> Callable[[HandlerFn], HandlerFn]:
@@ -135,6 +136,11 @@ class Router:
     def describe(self, command: str, help_text: str) -> None:
         """One line of help for a top-level command that has subcommands."""
         self.command_help[command] = help_text
+
+    def alias(self, alias: str, path: str) -> None:
+        """Another name for a command (usually Chinese): ``alias("帮助", "help")``, ``alias("知识库", "kb")``,
+        ``alias("知识库 新增", "kb add")``."""
+        self.command_aliases[tuple(alias.lower().split())] = tuple(path.lower().split())
 
     def command(self, path: str, *args: Any, **kw: Any) -> Callable[[HandlerFn], HandlerFn]:
         """Declare ``/path`` (``"kb add"`` for a subcommand); see bot.commands.CommandSpec."""

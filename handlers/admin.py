@@ -13,6 +13,9 @@ ROLE_NAMES = {ADMIN: "管理员", OPERATOR: "运营", REVIEWER: "合规审核"}
 
 router = Router("admin")
 router.describe("role", "角色管理：授予、撤销、查看运营和合规审核员（管理员）")
+for alias, path in (("帮助", "help"), ("我是谁", "whoami"), ("确认", "confirm"), ("状态", "status"),
+                    ("角色", "role")):
+    router.alias(alias, path)
 
 
 @router.command("help", Arg("command", "命令", optional=True), help="查看可用命令；/help kb 查看某个命令的详细用法")
@@ -79,7 +82,8 @@ async def confirm_(event: MessageEvent, ctx: Context) -> None:
         await ctx.reply(ctx.render("core/confirm_invalid.j2", code=ctx.args["code"]))
 
 
-@router.command("status", roles=[OPERATOR, REVIEWER], help="查看机器人运行状态：收件箱、发件箱、定时任务")
+@router.command("status", roles=[OPERATOR, REVIEWER], private=True,
+                help="查看机器人运行状态：收件箱、发件箱、定时任务")
 async def status(event: MessageEvent, ctx: Context) -> None:
     await ctx.app.refresh_gauges()
     outbox = await ctx.app.outbox.counts()

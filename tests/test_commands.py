@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -103,9 +104,9 @@ async def test_bad_arguments_get_usage_and_change_nothing(h: Harness) -> None:
 
 async def test_unknown_command_and_unknown_subcommand(h: Harness) -> None:
     (text,) = await h.say_texts("/nosuch thing")
-    assert "没有 /nosuch 这个命令" in text
+    assert "没有 /nosuch 这个命令" in text and "/help" in text
     (text,) = await h.admin("/note frobnicate")
-    assert "没有子命令 frobnicate" in text and "/note add <标题> <内容…>" in text
+    assert "没有子命令 frobnicate" in text and "add、crash、here、wipe" in text and "记一条笔记" not in text
     (text,) = await h.say_texts("／whoami")  # full-width slash
     assert "Alice" in text
 
@@ -203,3 +204,41 @@ async def test_role_grant_list_revoke_round_trip(h: Harness) -> None:
     assert [a for a in await audit_rows(h.app) if a[0].startswith("role")] == [
         ("role grant", "ok"), ("role grant", "ok"), ("role list", "ok"), ("role list", "ok"),
         ("role list", "denied"), ("role grant", "usage_error"), ("role revoke", "ok"), ("role revoke", "ok")]
+
+
+async def test_a_typo_gets_did_you_mean_and_one_line_of_usage(h: Harness) -> None:
+    (text,) = await h.admin("/note ad 标题 内容")
+    assert text.startswith("❓ /note 没有子命令 ad。是不是想用：")
+    assert "/note add <标题> <内容…> — 记一条笔记" in text and "清空笔记" not in text  # one line, not the help
+    (text,) = await h.admin("/hlep")
+    assert "没有 /hlep 这个命令。是不是想用：" in text and "/help [命令]" in text
+    (text,) = await h.admin("/nots add x y")
+    assert "是不是想用：" in text and "/note …" in text
+    (text,) = await h.say_texts("/note ad x y")  # members are not offered commands they may not run
+    assert "/note add" not in text
+
+
+async def test_chinese_aliases(h: Harness) -> None:
+    (text,) = await h.say_texts("/帮助")
+    assert "可用命令" in text
+    (text,) = await h.say_texts("/我是谁")
+    assert "Alice" in text
+
+
+async def test_a_private_answer_typed_in_a_group_goes_to_the_author_alone(h: Harness) -> None:
+    sent = await h.say("/status", sender="admin01", name="管理员", staff=True, chat="g1")
+    assert sorted((d.kind, d.chat_id) for d in sent) == [("app_message", ""), ("reply", "g1")]
+    private = next(d for d in sent if d.kind == "app_message")
+    notice = next(d for d in sent if d.kind == "reply")
+    assert "发件箱" in private.text and private.destination["to"] == ["admin01"]
+    assert notice.text == "已私信回复你～"
+    sent = await h.say("/status", sender="admin01", name="管理员", staff=True, group=False)
+    assert [d.kind for d in sent] == ["reply"] and "发件箱" in sent[0].text
+
+
+async def test_a_staff_group_may_see_private_answers(make_bot: Callable[..., BotApp],
+                                                     make_config: Callable[..., Any]) -> None:
+    app = make_bot(cfg=make_config(BOT__STAFF_GROUPS='["ops"]'), features=[feature("admin")])
+    await app.start()
+    sent = await Harness(app).say("/status", sender="admin01", staff=True, chat="ops")
+    assert [(d.kind, d.chat_id) for d in sent] == [("reply", "ops")] and "发件箱" in sent[0].text
