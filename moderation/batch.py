@@ -62,26 +62,31 @@ def _get_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 class Batch:
-    """The coded batch: ``compact_utf16`` for the automaton, and each message's pieces."""
+    """The coded batch: ``compact_utf16`` for the automaton, and each message's pieces.
 
-    def __init__(self, n: int, ostarts: np.ndarray, cstarts: np.ndarray, coded16: np.ndarray,
-                 compact16: np.ndarray, real32: np.ndarray, keep: np.ndarray, flagged: np.ndarray,
+    Offsets come in the batch's two coordinate systems: the coded text (one character per original
+    character: ``orig_*``) and the compact text (``compact_*``); each message starts at
+    ``orig_starts[i]`` and ``compact_starts[i]``, and offsets handed out are the message's own.
+    """
+
+    def __init__(self, n: int, orig_starts: np.ndarray, compact_starts: np.ndarray, coded16: np.ndarray,
+                 compact16: np.ndarray, real32: np.ndarray, orig_of_compact: np.ndarray, flagged: np.ndarray,
                  entries: np.ndarray, alone: set[int]) -> None:
         self._coded = coded16.tobytes()  # each message's coded text is decoded when it is checked
-        self.keep = keep  # the coded (so original) position of each compact character of the batch
-        self.ostarts = ostarts
+        self.orig_of_compact = orig_of_compact  # the coded (so original) position of each compact character
+        self.orig_starts_array = orig_starts
         self.compact_utf16 = compact16.tobytes()
         self.compact_text = _utf16(self.compact_utf16)[0]
         self.real_text = real32.tobytes().decode("utf-32-le", "surrogatepass")
-        self._ostarts = ostarts.tolist()
-        self._oends = self._ostarts[1:]  # one past the JOINER that ends each message but the last
-        self._oends.append(coded16.size + 1)
-        self.cstarts_array = cstarts
-        self.cstarts = cstarts.tolist()
-        self._cends = self.cstarts[1:]
-        self._cends.append(compact16.size + 1)
+        self.orig_starts = orig_starts.tolist()
+        self._orig_ends = self.orig_starts[1:]  # one past the JOINER that ends each message but the last
+        self._orig_ends.append(coded16.size + 1)
+        self.compact_starts_array = compact_starts
+        self.compact_starts = compact_starts.tolist()
+        self._compact_ends = self.compact_starts[1:]
+        self._compact_ends.append(compact16.size + 1)
         self.alone = alone
-        # compact positions k where the same Chinese character (a syllable code) comes at k and k + 1
+        # compact positions where the same Chinese character (a syllable code) comes there and right after
         same = (real32[1:] == real32[:-1]).nonzero()[0]
         if same.size:
             head = compact16[same]
@@ -91,7 +96,7 @@ class Batch:
         self.lead: set[int] = set()
         self.digits: set[int] = set()
         if flagged.size:
-            msg = ostarts.searchsorted(flagged, side="right") - 1
+            msg = orig_starts.searchsorted(flagged, side="right") - 1
             lead = msg[(entries & _LEAD) != 0]  # (entries: the flagged characters')
             if lead.size:
                 self.lead = set(np.bincount(lead, minlength=n).nonzero()[0].tolist())
@@ -100,27 +105,29 @@ class Batch:
                 self.digits = set((np.bincount(digit, minlength=n) >= 5).nonzero()[0].tolist())
 
     def matches(self, found: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int, int, int]]:
-        """(message, pattern, start, end, original start, original end) of each match of the automaton in
-        ``compact_utf16`` (byte offsets), the offsets into the message's compact and original text; a match
-        at an odd byte (inside a character) left out."""
+        """(message, pattern, compact_start, compact_end, orig_start, orig_end) of each match of the automaton
+        in ``compact_utf16`` (byte offsets), the offsets into the message's compact and original text; a
+        match at an odd byte (inside a character) left out."""
         if not found:
             return []
         m = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
         m = m[(m[:, 1] & 1) == 0]
-        s, e = m[:, 1] >> 1, m[:, 2] >> 1
-        msg = self.cstarts_array.searchsorted(s, side="right") - 1
-        base, obase = self.cstarts_array[msg], self.ostarts[msg]
-        return list(zip(msg.tolist(), m[:, 0].tolist(), (s - base).tolist(), (e - base).tolist(),
-                        (self.keep[s] - obase).tolist(), (self.keep[e - 1] - obase + 1).tolist(), strict=True))
+        compact_start, compact_end = m[:, 1] >> 1, m[:, 2] >> 1  # in the batch
+        msg = self.compact_starts_array.searchsorted(compact_start, side="right") - 1
+        compact_base, orig_base = self.compact_starts_array[msg], self.orig_starts_array[msg]
+        orig_start = self.orig_of_compact[compact_start] - orig_base
+        orig_end = self.orig_of_compact[compact_end - 1] - orig_base + 1
+        return list(zip(msg.tolist(), m[:, 0].tolist(), (compact_start - compact_base).tolist(),
+                        (compact_end - compact_base).tolist(), orig_start.tolist(), orig_end.tolist(), strict=True))
 
     def coded(self, i: int) -> str:
-        return _utf16(self._coded[2 * self._ostarts[i]:2 * self._oends[i] - 2])[0]
+        return _utf16(self._coded[2 * self.orig_starts[i]:2 * self._orig_ends[i] - 2])[0]
 
     def compact(self, i: int) -> str:
-        return self.compact_text[self.cstarts[i]:self._cends[i] - 1]
+        return self.compact_text[self.compact_starts[i]:self._compact_ends[i] - 1]
 
     def real(self, i: int) -> str:
-        return self.real_text[self.cstarts[i]:self._cends[i] - 1]
+        return self.real_text[self.compact_starts[i]:self._compact_ends[i] - 1]
 
 
 def _gap(kept: np.ndarray, length: int) -> bool:
@@ -169,15 +176,15 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
         edges = np.diff(np.concatenate(([0], sep.view(np.int8), [0])))
         starts, ends = (edges == 1).nonzero()[0], (edges == -1).nonzero()[0]
         long = ends - starts > max_gap
-        for s, t in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
-            coded16[s:t] = _BREAK
-            real[s:t] = [ord(FOLD[cp]) for cp in points[s:t].tolist()]
+        for gap_start, gap_end in zip(starts[long].tolist(), ends[long].tolist(), strict=True):
+            coded16[gap_start:gap_end] = _BREAK
+            real[gap_start:gap_end] = [ord(FOLD[cp]) for cp in points[gap_start:gap_end].tolist()]
         keep = (coded16 != _SEP).nonzero()[0]
     compact16 = coded16.take(keep)
     joins = (compact16 == _JOINER).nonzero()[0]  # a JOINER is never a separator
     if joins.size != len(texts) - 1:
         return None
-    ostarts = np.concatenate((_ZERO, keep[joins] + 1))
-    alone = set((ostarts.searchsorted(wide, side="right") - 1).tolist()) if wide.size else set()
-    return Batch(len(texts), ostarts, np.concatenate((_ZERO, joins + 1)), coded16, compact16, real.take(keep), keep,
-                 flagged, fl, alone)
+    orig_starts = np.concatenate((_ZERO, keep[joins] + 1))
+    alone = set((orig_starts.searchsorted(wide, side="right") - 1).tolist()) if wide.size else set()
+    return Batch(len(texts), orig_starts, np.concatenate((_ZERO, joins + 1)), coded16, compact16, real.take(keep),
+                 keep, flagged, fl, alone)

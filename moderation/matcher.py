@@ -26,7 +26,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import ahocorasick_rs
 
@@ -42,8 +42,12 @@ from moderation.normalize import (
     normalise,
     reduplication_words,
     repeated,
+    runs_of,
 )
 from moderation.variants import Variants, default_variants
+
+if TYPE_CHECKING:
+    from moderation.batch import Batch
 
 STAGE_RANK = {"exact": 0, "normalised": 1, "variant": 2, "pinyin": 3, "detector": 1}
 DEFAULT_DETECTOR_LEVELS = {"phone": "reject", "qq": "reject", "wechat_id": "reject", "email": "review",
@@ -72,11 +76,18 @@ class Hit(NamedTuple):
         return self._asdict()
 
 
+# Two coordinate systems: the original text (``orig_start``, ``orig_end``; the coded text has one character
+# per original one, so its offsets are the same) and the compact text the automaton reads, with the
+# separators dropped and, where it matters, runs read once (``compact_start``, ``compact_end``).
+Found = tuple[int, int, int]  # an automaton match: (pattern, compact_start, compact_end)
+OrigSpan = tuple[int, int]    # (orig_start, orig_end)
+
+
 @dataclass(slots=True)
 class _Cand:
     hit: Hit
-    a: int           # compact offsets
-    b: int
+    compact_start: int
+    compact_end: int
     form: str        # the term's normalised form
 
 
@@ -105,12 +116,11 @@ class Matcher:
     Every Chinese character of the text is coded by its pinyin (``normalize.CODE``), so one
     Aho-Corasick pass over the coded text finds the exact, folded and sound-alike candidates
     of every term. A repeat (加我我微信) is read once only where it matters: in a text with a
-    candidate, or where the characters before, of and after the run are three codes in a row of
-    a term (``_run_joins``; for one text at a time a regex finds where a code comes twice and
-    the codes around it are looked up first, ``_codes_join``; for a batch the arrays of
-    ``batch.py`` show where a character comes twice). A text with none of these, and without
-    what a contact detail holds (``detectors.gate``), is clean: nothing else is done for it. Each candidate is
-    checked against the real characters; what a (pattern, characters) pair may stand for is
+    candidate or a contact detail, or where reading it once may form a term
+    (``repeat_may_form_term``, the rule; the other ``*_may_form_term`` methods find the runs it
+    is asked about). A text with none of these, and without what a contact detail holds
+    (``detectors.gate``), is clean: nothing else is done for it. Each candidate is checked
+    against the real characters; what a (pattern, characters) pair may stand for is
     remembered, so a common sound-alike (统一 / 同意) costs one dictionary look-up.
     """
 
@@ -133,14 +143,14 @@ class Matcher:
             for form, how in forms:
                 coded = normalise(form, max_gap).compact
                 if coded:
-                    edge = form[0] in _ALNUM or form[-1] in _ALNUM
-                    entries.setdefault(coded, []).append(_Entry(term, form, how, edge, han_count, term.latin,
-                                                                term.scope == "word", len(term.form) <= 2))
+                    entries.setdefault(coded, []).append(_Entry(
+                        term=term, form=form, how=how, latin_edge=form[0] in _ALNUM or form[-1] in _ALNUM,
+                        han_count=han_count, latin=term.latin, whole_word=term.scope == "word",
+                        short=len(term.form) <= 2))
         self.patterns = list(entries)
         self.meta: list[tuple[_Entry, ...]] = [tuple(entries[p]) for p in self.patterns]
-        # three codes in a row in a pattern: where reading a repeat once (加我我微信 → 加我微信) can join a
-        # term that is not written as it stands (_run_joins)
-        self._triples = frozenset(p[j:j + 3] for p in self.patterns for j in range(len(p) - 2))
+        # every three codes in a row of a pattern (repeat_may_form_term)
+        self._triples = frozenset(p[i:i + 3] for p in self.patterns for i in range(len(p) - 2))
         # The automaton runs over the UTF-16 bytes of the coded text (two bytes a character, so offsets
         # halve back to characters); a text with a character beyond the BMP takes the str one. One
         # automaton for one text and for a batch (one in memory and in the cache, not two).
@@ -156,29 +166,102 @@ class Matcher:
     def pattern_count(self) -> int:
         return len(self.patterns)
 
-    def _find(self, compact: str) -> list[tuple[int, int, int]]:
-        """(pattern, start, end) of every pattern in ``compact``."""
+    # -- the repeat rule ----------------------------------------------------------------------------------
+
+    def repeat_may_form_term(self, before: str, repeated: str, after: str) -> bool:
+        """The repeat rule: may reading a run of one character once (加我我微信 → 加我微信) form a term
+        that is not in the text as written?
+
+        Read once, the run is a single character, now followed directly by the character after the run.
+        A term that this forms must run across that place, and must not start at the run (such a term
+        stands in the text as written, from the run's last character on). So the term holds three
+        characters in a row: the one before the run (``before``), the run's own (``repeated``) and the
+        one after the run (``after``). If no term has those three in a row, reading the run once forms
+        nothing new. The characters are given as syllable codes (the compact text), so one answer covers
+        every form, variant and sound-alike of every term.
+        """
+        return before + repeated + after in self._triples
+
+    def _run_may_form_term(self, compact: str, real: str, run_start: int, text_start: int = 0) -> bool:
+        """``repeat_may_form_term`` for the run of the character ``real[run_start]`` that starts at compact
+        ``run_start`` (in a text, or in a batch's texts: the message starts at ``text_start`` and a JOINER,
+        in no pattern, ends it). False when nothing comes before or after the run, and where ``run_start``
+        is within a run (its start answers for it)."""
+        if run_start == text_start or real[run_start - 1] == real[run_start]:
+            return False
+        run_end = run_start + 1
+        while run_end < len(real) and real[run_end] == real[run_start]:
+            run_end += 1
+        return run_end < len(real) and self.repeat_may_form_term(compact[run_start - 1], compact[run_start],
+                                                                 compact[run_end])
+
+    def _repeats_may_form_term(self, n: Normalised, doubled: list[int]) -> bool:
+        """Whether reading a repeated character once may form a term in ``n``, given the compact positions
+        where a syllable code follows itself (among them, every place where a character does)."""
+        compact, real, redup = n.compact, n.real, reduplication_words()
+        size = len(real)
+        for pos in doubled:
+            ch = real[pos]
+            if (pos + 1 < size and real[pos + 1] == ch and ch * 2 not in redup
+                    and self._run_may_form_term(compact, real, pos)):
+                return True
+        return False
+
+    def _codes_may_form_term(self, compact: str, doubled: list[int]) -> bool:
+        """``_repeats_may_form_term`` asked of the codes alone, without the real characters (a first look
+        for a text without a candidate; True where the real answer may be True): a run of a character lies
+        within a run of its code (事实 is two characters of one code), so the character before it has the
+        code before the code run or the run's own code, and so has the one after it."""
+        size = len(compact)
+        for code_start in doubled:
+            repeated = compact[code_start]
+            if code_start and compact[code_start - 1] == repeated:
+                continue  # within a code run: its start looks for it
+            code_end = code_start + 1
+            while code_end < size and compact[code_end] == repeated:
+                code_end += 1
+            befores = (repeated, compact[code_start - 1]) if code_start else (repeated,)
+            afters = (repeated, compact[code_end]) if code_end < size else (repeated,)
+            if any(self.repeat_may_form_term(before, repeated, after) for before in befores for after in afters):
+                return True
+        return False
+
+    def _reading_once_matters(self, n: Normalised, found: list[Found], drops: list[int]) -> bool:
+        """Whether reading the repeats once (dropping the compact ``drops``) may change the hits of
+        ``found``: where a run may form a term (the repeat rule), or lies within four characters of a
+        candidate (its characters, its offsets, the three characters either side that grade it or the
+        separators it spans may change)."""
+        for first_drop, last_drop in runs_of(drops):
+            if self._run_may_form_term(n.compact, n.real, first_drop - 1):
+                return True
+            if any(first_drop <= compact_end + 4 and compact_start - 4 <= last_drop
+                   for _pid, compact_start, compact_end in found):
+                return True
+        return False
+
+    # -- scanning -----------------------------------------------------------------------------------------
+
+    def _find(self, compact: str) -> list[Found]:
+        """Every pattern in ``compact``."""
         if self._ac is None or not compact:
             return []
-        b = compact.encode("utf-16-le")
-        if len(b) == 2 * len(compact):
+        utf16 = compact.encode("utf-16-le")
+        if len(utf16) == 2 * len(compact):
             # a match at an odd byte would start inside a character
-            found = [(p, s >> 1, e >> 1) for p, s, e in self._ac.find_matches_as_indexes(b, overlapping=True)
-                     if not s & 1]
-        else:
-            assert self.ac is not None
-            found = self.ac.find_matches_as_indexes(compact, overlapping=True)
-        return found
+            return [(pid, start >> 1, end >> 1)
+                    for pid, start, end in self._ac.find_matches_as_indexes(utf16, overlapping=True) if not start & 1]
+        assert self.ac is not None
+        return self.ac.find_matches_as_indexes(compact, overlapping=True)
 
     def scan(self, text: str) -> list[Hit]:
         coded, compact = code(text, self.max_gap)
         found = self._find(compact)
         gated = self.detect and self._gate.search(text) is not None
-        # where a syllable code follows itself (加加我微微信): a repeat that may be read once
-        twice = [m.start() for m in _TWICE.finditer(compact)] if _TWICE.search(compact) else []
-        if not found and not gated and (not twice or not self._codes_join(compact, twice) or not repeated(text)):
-            return []  # no term, and no character written twice in a row that could join one: nothing to read once
-        return self._check(text, coded, compact, found, gated, twice)
+        doubled = [m.start() for m in _TWICE.finditer(compact)]  # where a syllable code follows itself: 加加, 事实
+        if not found and not gated and not (doubled and self._codes_may_form_term(compact, doubled)
+                                            and repeated(text)):
+            return []  # no candidate, no contact detail, and no repeat that may form a term when read once
+        return self._check(text, coded, compact, found, gated, doubled)
 
     def scan_many(self, texts: Sequence[str]) -> list[list[Hit]]:
         """``[self.scan(t) for t in texts]``, the same work per message, with the coding, the automaton
@@ -189,68 +272,80 @@ class Matcher:
         return out
 
     def _scan_batch(self, texts: Sequence[str]) -> list[list[Hit]]:
-        from moderation.batch import code_batch
+        from moderation.batch import code_batch  # numpy, loaded only where batches are scanned
 
         out: list[list[Hit]] = [[] for _ in texts]
         if not texts:
             return out
-        b = code_batch(texts, self.max_gap)
-        if b is None:
+        batch = code_batch(texts, self.max_gap)
+        if batch is None:
             return [self.scan(t) for t in texts]
-        found: dict[int, list[tuple[int, int, int]]] = {}
-        spans: dict[int, list[tuple[int, int]]] = {}
-        twice: dict[int, list[int]] = {}
         gated: set[int] = set()
         if self.detect:
             search = self._gate.search
-            gated = b.lead | {i for i in b.digits - b.lead if search(texts[i]) is not None}
-        if self._ac is not None:
-            starts = b.cstarts
-            for i, pid, s, e, os, oe in b.matches(self._ac.find_matches_as_indexes(b.compact_utf16, overlapping=True)):
-                if i in found:
-                    found[i].append((pid, s, e))
-                    spans[i].append((os, oe))
-                else:
-                    found[i] = [(pid, s, e)]
-                    spans[i] = [(os, oe)]
-            redup = reduplication_words()
-            compact, real = b.compact_text, b.real_text
-            joins: set[int] = set()
-            for k in b.repeats:  # the same Chinese character twice in a row: may reading it once matter?
-                r = real[k]
-                if r * 2 in redup:
-                    continue
-                i = bisect_right(starts, k) - 1
-                first = starts[i]
-                twice.setdefault(i, []).append(k - first)
-                if i not in joins and i not in found and i not in gated and self._run_joins(compact, real, k, first):
-                    joins.add(i)  # without a candidate, only if it may join a term
-            twice = {i: ks for i, ks in twice.items() if i in joins or i in found or i in gated}
-        special = gated | twice.keys() | b.alone
-        hits, real = self._hits, b.real
+            gated = batch.lead | {i for i in batch.digits - batch.lead if search(texts[i]) is not None}
+        found, spans = self._batch_found(batch)
+        doubled = self._batch_doubled(batch, found, gated)
+        special = gated | doubled.keys() | batch.alone
         for i, here in found.items():
             if i not in special:  # nothing to read once and no contact detail: graded as it stands
-                out[i] = hits(texts[i], real(i), here, spans[i], ())
+                out[i] = self._hits(texts[i], batch.real(i), here, spans[i], ())
         for i in special:
-            if i in b.alone:
+            if i in batch.alone:
                 out[i] = self.scan(texts[i])
             else:
-                out[i] = self._check(texts[i], b.coded(i), b.compact(i), found.get(i, []), i in gated,
-                                     twice.get(i, []), real(i), spans.get(i))
+                out[i] = self._check(texts[i], batch.coded(i), batch.compact(i), found.get(i, []), i in gated,
+                                     doubled.get(i, []), batch.real(i), spans.get(i))
         return out
 
-    def _check(self, text: str, coded: str, compact: str, found: list[tuple[int, int, int]], gated: bool,
-               twice: list[int], real: str | None = None,
-               spans: list[tuple[int, int]] | None = None) -> list[Hit]:
+    def _batch_found(self, batch: Batch) -> tuple[dict[int, list[Found]], dict[int, list[OrigSpan]]]:
+        """Per message of the batch, what the automaton found and where each lies in the original text."""
+        found: dict[int, list[Found]] = {}
+        spans: dict[int, list[OrigSpan]] = {}
+        if self._ac is None:
+            return found, spans
+        for i, pid, compact_start, compact_end, orig_start, orig_end in batch.matches(
+                self._ac.find_matches_as_indexes(batch.compact_utf16, overlapping=True)):
+            if i in found:
+                found[i].append((pid, compact_start, compact_end))
+                spans[i].append((orig_start, orig_end))
+            else:
+                found[i] = [(pid, compact_start, compact_end)]
+                spans[i] = [(orig_start, orig_end)]
+        return found, spans
+
+    def _batch_doubled(self, batch: Batch, found: Mapping[int, object], gated: set[int]) -> dict[int, list[int]]:
+        """Per message, the compact positions where a Chinese character comes twice in a row (not a word
+        such as 妈妈), for the messages where reading it once may matter: with a candidate, with a contact
+        detail, or where it may form a term."""
+        if self._ac is None:
+            return {}
+        redup = reduplication_words()
+        compact, real, text_starts = batch.compact_text, batch.real_text, batch.compact_starts
+        doubled: dict[int, list[int]] = {}
+        forms: set[int] = set()
+        for pos in batch.repeats:
+            if real[pos] * 2 in redup:
+                continue
+            i = bisect_right(text_starts, pos) - 1
+            text_start = text_starts[i]
+            doubled.setdefault(i, []).append(pos - text_start)
+            if (i not in forms and i not in found and i not in gated
+                    and self._run_may_form_term(compact, real, pos, text_start)):
+                forms.add(i)
+        return {i: at for i, at in doubled.items() if i in forms or i in found or i in gated}
+
+    def _check(self, text: str, coded: str, compact: str, found: list[Found], gated: bool, doubled: list[int],
+               real: str | None = None, spans: list[OrigSpan] | None = None) -> list[Hit]:
         """The hits of one text, given what the automaton found in its compact form, whether it may hold a
         contact detail, and the compact positions where a syllable code follows itself (or a set of them
         that holds every position where the characters themselves repeat); ``spans``, when given, are the
         original offsets of what was found."""
         n = Normalised(text, coded, compact, _real=real)
-        if twice and (found or self._joins(n, twice)):
+        if doubled and (found or self._repeats_may_form_term(n, doubled)):
             # a repeat read once may make, move or unmake a candidate, and changes the context it is graded in
-            drops = collapses(n, twice)
-            if drops and (not found or self._moves(n, found, drops)):
+            drops = collapses(n, doubled)
+            if drops and (not found or self._reading_once_matters(n, found, drops)):
                 again = self._find(_dropped(n.compact, drops))
                 if again:
                     n = collapse(n, drops)
@@ -259,10 +354,10 @@ class Matcher:
         if not found and not dets:
             return []
         if spans is None:
-            spans = [n.span(a, b) for _pid, a, b in found]
+            spans = [n.span(compact_start, compact_end) for _pid, compact_start, compact_end in found]
         return self._hits(text, n.real, found, spans, dets)
 
-    def _hits(self, text: str, real: str, found: list[tuple[int, int, int]], spans: list[tuple[int, int]],
+    def _hits(self, text: str, real: str, found: list[Found], spans: list[OrigSpan],
               dets: Sequence[detectors.Detection]) -> list[Hit]:
         """The hits of ``found`` (compact offsets into ``real``, original ``spans``) and of the contact
         details ``dets``, in the order of the text."""
@@ -271,82 +366,27 @@ class Matcher:
             return []
         hits = [c.hit for c in _best(cands)] if cands else []
         for d in dets:
-            hits.append(Hit(detectors.KINDS[d.kind], detectors.CATEGORY_OF[d.kind],
-                            self.detector_levels.get(d.kind, "review"), d.start, d.end, text[d.start:d.end],
-                            "detector", d.value, False, d.kind))
+            hits.append(Hit(term=detectors.KINDS[d.kind], category=detectors.CATEGORY_OF[d.kind],
+                            level=self.detector_levels.get(d.kind, "review"), start=d.start, end=d.end,
+                            matched=text[d.start:d.end], stage="detector", normalised=d.value, cut=False,
+                            source=d.kind))
         if len(hits) > 1:
             hits.sort(key=lambda h: (h.start, -h.end, h.category))
         return hits
 
-    def _moves(self, n: Normalised, found: list[tuple[int, int, int]], drops: list[int]) -> bool:
-        """Whether reading the repeats once (dropping compact ``drops``) may change the hits of ``found``.
-        It may not when every run of dropped characters lies more than four characters away from every
-        candidate (so their characters, their offsets, the three characters either side that grade them
-        and the separators they span stay as they are) and no term forms across the place where the run
-        is read once (``_run_joins``: a term that starts at the run stands as written, next to the run,
-        among ``found``)."""
-        compact, triples = n.compact, self._triples
-        size, k, count = len(compact), 0, len(drops)
-        while k < count:
-            first = last = drops[k]
-            k += 1
-            while k < count and drops[k] == last + 1:
-                last = drops[k]
-                k += 1
-            if first >= 2 and last + 1 < size and compact[first - 2:first] + compact[last + 1] in triples:
-                return True
-            for _pid, a, b in found:
-                if first <= b + 4 and a - 4 <= last:
-                    return True
-        return False
-
-    def _run_joins(self, compact: str, real: str, k: int, first: int) -> bool:
-        """Whether reading once the run of the character ``real[k]`` that starts at ``k`` may join a term
-        the automaton did not find (in a text, or a batch's texts: the message starts at ``first``, and a
-        JOINER, in no pattern, ends it). Read once, the run is its first character, now followed by the
-        character after the run. A term that forms runs across that place and does not start at the run
-        (then it would stand in the text as written, from the run's last character): so the character
-        before the run, the run's and the one after it are three codes in a row of a pattern. (Codes
-        alone: a character before the run that is itself a run read once keeps its code.) False where
-        ``k`` is within a run: its start answers."""
-        if k == first or real[k - 1] == real[k]:
-            return False
-        j = k + 1
-        while j < len(real) and real[j] == real[k]:
-            j += 1
-        return j < len(real) and compact[k - 1] + compact[k] + compact[j] in self._triples
-
-    def _codes_join(self, compact: str, twice: list[int]) -> bool:
-        """``_run_joins`` read on the codes alone, for a text without a candidate: a run of a character
-        lies within a run of its code (homophones: 事实 is two of one code), so the character before it
-        has the code before the code run or the run's own, and so has the one after it."""
-        triples, size = self._triples, len(compact)
-        for k in twice:
-            c = compact[k]
-            if k and compact[k - 1] == c:
-                continue  # within a code run: its first position looks for it
-            j = k + 1
-            while j < size and compact[j] == c:
-                j += 1
-            before = [c, compact[k - 1]] if k else [c]
-            after = [c, compact[j]] if j < size else [c]
-            if any(b + c + a in triples for b in before for a in after):
-                return True
-        return False
-
-    def _joins(self, n: Normalised, twice: list[int]) -> bool:
-        """Whether reading a repeat once may join a term that is not there yet (``_run_joins``), given
-        compact positions where a syllable code follows itself, among them every repeated character's."""
-        compact, real, redup = n.compact, n.real, reduplication_words()
-        size = len(real)
-        for k in twice:
-            r = real[k]
-            if k + 1 < size and real[k + 1] == r and r * 2 not in redup and self._run_joins(compact, real, k, 0):
-                return True
-        return False
+    # -- grading ------------------------------------------------------------------------------------------
 
     def _verdict(self, pid: int, folded: str) -> _Verdict:
-        """What the characters ``folded``, found by pattern ``pid``, may stand for (context aside)."""
+        """What the characters ``folded``, found by pattern ``pid``, may stand for (context aside);
+        remembered."""
+        verdict = self._verdicts.get((pid, folded))
+        if verdict is None:
+            if len(self._verdicts) >= _VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[(pid, folded)] = self._new_verdict(pid, folded)
+        return verdict
+
+    def _new_verdict(self, pid: int, folded: str) -> _Verdict:
         out: list[tuple[_Entry, str]] = []
         for e in self.meta[pid]:
             term, form = e.term, e.form
@@ -368,59 +408,65 @@ class Matcher:
             out.append((e, stage))
         return tuple(out)
 
-    def _candidates(self, text: str, real: str, found: list[tuple[int, int, int]],
-                    spans: list[tuple[int, int]]) -> list[_Cand]:
-        """The candidates of ``found`` that stand, graded: what their characters may stand for (remembered
-        per pattern and characters), whole Latin words, allow terms, and Chinese word boundaries (a term
-        that starts inside a word is cut and graded down; a whole-word term must not cut one)."""
+    def _candidates(self, text: str, real: str, found: list[Found], spans: list[OrigSpan]) -> list[_Cand]:
+        """The candidates of ``found`` that stand, graded: what their characters may stand for, whole Latin
+        words, allow terms, and Chinese word boundaries (``_in_context``)."""
         cands: list[_Cand] = []
         allows: list[tuple[int, int, str]] = []
-        verdicts, crossed = self._verdicts, words.crossed
-        for (pid, a, b), (s, t) in zip(found, spans, strict=True):
-            folded = real[a:b]
-            v = verdicts.get((pid, folded))
-            if v is None:
-                if len(verdicts) >= _VERDICTS:
-                    verdicts.clear()
-                v = verdicts[(pid, folded)] = self._verdict(pid, folded)
-            if not v:
-                continue
-            for e, stage in v:
+        for (pid, compact_start, compact_end), (orig_start, orig_end) in zip(found, spans, strict=True):
+            folded = real[compact_start:compact_end]
+            for e, stage in self._verdict(pid, folded):
                 term = e.term
-                if e.latin_edge and not _whole_latin(text, s, t, e.form):
+                if e.latin_edge and not _whole_latin(text, orig_start, orig_end, e.form):
                     continue
                 if stage == "literal":
-                    stage = "exact" if text[s:t] == term.text else "normalised"
+                    stage = "exact" if text[orig_start:orig_end] == term.text else "normalised"
                 if term.allow:
-                    allows.append((a, b, term.category))
+                    allows.append((compact_start, compact_end, term.category))
                     continue
                 level = cap_level(term.level, "review") if stage == "pinyin" else term.level
                 cut = False
                 if not e.latin:
-                    # the word boundaries around a: crossed() looks at three characters either side
-                    if e.whole_word:
-                        if crossed(real, a) or crossed(real, b):
-                            continue
-                    elif crossed(real, a):
-                        if t - s != b - a:  # separators skipped (or a repeat read once) inside
-                            continue  # 参加，微信…: a word boundary and a separator, two words that meet by chance
-                        cut = True
-                        level = "info" if e.short else lower_level(level)
-                # (Hit's fields in order: term, category, level, start, end, matched, stage, normalised, cut, source)
-                cands.append(_Cand(Hit(term.text, term.category, level, s, t, text[s:t], stage, folded, cut,
-                                       term.source), a, b, term.form))
+                    graded = _in_context(e, level, real, compact_start, compact_end,
+                                         skipped=orig_end - orig_start != compact_end - compact_start)
+                    if graded is None:
+                        continue
+                    level, cut = graded
+                hit = Hit(term=term.text, category=term.category, level=level, start=orig_start, end=orig_end,
+                          matched=text[orig_start:orig_end], stage=stage, normalised=folded, cut=cut,
+                          source=term.source)
+                cands.append(_Cand(hit=hit, compact_start=compact_start, compact_end=compact_end, form=term.form))
         if allows:
-            cands = [c for c in cands
-                     if not any(x <= c.a and c.b <= y and cat == c.hit.category for x, y, cat in allows)]
+            cands = [c for c in cands if not any(
+                allow_start <= c.compact_start and c.compact_end <= allow_end and category == c.hit.category
+                for allow_start, allow_end, category in allows)]
         return cands
 
 
-def _whole_latin(text: str, s: int, e: int, form: str) -> bool:
+def _in_context(e: _Entry, level: str, real: str, compact_start: int, compact_end: int,
+                skipped: bool) -> tuple[str, bool] | None:
+    """(level, cut) of a Chinese candidate at compact ``[compact_start, compact_end)`` of ``real`` by the word
+    boundaries around it (``words.crossed`` looks at three characters either side), or None when it does not
+    stand: a whole-word term must not cut a word; a term that starts inside a word is cut and graded down,
+    and dropped when separators were skipped (or a repeat read once) inside it — 参加，微信…: a word
+    boundary and a separator, two words that meet by chance."""
+    if e.whole_word:
+        if words.crossed(real, compact_start) or words.crossed(real, compact_end):
+            return None
+        return level, False
+    if not words.crossed(real, compact_start):
+        return level, False
+    if skipped:
+        return None
+    return ("info" if e.short else lower_level(level)), True
+
+
+def _whole_latin(text: str, orig_start: int, orig_end: int, form: str) -> bool:
     """A term that starts or ends with a letter or digit must not continue a word of the original (devx):
-    ``text[s:e]`` is where it was found."""
-    if form[0] in _ALNUM and s > 0 and fold1(text[s - 1]) in _ALNUM:
+    ``text[orig_start:orig_end]`` is where it was found."""
+    if form[0] in _ALNUM and orig_start > 0 and fold1(text[orig_start - 1]) in _ALNUM:
         return False
-    return not (form[-1] in _ALNUM and e < len(text) and fold1(text[e]) in _ALNUM)
+    return not (form[-1] in _ALNUM and orig_end < len(text) and fold1(text[orig_end]) in _ALNUM)
 
 
 def _dropped(text: str, drops: list[int]) -> str:
@@ -439,18 +485,18 @@ def _best(cands: list[_Cand]) -> list[_Cand]:
         return cands
     by_key: dict[tuple[str, str, int, int], _Cand] = {}
     for c in cands:
-        h = c.hit
-        k = (h.category, c.form, c.a, c.b)
-        old = by_key.get(k)
-        if old is None or ((STAGE_RANK[h.stage], -LEVEL_RANK[h.level])
+        key = (c.hit.category, c.form, c.compact_start, c.compact_end)
+        old = by_key.get(key)
+        if old is None or ((STAGE_RANK[c.hit.stage], -LEVEL_RANK[c.hit.level])
                            < (STAGE_RANK[old.hit.stage], -LEVEL_RANK[old.hit.level])):
-            by_key[k] = c
+            by_key[key] = c
     out = list(by_key.values())
-    keep = []
-    for c in out:
-        inside = any(o is not c and o.hit.category == c.hit.category and o.a <= c.a and c.b <= o.b
-                     and (o.b - o.a) > (c.b - c.a) and LEVEL_RANK[o.hit.level] >= LEVEL_RANK[c.hit.level]
-                     for o in out)
-        if not inside:
-            keep.append(c)
-    return keep
+    return [c for c in out if not any(_inside(c, o) for o in out)]
+
+
+def _inside(c: _Cand, o: _Cand) -> bool:
+    """Whether ``c`` lies inside the longer hit ``o`` of its category, of at least its level."""
+    return (o is not c and o.hit.category == c.hit.category
+            and o.compact_start <= c.compact_start and c.compact_end <= o.compact_end
+            and o.compact_end - o.compact_start > c.compact_end - c.compact_start
+            and LEVEL_RANK[o.hit.level] >= LEVEL_RANK[c.hit.level])

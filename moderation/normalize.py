@@ -219,21 +219,22 @@ class Normalised:
                 self._real = "".join([folded[i] for i in self.starts])
         return self._real
 
-    def span(self, a: int, b: int) -> tuple[int, int]:
-        """Original offsets of compact ``[a, b)``."""
+    def span(self, compact_start: int, compact_end: int) -> tuple[int, int]:
+        """(orig_start, orig_end): the original offsets of compact ``[compact_start, compact_end)``."""
         starts = self._starts
         if starts is None:
             if len(self.coded) == len(self.compact):
-                return a, b
+                return compact_start, compact_end
             self._build()
             starts = self._starts
             assert starts is not None
         ends = self._ends
-        return starts[a], (ends[b - 1] if ends is not None else starts[b - 1] + 1)
+        last = compact_end - 1
+        return starts[compact_start], (ends[last] if ends is not None else starts[last] + 1)
 
-    def folded(self, a: int, b: int) -> str:
-        """The real (folded) characters of compact ``[a, b)``, one per compact index."""
-        return self.real[a:b]
+    def folded(self, compact_start: int, compact_end: int) -> str:
+        """The real (folded) characters of compact ``[compact_start, compact_end)``, one per compact index."""
+        return self.real[compact_start:compact_end]
 
 
 def repeated(text: str) -> bool:
@@ -260,6 +261,18 @@ def collapses(n: Normalised, positions: Iterable[int]) -> list[int]:
     return drops if drops and repeated(n.original) else []
 
 
+def runs_of(drops: list[int]) -> list[tuple[int, int]]:
+    """The (first, last) index of each run of consecutive indices in the sorted ``drops``: the characters
+    dropped from one run of a repeated character."""
+    runs: list[tuple[int, int]] = []
+    for d in drops:
+        if runs and d == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    return runs
+
+
 def collapse(n: Normalised, drops: list[int] | None = None) -> Normalised:
     """Read a run of the same character once, except word-forming pairs (妈妈): the kept character
     stands for the run."""
@@ -268,24 +281,19 @@ def collapse(n: Normalised, drops: list[int] | None = None) -> Normalised:
     if not drops:
         return n
     starts, ends, compact, real = n.starts, n.ends, n.compact, n.real
-    runs: list[list[int]] = []
-    for d in drops:
-        if runs and d == runs[-1][1] + 1:
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
     keep_c: list[str] = []
     keep_r: list[str] = []
     keep_s: list[int] = []
     keep_e: list[int] = []
     last = 0
-    for first, end in runs:  # keep last..first-1; the character before the run now ends where the run ends
-        keep_c.append(compact[last:first])
-        keep_r.append(real[last:first])
-        keep_s += starts[last:first]
-        keep_e += ends[last:first - 1]
-        keep_e.append(ends[end])
-        last = end + 1
+    for first_drop, last_drop in runs_of(drops):
+        # keep last..first_drop-1; the kept character before the run now ends where the run ends
+        keep_c.append(compact[last:first_drop])
+        keep_r.append(real[last:first_drop])
+        keep_s += starts[last:first_drop]
+        keep_e += ends[last:first_drop - 1]
+        keep_e.append(ends[last_drop])
+        last = last_drop + 1
     keep_c.append(compact[last:])
     keep_r.append(real[last:])
     keep_s += starts[last:]

@@ -15,7 +15,7 @@ from moderation import detectors
 from moderation.batch import _gap
 from moderation.lexicon import Lexicon, lexicon_from_dir
 from moderation.matcher import Matcher
-from moderation.normalize import JOINER
+from moderation.normalize import JOINER, code
 from moderation.variants import load_variants
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,6 +135,25 @@ def test_a_term_that_forms_only_when_a_run_is_read_once() -> None:
     assert hits == [m.scan(t) for t in batch]
     assert [[h.term for h in hs] for hs in hits] == [["私下交易"], [], ["私下交易"], [], ["私下交易"],
                                                      ["加我微信", "私下交易"]]
+
+
+def test_the_repeat_rule_asks_for_three_characters_in_a_row_of_a_term(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text("category: 私下联系\nlevel: reject\nterms: [加我微信]\n", encoding="utf-8")
+    m = Matcher(lexicon_from_dir(tmp_path)[0])
+
+    def may(before: str, repeated: str, after: str) -> bool:
+        return m.repeat_may_form_term(*(code(c)[1] for c in (before, repeated, after)))
+
+    # 加我我微信: the run 我我 read once joins 加·我·微 — three characters in a row of 加我微信
+    assert may("加", "我", "微") and may("我", "微", "信")
+    # in sound-alike codes: 家我薇 is 加我微 by sound
+    assert may("家", "我", "薇")
+    # 加加我微信: the term starts at the run, and stands as written from its last character
+    assert not may("你", "加", "我")
+    # the three are in the term, but not in a row
+    assert not may("加", "我", "信") and not may("我", "加", "微")
+    assert m.scan("加我我微信")[0].term == "加我微信"
+    assert m.scan("你加加我微信")[0].term == "加我微信"
 
 
 def test_every_detail_but_a_link_holds_what_the_last_look_of_detect_wants(texts: list[str]) -> None:
