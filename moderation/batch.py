@@ -145,20 +145,20 @@ def code_batch(texts: Sequence[str], max_gap: int) -> Batch | None:
     """The batch coded, or None when a message holds JOINER itself (then scan them one by one)."""
     points = np.frombuffer(JOINER.join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     entries, folded = _get_tables()
-    e = entries.take(points)
+    point_entries = entries.take(points)  # each character's entry
     # what contact details hold, a character folded or coded beyond the BMP, or not looked up yet
-    flagged = (e > 0xFFFF).nonzero()[0]
-    fl = e[flagged]
+    flagged = (point_entries > 0xFFFF).nonzero()[0]
+    fl = point_entries[flagged]
     unknown = fl == _UNKNOWN
     if unknown.any():
         for cp in np.unique(points[flagged[unknown]]).tolist():
             entry, real = _entry(cp)
             folded[cp] = real
             entries[cp] = entry  # (after its folded form: a thread that reads the entry finds both)
-        e = entries.take(points)
-        flagged = (e > 0xFFFF).nonzero()[0]
-        fl = e[flagged]
-    coded16 = e.astype(np.uint16)  # (the flags above the code fall away)
+        point_entries = entries.take(points)
+        flagged = (point_entries > 0xFFFF).nonzero()[0]
+        fl = point_entries[flagged]
+    coded16 = point_entries.astype(np.uint16)  # (the flags above the code fall away)
     wide = flagged[(fl & _WIDE) != 0]  # the automaton reads two bytes a character: scanned alone
     folds = flagged[(fl & _FOLDS) != 0]
     real = points

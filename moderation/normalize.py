@@ -187,11 +187,11 @@ class Normalised:
             self._starts = list(range(len(self.coded)))
         else:  # the places between the separators, a run at a time
             starts: list[int] = []
-            i = 0
+            orig_start = 0
             for piece in self.coded.split(SEP):
-                j = i + len(piece)
-                starts += range(i, j)
-                i = j + 1
+                orig_end = orig_start + len(piece)
+                starts += range(orig_start, orig_end)
+                orig_start = orig_end + 1
             self._starts = starts
 
     @property
