@@ -99,7 +99,7 @@ def serve(mode: str, port: int, db: str, workers: bool) -> None:
 
 
 def build_requests(n: int, seed: int = 7, first_id: int = 10**15) -> list[tuple[str, bytes]]:
-    from tests.wecom_callback import CallbackSigner, text_xml
+    from bot.testing import CallbackSigner, text_xml
 
     rng = random.Random(seed)
     signer = CallbackSigner(TOKEN, AES_KEY, CORP)

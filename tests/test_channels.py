@@ -11,10 +11,8 @@ from sqlalchemy import func, select
 from bot.app import BotApp
 from bot.crypto import WeComCrypto
 from bot.storage.models import InboxRow
+from bot.testing import TEST_ENV, CallbackSigner, event_xml, serve, text_xml
 from bot.web import webhook_signature
-from tests.conftest import TEST_ENV
-from tests.web import serve
-from tests.wecom_callback import CallbackSigner, event_xml, text_xml
 
 CORP = TEST_ENV["SIYU_WECOM__CORP_ID"]
 APP = CallbackSigner(TEST_ENV["SIYU_WECOM__TOKEN"], TEST_ENV["SIYU_WECOM__ENCODING_AES_KEY"], CORP)

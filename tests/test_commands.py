@@ -15,8 +15,8 @@ from bot.events import MessageEvent
 from bot.roles import ADMIN, OPERATOR
 from bot.routing import Router
 from bot.storage.models import AuditLog, KeyValue
+from bot.testing import Harness
 from handlers import feature
-from tests.harness import Harness
 
 
 def test_tokenize_understands_quotes_and_full_width_space() -> None:

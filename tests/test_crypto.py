@@ -6,7 +6,7 @@ import pytest
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.crypto import CryptoError, WeComCrypto, check_signature, signature
-from tests.wecom_callback import CallbackSigner, text_xml
+from bot.testing import CallbackSigner, text_xml
 
 V2 = ("QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wx5823bf96d3bd56c7")
 V2_ENCRYPT = (

@@ -12,7 +12,7 @@ from bot.dispatcher import TransientError
 from bot.events import MessageEvent
 from bot.routing import Router, from_staff, in_group, text_matches
 from bot.storage.models import HandledEvent, InboxRow, KeyValue, OutboxRow
-from tests.harness import Harness
+from bot.testing import Harness
 
 
 def counting_feature(calls: list[str]) -> Callable[[BotApp], Router]:

@@ -14,7 +14,7 @@ from bot.events import MessageEvent
 from bot.inbox import Incoming
 from bot.routing import Router
 from bot.storage.models import HandledEvent, InboxRow, OutboxRow
-from tests.harness import Harness
+from bot.testing import Harness
 
 
 def incoming(i: int, chat: str = "g1") -> Incoming:

@@ -19,7 +19,7 @@ from bot.knowledge import KNOWLEDGE
 from bot.knowledge.models import KbEntryRow, KbMiss
 from bot.members import MEMBERS, MemberProfile
 from bot.storage.models import AuditLog
-from tests.harness import Harness
+from bot.testing import Harness
 
 BASE = """\
 - id: refund

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from bot.app import BotApp
 from bot.clock import FakeClock
 from bot.config import Config
+from bot.testing import Harness
 from handlers.moderation import MODERATION
 from moderation.service import ALERTS, MESSAGES
-from tests.harness import Harness
 
 REPO = Path(__file__).resolve().parent.parent
 

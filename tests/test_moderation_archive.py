@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 
 from bot.app import BotApp
 from bot.config import Config
+from bot.testing import serve
 from bot.web import webhook_signature as archive_signature
 from handlers.moderation import MODERATION
 from moderation import archive
 from moderation.service import ALERTS, MESSAGES
-from tests.web import serve
 
 SECRET = "archive-secret"
 T0 = 1763863200000  # 2025-11-23 10:00 +08:00, in ms

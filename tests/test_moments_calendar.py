@@ -15,9 +15,9 @@ from bot.senders.console import RecordingSender
 from bot.sop import MOMENTS
 from bot.sop.moments import ChatChanges, load_calendar, parse_calendar
 from bot.templates import Templates
+from bot.testing import Harness
 from bot.yamldoc import FileProblems
 from handlers.moments import approval_reminder
-from tests.harness import Harness
 from tests.sop_support import REPO, SH, at, local, outbox, posts, sop_config, started, write_scripts
 
 CALENDAR = """\

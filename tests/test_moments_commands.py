@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.app import BotApp
 from bot.sop.models import MomentOverride
-from tests.harness import Harness
+from bot.testing import Harness
 from tests.sop_support import REPO, at, edit, posts, sop_config, started
 
 # The shipped calendar, published with the console-like recording sender.

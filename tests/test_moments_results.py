@@ -10,8 +10,8 @@ from typing import Any
 from bot.app import BotApp
 from bot.senders.base import Delivery, SendError, SendResult
 from bot.senders.console import RecordingSender
+from bot.testing import Harness
 from bot.wecomapi import WECOM_API, WeComError
-from tests.harness import Harness
 from tests.sop_support import FakeWeComApi, JobSender, at, posts, sop_config, started, write_scripts
 
 ONE_SLOT = """\

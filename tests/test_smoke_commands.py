@@ -1,4 +1,4 @@
-from tests.harness import Harness
+from bot.testing import Harness
 
 
 async def test_help_lists_commands_visible_to_the_member(harness: Harness) -> None:

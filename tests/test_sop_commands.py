@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.app import BotApp
 from bot.storage.models import AuditLog
-from tests.harness import Harness
+from bot.testing import Harness
 from tests.sop_support import at, repo_scripts, runs, sop_config, sop_sent, started, steps
 
 

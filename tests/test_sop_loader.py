@@ -16,8 +16,8 @@ from bot.sop import SOP
 from bot.sop.files import ScriptFiles
 from bot.sop.script import Script, parse_script
 from bot.templates import Templates
+from bot.testing import Harness
 from bot.yamldoc import FileProblems
-from tests.harness import Harness
 from tests.sop_support import REPO, SH, runs, sop_config, sop_sent, started, write_scripts
 
 GOOD = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.events import Actor, Chat, ContactAdded, GroupCreated, GroupDismissed, TagAdded
-from tests.harness import Harness
+from bot.testing import Harness
 from tests.sop_support import at, runs, sop_sent, steps
 
 

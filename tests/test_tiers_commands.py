@@ -14,8 +14,8 @@ from bot.app import BotApp
 from bot.config import Config
 from bot.events import TagAdded
 from bot.storage.models import AuditLog
+from bot.testing import Harness, listener
 from bot.tiers.models import Member, MemberTag, PointsEntry, Purchase, TierChange
-from tests.harness import Harness, listener
 
 REPO = Path(__file__).resolve().parent.parent
 

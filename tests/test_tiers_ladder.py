@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from bot.app import BotApp
 from bot.events import Actor, TierChanged
 from bot.members import MEMBERS, profile_of
+from bot.testing import Harness, listener
 from bot.tiers.ladder import SessionEffects
 from bot.tiers.models import Member, PointsEntry, TierChange
 from handlers.tiers import LADDER
-from tests.harness import Harness, listener
 
 
 async def member(app: BotApp, member_id: str = "wmBob") -> Member:

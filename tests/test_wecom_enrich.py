@@ -15,10 +15,7 @@ from bot.events import MemberJoined
 from bot.routing import Router
 from bot.senders.wecom import WeComSender
 from bot.storage.models import InboxRow
-from tests.conftest import TEST_ENV
-from tests.fakes.wecom import FakeWeCom
-from tests.web import serve
-from tests.wecom_callback import CallbackSigner, event_xml
+from bot.testing import TEST_ENV, CallbackSigner, FakeWeCom, event_xml, serve
 
 CORP = TEST_ENV["SIYU_WECOM__CORP_ID"]
 APP = CallbackSigner(TEST_ENV["SIYU_WECOM__TOKEN"], TEST_ENV["SIYU_WECOM__ENCODING_AES_KEY"], CORP)

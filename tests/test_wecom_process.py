@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_ENV
-from tests.fakes.wecom import FakeWeCom, fake_wecom_in_thread
+from bot.testing import TEST_ENV, CallbackSigner, FakeWeCom, fake_wecom_in_thread, text_xml
 from tests.test_process import Server, servers  # noqa: F401 - the fixture
-from tests.wecom_callback import CallbackSigner, text_xml
 
 pytestmark = pytest.mark.slow
 

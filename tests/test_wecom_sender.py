@@ -21,8 +21,9 @@ from bot.routing import Router, text_matches
 from bot.senders.robot import RobotSender
 from bot.senders.wecom import WeComSender
 from bot.storage.models import OutboxRow
+from bot.testing import FakeWeCom
+from bot.testing.env import AGENT_ID, ROBOT_KEYS, SECRET
 from bot.wecomapi import WECOM_API, WeComError
-from tests.fakes.wecom import AGENT_ID, ROBOT_KEYS, SECRET, FakeWeCom
 
 LINK = {"msgtype": "link", "link": {"title": "本周好茶", "url": "https://example.com/tea"}}
 

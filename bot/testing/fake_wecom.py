@@ -17,6 +17,9 @@ makes it fail instead), and ``expire_tokens()`` (every issued token answers 4200
 Error codes the docs do not pin down are the fake's choice: 40058 for a missing
 or malformed parameter, 45002 for a text over its byte limit, 40050 for an
 unknown group chat, 40068 for an unknown tag, 40058 for a used ``response_url``.
+
+Under pytest (:mod:`bot.testing.plugin`) the ``fake_wecom`` fixture starts one per test on
+the test's FakeClock, and ``wecom_config(...)`` builds a Config that sends through it.
 """
 
 from __future__ import annotations
@@ -28,21 +31,14 @@ import secrets
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from aiohttp import web
 
-from bot.clock import FakeClock
-from bot.config import Config
-
-CORP_ID = "wx5823bf96d3bd56c7"     # tests/conftest.py TEST_ENV
-SECRET = "test-app-secret"
-AGENT_ID = 1000002
-ROBOT_KEYS = {"wrGroup1": "robot-key-group-1", "compliance": "robot-key-compliance"}
+from bot.testing.env import AGENT_ID, CORP_ID, SECRET
 
 # paths that deliver something (what ``delivered()`` lists)
 SENDING = ("message/send", "appchat/send", "webhook/send", "externalcontact/send_welcome_msg",
@@ -501,30 +497,6 @@ class FakeWeCom:
         tags.difference_update(remove)
         tags.update(add)
         return {}
-
-
-# ── fixtures ──
-
-
-@pytest.fixture
-async def fake_wecom(clock: FakeClock) -> AsyncIterator[FakeWeCom]:
-    """The fake on a free loopback port; its notion of time is the test's FakeClock."""
-    fake = FakeWeCom(robot_keys=set(ROBOT_KEYS.values()), now=lambda: clock.now().timestamp())
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-def wecom_config(make_config: Callable[..., Config], fake_wecom: FakeWeCom) -> Callable[..., Config]:
-    """A config that sends through the WeCom API at the fake (overrides as in make_config)."""
-
-    def build(**overrides: str) -> Config:
-        values = {"BOT__SENDER": "wecom", "WECOM__API_BASE": fake_wecom.url, "WECOM__REQUEST_TIMEOUT_S": "2",
-                  "GROUP_ROBOT__KEYS": json.dumps(ROBOT_KEYS), **overrides}
-        return make_config(**values)
-
-    return build
 
 
 @contextmanager
