@@ -6,11 +6,13 @@ import ast
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+import bot.testing
 import bot.testing.plugin
 from bot.testing import FakeWeCom
 from bot.testing.env import CORP_ID, SECRET
@@ -71,6 +73,13 @@ async def test_a_failed_send_is_retried_through_the_fake_wecom(make_bot, wecom_c
 '''
 
 
+def _docstring_example() -> str:
+    """The test in bot.testing's docstring, as written there."""
+    doc = bot.testing.__doc__ or ""
+    block = doc.split("::\n", 1)[1].split("\n\n``", 1)[0]
+    return textwrap.dedent(block)
+
+
 def _child_env() -> dict[str, str]:
     """This environment without anything that points pytest or Python at this repository."""
     drop = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -84,11 +93,12 @@ def test_a_plugin_project_tests_its_feature_with_the_installed_fixtures(tmp_path
     (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nasyncio_mode = "auto"\n')
     (project / "echo.py").write_text(ECHO, encoding="utf-8")
     (project / "test_echo.py").write_text(TEST_ECHO, encoding="utf-8")
+    (project / "test_example.py").write_text(_docstring_example(), encoding="utf-8")
     assert not list(project.rglob("conftest.py"))  # the fixtures come from the entry point
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project,
                          env=_child_env(), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "3 passed" in run.stdout
+    assert "4 passed" in run.stdout
 
 
 def test_loading_the_plugin_imports_nothing_of_the_bot() -> None:
