@@ -16,6 +16,8 @@ import pytest
 
 from bot.testing.database import drop, fresh_pg_database, on_postgres, pg_url
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture
 async def blank_db_url(tmp_path: Path) -> AsyncIterator[str]:
