@@ -6,7 +6,9 @@ lexicons, the tiers ladder) is a pydantic model derived from :class:`FileModel`.
 the :class:`~bot.yamldoc.Problem` operators read: in Chinese, at the line of the
 value (from the :class:`~bot.yamldoc.Lines` map), with a "did you mean" hint for
 a misspelt key. A validator that needs to say something specific raises
-``ValueError("中文说明")``; that text is shown as it is.
+``ValueError("中文说明")``; that text is shown as it is. A validator that knows a
+more precise line than its value's (a template error inside a block of text)
+raises :class:`ProblemAt`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bot.yamldoc import FileProblems, Key, Lines, Problem, kind_of
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class ProblemAt(ValueError):
+    """A validator's message about one line of its value (``line`` 0: the value's own line)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class FileModel(BaseModel):
@@ -71,8 +81,8 @@ def _message(model: type[BaseModel], err: dict[str, Any], loc: tuple[Key, ...]) 
     if kind == "extra_forbidden":
         known = _keys_of(_model_at(model, loc))
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"，是不是 {close[0]}？" if close else (f"（可用的键：{', '.join(known)}）" if known else "")
-        return f"不认识的键 {loc[-1]}{hint}"
+        hint = f"（是不是 {close[0]}？）" if close else (f"（可用字段：{', '.join(known)}）" if known else "")
+        return f"未知字段 {loc[-1]}{hint}"
     if kind in ("string_type", "str_type"):
         return f"{name} 应是文字，收到{kind_of(value)}（数字或 yes/no 请加引号）"
     if kind in ("int_type", "int_parsing", "int_from_float"):
@@ -111,7 +121,8 @@ def problems_of(model: type[BaseModel], exc: ValidationError, lines: Lines, *,
     out: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
-        problem = Problem(lines.path, lines.line(*at, *loc), _message(model, err, loc))
+        line = getattr((err.get("ctx") or {}).get("error"), "line", 0) or lines.line(*at, *loc)
+        problem = Problem(lines.path, line, _message(model, err, loc))
         if problem not in out:
             out.append(problem)
     return out
