@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.knowledge import store
+from bot.knowledge.contract import TemplateCheck
 from bot.knowledge.entry import Entry
 from bot.knowledge.files import KnowledgeFiles, Refresh
-from bot.knowledge.loader import Problem, TemplateCheck
 from bot.knowledge.matcher import Matcher, MatchSettings
 from bot.knowledge.text import Analyzer, Synonyms
+from bot.yamldoc import Problem
 
 log = logging.getLogger("siyu.knowledge")
 

@@ -1,170 +1,110 @@
-"""The knowledge directory: entry files, synonyms and stop words, each with its last good version.
+"""The knowledge directory, watched: entry files, synonyms and stop words, each with its last good version.
 
-:meth:`KnowledgeFiles.refresh` looks at modification times and sizes, re-reads
-what changed and validates it. A file that fails validation is reported (file,
-line, problem) and its previous version — if it ever loaded — stays in
-service; a file that is fixed replaces it. Deleted files drop their entries.
+Built on :mod:`bot.watched` (stamp → digest → parse → keep the last good
+version → problems with file and line). A file that fails validation is
+reported and its previous version — if it ever loaded — stays in service; a
+file that is fixed replaces it; deleted files drop their entries. An entry file
+may not use an id that another file in service uses (:func:`ids_in_two_files`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from bot.knowledge.entry import Entry
-from bot.knowledge.loader import FileLoad, Problem, TemplateCheck, cross_check, entry_files, load_file
-from bot.knowledge.text import Synonyms, read_word_list
-from bot.yamldoc import file_stamp
+from bot.knowledge.loader import Problem, TemplateCheck, is_entry_file, parse_entries
+from bot.knowledge.text import Synonyms, word_list
+from bot.watched import CrossCheck, Refresh, WatchedDir, WatchedFile, shown_name
+from bot.yamldoc import FileProblems
 
 log = logging.getLogger("siyu.knowledge")
 
 SYNONYMS = "synonyms.txt"
 STOPWORDS = "stopwords.txt"
 
-
-@dataclass(slots=True)
-class _Tracked:
-    stamp: tuple[int, int] | None = None   # (mtime_ns, size) last looked at
-    digest: str = ""                       # content hash last parsed
-    good: FileLoad | None = None           # the version in service
-    problems: list[Problem] = field(default_factory=list)  # why the current content is not in service
+__all__ = ["KnowledgeFiles", "Refresh", "ids_in_two_files"]
 
 
-@dataclass(slots=True)
-class Refresh:
-    """What one refresh found."""
+def ids_in_two_files() -> CrossCheck[list[Entry]]:
+    """The cross-file check: an id a new file uses and a file in service (or an earlier new one) already uses
+    is a problem of the new file, at the entry's line: ``id a 与 kb/a.yaml:1 重复``."""
 
-    changed: bool = False              # the set of entries, synonyms or stop words changed
-    reloaded: list[str] = field(default_factory=list)   # files whose new version went into service
-    rejected: list[str] = field(default_factory=list)   # files whose new version was refused
-    removed: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)  # every current problem, old and new
-    new_problems: list[Problem] = field(default_factory=list)
+    def check(fresh: dict[Path, list[Entry]], kept: dict[Path, list[Entry]]) -> dict[Path, list[Problem]]:
+        owner: dict[str, Entry] = {e.id: e for entries in kept.values() for e in entries}
+        out: dict[Path, list[Problem]] = {}
+        for path, entries in sorted(fresh.items()):
+            clashes = [Problem(e.source.path, e.source.line,
+                               f"id {e.id} 与 {owner[e.id].source.path}:{owner[e.id].source.line} 重复")
+                       for e in entries if e.id in owner]
+            if clashes:
+                out[path] = clashes
+            else:
+                owner.update({e.id: e for e in entries})
+        return out
+
+    return check
 
 
-def _digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
+def _synonyms(text: str, shown: str) -> Synonyms:
+    synonyms, problems = Synonyms.parse(text, shown)
+    if problems:
+        raise FileProblems(problems)
+    return synonyms
+
+
+def _stopwords(text: str, shown: str) -> list[str]:
+    return word_list(text)
 
 
 class KnowledgeFiles:
+    """The entry files of a directory with its ``synonyms.txt`` and ``stopwords.txt``."""
+
     def __init__(self, directory: Path, *, check: TemplateCheck | None = None) -> None:
         self.directory = directory
         self.check = check
-        self._files: dict[Path, _Tracked] = {}
-        self._synonyms = _Tracked()
-        self._stopwords = _Tracked()
+        base = directory.parent
+        self.dir = WatchedDir(directory, partial(parse_entries, check=check), pattern="*", select=is_entry_file,
+                              base=base, missing="知识库目录不存在", check=ids_in_two_files())
+        self._synonyms = WatchedFile(directory / SYNONYMS, _synonyms, shown=shown_name(directory / SYNONYMS, base))
+        self._stopwords = WatchedFile(directory / STOPWORDS, _stopwords,
+                                      shown=shown_name(directory / STOPWORDS, base))
         self.synonyms = Synonyms()
         self.stopwords: list[str] = []
 
     def name(self, path: Path) -> str:
         """How problems name a file: relative to the directory's parent (``knowledge_base/faq.yaml``)."""
-        try:
-            return str(path.relative_to(self.directory.parent))
-        except ValueError:
-            return str(path)
+        return self.dir.name(path)
 
     @property
     def entries(self) -> list[Entry]:
-        return [e for t in self._files.values() if t.good is not None for e in t.good.entries]
+        return [e for entries in self.dir.values() for e in entries]
 
     @property
     def problems(self) -> list[Problem]:
-        out = [p for t in (self._synonyms, self._stopwords, *self._files.values()) for p in t.problems]
+        out = [*self.dir.problems, *self._synonyms.problems, *self._stopwords.problems]
         return sorted(out, key=lambda p: (p.path, p.line))
 
     @property
     def file_count(self) -> int:
-        return sum(1 for t in self._files.values() if t.good is not None)
+        return len(self.dir.good)
 
     def refresh(self, *, force: bool = False) -> Refresh:
-        report = Refresh()
-        if not self.directory.is_dir():
-            problem = Problem(str(self.directory), 0, "知识库目录不存在")
-            if not any(p.message == problem.message for p in self._synonyms.problems):
-                report.new_problems.append(problem)
-            self._synonyms.problems = [problem]
-            report.problems = self.problems
-            return report
-        self._refresh_words(report, force)
-        present = entry_files(self.directory)
-        for gone in [p for p in self._files if p not in present]:
-            tracked = self._files.pop(gone)
-            if tracked.good is not None and tracked.good.entries:
-                report.changed = True
-            report.removed.append(self.name(gone))
-        fresh: dict[Path, FileLoad] = {}
-        for path in present:
-            tracked = self._files.setdefault(path, _Tracked())
-            stamp = file_stamp(path)
-            if not force and stamp == tracked.stamp:
-                continue
-            tracked.stamp = stamp
-            digest = _digest(path)
-            if not force and digest == tracked.digest:
-                continue
-            tracked.digest = digest
-            fresh[path] = load_file(path, check=self.check, name=self.name(path))
-        if fresh:
-            self._accept(fresh, report)
+        """Look at every file (re-read them all with ``force``); ``changed`` when what serves changed."""
+        before = (self.entries, self.synonyms.content, self.stopwords)
+        report = self.dir.refresh(force=force)
+        if self.directory.is_dir():
+            words = self._synonyms.refresh(force=force)
+            self._stopwords.refresh(force=force)
+            report.rejected += words.rejected
+            report.new_problems += words.new_problems
+            self.synonyms = self._synonyms.good or (Synonyms() if self.synonyms.content else self.synonyms)
+            self.stopwords = self._stopwords.good or []
+            if self.synonyms.content != before[1] and self._synonyms.good is not None:
+                report.reloaded.append(self._synonyms.shown)
         report.problems = self.problems
+        report.changed = (self.entries, self.synonyms.content, self.stopwords) != before
+        for p in report.new_problems:
+            log.error("knowledge file refused (previous version stays): %s", p)
         return report
-
-    def _accept(self, fresh: dict[Path, FileLoad], report: Refresh) -> None:
-        # Unchanged files keep their ids; a changed file that reuses one of them is refused.
-        kept = [t.good for p, t in sorted(self._files.items()) if p not in fresh and t.good is not None]
-        candidates = [load for _, load in sorted(fresh.items()) if load.ok]
-        clashes = cross_check([*kept, *candidates])
-        for path, load in sorted(fresh.items()):
-            tracked = self._files[path]
-            problems = load.problems + [p for p in clashes if p.path == load.path]
-            if problems:
-                if tracked.problems != problems:
-                    report.new_problems.extend(problems)
-                tracked.problems = problems
-                report.rejected.append(load.path)
-                for p in problems:
-                    log.error("knowledge file refused (previous version stays): %s", p)
-                continue
-            tracked.problems = []
-            if tracked.good is None or tracked.good.entries != load.entries:
-                report.changed = True
-            tracked.good = load
-            report.reloaded.append(load.path)
-
-    def _refresh_words(self, report: Refresh, force: bool) -> None:
-        for tracked, filename in ((self._synonyms, SYNONYMS), (self._stopwords, STOPWORDS)):
-            path = self.directory / filename
-            stamp = file_stamp(path)
-            if not force and stamp == tracked.stamp and tracked.digest:
-                continue
-            tracked.stamp = stamp
-            digest = _digest(path) if stamp else "absent"
-            if not force and digest == tracked.digest:
-                continue
-            tracked.digest = digest
-            if filename == SYNONYMS:
-                synonyms, problems = Synonyms.load(path, self.name(path))
-                if problems:
-                    if tracked.problems != problems:
-                        report.new_problems.extend(problems)
-                    tracked.problems = problems
-                    report.rejected.append(self.name(path))
-                    for p in problems:
-                        log.error("synonyms refused (previous version stays): %s", p)
-                    continue
-                tracked.problems = []
-                if synonyms.content != self.synonyms.content:
-                    report.changed = True
-                    if stamp:
-                        report.reloaded.append(self.name(path))
-                self.synonyms = synonyms
-            else:
-                words = read_word_list(path)
-                if words != self.stopwords:
-                    report.changed = True
-                self.stopwords = words

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 
+from bot.knowledge.contract import TemplateCheck
 from bot.knowledge.entry import Entry, Source
-from bot.knowledge.loader import EntryInvalid, TemplateCheck, entry_from_data
+from bot.knowledge.loader import EntryInvalid, entry_from_data
 from bot.knowledge.models import KbCooldown, KbEntryRow, KbGroup, KbMiss, KbSuggestion
 from bot.storage.db import insert_ignoring_conflicts
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import ahocorasick_rs
 import jieba
 
-from bot.knowledge.loader import Problem
 from bot.textnorm import fold
+from bot.yamldoc import Problem
 
 NON_WORD = re.compile(r"[\W_]+")
 STOPWORDS_FILE = Path(__file__).with_name("stopwords.txt")
@@ -80,14 +80,17 @@ def _words(line: str) -> list[str]:
     return [w for w in re.split(r"[\s,，、;；|｜/]+", line.strip()) if w]
 
 
-def read_word_list(path: Path) -> list[str]:
+def word_list(text: str) -> list[str]:
+    """The words of a word-list file (``#`` starts a comment)."""
     words: list[str] = []
-    if not path.is_file():
-        return words
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    for raw in text.splitlines():
         line = raw.split("#", 1)[0]
         words.extend(compact(w) for w in _words(line))
     return [w for w in words if w]
+
+
+def read_word_list(path: Path) -> list[str]:
+    return word_list(path.read_text(encoding="utf-8")) if path.is_file() else []
 
 
 _BUILTIN_STOPWORDS: frozenset[str] | None = None
@@ -162,17 +165,6 @@ class Synonyms:
                 syn.related.append(canon)
         syn.dictionary = tuple(dict.fromkeys(syn.apply(w) for w in dictionary))
         return syn, []
-
-    @classmethod
-    def load(cls, path: Path, name: str | None = None) -> tuple[Synonyms, list[Problem]]:
-        shown = name or str(path)
-        if not path.is_file():
-            return cls(), []
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return cls(), [Problem(shown, 0, f"无法读取：{exc}")]
-        return cls.parse(text, shown)
 
     def _build(self) -> None:
         self.canonical = {w: g[0] for g in self.groups for w in g}
