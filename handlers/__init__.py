@@ -6,12 +6,14 @@ later feature looks up must be provided by an earlier one).
 """
 
 from bot.feature import Feature, Setup
+from bot.knowledge import feature as knowledge_feature
 from handlers import admin, knowledge, moderation, moments, sop, tiers
 
 BY_NAME: dict[str, Feature | Setup] = {
     "moderation": moderation.setup,
     "admin": Feature("admin", routers=[admin.router], about="/help, /whoami, /role, /confirm, /status"),
-    "knowledge": knowledge.setup,
+    "knowledge": Feature("knowledge", routers=[knowledge.router], install=knowledge_feature.install,
+                         about="members' questions answered from the knowledge base; /ask, /kb"),
     "tiers": tiers.setup,
     "sop": sop.setup,
     "moments": moments.setup,

@@ -1,15 +1,27 @@
 """The knowledge base: entries from files and chat, matched to members' questions.
 
-``entry`` (the contract), ``loader`` (YAML with file/line problems), ``text``
-(normalisation, synonyms, jieba), ``matcher`` (exact / triggers / meaning),
-``files`` and ``base`` (live reloading), ``store`` and ``models`` (database),
-``chatform`` (the /kb add and /kb edit forms), ``misses`` (grouping unanswered
-questions), ``cli`` (``python -m bot kb …``). The chat side is handlers/knowledge.py.
+``contract`` (the entry contract, declared) and ``loader`` (YAML with file/line
+problems), ``entry`` (the entry itself), ``text`` (normalisation, synonyms,
+jieba), ``matcher`` (exact / triggers / meaning), ``files`` and ``base`` (live
+reloading), ``answering`` (where it decides to answer a member), ``service``
+(the /kb use cases), ``store`` and ``models`` (database), ``chatform`` (the
+/kb add and /kb edit forms), ``misses`` (grouping unanswered questions),
+``config`` (the ``[knowledge]`` section), ``feature`` (assembling it all),
+``cli`` (``python -m bot kb …``). The chat side is handlers/knowledge.py.
+
+This package itself holds only the service key, so that importing one of its
+modules (``bot.knowledge.text``) loads only what that module needs.
 """
 
-from bot.knowledge.base import KnowledgeBase
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from bot.services import ServiceKey
 
-KNOWLEDGE: ServiceKey[KnowledgeBase] = ServiceKey("knowledge")
+if TYPE_CHECKING:
+    from bot.knowledge.service import KnowledgeService
 
-__all__ = ["KNOWLEDGE", "KnowledgeBase"]
+KNOWLEDGE: ServiceKey[KnowledgeService] = ServiceKey("knowledge")
+
+__all__ = ["KNOWLEDGE"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ from bot.knowledge.entry import Entry
 from bot.templates import TemplateProblem, Templates
 
 log = logging.getLogger("siyu.knowledge")
+TEMPLATES = Path(__file__).with_name("templates")  # knowledge/*.j2: what the knowledge base says in chat
 
 
 def render_answer(templates: Templates, tz: ZoneInfo, entry: Entry, member: dict[str, Any],

@@ -35,9 +35,10 @@ file:line: problem), 2 when the directory does not exist.
 
 
 def _templates(tz: Any) -> Any:
+    from bot.knowledge.answers import TEMPLATES
     from bot.templates import Templates
 
-    return Templates(tz)
+    return Templates(tz, [TEMPLATES])
 
 
 def _load_db_entries(cfg: Any, kb: Any) -> str:

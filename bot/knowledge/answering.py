@@ -1,0 +1,142 @@
+"""Where the knowledge base decides to answer a member: :meth:`Answering.respond`.
+
+Also the numbered "did you mean" picks (:meth:`Answering.pick`) and the one
+place an answer is sent (:meth:`Answering.deliver`: the group cooldown).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.knowledge import store
+from bot.knowledge.answers import render_answer
+from bot.knowledge.entry import Entry, Where
+from bot.knowledge.text import looks_like_question
+from bot.members import MemberProfile, profile_of
+
+if TYPE_CHECKING:
+    from bot.context import Context
+    from bot.events import MessageEvent
+    from bot.knowledge.base import KnowledgeBase
+    from bot.knowledge.config import KnowledgeConfig
+
+
+class Answering:
+    """Answering one member's message: scope, rules, rendering, suggestions, misses."""
+
+    def __init__(self, app: Any, kb: KnowledgeBase, cfg: KnowledgeConfig) -> None:
+        self.app = app            # for the member directory (bot.members.profile_of), templates and time zone
+        self.kb = kb
+        self.cfg = cfg
+
+    async def respond(self, ctx: Context, event: MessageEvent, question: str, *, asked: bool = False) -> None:
+        """Answer ``question`` — or stay quiet, suggest, or say there is no answer — by these rules:
+
+        - **Addressed or not.** The member addresses the bot when they write to it 1:1 (staff excepted), @-mention
+          it, or use ``/ask`` (``asked``). Staff are answered only when they address it.
+        - **Groups switched off** with ``/kb off`` get no answers, except to ``/ask``.
+        - **Scope.** The matcher only considers entries whose ``scope`` allows this chat and the member's tier
+          (from the member directory), and answers outright only above ``knowledge.threshold`` (with the margins
+          of :class:`~bot.knowledge.matcher.MatchSettings`).
+        - **Not addressed, in a group:** answer only a clear match of an entry marked ``group_auto``, and only
+          when the message asks something (:func:`~bot.knowledge.text.looks_like_question`); otherwise silence
+          — no suggestion, no miss.
+        - **Addressed:** a clear match is answered (:meth:`deliver`: in a group not twice within
+          ``knowledge.group_cooldown_s``; when addressed, the member is told it was just answered). Without a
+          clear match the question is stored as a miss (``/kb misses``) and the member gets up to
+          ``knowledge.max_suggestions`` numbered suggestions (valid ``suggestion_ttl_s``, answered by
+          :meth:`pick`), or "no answer" when there is none.
+        """
+        if not question:
+            return
+        chat, sender = event.chat, event.sender
+        if chat.is_group and not asked and not await store.group_enabled(ctx.session, chat.id):
+            return
+        direct = asked or event.mentions_bot or (not chat.is_group and not sender.staff)
+        if sender.staff and not direct:
+            return
+        profile = await profile_of(self.app, ctx.session, sender)
+        result = self.kb.matcher.match(question, self.where(event, profile))
+        if not direct:
+            found = result.answer
+            if found is not None and found.entry.group_auto and looks_like_question(question, found.keywords):
+                await self.deliver(ctx, event, found.entry, profile, direct=False)
+            return
+        if result.answer is not None:
+            await self.deliver(ctx, event, result.answer.entry, profile, direct=True)
+            return
+        await self._no_clear_answer(ctx, event, question, result, profile)
+
+    async def _no_clear_answer(self, ctx: Context, event: MessageEvent, question: str, result: Any,
+                               profile: MemberProfile) -> None:
+        """Store the miss; offer numbered suggestions, or say there is no answer."""
+        chat, now = event.chat, ctx.now()
+        suggestions = list(result.suggestions) if self.cfg.max_suggestions else []
+        best = result.candidates[0] if result.candidates else None
+        miss_id = await store.record_miss(
+            ctx.session, text=question, norm=self.kb.matcher.analyzer.canon(question), chat_id=chat.id,
+            chat_type=chat.type, member_id=event.sender.id, member_name=profile.name or event.sender.name,
+            outcome="suggested" if suggestions else "none", best_entry=best.entry.id if best else "",
+            best_score=best.score if best else 0.0, now=now)
+        name = profile.for_template()["name"]
+        if suggestions:
+            await store.offer(ctx.session, chat_id=chat.id, member_id=event.sender.id, question=question,
+                              entries=[s.entry.id for s in suggestions], miss_id=miss_id, now=now,
+                              ttl_s=self.cfg.suggestion_ttl_s)
+            await ctx.reply(ctx.render("knowledge/did_you_mean.j2", name=name, suggestions=suggestions,
+                                       minutes=max(1, self.cfg.suggestion_ttl_s // 60)), mention=chat.is_group)
+        else:
+            await ctx.reply(ctx.render("knowledge/no_answer.j2", name=name), mention=chat.is_group)
+
+    async def pick(self, ctx: Context, event: MessageEvent, number: int) -> None:
+        """A member answering "did you mean" with a number: the chosen entry's answer (if still offered)."""
+        offer = await store.pending_offer(ctx.session, event.chat.id, event.sender.id)
+        if offer is None:
+            return
+        if offer.expires_at <= ctx.now():
+            await store.drop_offer(ctx.session, offer.id)
+            await ctx.reply(ctx.render("knowledge/pick_expired.j2"), mention=event.chat.is_group)
+            return
+        if number > len(offer.entries):
+            await ctx.reply(ctx.render("knowledge/pick_out_of_range.j2", count=len(offer.entries)),
+                            mention=event.chat.is_group)
+            return
+        await store.drop_offer(ctx.session, offer.id)
+        entry = self.kb.matcher.by_id.get(offer.entries[number - 1])
+        if entry is None:
+            await ctx.reply(ctx.render("knowledge/pick_gone.j2"), mention=event.chat.is_group)
+            return
+        if offer.miss_id:
+            await store.mark_picked(ctx.session, offer.miss_id, entry.id)
+        profile = await profile_of(self.app, ctx.session, event.sender)
+        await self.deliver(ctx, event, entry, profile, direct=True)
+
+    async def deliver(self, ctx: Context, event: MessageEvent, entry: Entry, profile: MemberProfile, *,
+                      direct: bool) -> bool:
+        """Send ``entry``'s answer unless it was just given in this group; True if sent."""
+        now = ctx.now()
+        group = event.chat.is_group
+        if group and self.cfg.group_cooldown_s:
+            last = await store.answered_recently(ctx.session, event.chat.id, entry.id,
+                                                 now - timedelta(seconds=self.cfg.group_cooldown_s))
+            if last is not None:
+                if direct:
+                    minutes = int((now - last).total_seconds() // 60)
+                    await ctx.reply(ctx.render("knowledge/cooldown.j2", minutes=minutes, title=entry.title),
+                                    mention=True)
+                return False
+        if group:
+            await store.mark_answered(ctx.session, event.chat.id, entry.id, now)
+        await ctx.reply(self.render(entry, profile, event, now), mention=group)
+        return True
+
+    def where(self, event: MessageEvent, profile: MemberProfile) -> Where:
+        return Where(chat=event.chat.type, chat_id=event.chat.id, chat_name=event.chat.name, tier=profile.tier,
+                     tier_name=profile.tier_name)
+
+    def render(self, entry: Entry, profile: MemberProfile, event: MessageEvent, now: datetime) -> str:
+        chat = event.chat
+        group = {"id": chat.id, "name": chat.name, "type": chat.type} if chat.is_group else \
+            {"id": "", "name": "", "type": "single"}
+        return render_answer(self.app.templates, self.app.config.bot.tz, entry, profile.for_template(), group, now)
