@@ -126,56 +126,64 @@ def apply_edit(data: dict[str, Any], change: str) -> dict[str, Any]:
     """The entry's data with the typed change applied (``data`` is the contract's mapping)."""
     out = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     if is_labelled(change) and "\n" in change.strip():
-        updates = parse_labelled(change)
+        return _merge(out, parse_labelled(change))
+    tokens = tokenize(change)
+    if not tokens:
+        raise CommandError("要改什么？例如 /kb edit refund-policy 答案 新的回答内容")
+    label = tokens[0].text.lower().rstrip(":：")
+    raw = change[tokens[1].start:].strip() if len(tokens) > 1 else ""
+    if len(tokens) == 2 and tokens[1].quoted:
+        raw = tokens[1].text
+    if label[:1] in "+-＋－" and FIELD_NAMES.get(label[1:]) in ("questions", "keywords"):
+        return _add_or_remove(out, label, raw)
+    return _merge(out, _one_field(tokens[0].text, label, raw))
+
+
+def _add_or_remove(out: dict[str, Any], label: str, raw: str) -> dict[str, Any]:
+    """``+问题 …`` / ``-关键词 …``: items added to or removed from a list."""
+    name = FIELD_NAMES[label[1:]]
+    items = _split_list(name, raw)
+    if not items:
+        raise CommandError(f"{label} 后面要写内容")
+    current = list(out.get(name) or [])
+    if label[0] in "+＋":
+        current += [i for i in items if i not in current]
     else:
-        tokens = tokenize(change)
-        if not tokens:
-            raise CommandError("要改什么？例如 /kb edit refund-policy 答案 新的回答内容")
-        label = tokens[0].text.lower().rstrip(":：")
-        raw = change[tokens[1].start:].strip() if len(tokens) > 1 else ""
-        if len(tokens) == 2 and tokens[1].quoted:
-            raw = tokens[1].text
-        if label[:1] in "+-＋－" and FIELD_NAMES.get(label[1:]) in ("questions", "keywords"):
-            name = FIELD_NAMES[label[1:]]
-            items = _split_list(name, raw)
-            if not items:
-                raise CommandError(f"{label} 后面要写内容")
-            current = list(out.get(name) or [])
-            if label[0] in "+＋":
-                current += [i for i in items if i not in current]
-            else:
-                missing = [i for i in items if i not in current]
-                if missing:
-                    raise CommandError(f"没有这个{label[1:]}：{'、'.join(missing)}")
-                current = [i for i in current if i not in items]
-            out[name] = current
-            return out
-        name = FIELD_NAMES.get(label)
-        if name is None:
-            raise CommandError(f"不认识的字段 {tokens[0].text}（可用：答案、问题、+问题、-问题、关键词、+关键词、"
-                               "-关键词、"
-                               "匹配、优先级、时间、非服务时间回复、群内自动、会话、群、等级）")
-        if name == "id":
-            raise CommandError("id 不能修改；需要新 id 请 /kb add 一条新的，再 /kb del 旧的")
-        if not raw:
-            raise CommandError(f"{tokens[0].text} 后面要写新的值（清空写 -）")
-        if raw.lower() in CLEAR and name in CLEARABLE:
-            updates = {name: None}
-        else:
-            updates = {name: _value(name, raw)}
+        missing = [i for i in items if i not in current]
+        if missing:
+            raise CommandError(f"没有这个{label[1:]}：{'、'.join(missing)}")
+        current = [i for i in current if i not in items]
+    out[name] = current
+    return out
+
+
+def _one_field(written: str, label: str, raw: str) -> dict[str, Any]:
+    """``<字段> <新值>``: the one field's new value (None clears it)."""
+    name = FIELD_NAMES.get(label)
+    if name is None:
+        raise CommandError(f"不认识的字段 {written}（可用：答案、问题、+问题、-问题、关键词、+关键词、"
+                           "-关键词、"
+                           "匹配、优先级、时间、非服务时间回复、群内自动、会话、群、等级）")
+    if name == "id":
+        raise CommandError("id 不能修改；需要新 id 请 /kb add 一条新的，再 /kb del 旧的")
+    if not raw:
+        raise CommandError(f"{written} 后面要写新的值（清空写 -）")
+    if raw.lower() in CLEAR and name in CLEARABLE:
+        return {name: None}
+    return {name: _value(name, raw)}
+
+
+def _merge(out: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """The updates written into the contract's mapping (scope keys go under ``scope``; None removes)."""
     if "id" in updates and updates["id"] != out.get("id"):
         raise CommandError("id 不能修改")
     scope = dict(out.get("scope") or {})
     for name, value in updates.items():
-        if name in SCOPE_FIELDS:
-            if value is None:
-                scope.pop(name, None)
-            else:
-                scope[name] = value
-        elif value is None:
-            out.pop(name, None)
+        target = scope if name in SCOPE_FIELDS else out
+        if value is None:
+            target.pop(name, None)
         else:
-            out[name] = value
+            target[name] = value
     if scope:
         out["scope"] = scope
     else:

@@ -67,8 +67,29 @@ def _load_db_entries(cfg: Any, kb: Any) -> str:
     return ""
 
 
+def _show(out: dict[str, Any], *, as_json: bool) -> None:
+    """One answer of ``kb ask``: a JSON object, or the readable lines."""
+    from bot.cliargs import emit_json
+
+    if as_json:
+        emit_json(out)
+        return
+    print(f"question: {out['question']}")
+    print(f"entry:    {out['entry'] or '(none)'}")
+    print(f"score:    {out['score']:.3f}")
+    print(f"mode:     {out['mode']}")
+    if out["answer"] is not None:
+        print("answer:")
+        for line in out["answer"].splitlines():
+            print(f"  {line}")
+    if out["suggestions"]:
+        print("suggestions:")
+        for i, s in enumerate(out["suggestions"], 1):
+            print(f"  {i}. {s['entry']} — {s['question']} ({s['score']:.3f})")
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    from bot.cliargs import config_from_args, emit_json
+    from bot.cliargs import config_from_args
     from bot.knowledge.answers import render_answer
     from bot.knowledge.base import KnowledgeBase
     from bot.knowledge.entry import Where
@@ -123,21 +144,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         }
 
     def show(out: dict[str, Any]) -> None:
-        if args.json:
-            emit_json(out)
-            return
-        print(f"question: {out['question']}")
-        print(f"entry:    {out['entry'] or '(none)'}")
-        print(f"score:    {out['score']:.3f}")
-        print(f"mode:     {out['mode']}")
-        if out["answer"] is not None:
-            print("answer:")
-            for line in out["answer"].splitlines():
-                print(f"  {line}")
-        if out["suggestions"]:
-            print("suggestions:")
-            for i, s in enumerate(out["suggestions"], 1):
-                print(f"  {i}. {s['entry']} — {s['question']} ({s['score']:.3f})")
+        _show(out, as_json=args.json)
 
     if args.question:
         show(answer(" ".join(args.question)))

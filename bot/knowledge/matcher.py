@@ -492,28 +492,35 @@ class Matcher:
                 out.insert(0, best)
         return tuple(out[:10])
 
+    def _query_weights(self, terms: frozenset[str], focus: dict[str, float] | None) -> dict[str, float]:
+        """Each word of the question by its weight, times its clause's focus in a long message."""
+        wq = {t: self.term_weight(t) for t in terms}
+        return {t: w * focus.get(t, 1.0) for t, w in wq.items()} if focus else wq
+
+    def _candidate_entries(self, probe: frozenset[str], hits: dict[int, list[str]]) -> set[int]:
+        """The entries worth scoring: the stored questions' best by BM25, the answers' when only they know a
+        word of the question, and the keyword-triggered ones."""
+        rerank = self.settings.rerank
+        candidates = {self._docs[d].entry for d in self._questions.top(probe, rerank)}
+        if any(t not in self._questions.postings and t in self._answers.postings for t in probe):
+            # Only words the stored questions never use can find something new in the answers.
+            candidates.update(self._answer_entry[d] for d in self._answers.top(probe, rerank // 2))
+        candidates.update(i for i in hits if i in self._profiles)
+        return candidates
+
     def _meaning(self, prepared: str, terms: frozenset[str], hits: dict[int, list[str]],
                  focus: dict[str, float] | None = None) -> list[tuple[int, Candidate]]:
         """Meaning scores in [0, 1] for the entries either index finds (and the keyword-triggered ones)."""
-        if not self._profiles:
+        if not self._profiles or not terms:
             return []
         s = self.settings
-        if not terms:
-            return []
         tags = self.analyzer.tags
-        wq = {t: self.term_weight(t) for t in terms}
-        if focus:
-            wq = {t: w * focus.get(t, 1.0) for t, w in wq.items()}
+        wq = self._query_weights(terms, focus)
         q_weight = sum(wq.values())
         q_tagged = [(t, tags[t]) for t in terms if t in tags]
         q_tags = frozenset(g for _, ts in q_tagged for g in ts)
         docs = self._docs
-        probe = terms | q_tags
-        candidates = {docs[d].entry for d in self._questions.top(probe, s.rerank)}
-        if any(t not in self._questions.postings and t in self._answers.postings for t in probe):
-            # Only words the stored questions never use can find something new in the answers.
-            candidates.update(self._answer_entry[d] for d in self._answers.top(probe, s.rerank // 2))
-        candidates.update(i for i in hits if i in self._profiles)
+        candidates = self._candidate_entries(terms | q_tags, hits)
         q_chars = char_features(terms)
         cw = self.char_weight
         q_char_weight = sum(cw.get(c, self._char_unknown) for c in q_chars)
