@@ -76,12 +76,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bot.app import BotApp
     from bot.clock import FakeClock
     from bot.config import load_config
+    from bot.effects import Effects
     from bot.events import Actor, Chat
     from bot.senders.console import RecordingSender
-    from bot.tiers.ladder import LEDGER, MEMBER, MEMBERSHIP, SessionEffects
+    from bot.tiers import LADDER
     from bot.tiers.models import TierChange
+    from bot.tiers.store import LEDGER, MEMBER, MEMBERSHIP
     from handlers import feature
-    from handlers.tiers import LADDER
 
     tmp = tempfile.TemporaryDirectory(prefix="siyu-bench-tiers-")
     url = args.db or f"sqlite:///{tmp.name}/bench.db"
@@ -129,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for batch in chunks(events(args.members, args.events, args.seed), args.batch):
             clock.set(batch[-1][3])
             async with app.db.session() as s:
-                fx = SessionEffects(app, s, "bench")
+                fx = Effects(app, s, "bench")
                 for n, action, who, at in batch:
                     chat = groups[int(who[2:]) % len(groups)]
                     if action == "purchase":
@@ -149,7 +150,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # The daily review applies what time alone changes (silence, days since join) to everyone.
         t0 = time.perf_counter()
         async with app.db.session() as s:
-            reviewed = await ladder.reevaluate_all(s, SessionEffects(app, s, "bench-review"), clock.now())
+            reviewed = await ladder.reevaluate_all(s, Effects(app, s, "bench-review"), clock.now())
         review_s = time.perf_counter() - t0
 
         async with app.db.read() as s:

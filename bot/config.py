@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 
 from bot.configbase import Section, check_duration
 from bot.knowledge.config import KnowledgeConfig
+from bot.tiers.config import TiersConfig
 
 ENV_PREFIX = "SIYU_"
 
@@ -173,20 +174,6 @@ class LogConfig(Section):
     format: Literal["text", "json"] = "text"
 
 
-class TiersConfig(Section):
-    rules: str = "tiers.yaml"
-    reload_interval_s: float = Field(5.0, gt=0)
-    notify_users: list[str] = Field(default_factory=list)
-    wecom_tag_ids: dict[str, str] = Field(default_factory=dict)
-    leaderboard_size: int = Field(10, ge=1, le=50)
-    daily_review: str = "30 3 * * *"
-
-    @field_validator("daily_review")
-    @classmethod
-    def _crontab(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError("must be a five-field crontab such as \"30 3 * * *\"")
-        return v
 
 
 Level = Literal["reject", "review", "info"]

@@ -83,7 +83,7 @@ class Dispatcher:
             if not isinstance(event, spec.event_type):
                 continue
             try:
-                matched = spec.predicate(event)
+                matched = spec.predicate(event, self.app)
             except Exception as exc:
                 log.exception("predicate of %s failed on %s", spec.name, event.key)
                 outcome.errors.append(f"{spec.name}: predicate {exc!r}")

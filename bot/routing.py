@@ -33,23 +33,28 @@ HandlerFn = Callable[[Any, "Context"], Awaitable[None]]
 
 
 class Predicate:
-    """A named test on an event; combine with ``&``, ``|`` and ``~``."""
+    """A named test on an event; combine with ``&``, ``|`` and ``~``.
 
-    def __init__(self, fn: Callable[[Event], bool], name: str) -> None:
+    ``with_app=True``: ``fn(event, app)`` — a test that needs the running bot (a feature's
+    service in service, e.g. the check-in keywords of the rules file); the dispatcher passes it.
+    """
+
+    def __init__(self, fn: Callable[..., bool], name: str, *, with_app: bool = False) -> None:
         self.fn = fn
         self.name = name
+        self.with_app = with_app
 
-    def __call__(self, event: Event) -> bool:
-        return bool(self.fn(event))
+    def __call__(self, event: Event, app: Any = None) -> bool:
+        return bool(self.fn(event, app) if self.with_app else self.fn(event))
 
     def __and__(self, other: Predicate) -> Predicate:
-        return Predicate(lambda e: self(e) and other(e), f"({self.name} & {other.name})")
+        return Predicate(lambda e, a: self(e, a) and other(e, a), f"({self.name} & {other.name})", with_app=True)
 
     def __or__(self, other: Predicate) -> Predicate:
-        return Predicate(lambda e: self(e) or other(e), f"({self.name} | {other.name})")
+        return Predicate(lambda e, a: self(e, a) or other(e, a), f"({self.name} | {other.name})", with_app=True)
 
     def __invert__(self) -> Predicate:
-        return Predicate(lambda e: not self(e), f"~{self.name}")
+        return Predicate(lambda e, a: not self(e, a), f"~{self.name}", with_app=True)
 
     def __repr__(self) -> str:
         return f"<Predicate {self.name}>"

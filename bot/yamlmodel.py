@@ -14,7 +14,7 @@ raises :class:`ProblemAt`.
 from __future__ import annotations
 
 import difflib
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -32,9 +32,15 @@ class ProblemAt(ValueError):
 
 
 class FileModel(BaseModel):
-    """Base of the file contracts: unknown keys are problems, values are not silently converted."""
+    """Base of the file contracts: unknown keys are problems, values are not silently converted.
+
+    ``unknown_key`` words the problem of an unknown key where a contract says it its own way
+    (``"等级的未知字段 {key}（可用：{known}）"``; ``{parent}`` is the key that holds it); empty:
+    the generic "不认识的键 … 是不是 …？".
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    unknown_key: ClassVar[str] = ""
 
 
 def _keys_of(model: type[BaseModel] | None) -> list[str]:
@@ -79,7 +85,12 @@ def _message(model: type[BaseModel], err: dict[str, Any], loc: tuple[Key, ...]) 
     if kind == "missing":
         return f"缺少 {name}"
     if kind == "extra_forbidden":
-        known = _keys_of(_model_at(model, loc))
+        owner = _model_at(model, loc)
+        known = _keys_of(owner)
+        wording = getattr(owner, "unknown_key", "")
+        if wording:
+            parent = next((str(p) for p in reversed(loc[:-1]) if isinstance(p, str)), "")
+            return wording.format(key=loc[-1], known=", ".join(known), parent=parent)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"（是不是 {close[0]}？）" if close else (f"（可用字段：{', '.join(known)}）" if known else "")
         return f"未知字段 {loc[-1]}{hint}"

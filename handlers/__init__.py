@@ -7,6 +7,7 @@ later feature looks up must be provided by an earlier one).
 
 from bot.feature import Feature, Setup
 from bot.knowledge import feature as knowledge_feature
+from bot.tiers import feature as tiers_feature
 from handlers import admin, knowledge, moderation, moments, sop, tiers
 
 BY_NAME: dict[str, Feature | Setup] = {
@@ -14,7 +15,8 @@ BY_NAME: dict[str, Feature | Setup] = {
     "admin": Feature("admin", routers=[admin.router], about="/help, /whoami, /role, /confirm, /status"),
     "knowledge": Feature("knowledge", routers=[knowledge.router], install=knowledge_feature.install,
                          about="members' questions answered from the knowledge base; /ask, /kb"),
-    "tiers": tiers.setup,
+    "tiers": Feature("tiers", routers=[tiers.router], install=tiers_feature.install,
+                     about="member tiers: points ledger, ladder, groups, tags; the member directory"),
     "sop": sop.setup,
     "moments": moments.setup,
 }

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import BotApp
+from bot.effects import Effects
 from bot.events import Actor, TierChanged
 from bot.members import MEMBERS, profile_of
 from bot.testing import Harness, listener
-from bot.tiers.ladder import SessionEffects
+from bot.tiers import LADDER
+from bot.tiers.directory import TiersDirectory
 from bot.tiers.models import Member, PointsEntry, TierChange
-from handlers.tiers import LADDER
 
 
 async def member(app: BotApp, member_id: str = "wmBob") -> Member:
@@ -69,7 +70,7 @@ async def test_the_same_event_never_counts_twice(harness: Harness) -> None:
     await harness.push(event)
     ladder = harness.app.get(LADDER)
     async with harness.app.db.session() as s:
-        fx = SessionEffects(harness.app, s, "test")
+        fx = Effects(harness.app, s, "test")
         again = await ladder.award(s, fx, "wmBob", "checkin", source_event="checkin:evt-dup",
                                    at=harness.app.clock.now(), chat=event.chat)
     assert again.duplicate or again.capped
@@ -98,7 +99,7 @@ async def test_an_upgrade_tells_everyone_tags_and_emits(make_bot: Callable[..., 
     app.dispatcher.include(listener(TierChanged, heard))
     await h.say("hi", sender="wmBob", name="Bob", mention=False)
     async with app.db.session() as s:
-        await app.get(LADDER).award(s, SessionEffects(app, s, "t"), "wmBob", "grant", source_event="grant:1",
+        await app.get(LADDER).award(s, Effects(app, s, "t"), "wmBob", "grant", source_event="grant:1",
                                     at=app.clock.now(), points=40, reason="活动奖励")
     sent = await h.settle()
     kinds = {d.kind: d for d in sent}
@@ -111,7 +112,7 @@ async def test_an_upgrade_tells_everyone_tags_and_emits(make_bot: Callable[..., 
     async with app.db.read() as s:
         (change,) = (await s.execute(select(TierChange))).scalars().all()
     assert (change.from_tier, change.to_tier, change.direction) == ("prospect", "active", "up")
-    assert app.get(MEMBERS) is app.get(LADDER)
+    assert isinstance(app.get(MEMBERS), TiersDirectory)
     async with app.db.read() as s:
         profile = await profile_of(app, s, Actor(id="wmBob"))
     assert profile.tier == "active" and profile.points == 41 and "tier:active" in profile.tags
@@ -136,7 +137,7 @@ async def test_concurrent_events_for_one_member_lose_no_update(make_bot: Callabl
 
     async def grant(app: BotApp, i: int) -> None:
         async with app.db.session() as s:
-            await app.get(LADDER).award(s, SessionEffects(app, s, "t"), "wmBob", "grant",
+            await app.get(LADDER).award(s, Effects(app, s, "t"), "wmBob", "grant",
                                         source_event=f"grant:{i}", at=app.clock.now(), points=3)
 
     await asyncio.gather(*(grant(a if i % 2 else b, i) for i in range(40)))
@@ -170,7 +171,7 @@ async def test_incremental_updates_equal_a_full_recompute(harness: Harness, seed
     # totals always match; tiers differ only where time alone moved someone (the daily review's job)
     assert all(set(d.fields) <= {"tier"} for d in diffs)
     async with app.db.session() as s:
-        await app.get(LADDER).reevaluate_all(s, SessionEffects(app, s, "t"), app.clock.now())
+        await app.get(LADDER).reevaluate_all(s, Effects(app, s, "t"), app.clock.now())
     async with app.db.session() as s:
         assert await app.get(LADDER).recompute(s, None, app.clock.now(), apply=False) == []
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.tiers.rules import Stats, evaluate, load_rules, parse_rules
+from bot.tiers.rules import Stats, evaluate
+from bot.tiers.rulesfile import load_rules, parse_rules
 from bot.yamldoc import FileProblems
 
 REPO = Path(__file__).resolve().parent.parent

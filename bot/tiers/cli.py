@@ -31,7 +31,7 @@ imported is skipped, so the same export can be imported again safely.
 
 def cmd_check(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, report_check
-    from bot.tiers.rules import load_rules
+    from bot.tiers.rulesfile import load_rules
     from bot.yamldoc import FileProblems
 
     if args.path:
@@ -51,20 +51,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _recompute(args: argparse.Namespace) -> list[Any]:
-    from bot.app import BotApp
-    from bot.cliargs import config_from_args
+    from bot.cliargs import config_from_args, make_app
+    from bot.effects import Effects
     from bot.senders.console import RecordingSender
-    from bot.tiers.ladder import SessionEffects
-    from handlers.tiers import LADDER
+    from bot.tiers import LADDER
 
     cfg = config_from_args(args)
     # No workers: tier changes are queued in the outbox and sent by the running bot.
-    app = BotApp(cfg, sender=RecordingSender(), run_workers=False)
+    app = make_app(args, cfg, sender=RecordingSender(), run_workers=False)
     await app.start()
     try:
         ladder = app.get(LADDER)
         async with app.db.session() as s:
-            fx = SessionEffects(app, s, "tiers-recompute")
+            fx = Effects(app, s, "tiers-recompute")
             diffs = await ladder.recompute(s, fx, app.clock.now(), apply=not args.dry_run)
             if args.dry_run:
                 await s.rollback()
@@ -163,22 +162,21 @@ def parse_purchases(text: str, fmt: str, tz: Any) -> tuple[list[PurchaseRecord],
 
 
 async def _import_purchases(args: argparse.Namespace, records: list[PurchaseRecord]) -> tuple[int, int, int]:
-    from bot.app import BotApp
-    from bot.cliargs import config_from_args
+    from bot.cliargs import config_from_args, make_app
+    from bot.effects import Effects
     from bot.events import Actor
     from bot.senders.console import RecordingSender
-    from bot.tiers.ladder import SessionEffects
-    from handlers.tiers import LADDER
+    from bot.tiers import LADDER
 
     cfg = config_from_args(args)
-    app = BotApp(cfg, sender=RecordingSender(), run_workers=False)
+    app = make_app(args, cfg, sender=RecordingSender(), run_workers=False)
     await app.start()
     imported = skipped = changes = 0
     try:
         ladder = app.get(LADDER)
         for start in range(0, len(records), 500):
             async with app.db.session() as s:
-                fx = SessionEffects(app, s, "tiers-import")
+                fx = Effects(app, s, "tiers-import")
                 for rec in records[start:start + 500]:
                     at = rec.at or app.clock.now()
                     await ladder.touch(s, Actor(id=rec.member, name=rec.name), at)

@@ -12,73 +12,30 @@ emits ``tier_changed`` — all in the caller's transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select, update
+from bot.commands import strip_bot_mention
+from bot.events import Actor, Chat, MessageEvent, TagAdded, TierChanged
+from bot.routing import command_text
+from bot.tiers.models import TierChange
+from bot.tiers.rules import ACTIONS, REQUIREMENTS, Decision, Rules, Stats, Tier, evaluate
+from bot.tiers.store import TiersStore
 
-from bot.events import Actor, Chat, Event, TagAdded, TierChanged
-from bot.members import MemberProfile
-from bot.storage.db import insert_ignoring_conflicts
-from bot.tiers.models import Group, GroupMembership, Member, MemberTag, PointsEntry, Purchase, Tag, TierChange
-from bot.tiers.rules import ACTIONS, Decision, Rules, Stats, evaluate
+if TYPE_CHECKING:
+    from bot.app import BotApp
+    from bot.effects import Effects
 
 log = logging.getLogger("siyu.tiers")
-
-MEMBER = Member.__table__
-LEDGER = PointsEntry.__table__
-GROUP = Group.__table__
-MEMBERSHIP = GroupMembership.__table__
-TAGS = MemberTag.__table__
-TAG_NAMES = Tag.__table__
-CHANGES = TierChange.__table__
-PURCHASES = Purchase.__table__
 
 # Which running total an action feeds.
 COUNTERS = {"message": "messages", "checkin": "checkins", "homework": "homework", "referral": "referrals",
             "purchase": "purchases"}
-
-
-class Effects(Protocol):
-    """How the ladder sends and emits: a handler's Context, or :class:`SessionEffects` elsewhere."""
-
-    async def send(self, kind: str, *, text: str = "", chat: Chat | dict[str, Any] | None = None,
-                   to: Sequence[str] = (), key: str | None = None, **kw: Any) -> int: ...
-
-    async def emit(self, event: Event) -> bool: ...
-
-
-class SessionEffects:
-    """Effects for work outside a handler (cron, CLI): queue into the given session; kick after commit."""
-
-    def __init__(self, app: Any, session: Any, source: str) -> None:
-        self.app = app
-        self.session = session
-        self.source = source
-        self.queued = 0
-        self.emitted = 0
-
-    async def send(self, kind: str, *, text: str = "", chat: Chat | dict[str, Any] | None = None,
-                   to: Sequence[str] = (), key: str | None = None, **kw: Any) -> int:
-        if key is None:
-            raise ValueError("a key is required outside a handler")
-        n = await self.app.outbox.enqueue(self.session, key=key, kind=kind, text=text, chat=chat, to=list(to),
-                                          source=self.source, **kw)
-        self.queued += n
-        return n
-
-    async def emit(self, event: Event) -> bool:
-        new = await self.app.inbox_pump.emit(self.session, event)
-        self.emitted += int(new)
-        return new
-
-    def kick(self) -> None:
-        if self.queued:
-            self.app.outbox_pump.kick()
-        if self.emitted:
-            self.app.inbox_pump.kick()
+TOTALS = ("points", "messages", "checkins", "homework", "referrals", "purchases", "spend_cents")
+LEAD_RX = re.compile(r"^[\s#＃【\[「(（]+")  # what may come before a keyword: #打卡, 【打卡】, 「交作业」
+KEYWORD_ACTIONS = ("checkin", "homework")
 
 
 @dataclass(slots=True)
@@ -107,16 +64,23 @@ def stats_of(row: Any) -> Stats:
 
 
 class Ladder:
-    def __init__(self, app: Any, rules: Rules) -> None:
+    """The tiers service: every command and event handler of the feature calls one of its methods."""
+
+    def __init__(self, app: BotApp, rules: Rules, store: TiersStore | None = None) -> None:
         self.app = app
         self.rules = rules
-
-    @property
-    def dialect(self) -> str:
-        return str(self.app.db.dialect)
+        self.store = store or TiersStore(app.db)
 
     def local_day(self, at: datetime) -> str:
         return at.astimezone(self.app.config.bot.tz).strftime("%Y-%m-%d")
+
+    def submissions(self, event: MessageEvent) -> list[str]:
+        """The actions a member's message performs by starting with their keyword (「打卡 白牡丹 清甜」)."""
+        if event.sender.staff or command_text(event.text) is not None:
+            return []
+        text = LEAD_RX.sub("", strip_bot_mention(event.text, self.app.bot_names))
+        return [a for a in KEYWORD_ACTIONS if (rule := self.rules.action(a)) is not None
+                and any(text.startswith(k) for k in rule.keywords)]
 
     # ── members and groups ──
 
@@ -139,71 +103,63 @@ class Ladder:
             values["source_state"] = state
         if owner_staff:
             values["owner_staff"] = owner_staff
-        if values:
-            row = (await session.execute(update(MEMBER).where(MEMBER.c.id == actor.id).values(**values)
-                                         .returning(*MEMBER.c))).first()
-            if row is not None:
-                return row
-        else:
-            row = await self.lock(session, actor.id)
-            if row is not None:
-                return row
-        await session.execute(insert_ignoring_conflicts(self.dialect, MEMBER, ["id"]).values(
-            id=actor.id, name=actor.name, staff=actor.staff, joined_at=at, source_state=state or "",
-            inviter_id=inviter, owner_staff=owner_staff, tier=self.rules.lowest.id, tier_since=at, points=0,
-            messages=0, checkins=0, homework=0, referrals=0, purchases=0, spend_cents=0,
-            last_active_at=at if active else None, last_chat_id=chat.id if chat and chat.is_group else None))
+        row = await (self.store.update_member(session, actor.id, values) if values
+                     else self.store.lock(session, actor.id))
+        if row is not None:
+            return row
+        await self.store.insert_member(
+            session, id=actor.id, name=actor.name, staff=actor.staff, joined_at=at, source_state=state or "",
+            inviter_id=inviter, owner_staff=owner_staff, tier=self.rules.lowest.id, tier_since=at,
+            **dict.fromkeys(TOTALS, 0), last_active_at=at if active else None,
+            last_chat_id=chat.id if chat and chat.is_group else None)
         if values:  # another transaction may have inserted the member in between
-            await session.execute(update(MEMBER).where(MEMBER.c.id == actor.id).values(**values))
-        return await self.lock(session, actor.id)
-
-    async def lock(self, session: Any, member_id: str) -> Any:
-        q = select(MEMBER).where(MEMBER.c.id == member_id)
-        if not self.app.db.is_sqlite:
-            q = q.with_for_update()
-        return (await session.execute(q)).first()
+            await self.store.set_member(session, actor.id, **values)
+        return await self.store.lock(session, actor.id)
 
     async def group(self, session: Any, chat: Chat, at: datetime) -> Any:
-        await session.execute(insert_ignoring_conflicts(self.dialect, GROUP, ["chat_id"]).values(
-            chat_id=chat.id, name=chat.name, member_count=0, created_at=at))
-        if chat.name:
-            await session.execute(update(GROUP).where(and_(GROUP.c.chat_id == chat.id, GROUP.c.name != chat.name))
-                                  .values(name=chat.name))
-        return (await session.execute(select(GROUP).where(GROUP.c.chat_id == chat.id))).first()
+        """The group's row (created on first sight)."""
+        return await self.store.ensure_group(session, chat, at)
+
+    async def group_created(self, session: Any, chat: Chat, owner_id: str | None, at: datetime) -> None:
+        row = await self.store.ensure_group(session, chat, at)
+        if owner_id is not None and row.owner_id is None:
+            await self.store.set_group(session, chat.id, owner_id=owner_id)
+
+    async def group_dismissed(self, session: Any, chat_id: str, at: datetime) -> None:
+        await self.store.set_group(session, chat_id, dismissed_at=at)
+
+    async def serve(self, session: Any, chat: Chat, tier: Tier, capacity: int | None, at: datetime) -> Any:
+        """``/group set``: the group serves ``tier`` (up to ``capacity`` members); its row afterwards."""
+        await self.store.ensure_group(session, chat, at)
+        await self.store.set_group(session, chat.id, tier=tier.id, capacity=capacity)
+        return await self.store.group(session, chat.id)
+
+    async def set_owner(self, session: Any, chat: Chat, owner_id: str, at: datetime) -> Any:
+        """``/group owner``: who runs the group (told of its members' tier changes); its row afterwards."""
+        await self.store.ensure_group(session, chat, at)
+        await self.store.set_group(session, chat.id, owner_id=owner_id)
+        return await self.store.group(session, chat.id)
+
+    async def tiered_groups(self, session: Any) -> list[Any]:
+        return list(await self.store.tiered_groups(session))
 
     async def joined(self, session: Any, chat: Chat, member: Actor, at: datetime, *, scene: str,
                      inviter: str | None) -> bool:
         """Record a membership; False if the member was already in the group."""
-        current = (await session.execute(select(MEMBERSHIP.c.left_at).where(and_(
-            MEMBERSHIP.c.chat_id == chat.id, MEMBERSHIP.c.member_id == member.id)))).first()
+        current = await self.store.membership(session, chat.id, member.id)
         if current is not None and current.left_at is None:
             return False
-        await self.group(session, chat, at)
-        if current is None:
-            await session.execute(MEMBERSHIP.insert().values(chat_id=chat.id, member_id=member.id, joined_at=at,
-                                                             join_scene=scene, inviter_id=inviter))
-        else:
-            await session.execute(update(MEMBERSHIP).where(and_(
-                MEMBERSHIP.c.chat_id == chat.id, MEMBERSHIP.c.member_id == member.id)).values(
-                joined_at=at, join_scene=scene, inviter_id=inviter, left_at=None))
-        await session.execute(update(GROUP).where(GROUP.c.chat_id == chat.id)
-                              .values(member_count=GROUP.c.member_count + 1))
+        await self.store.ensure_group(session, chat, at)
+        await self.store.enter(session, chat.id, member.id, first=current is None, at=at, scene=scene,
+                               inviter=inviter)
         return True
 
     async def left(self, session: Any, chat: Chat, member_id: str, at: datetime) -> None:
-        res = await session.execute(update(MEMBERSHIP).where(and_(
-            MEMBERSHIP.c.chat_id == chat.id, MEMBERSHIP.c.member_id == member_id, MEMBERSHIP.c.left_at.is_(None)))
-            .values(left_at=at))
-        if res.rowcount:
-            await session.execute(update(GROUP).where(and_(GROUP.c.chat_id == chat.id, GROUP.c.member_count > 0))
-                                  .values(member_count=GROUP.c.member_count - 1))
+        await self.store.leave(session, chat.id, member_id, at)
 
     async def resolve(self, session: Any, who: str) -> list[Any]:
         """Members matching an id or a display name (several when the name is ambiguous)."""
-        rows = (await session.execute(select(MEMBER).where(MEMBER.c.id == who))).all()
-        if rows:
-            return list(rows)
-        return list((await session.execute(select(MEMBER).where(MEMBER.c.name == who).limit(5))).all())
+        return await self.store.find_members(session, who, limit=5)
 
     # ── the ledger ──
 
@@ -216,36 +172,25 @@ class Ladder:
         the single writer (SQLite), taken before the cap is counted.
         """
         rule = self.rules.action(action) if action in ACTIONS else None
-        wanted = points if points is not None else (rule.points if rule else 0)
-        if not self.app.db.is_sqlite and await self.lock(session, member_id) is None:
+        granted = points if points is not None else (rule.points if rule else 0)
+        if not self.app.db.is_sqlite and await self.store.lock(session, member_id) is None:
             raise LookupError(f"no member {member_id!r}")
         result = Award(member_id, action)
         day = self.local_day(at)
-        granted = wanted
         if rule is not None and rule.daily_cap is not None and points is None:
             # daily_cap counts the times an action earns points in one local day; beyond it the
             # action is not recorded at all, so it neither adds points nor counts as a check-in.
-            earned_today = (await session.execute(select(func.count()).where(and_(
-                LEDGER.c.member_id == member_id, LEDGER.c.action == action, LEDGER.c.day == day)))).scalar_one()
-            if earned_today >= rule.daily_cap:
+            if await self.store.entries_on_day(session, member_id, action, day) >= rule.daily_cap:
                 result.capped = True
                 return result
-        inserted = (await session.execute(insert_ignoring_conflicts(self.dialect, LEDGER, ["source_event"]).values(
-            member_id=member_id, action=action, points=granted, amount_cents=amount_cents, reason=reason[:500],
-            source_event=source_event[:255], chat_id=chat.id if chat else "", day=day, at=at,
-        ).returning(LEDGER.c.id))).first()
-        if inserted is None:
+        entry = await self.store.add_entry(
+            session, member_id=member_id, action=action, points=granted, amount_cents=amount_cents,
+            reason=reason[:500], source_event=source_event[:255], chat_id=chat.id if chat else "", day=day, at=at)
+        if entry is None:
             result.duplicate = True
             return result
         result.points = granted
-        totals: dict[str, Any] = {"points": MEMBER.c.points + granted}
-        if action in COUNTERS:
-            col = COUNTERS[action]
-            totals[col] = MEMBER.c[col] + 1
-        if amount_cents:
-            totals["spend_cents"] = MEMBER.c.spend_cents + amount_cents
-        member = (await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**totals)
-                                        .returning(*MEMBER.c))).first()
+        member = await self.store.add_totals(session, member_id, granted, COUNTERS.get(action), amount_cents)
         if member is None:
             raise LookupError(f"no member {member_id!r}")  # rolls the entry back with the transaction
         result.decision, result.change = await self.reevaluate(
@@ -256,12 +201,11 @@ class Ladder:
     async def purchase(self, session: Any, fx: Effects, member_id: str, amount_cents: int, *, sku: str,
                        recorded_by: str, source: str, at: datetime, chat: Chat | None = None) -> Award | None:
         """Record a purchase (once per source) and its points; None if the source was already recorded."""
-        row = (await session.execute(insert_ignoring_conflicts(self.dialect, PURCHASES, ["source"]).values(
-            member_id=member_id, amount_cents=amount_cents, sku=sku, recorded_by=recorded_by, source=source[:255],
-            at=at).returning(PURCHASES.c.id))).first()
-        if row is None:
+        purchase_id = await self.store.add_purchase(session, member_id=member_id, amount_cents=amount_cents,
+                                                    sku=sku, recorded_by=recorded_by, source=source[:255], at=at)
+        if purchase_id is None:
             return None
-        return await self.award(session, fx, member_id, "purchase", source_event=f"purchase:{row.id}", at=at,
+        return await self.award(session, fx, member_id, "purchase", source_event=f"purchase:{purchase_id}", at=at,
                                 reason=f"购买 {sku or ''} ¥{amount_cents / 100:.2f}".strip(), chat=chat,
                                 amount_cents=amount_cents)
 
@@ -272,7 +216,7 @@ class Ladder:
                          member: Any = None) -> tuple[Decision, TierChange | None]:
         """Evaluate the member (``member``: their current row, when the caller has it) and apply a change."""
         if member is None:
-            member = (await session.execute(select(MEMBER).where(MEMBER.c.id == member_id))).first()
+            member = await self.store.member(session, member_id)
         decision = evaluate(self.rules, stats_of(member), at)
         if decision.tier == member.tier:
             return decision, None
@@ -284,14 +228,14 @@ class Ladder:
                       source_event: str, chat: Chat | None, reason: str, operator: str | None) -> TierChange:
         old, new = member.tier, decision.tier
         direction = "up" if self.rules.index(new) > self.rules.index(old) else "down"
-        await session.execute(update(MEMBER).where(MEMBER.c.id == member.id).values(tier=new, tier_since=at))
-        change_id = (await session.execute(CHANGES.insert().values(
-            member_id=member.id, from_tier=old, to_tier=new, direction=direction, rule=decision.rule,
-            operator=operator, reason=reason[:500], source_event=source_event[:255], at=at,
-        ).returning(CHANGES.c.id))).scalar_one()
+        await self.store.set_member(session, member.id, tier=new, tier_since=at)
+        change_id = await self.store.add_change(
+            session, member_id=member.id, from_tier=old, to_tier=new, direction=direction, rule=decision.rule,
+            operator=operator, reason=reason[:500], source_event=source_event[:255], at=at)
         change = TierChange(id=change_id, member_id=member.id, from_tier=old, to_tier=new, direction=direction,
                             rule=decision.rule, operator=operator, reason=reason, source_event=source_event, at=at)
-        await self._retag(session, member.id, old, new, at)
+        await self.store.remove_tag(session, member.id, f"tier:{old}")
+        await self.store.add_tag(session, member.id, f"tier:{new}", source="tier", at=at)
         await self._tell(session, fx, member, change, chat)
         actor = Actor(id=member.id, name=member.name, staff=member.staff)
         last_chat = chat if chat is not None and chat.is_group else (
@@ -301,19 +245,10 @@ class Ladder:
         log.info("member %s moved %s: %s → %s (%s)", member.id, direction, old, new, decision.rule)
         return change
 
-    async def _retag(self, session: Any, member_id: str, old: str, new: str, at: datetime) -> None:
-        await session.execute(TAGS.delete().where(and_(TAGS.c.member_id == member_id, TAGS.c.tag == f"tier:{old}")))
-        await session.execute(insert_ignoring_conflicts(self.dialect, TAGS, ["member_id", "tag"]).values(
-            member_id=member_id, tag=f"tier:{new}", source="tier", added_at=at))
-
     async def add_tag(self, session: Any, fx: Effects, member: Any, tag: str, *, source: str, at: datetime,
                       key: str) -> bool:
         """Put ``tag`` on a member (once); emits ``tag_added`` for the SOP triggers. False if it was there."""
-        await session.execute(insert_ignoring_conflicts(self.dialect, TAG_NAMES, ["name"]).values(
-            name=tag, kind="static", created_at=at))
-        added = (await session.execute(insert_ignoring_conflicts(self.dialect, TAGS, ["member_id", "tag"]).values(
-            member_id=member.id, tag=tag, source=source[:32], added_at=at).returning(TAGS.c.tag))).first()
-        if added is None:
+        if not await self.store.add_tag(session, member.id, tag, source=source[:32], at=at, named=True):
             return False
         chat = Chat(id=member.last_chat_id, type="group") if member.last_chat_id else None
         await fx.emit(TagAdded(key=f"tag_added:{key}"[:200], time=at, tag=tag, chat=chat,
@@ -321,92 +256,90 @@ class Ladder:
         return True
 
     async def remove_tag(self, session: Any, member_id: str, tag: str) -> bool:
-        res = await session.execute(TAGS.delete().where(and_(TAGS.c.member_id == member_id, TAGS.c.tag == tag)))
-        return bool(res.rowcount)
+        return await self.store.remove_tag(session, member_id, tag)
+
+    async def tags(self, session: Any, member_id: str) -> list[str]:
+        return await self.store.member_tags(session, member_id)
 
     async def tag_counts(self, session: Any) -> list[tuple[str, int]]:
-        rows = (await session.execute(select(TAGS.c.tag, func.count()).group_by(TAGS.c.tag)
-                                      .order_by(func.count().desc(), TAGS.c.tag))).all()
-        return [(r[0], int(r[1])) for r in rows]
+        return await self.store.tag_counts(session)
 
     async def next_group(self, session: Any, tier_id: str) -> Any:
         """The group serving ``tier_id`` (by its tier or its group_tag) with room left, fullest first."""
         tier = self.rules.tier(tier_id)
         keys = {tier_id} | ({tier.group_tag} if tier and tier.group_tag else set())
-        rows = (await session.execute(select(GROUP).where(and_(GROUP.c.tier.in_(sorted(keys)),
-                                                               GROUP.c.dismissed_at.is_(None)))
-                                      .order_by(GROUP.c.member_count.desc(), GROUP.c.chat_id))).all()
-        for g in rows:
+        for g in await self.store.groups_serving(session, keys):
             if g.capacity is None or g.member_count < g.capacity:
                 return g
         return None
 
     async def _tell(self, session: Any, fx: Effects, member: Any, change: TierChange, chat: Chat | None) -> None:
-        cfg = self.app.config.tiers
-        tier = self.rules.tier(change.to_tier)
-        old = self.rules.tier(change.from_tier)
+        """The member, whoever should act (the group's owner, else tiers.notify_users) and WeCom's tags."""
         render = self.app.templates.render
+        tier, old = self.rules.tier(change.to_tier), self.rules.tier(change.from_tier)
         base = f"tier:{change.id}"
         actor = {"id": member.id, "name": member.name or member.id}
         if change.direction == "up":
-            # Celebrate where the member is (升级打怪 is public); otherwise through their staff contact.
-            text = render("tiers/upgraded.j2", member=actor, tier=tier, old=old)
-            if chat is not None:  # the member's own doing: answer where it happened
-                await fx.send("reply", text=text, chat=chat, to=[member.id], key=f"{base}:member",
-                              destination={"mention": [member.id]})
-            elif member.last_chat_id:  # an operator's or the clock's doing: announce in their group
-                await fx.send("group_robot", text=text, chat={"id": member.last_chat_id, "type": "group"},
-                              to=[member.id], key=f"{base}:member", destination={"mention": [member.id]})
-            elif member.owner_staff and not member.staff:
-                await fx.send("mass_send", text=text, key=f"{base}:member",
-                              destination={"sender": member.owner_staff, "external_userids": [member.id]})
+            await self._celebrate(fx, member, render("tiers/upgraded.j2", member=actor, tier=tier, old=old),
+                                  chat, key=f"{base}:member")
         elif member.owner_staff and not member.staff:
             await fx.send("mass_send", text=render("tiers/downgraded.j2", member=actor, tier=tier, old=old),
                           key=f"{base}:member", destination={"sender": member.owner_staff,
                                                               "external_userids": [member.id]})
         group = await self.next_group(session, change.to_tier)
-        owner = None
-        if member.last_chat_id:
-            owner = (await session.execute(select(GROUP.c.owner_id).where(
-                GROUP.c.chat_id == member.last_chat_id))).scalar_one_or_none()
-        operators = [owner] if owner else list(cfg.notify_users)
+        owner = await self.store.group_owner(session, member.last_chat_id) if member.last_chat_id else None
+        operators = [owner] if owner else list(self.app.config.tiers.notify_users)
         if operators:
             await fx.send("app_message", to=operators, key=f"{base}:operator",
                           text=render("tiers/operator_notice.j2", member=actor, change=change, tier=tier, old=old,
                                       group=group))
         if not member.staff and member.id.startswith(("wm", "wo")):
-            add = [cfg.wecom_tag_ids.get(change.to_tier, f"tier:{change.to_tier}")]
-            remove = [cfg.wecom_tag_ids.get(change.from_tier, f"tier:{change.from_tier}")]
+            tag_ids = self.app.config.tiers.wecom_tag_ids
+            add = [tag_ids.get(change.to_tier, f"tier:{change.to_tier}")]
+            remove = [tag_ids.get(change.from_tier, f"tier:{change.from_tier}")]
             await fx.send("mark_tag", text=f"{change.from_tier} → {change.to_tier}", key=f"{base}:tag",
                           destination={"userid": member.owner_staff or "", "external_userid": member.id},
                           payload={"add_tag": add, "remove_tag": remove})
 
+    @staticmethod
+    async def _celebrate(fx: Effects, member: Any, text: str, chat: Chat | None, *, key: str) -> None:
+        """An upgrade is public (升级打怪): where it happened, else in the member's group, else privately."""
+        if chat is not None:  # the member's own doing: answer where it happened
+            await fx.send("reply", text=text, chat=chat, to=[member.id], key=key,
+                          destination={"mention": [member.id]})
+        elif member.last_chat_id:  # an operator's or the clock's doing: announce in their group
+            await fx.send("group_robot", text=text, chat={"id": member.last_chat_id, "type": "group"},
+                          to=[member.id], key=key, destination={"mention": [member.id]})
+        elif member.owner_staff and not member.staff:
+            await fx.send("mass_send", text=text, key=key,
+                          destination={"sender": member.owner_staff, "external_userids": [member.id]})
+
     async def set_tier(self, session: Any, fx: Effects, member_id: str, tier_id: str | None, *, operator: str,
                        reason: str, source_event: str, at: datetime) -> tuple[Decision, TierChange | None]:
         """An operator's decision: pin the member to ``tier_id``, or ``None`` to follow the rules again."""
-        await self.lock(session, member_id)
-        await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(tier_override=tier_id))
+        await self.store.lock(session, member_id)
+        await self.store.set_member(session, member_id, tier_override=tier_id)
         return await self.reevaluate(session, fx, member_id, at, source_event=source_event, reason=reason,
                                      operator=operator)
 
     # ── reading ──
 
-    async def profile(self, session: Any, member_id: str) -> MemberProfile | None:
-        """The MemberDirectory protocol (bot.members)."""
-        m = (await session.execute(select(MEMBER).where(MEMBER.c.id == member_id))).first()
-        if m is None:
-            return None
-        tags = (await session.execute(select(TAGS.c.tag).where(TAGS.c.member_id == member_id)
-                                      .order_by(TAGS.c.tag))).scalars().all()
-        groups = (await session.execute(select(MEMBERSHIP.c.chat_id).where(and_(
-            MEMBERSHIP.c.member_id == member_id, MEMBERSHIP.c.left_at.is_(None))).order_by(MEMBERSHIP.c.chat_id)
-        )).scalars().all()
-        tier = self.rules.tier(m.tier)
-        return MemberProfile(id=m.id, name=m.name, tier=m.tier, tier_name=tier.name if tier else m.tier,
-                             points=m.points, checkins=m.checkins, homework=m.homework, purchases=m.purchases,
-                             tags=tuple(tags), groups=tuple(groups), joined_at=m.joined_at, staff=m.staff,
-                             extra={"messages": m.messages, "referrals": m.referrals,
-                                    "spend": m.spend_cents / 100, "last_active_at": m.last_active_at})
+    async def card(self, session: Any, member_id: str, now: datetime) -> dict[str, Any]:
+        """What ``/me`` and ``/tier show`` show of a member: tier, progress, recent entries and changes."""
+        m = await self.store.member(session, member_id)
+        decision = evaluate(self.rules, stats_of(m), now)
+        return {
+            "m": m, "tier": self.rules.tier(m.tier), "decision": decision, "requirements": REQUIREMENTS,
+            "recent": await self.store.recent_entries(session, member_id, 5),
+            "changes": await self.store.recent_changes(session, member_id, 3),
+            "today": await self.store.points_on_day(session, member_id, self.local_day(now)),
+            "actions": ACTIONS, "names": self.rules.names, "silent": decision.rule == "inactive",
+            "member": Actor(id=m.id, name=m.name),
+        }
+
+    async def leaders(self, session: Any, chat_id: str) -> list[Any]:
+        """The group's top customers by points (``/rank``)."""
+        return list(await self.store.leaders(session, chat_id, self.app.config.tiers.leaderboard_size))
 
     # ── full recompute ──
 
@@ -417,56 +350,49 @@ class Ladder:
         Returns what differed from the stored values; with ``apply`` the stored
         values are corrected (tier changes go through the usual effects).
         """
-        sums: dict[str, dict[str, int]] = {}
-        q = select(LEDGER.c.member_id, LEDGER.c.action, func.coalesce(func.sum(LEDGER.c.points), 0),
-                   func.count(), func.coalesce(func.sum(LEDGER.c.amount_cents), 0)).group_by(
-            LEDGER.c.member_id, LEDGER.c.action)
-        for member_id, action, pts, n, cents in (await session.execute(q)).all():
-            agg = sums.setdefault(member_id, {"points": 0, "messages": 0, "checkins": 0, "homework": 0,
-                                              "referrals": 0, "purchases": 0, "spend_cents": 0})
-            agg["points"] += int(pts)
-            if action in COUNTERS:
-                agg[COUNTERS[action]] += int(n)
-            agg["spend_cents"] += int(cents)
-        empty = {"points": 0, "messages": 0, "checkins": 0, "homework": 0, "referrals": 0, "purchases": 0,
-                 "spend_cents": 0}
+        sums = await self._ledger_totals(session)
+        empty = dict.fromkeys(TOTALS, 0)
         diffs: list[Difference] = []
         last = ""
-        while True:
-            rows = (await session.execute(select(MEMBER).where(MEMBER.c.id > last).order_by(MEMBER.c.id)
-                                          .limit(batch))).all()
-            if not rows:
-                break
+        while rows := await self.store.members_after(session, last, batch):
             last = rows[-1].id
             for m in rows:
                 totals = sums.get(m.id, empty)
-                stored = {k: getattr(m, k) for k in empty}
-                diff = Difference(m.id, {k: (stored[k], totals[k]) for k in empty if stored[k] != totals[k]})
-                fixed = replace(stats_of(m), **{k: totals[k] for k in empty})
-                decision = evaluate(self.rules, fixed, at)
+                diff = Difference(m.id, {k: (getattr(m, k), totals[k]) for k in TOTALS if getattr(m, k) != totals[k]})
+                decision = evaluate(self.rules, replace(stats_of(m), **totals), at)
                 if decision.tier != m.tier:
                     diff.fields["tier"] = (m.tier, decision.tier)
                 if not diff.fields:
                     continue
                 diffs.append(diff)
                 if apply:
-                    if any(k != "tier" for k in diff.fields):
-                        await session.execute(update(MEMBER).where(MEMBER.c.id == m.id).values(**totals))
-                    if "tier" in diff.fields and fx is not None:
-                        member = (await session.execute(select(MEMBER).where(MEMBER.c.id == m.id))).first()
-                        await self._change(session, fx, member, decision, at, chat=None, reason="全量重算",
-                                           source_event=f"recompute:{at.isoformat()}", operator=None)
+                    await self._correct(session, fx, m.id, diff, totals, decision, at)
         return diffs
+
+    async def _ledger_totals(self, session: Any) -> dict[str, dict[str, int]]:
+        sums: dict[str, dict[str, int]] = {}
+        for member_id, action, pts, n, cents in await self.store.ledger_sums(session):
+            agg = sums.setdefault(member_id, dict.fromkeys(TOTALS, 0))
+            agg["points"] += int(pts)
+            if action in COUNTERS:
+                agg[COUNTERS[action]] += int(n)
+            agg["spend_cents"] += int(cents)
+        return sums
+
+    async def _correct(self, session: Any, fx: Effects | None, member_id: str, diff: Difference,
+                       totals: dict[str, int], decision: Decision, at: datetime) -> None:
+        if any(k != "tier" for k in diff.fields):
+            await self.store.set_member(session, member_id, **totals)
+        if "tier" in diff.fields and fx is not None:
+            member = await self.store.member(session, member_id)
+            await self._change(session, fx, member, decision, at, chat=None, reason="全量重算",
+                               source_event=f"recompute:{at.isoformat()}", operator=None)
 
     async def reevaluate_all(self, session: Any, fx: Effects, at: datetime, *, batch: int = 2000) -> int:
         """Apply time-based rules (days since join, silence) to everyone; returns the number of changes."""
         changed = 0
         last = ""
-        while True:
-            rows = (await session.execute(select(MEMBER).where(MEMBER.c.id > last).order_by(MEMBER.c.id)
-                                          .limit(batch))).all()
-            if not rows:
-                return changed
+        while rows := await self.store.members_after(session, last, batch):
             last = rows[-1].id
             for m in rows:
                 decision = evaluate(self.rules, stats_of(m), at)
@@ -474,11 +400,9 @@ class Ladder:
                     await self._change(session, fx, m, decision, at, source_event=f"daily:{self.local_day(at)}",
                                        chat=None, reason="每日复核（入群天数 / 沉默）", operator=None)
                     changed += 1
+        return changed
 
     async def weekly_stats(self, session: Any, at: datetime) -> dict[str, Any]:
-        per_tier = dict((await session.execute(select(MEMBER.c.tier, func.count()).where(MEMBER.c.staff.is_(False))
-                                                .group_by(MEMBER.c.tier))).all())
-        since = at - timedelta(days=7)
-        moves = dict((await session.execute(select(CHANGES.c.direction, func.count()).where(CHANGES.c.at >= since)
-                                             .group_by(CHANGES.c.direction))).all())
+        per_tier = await self.store.tier_counts(session)
+        moves = await self.store.change_counts(session, at - timedelta(days=7))
         return {"per_tier": per_tier, "up": moves.get("up", 0), "down": moves.get("down", 0)}

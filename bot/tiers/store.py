@@ -1,0 +1,257 @@
+"""All the SQL of the tiers feature: members, groups and memberships, the ledger, purchases, tier changes, tags.
+
+Statements only — what they mean (caps, evaluation, who is told) is the ladder's
+business (:mod:`bot.tiers.ladder`). Every method runs in the caller's session, so a
+ledger entry, the totals it moves and the tier change it causes commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+
+from bot.events import Chat
+from bot.storage.db import insert_ignoring_conflicts
+from bot.tiers.models import Group, GroupMembership, Member, MemberTag, PointsEntry, Purchase, Tag, TierChange
+
+MEMBER = Member.__table__
+LEDGER = PointsEntry.__table__
+GROUP = Group.__table__
+MEMBERSHIP = GroupMembership.__table__
+TAGS = MemberTag.__table__
+TAG_NAMES = Tag.__table__
+CHANGES = TierChange.__table__
+PURCHASES = Purchase.__table__
+
+
+class TiersStore:
+    """The statements, for one database (its dialect decides upserts and row locks)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    @property
+    def dialect(self) -> str:
+        return str(self.db.dialect)
+
+    def _insert_new(self, table: Any, keys: list[str]) -> Any:
+        return insert_ignoring_conflicts(self.dialect, table, keys)
+
+    # ── members ──
+
+    async def member(self, session: Any, member_id: str) -> Any:
+        return (await session.execute(select(MEMBER).where(MEMBER.c.id == member_id))).first()
+
+    async def lock(self, session: Any, member_id: str) -> Any:
+        """The member's row, locked for the rest of the transaction (PostgreSQL; SQLite has one writer)."""
+        q = select(MEMBER).where(MEMBER.c.id == member_id)
+        if not self.db.is_sqlite:
+            q = q.with_for_update()
+        return (await session.execute(q)).first()
+
+    async def update_member(self, session: Any, member_id: str, values: dict[str, Any]) -> Any:
+        """Set ``values`` on a member; their row afterwards, or None if there is no such member."""
+        return (await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**values)
+                                      .returning(*MEMBER.c))).first()
+
+    async def set_member(self, session: Any, member_id: str, **values: Any) -> None:
+        await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**values))
+
+    async def insert_member(self, session: Any, **values: Any) -> None:
+        """A new member (nothing happens when another transaction inserted them first)."""
+        await session.execute(self._insert_new(MEMBER, ["id"]).values(**values))
+
+    async def add_totals(self, session: Any, member_id: str, points: int, counter: str | None,
+                         amount_cents: int) -> Any:
+        """Move the running totals by one ledger entry; the member's row afterwards (None: no member)."""
+        totals: dict[str, Any] = {"points": MEMBER.c.points + points}
+        if counter is not None:
+            totals[counter] = MEMBER.c[counter] + 1
+        if amount_cents:
+            totals["spend_cents"] = MEMBER.c.spend_cents + amount_cents
+        return await self.update_member(session, member_id, totals)
+
+    async def find_members(self, session: Any, who: str, limit: int) -> list[Any]:
+        """Members whose id is ``who``, else whose name is (at most ``limit`` of those)."""
+        rows = (await session.execute(select(MEMBER).where(MEMBER.c.id == who))).all()
+        if rows:
+            return list(rows)
+        return list((await session.execute(select(MEMBER).where(MEMBER.c.name == who).limit(limit))).all())
+
+    async def members_after(self, session: Any, last: str, limit: int) -> Sequence[Any]:
+        """The next ``limit`` members by id after ``last`` (a walk over everyone)."""
+        return (await session.execute(select(MEMBER).where(MEMBER.c.id > last).order_by(MEMBER.c.id)
+                                      .limit(limit))).all()
+
+    async def tier_counts(self, session: Any) -> dict[str, int]:
+        """Customers (not staff) per tier."""
+        return dict((await session.execute(select(MEMBER.c.tier, func.count()).where(MEMBER.c.staff.is_(False))
+                                           .group_by(MEMBER.c.tier))).all())
+
+    async def leaders(self, session: Any, chat_id: str, limit: int) -> Sequence[Any]:
+        """The group's current customers with the most points (id, name, points, tier)."""
+        return (await session.execute(
+            select(MEMBER.c.id, MEMBER.c.name, MEMBER.c.points, MEMBER.c.tier)
+            .join(MEMBERSHIP, MEMBERSHIP.c.member_id == MEMBER.c.id)
+            .where(and_(MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.left_at.is_(None),
+                        MEMBER.c.staff.is_(False)))
+            .order_by(MEMBER.c.points.desc(), MEMBER.c.id).limit(limit))).all()
+
+    # ── groups and memberships ──
+
+    async def ensure_group(self, session: Any, chat: Chat, at: datetime) -> Any:
+        """The group's row, created on first sight and renamed when its name changed."""
+        await session.execute(self._insert_new(GROUP, ["chat_id"]).values(
+            chat_id=chat.id, name=chat.name, member_count=0, created_at=at))
+        if chat.name:
+            await session.execute(update(GROUP).where(and_(GROUP.c.chat_id == chat.id, GROUP.c.name != chat.name))
+                                  .values(name=chat.name))
+        return await self.group(session, chat.id)
+
+    async def group(self, session: Any, chat_id: str) -> Any:
+        return (await session.execute(select(GROUP).where(GROUP.c.chat_id == chat_id))).first()
+
+    async def set_group(self, session: Any, chat_id: str, **values: Any) -> None:
+        await session.execute(update(GROUP).where(GROUP.c.chat_id == chat_id).values(**values))
+
+    async def set_group_owner_if_none(self, session: Any, chat_id: str, owner_id: str) -> None:
+        await session.execute(update(GROUP).where(and_(GROUP.c.chat_id == chat_id, GROUP.c.owner_id.is_(None)))
+                              .values(owner_id=owner_id))
+
+    async def group_owner(self, session: Any, chat_id: str) -> str | None:
+        return (await session.execute(select(GROUP.c.owner_id).where(GROUP.c.chat_id == chat_id))
+                ).scalar_one_or_none()
+
+    async def groups_serving(self, session: Any, keys: Iterable[str]) -> Sequence[Any]:
+        """Active groups whose tier is one of ``keys``, fullest first."""
+        return (await session.execute(select(GROUP).where(and_(GROUP.c.tier.in_(sorted(keys)),
+                                                               GROUP.c.dismissed_at.is_(None)))
+                                      .order_by(GROUP.c.member_count.desc(), GROUP.c.chat_id))).all()
+
+    async def tiered_groups(self, session: Any) -> Sequence[Any]:
+        """Active groups that serve a tier, by tier and chat id."""
+        return (await session.execute(select(GROUP).where(and_(GROUP.c.tier.is_not(None),
+                                                               GROUP.c.dismissed_at.is_(None)))
+                                      .order_by(GROUP.c.tier, GROUP.c.chat_id))).all()
+
+    async def groups_named(self, session: Any, name: str) -> Sequence[Any]:
+        """Active groups called ``name``."""
+        return (await session.execute(select(GROUP).where(and_(GROUP.c.name == name, GROUP.c.dismissed_at.is_(None)))
+                                      .order_by(GROUP.c.chat_id))).all()
+
+    async def membership(self, session: Any, chat_id: str, member_id: str) -> Any:
+        """The member's membership of the group (its ``left_at``), or None if they were never in it."""
+        return (await session.execute(select(MEMBERSHIP.c.left_at).where(and_(
+            MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.member_id == member_id)))).first()
+
+    async def enter(self, session: Any, chat_id: str, member_id: str, *, first: bool, at: datetime, scene: str,
+                    inviter: str | None) -> None:
+        """Record that the member joined the group (``first``: never in it before) and count them."""
+        if first:
+            await session.execute(MEMBERSHIP.insert().values(chat_id=chat_id, member_id=member_id, joined_at=at,
+                                                             join_scene=scene, inviter_id=inviter))
+        else:
+            await session.execute(update(MEMBERSHIP).where(and_(
+                MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.member_id == member_id)).values(
+                joined_at=at, join_scene=scene, inviter_id=inviter, left_at=None))
+        await session.execute(update(GROUP).where(GROUP.c.chat_id == chat_id)
+                              .values(member_count=GROUP.c.member_count + 1))
+
+    async def leave(self, session: Any, chat_id: str, member_id: str, at: datetime) -> None:
+        """Record that the member left the group (if they were in it) and count them out."""
+        res = await session.execute(update(MEMBERSHIP).where(and_(
+            MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.member_id == member_id, MEMBERSHIP.c.left_at.is_(None)))
+            .values(left_at=at))
+        if res.rowcount:
+            await session.execute(update(GROUP).where(and_(GROUP.c.chat_id == chat_id, GROUP.c.member_count > 0))
+                                  .values(member_count=GROUP.c.member_count - 1))
+
+    async def member_groups(self, session: Any, member_id: str) -> list[str]:
+        """The chat ids of the groups the member is in now."""
+        return list((await session.execute(select(MEMBERSHIP.c.chat_id).where(and_(
+            MEMBERSHIP.c.member_id == member_id, MEMBERSHIP.c.left_at.is_(None))).order_by(MEMBERSHIP.c.chat_id)
+        )).scalars().all())
+
+    # ── the ledger and purchases ──
+
+    async def entries_on_day(self, session: Any, member_id: str, action: str, day: str) -> int:
+        return (await session.execute(select(func.count()).where(and_(
+            LEDGER.c.member_id == member_id, LEDGER.c.action == action, LEDGER.c.day == day)))).scalar_one()
+
+    async def add_entry(self, session: Any, **values: Any) -> int | None:
+        """A ledger entry; its id, or None when its source event is already in the ledger."""
+        row = (await session.execute(self._insert_new(LEDGER, ["source_event"]).values(**values)
+                                     .returning(LEDGER.c.id))).first()
+        return None if row is None else row.id
+
+    async def add_purchase(self, session: Any, **values: Any) -> int | None:
+        """A purchase; its id, or None when its source is already recorded."""
+        row = (await session.execute(self._insert_new(PURCHASES, ["source"]).values(**values)
+                                     .returning(PURCHASES.c.id))).first()
+        return None if row is None else row.id
+
+    async def ledger_sums(self, session: Any) -> Sequence[Any]:
+        """(member id, action, points, entries, cents) for every member and action in the ledger."""
+        return (await session.execute(
+            select(LEDGER.c.member_id, LEDGER.c.action, func.coalesce(func.sum(LEDGER.c.points), 0),
+                   func.count(), func.coalesce(func.sum(LEDGER.c.amount_cents), 0))
+            .group_by(LEDGER.c.member_id, LEDGER.c.action))).all()
+
+    async def recent_entries(self, session: Any, member_id: str, limit: int) -> Sequence[Any]:
+        return (await session.execute(select(LEDGER).where(LEDGER.c.member_id == member_id)
+                                      .order_by(LEDGER.c.id.desc()).limit(limit))).all()
+
+    async def points_on_day(self, session: Any, member_id: str, day: str) -> int:
+        return (await session.execute(select(func.coalesce(func.sum(LEDGER.c.points), 0)).where(and_(
+            LEDGER.c.member_id == member_id, LEDGER.c.day == day)))).scalar_one()
+
+    async def checkins(self, session: Any, chat_id: str, since: str, until: str) -> Sequence[Any]:
+        """(member id, day, member name or None) of the check-ins in a chat, by day then by entry."""
+        return (await session.execute(
+            select(LEDGER.c.member_id, LEDGER.c.day, MEMBER.c.name)
+            .select_from(LEDGER.outerjoin(MEMBER, MEMBER.c.id == LEDGER.c.member_id))
+            .where(and_(LEDGER.c.chat_id == chat_id, LEDGER.c.action == "checkin", LEDGER.c.day >= since,
+                        LEDGER.c.day <= until))
+            .order_by(LEDGER.c.day, LEDGER.c.id))).all()
+
+    # ── tier changes ──
+
+    async def add_change(self, session: Any, **values: Any) -> int:
+        return (await session.execute(CHANGES.insert().values(**values).returning(CHANGES.c.id))).scalar_one()
+
+    async def recent_changes(self, session: Any, member_id: str, limit: int) -> Sequence[Any]:
+        return (await session.execute(select(CHANGES).where(CHANGES.c.member_id == member_id)
+                                      .order_by(CHANGES.c.id.desc()).limit(limit))).all()
+
+    async def change_counts(self, session: Any, since: datetime) -> dict[str, int]:
+        """Tier changes since ``since`` by direction (up, down)."""
+        return dict((await session.execute(select(CHANGES.c.direction, func.count()).where(CHANGES.c.at >= since)
+                                           .group_by(CHANGES.c.direction))).all())
+
+    # ── tags ──
+
+    async def add_tag(self, session: Any, member_id: str, tag: str, *, source: str, at: datetime,
+                      named: bool = False) -> bool:
+        """Put ``tag`` on the member; False if it was there. ``named``: also record the tag's name."""
+        if named:
+            await session.execute(self._insert_new(TAG_NAMES, ["name"]).values(name=tag, kind="static",
+                                                                                created_at=at))
+        added = (await session.execute(self._insert_new(TAGS, ["member_id", "tag"]).values(
+            member_id=member_id, tag=tag, source=source, added_at=at).returning(TAGS.c.tag))).first()
+        return added is not None
+
+    async def remove_tag(self, session: Any, member_id: str, tag: str) -> bool:
+        res = await session.execute(TAGS.delete().where(and_(TAGS.c.member_id == member_id, TAGS.c.tag == tag)))
+        return bool(res.rowcount)
+
+    async def member_tags(self, session: Any, member_id: str) -> list[str]:
+        return list((await session.execute(select(TAGS.c.tag).where(TAGS.c.member_id == member_id)
+                                           .order_by(TAGS.c.tag))).scalars().all())
+
+    async def tag_counts(self, session: Any) -> list[tuple[str, int]]:
+        rows = (await session.execute(select(TAGS.c.tag, func.count()).group_by(TAGS.c.tag)
+                                      .order_by(func.count().desc(), TAGS.c.tag))).all()
+        return [(r[0], int(r[1])) for r in rows]
