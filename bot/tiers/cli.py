@@ -111,54 +111,66 @@ def parse_purchases(text: str, fmt: str, tz: Any) -> tuple[list[PurchaseRecord],
             return [], [f"line 1: the header needs the columns id, member, amount (missing: {need})"]
         rows = [(reader.line_num, dict(r)) for r in reader]
     else:
-        for n, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {n}: not JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                problems.append(f"line {n}: a JSON object is required")
-                continue
-            rows.append((n, obj))
+        rows, problems = _jsonl_rows(text)
     records: list[PurchaseRecord] = []
     seen: dict[str, int] = {}
     for n, r in rows:
         order_id = str(r.get("id") or "").strip()
-        member = str(r.get("member") or "").strip()
-        if not order_id:
-            problems.append(f"line {n}: id (the order id) is required")
-            continue
         if order_id in seen:
             problems.append(f"line {n}: order id {order_id} already appears on line {seen[order_id]}")
             continue
-        seen[order_id] = n
-        if not member:
-            problems.append(f"line {n}: member (the member's WeCom id) is required")
+        if order_id:
+            seen[order_id] = n
+        record = _purchase_record(n, order_id, r, tz)
+        if isinstance(record, str):
+            problems.append(f"line {n}: {record}")
+        else:
+            records.append(record)
+    return records, problems
+
+
+def _jsonl_rows(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
             continue
         try:
-            amount = float(str(r.get("amount", "")).strip())
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {n}: not JSON ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"line {n}: a JSON object is required")
+            continue
+        rows.append((n, obj))
+    return rows, problems
+
+
+def _purchase_record(n: int, order_id: str, r: dict[str, Any], tz: Any) -> PurchaseRecord | str:
+    """One line of an export as a record, or what is wrong with it."""
+    member = str(r.get("member") or "").strip()
+    if not order_id:
+        return "id (the order id) is required"
+    if not member:
+        return "member (the member's WeCom id) is required"
+    try:
+        amount = float(str(r.get("amount", "")).strip())
+    except ValueError:
+        return f"amount must be a number of yuan, got {r.get('amount')!r}"
+    if not (0 < amount < 10_000_000):
+        return f"amount must be more than 0, got {amount:g}"
+    at: datetime | None = None
+    when = str(r.get("time") or "").strip()
+    if when:
+        try:
+            at = datetime.fromisoformat(when)
         except ValueError:
-            problems.append(f"line {n}: amount must be a number of yuan, got {r.get('amount')!r}")
-            continue
-        if not (0 < amount < 10_000_000):
-            problems.append(f"line {n}: amount must be more than 0, got {amount:g}")
-            continue
-        at: datetime | None = None
-        when = str(r.get("time") or "").strip()
-        if when:
-            try:
-                at = datetime.fromisoformat(when)
-            except ValueError:
-                problems.append(f"line {n}: time must look like 2026-11-20 10:00 or ISO 8601, got {when!r}")
-                continue
-            if at.tzinfo is None:
-                at = at.replace(tzinfo=tz)
-        records.append(PurchaseRecord(n, order_id[:200], member[:128], round(amount * 100),
-                                      str(r.get("sku") or "").strip()[:64], at, str(r.get("name") or "").strip()))
-    return records, problems
+            return f"time must look like 2026-11-20 10:00 or ISO 8601, got {when!r}"
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=tz)
+    return PurchaseRecord(n, order_id[:200], member[:128], round(amount * 100),
+                          str(r.get("sku") or "").strip()[:64], at, str(r.get("name") or "").strip())
 
 
 async def _import_purchases(args: argparse.Namespace, records: list[PurchaseRecord]) -> tuple[int, int, int]:
