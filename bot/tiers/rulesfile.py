@@ -55,6 +55,20 @@ def _ids(info: ValidationInfo) -> set[str]:
     return (info.context or {}).get("ids", set())
 
 
+class Part(FileModel):
+    """A mapping of the file; ``not_a_mapping`` says what it should be (``{action}``: its key, for points)."""
+
+    not_a_mapping: ClassVar[str] = ""
+    action: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if not isinstance(v, dict) and cls.not_a_mapping:
+            raise ValueError(cls.not_a_mapping.format(action=cls.action))
+        return v
+
+
 class Requires(FileModel):
     unknown_key: ClassVar[str] = f"未知的升级条件 {{key}}（可用：{', '.join(REQUIREMENTS)}）"
 
@@ -88,20 +102,14 @@ class Requires(FileModel):
         return {k: getattr(self, k) for k in self._order}
 
 
-class TierSpec(FileModel):
+class TierSpec(Part):
     unknown_key: ClassVar[str] = "等级的未知字段 {key}（可用：{known}）"
+    not_a_mapping: ClassVar[str] = "每个等级应是 {{id: …, name: …, requires: {{…}}}} 映射"
 
     id: str = Field(None, validate_default=True)  # type: ignore[assignment]
     name: str | None = None
     requires: Requires | None = None
     group_tag: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            raise ValueError("每个等级应是 {id: …, name: …, requires: {…}} 映射")
-        return v
 
     @field_validator("id", mode="before")
     @classmethod
@@ -138,22 +146,15 @@ class TierSpec(FileModel):
         return v
 
 
-class PointsSpec(FileModel):
+class PointsSpec(Part):
     """How many points one action earns; ``action`` is the key it sits under (``checkin: {…}``)."""
 
     unknown_key: ClassVar[str] = "{parent} 的未知字段 {key}（可用：{known}）"
-    action: ClassVar[str] = ""
+    not_a_mapping: ClassVar[str] = "{action} 应是 {{points: 数字, daily_cap: 数字}} 映射"
 
     points: int = Field(None, validate_default=True)  # type: ignore[assignment]
     daily_cap: int | None = None
     keywords: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            raise ValueError(f"{cls.action} 应是 {{points: 数字, daily_cap: 数字}} 映射")
-        return v
 
     @field_validator("points", mode="before")
     @classmethod
@@ -185,15 +186,9 @@ POINTS_SPECS: dict[str, type[PointsSpec]] = {
     a: type(f"{a.capitalize()}Points", (PointsSpec,), {"action": a, "__module__": __name__}) for a in ACTIONS}
 
 
-class _PointsBase(FileModel):
+class _PointsBase(Part):
     unknown_key: ClassVar[str] = "未知的积分动作 {key}（可用：{known}）"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            raise ValueError("points 应是「动作: {points: …}」的映射")
-        return v
+    not_a_mapping: ClassVar[str] = "points 应是「动作: {{points: …}}」的映射"
 
     def rules(self) -> dict[str, ActionRule]:
         return {a: spec.rule() for a in ACTIONS if (spec := getattr(self, a)) is not None}
@@ -203,19 +198,13 @@ Points = create_model("Points", __base__=_PointsBase, __module__=__name__,
                       **{a: (spec | None, None) for a, spec in POINTS_SPECS.items()})  # type: ignore[call-overload]
 
 
-class DowngradeSpec(FileModel):
+class DowngradeSpec(Part):
     unknown_key: ClassVar[str] = "downgrade 的未知字段 {key}（可用：{known}）"
+    not_a_mapping: ClassVar[str] = "downgrade 应是 {{inactive_days: 天数, to: 等级}} 映射"
 
     inactive_days: int = Field(None, validate_default=True)  # type: ignore[assignment]
     to: str = Field(None, validate_default=True)  # type: ignore[assignment]
     keep: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            raise ValueError("downgrade 应是 {inactive_days: 天数, to: 等级} 映射")
-        return v
 
     @field_validator("inactive_days", mode="before")
     @classmethod
@@ -239,22 +228,16 @@ class DowngradeSpec(FileModel):
         return v
 
 
-class TiersFile(FileModel):
+class TiersFile(Part):
     """The whole file: ``tiers`` from the lowest up, ``points``, ``downgrade`` and ``privileges``."""
 
     unknown_key: ClassVar[str] = "未知的字段 {key}（可用：{known}）"
+    not_a_mapping: ClassVar[str] = "文件应是一个映射，至少包含 tiers: 等级列表"
 
     tiers: list[TierSpec] = Field(None, validate_default=True)  # type: ignore[assignment]
     points: Points | None = None  # type: ignore[valid-type]
     downgrade: DowngradeSpec | None = None
     privileges: dict[str, list[str]] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping(cls, v: Any) -> Any:
-        if not isinstance(v, dict):
-            raise ValueError("文件应是一个映射，至少包含 tiers: 等级列表")
-        return v
 
     @field_validator("tiers", mode="before")
     @classmethod
