@@ -10,8 +10,8 @@ import pytest
 from bot.app import BotApp
 from bot.events import Chat, GroupDismissed
 from bot.members import MEMBERS, GroupInfo, MemberDirectory
+from bot.testing import Harness
 from handlers import feature
-from tests.harness import Harness
 
 DAY1 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 
