@@ -1,4 +1,4 @@
-"""WeCom callback crypto: signature, AES-256-CBC envelope (wecom-protocol.md §1.3).
+"""WeCom callback crypto: signature, AES-256-CBC envelope (docs/wecom-protocol.md §1.3).
 
 The same envelope serves the self-built app (ReceiveId = corp id, XML) and the
 智能机器人 (ReceiveId = "", JSON).

@@ -2,7 +2,7 @@
 
 :class:`Outbox` writes rows inside the caller's transaction (so a handler's state
 and what it sends commit together). :class:`OutboxPump` claims due rows under
-per-destination rate limits (wecom-protocol.md §4), hands them to the sender,
+per-destination rate limits (docs/wecom-protocol.md §4), hands them to the sender,
 retries retryable failures with exponential backoff and moves a row to ``dead``
 with the reason after ``outbox.max_attempts`` attempts or a permanent error.
 
@@ -53,7 +53,7 @@ REMIND_HEADER_BYTES = 256      # room for the "please forward to …" lines of r
 
 
 def text_limit(kind: str, msgtype: str, destination: dict[str, Any]) -> int:
-    """How many UTF-8 bytes one row of this delivery may carry (wecom-protocol.md §3-4)."""
+    """How many UTF-8 bytes one row of this delivery may carry (docs/wecom-protocol.md §3-4)."""
     if kind == "reply" and destination.get("response_url"):
         return RESPONSE_URL_BYTES
     if kind == "group_robot":

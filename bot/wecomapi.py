@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from bot.services import ServiceKey
 
-# Errcodes worth trying again later (wecom-protocol.md §4), with the wait WeCom implies.
+# Errcodes worth trying again later (docs/wecom-protocol.md §4), with the wait WeCom implies.
 RETRYABLE_ERRCODES: dict[int, float | None] = {
     -1: None,      # system busy: back off
     45009: 60.0,   # frequency limit: a minute block lasts 60 s

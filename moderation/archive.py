@@ -1,6 +1,6 @@
 """The message archive (会话内容存档): decrypted records in, alerts out.
 
-One JSON object per line, as ``DecryptData`` gives it (wecom-protocol.md §6)::
+One JSON object per line, as ``DecryptData`` gives it (docs/wecom-protocol.md §6)::
 
     {"seq": 1, "msgid": "…", "action": "send", "from": "zhangsan", "tolist": ["wmXyz"], "roomid": "",
      "msgtime": 1547087894783, "msgtype": "text", "text": {"content": "加我微信"}}

@@ -1,7 +1,7 @@
 """Fill in what a WeCom group-change callback leaves out, from ``externalcontact/groupchat/get``.
 
 ``change_external_chat`` / ``add_member`` carries only member ids and the join
-scene (wecom-protocol.md §2). With the WeCom API at hand (``bot.sender =
+scene (docs/wecom-protocol.md §2). With the WeCom API at hand (``bot.sender =
 "wecom"``) the inbox asks ``groupchat/get`` before dispatching such an event and
 adds the group's name, each member's name, whether they are staff (type 1) or
 a customer (type 2), and who invited them (``invitor``). The group data may lag

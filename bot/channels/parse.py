@@ -1,7 +1,7 @@
 """Decrypted WeCom messages → normalised payloads (the generic event JSON shape).
 
 Pure functions: no I/O, so tests and the benchmark exercise them directly.
-Dedup keys follow wecom-protocol.md §5: messages by MsgId / msgid, events by
+Dedup keys follow docs/wecom-protocol.md §5: messages by MsgId / msgid, events by
 their decrypted fields (Event, ChangeType, ids, CreateTime).
 """
 

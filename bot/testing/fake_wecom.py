@@ -1,4 +1,4 @@
-"""A local fake of the WeCom API, speaking the shapes of wecom-protocol.md §3-4.
+"""A local fake of the WeCom API, speaking the shapes of docs/wecom-protocol.md §3-4.
 
 ``FakeWeCom`` is an aiohttp server on a free loopback port. It implements
 ``gettoken``, ``message/send``, ``appchat/send``, ``webhook/send`` (group robots),
