@@ -1,6 +1,6 @@
 """Knowledge files: YAML lists of entries, checked against the entry contract with file, line and problem.
 
-The contract is declared in :mod:`bot.knowledge.contract`; this module reads a
+The contract (docs/knowledge.md) is declared in :mod:`bot.knowledge.contract`; this module reads a
 file (``bot.yamldoc``: data and the line of every value), checks each entry and
 names the entry in each problem (``条目 refund：…``). :func:`entry_from_data`
 checks a plain mapping — a database row or a chat form — against the same model.

@@ -1,8 +1,8 @@
 """The WeCom API sender (``bot.sender = "wecom"``) and client (the ``WECOM_API`` service).
 
 Every delivery kind goes out through the self-built app's API at
-``wecom.api_base`` (production: https://qyapi.weixin.qq.com); see the README's
-delivery table for the call and the ``destination`` / ``payload`` each kind uses.
+``wecom.api_base`` (production: https://qyapi.weixin.qq.com); see the delivery table of
+docs/delivery.md for the call and the ``destination`` / ``payload`` each kind uses.
 
 Access tokens come from ``gettoken``, cached per app (corp id + secret): one
 fetch however many callers want one at the same time (a lock per app), renewed

@@ -1,6 +1,6 @@
 """The Moments calendar (``sop_templates/moments.yaml``): the weekly 朋友圈 plan and its exceptions.
 
-The file is a contract (see the README): a slot list per weekday, date
+The file is a contract (see docs/sop.md): a slot list per weekday, date
 overrides (a holiday replaces or skips a day), campaigns (extra slots over a
 date range), default staff and audience, and an approval switch. What operators
 change in chat (``/moments skip|set|approve``, the ``moment_override`` table) is

@@ -239,7 +239,7 @@ class MomentsService:
             return 0
         text = self.render(slot, day)
         if via == "moment_task":
-            visible: dict[str, Any] = {}  # the moment_task destination shape of the README's delivery table
+            visible: dict[str, Any] = {}  # the moment_task destination shape of docs/delivery.md's delivery table
             if staff:
                 visible["users"] = staff
             tag_list = self.tag_list(slot)
