@@ -102,7 +102,8 @@ class AibotConfig(CallbackCrypto):
 
 class WebhookConfig(Section):
     secret: SecretStr = SecretStr("")
-    max_clock_skew_s: int = Field(0, ge=0)
+    max_clock_skew_s: int = Field(300, ge=0, description="events need a \"time\" within this many seconds of "
+                                                         "now; 0 turns the check off")
 
 
 class ConsoleConfig(Section):

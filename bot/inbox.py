@@ -26,6 +26,7 @@ from bot.events import Event, PayloadError, chat_key_of, events_from_payload
 from bot.metrics import Metrics
 from bot.pump import Pump
 from bot.storage.db import Database, insert_ignoring_conflicts
+from bot.storage.keys import bounded_key
 from bot.storage.models import InboxRow
 
 if TYPE_CHECKING:
@@ -91,19 +92,35 @@ class InboxWriter:
                     stop_after = True
                     break
                 batch.append(nxt)
-            try:
-                results = await self.insert([item for item, _ in batch])
-            except Exception as exc:
-                log.exception("inbox insert failed for %d events", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                for (_, fut), new in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(new)
+            await self._commit_batch(batch)
             if stop_after:
                 return
+
+    async def _commit_batch(self, batch: list[tuple[Incoming, asyncio.Future[bool]]]) -> None:
+        """One transaction for the batch; when it fails, each event again in its own, so an event the
+        database cannot store fails alone and its neighbours are stored."""
+        try:
+            results: list[bool | BaseException] = list(await self.insert([item for item, _ in batch]))
+        except Exception as exc:
+            if len(batch) == 1:
+                log.exception("inbox insert failed: %s", exc)
+                results = [exc]
+            else:
+                log.warning("inbox insert of %d events failed (%r); storing each on its own", len(batch), exc)
+                results = []
+                for item, _ in batch:
+                    try:
+                        results.append((await self.insert([item]))[0])
+                    except Exception as one:
+                        log.exception("inbox insert failed for %s", item.dedup_key)
+                        results.append(one)
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
 
     async def insert(self, items: list[Incoming]) -> list[bool]:
         # A Core connection, not an ORM session: this is the hot path of every callback, and it goes
@@ -116,6 +133,8 @@ class InboxWriter:
 
 
 _INSERTS: dict[str, Any] = {}
+DEDUP_KEY_LIMIT = 255   # inbox.dedup_key; a longer key keeps a prefix and the SHA-256 of the whole
+CHAT_KEY_LIMIT = 160    # inbox.chat_key: events of one chat are processed in order by it
 
 
 def _insert_stmt(dialect: str) -> Any:
@@ -130,20 +149,21 @@ async def insert_incoming(conn: Any, dialect: str, now: Any, items: list[Incomin
     """Insert inbox rows in the caller's transaction, skipping stored keys; True for each new item."""
     first_index: dict[str, int] = {}
     rows = []
-    for i, item in enumerate(items):
-        if item.dedup_key in first_index:
+    keys = [bounded_key(item.dedup_key, DEDUP_KEY_LIMIT) for item in items]
+    for i, (item, key) in enumerate(zip(items, keys, strict=True)):
+        if key in first_index:
             continue
-        first_index[item.dedup_key] = i
+        first_index[key] = i
         rows.append({
-            "dedup_key": item.dedup_key, "channel": item.channel, "kind": item.kind,
-            "chat_key": item.chat_key[:160], "payload": item.payload, "raw": item.raw,
+            "dedup_key": key, "channel": item.channel, "kind": item.kind,
+            "chat_key": bounded_key(item.chat_key, CHAT_KEY_LIMIT), "payload": item.payload, "raw": item.raw,
             "received_at": now, "status": "pending", "attempts": 0,
         })
     if not rows:
         return []
     result = await conn.execute(_insert_stmt(dialect), rows)
     inserted = {r[0] for r in result.all()}
-    return [item.dedup_key in inserted and first_index[item.dedup_key] == i for i, item in enumerate(items)]
+    return [key in inserted and first_index[key] == i for i, key in enumerate(keys)]
 
 
 Enricher = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]

@@ -8,7 +8,6 @@ their decrypted fields (Event, ChangeType, ids, CreateTime).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml.ElementTree import ParseError, fromstring
 
+from bot.channels.edge import EdgeProblem, check_id, clean_payload, loads
 from bot.events import EXTERNAL_PREFIXES, chat_key_of
 
 
@@ -193,23 +193,29 @@ def strip_mentions(text: str, names: Iterable[str] = (), *, first_is_bot: bool =
 def parse_aibot_message(plain: str, staff_ids: frozenset[str] = frozenset(),
                         bot_names: Iterable[str] = ()) -> Parsed | None:
     try:
-        msg = json.loads(plain)
-    except json.JSONDecodeError as exc:
-        raise ParseProblem(f"malformed JSON: {exc.msg}") from exc
+        msg = clean_payload(loads(plain))
+    except EdgeProblem as exc:
+        raise ParseProblem(str(exc)) from None
     if not isinstance(msg, dict):
-        raise ParseProblem("the message must be a JSON object")
+        raise ParseProblem("消息必须是 JSON 对象 (the message must be a JSON object)")
     msgid = msg.get("msgid")
     if not isinstance(msgid, str) or not msgid:
-        raise ParseProblem("msgid is required")
+        raise ParseProblem("缺少 msgid (msgid is required)")
     chattype = msg.get("chattype", "single")
     if chattype not in ("single", "group"):
-        raise ParseProblem("chattype must be single or group")
-    sender = (msg.get("from") or {}).get("userid") if isinstance(msg.get("from"), dict) else None
+        raise ParseProblem("chattype 必须是 single 或 group (chattype must be single or group)")
+    sender = msg["from"].get("userid") if isinstance(msg.get("from"), dict) else None
     if not isinstance(sender, str) or not sender:
-        raise ParseProblem("from.userid is required")
+        raise ParseProblem("缺少 from.userid (from.userid is required)")
     chat_id = msg.get("chatid") if chattype == "group" else sender
     if not isinstance(chat_id, str) or not chat_id:
-        raise ParseProblem("chatid is required in group chats")
+        raise ParseProblem("群聊需要 chatid (chatid is required in group chats)")
+    try:
+        check_id(msgid, "msgid")
+        check_id(sender, "from.userid")
+        check_id(chat_id, "chatid")
+    except EdgeProblem as exc:
+        raise ParseProblem(str(exc)) from None
     reply: dict[str, Any] = {"aibotid": msg.get("aibotid", "")}
     if isinstance(msg.get("response_url"), str):
         reply["response_url"] = msg["response_url"]
@@ -218,17 +224,30 @@ def parse_aibot_message(plain: str, staff_ids: frozenset[str] = frozenset(),
     msgtype = msg.get("msgtype")
     text: str | None = None
     if msgtype == "text":
-        content = (msg.get("text") or {}).get("content")
+        body = msg.get("text")
+        content = body.get("content") if isinstance(body, dict) else None
         if not isinstance(content, str):
-            raise ParseProblem("text.content is required")
+            raise ParseProblem("text 必须是含 content 文字的对象 (text.content is required)")
         text = content
     elif msgtype == "mixed":
-        items = (msg.get("mixed") or {}).get("msg_item") or []
-        text = "".join((i.get("text") or {}).get("content", "") for i in items
-                       if isinstance(i, dict) and i.get("msgtype") == "text")
+        mixed = msg.get("mixed")
+        items = mixed.get("msg_item") if isinstance(mixed, dict) else None
+        if not isinstance(items, list):
+            raise ParseProblem("mixed 必须是含 msg_item 列表的对象 (mixed.msg_item must be a list)")
+        parts = []
+        for i in items:
+            if not isinstance(i, dict) or i.get("msgtype") != "text":
+                continue
+            content = i.get("text").get("content") if isinstance(i.get("text"), dict) else None
+            if not isinstance(content, str):
+                raise ParseProblem("mixed.msg_item 的 text 必须是含 content 文字的对象 (text.content is required)")
+            parts.append(content)
+        text = "".join(parts)
     elif msgtype == "event":
         ev = msg.get("event") or {}
-        if isinstance(ev, dict) and ev.get("eventtype") == "enter_chat":
+        if not isinstance(ev, dict):
+            raise ParseProblem("event 必须是对象 (event must be an object)")
+        if ev.get("eventtype") == "enter_chat":
             payload = {"channel": "aibot", "type": "entered",
                        "user": {"id": sender, "staff": is_staff_id(sender, staff_ids)},
                        "chat": base["chat"], "reply": reply}

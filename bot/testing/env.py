@@ -30,6 +30,7 @@ TEST_ENV = {
     "SIYU_WECOM__AGENT_ID": str(AGENT_ID),
     "SIYU_WECOM__SECRET": SECRET,
     "SIYU_WECOM__MAX_CLOCK_SKEW_S": "0",
+    "SIYU_WEBHOOK__MAX_CLOCK_SKEW_S": "0",  # the fixtures' events carry fixed times; tests that check it set it
     "SIYU_AIBOT__TOKEN": AIBOT_TOKEN,
     "SIYU_AIBOT__ENCODING_AES_KEY": AIBOT_ENCODING_AES_KEY,
     "SIYU_BOT__ADMINS": '["admin01"]',
