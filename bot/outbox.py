@@ -33,6 +33,7 @@ from bot.metrics import Metrics
 from bot.pump import Pump
 from bot.senders.base import KINDS, Delivery, Sender, SendError
 from bot.storage.db import Database, insert_ignoring_conflicts
+from bot.storage.keys import bounded_key
 from bot.storage.models import OutboxRow
 
 log = logging.getLogger("siyu.outbox")
@@ -62,6 +63,8 @@ def text_limit(kind: str, msgtype: str, destination: dict[str, Any]) -> int:
         return TEXT_LIMITS["text"] - REMIND_HEADER_BYTES
     return TEXT_LIMITS["text"]  # message/send, appchat/send, welcome, mass send: 2048 (markdown too)
 _CLAIM_LOCK = 7_264_002
+KEY_COLUMN = 255        # outbox.key and outbox.source; longer values keep a prefix and the SHA-256 of the whole
+RATE_KEY_COLUMN = 200   # outbox.rate_key
 
 
 def split_text(text_: str, limit_bytes: int) -> list[str]:
@@ -116,17 +119,17 @@ class Outbox:
             if destination.get("response_url"):
                 return None
             if chat.get("type") == "single" or not chat.get("id"):
-                return f"user:{(to or [chat.get('id', '')])[0]}"
+                return bounded_key(f"user:{(to or [chat.get('id', '')])[0]}", RATE_KEY_COLUMN)
             robot = destination.get("robot") or chat["id"]
             key = self.config.robot_key(robot)
-            return robot_rate_key(key, robot) if key else f"appchat:{chat['id']}"
+            return robot_rate_key(key, robot) if key else bounded_key(f"appchat:{chat['id']}", RATE_KEY_COLUMN)
         if kind == "group_robot":
             robot = destination.get("robot") or chat.get("id", "")
             return robot_rate_key(self.config.robot_key(robot), robot)
         if kind in ("app_message", "remind_staff"):
-            return f"user:{to[0]}" if to else None
+            return bounded_key(f"user:{to[0]}", RATE_KEY_COLUMN) if to else None
         if kind == "appchat":
-            return f"appchat:{chat.get('id', '')}"
+            return bounded_key(f"appchat:{chat.get('id', '')}", RATE_KEY_COLUMN)
         return None
 
     async def enqueue(self, session: Any, **delivery: Any) -> int:
@@ -161,8 +164,8 @@ class Outbox:
         """The outbox rows of one delivery: split to fit WeCom's limits, one per staff member for reminders."""
         if kind not in KINDS:
             raise ValueError(f"unknown delivery kind {kind!r}; one of {', '.join(KINDS)}")
-        if not key or len(key) > 200:
-            raise ValueError("an idempotency key of 1-200 characters is required")
+        if not key:
+            raise ValueError("an idempotency key is required")
         chat_d: dict[str, Any] = {}
         if isinstance(chat, Chat):
             chat_d = {"id": chat.id, "type": chat.type, "name": chat.name}
@@ -195,9 +198,9 @@ class Outbox:
                 if len(texts) > 1:
                     d["part"] = [n, len(texts)]
                 rows.append({
-                    "key": k, "kind": kind, "chat_id": chat_d.get("id", ""), "destination": d,
+                    "key": bounded_key(k, KEY_COLUMN), "kind": kind, "chat_id": chat_d.get("id", ""), "destination": d,
                     "payload": {**body, "text": part}, "rate_key": self.rate_key(kind, d), "status": "pending",
-                    "attempts": 0, "source": source[:255], "created_at": now,
+                    "attempts": 0, "source": bounded_key(source, KEY_COLUMN), "created_at": now,
                     "next_attempt_at": not_before or now,
                 })
         return rows
@@ -213,7 +216,8 @@ class Outbox:
         now = self.clock.now()
         async with self.db.session() as s:
             q = (select(OUTBOX.c.id, OUTBOX.c.payload)
-                 .where(and_(OUTBOX.c.source == source, OUTBOX.c.kind == "reply", OUTBOX.c.status == "pending"))
+                 .where(and_(OUTBOX.c.source == bounded_key(source, KEY_COLUMN), OUTBOX.c.kind == "reply",
+                             OUTBOX.c.status == "pending"))
                  .order_by(OUTBOX.c.id))
             if not self.db.is_sqlite:
                 q = q.with_for_update(skip_locked=True)

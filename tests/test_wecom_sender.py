@@ -125,7 +125,8 @@ async def test_every_kind_goes_out_in_the_documented_shape(wecom_bot: Callable[.
     assert lines[-1] == "各位早上好，今天打卡主题是「第一泡」"  # … and the text alone on its own lines
 
     assert bodies(fake_wecom, "appchat/send") == [
-        {"chatid": "wrAppChat1", "msgtype": "text", "text": {"content": "群聊消息：周报已出"}, "safe": 0}]
+        {"chatid": "wrAppChat1", "msgtype": "text", "text": {"content": "群聊消息：周报已出"}, "safe": 0,
+         "enable_duplicate_check": 1, "duplicate_check_interval": 600}]
 
     mass = bodies(fake_wecom, "externalcontact/add_msg_template")
     assert {"chat_type": "single", "external_userid": ["wmAlice", "wmBob"], "sender": "staff01",

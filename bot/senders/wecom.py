@@ -39,7 +39,11 @@ log = logging.getLogger("siyu.wecom")
 
 APP_TEXT_BYTES = TEXT_LIMITS["text"]   # message/send and appchat/send content, text and markdown
 MAX_ATTACHMENTS = 9            # welcome, mass send and moment attachments
-DUPLICATE_CHECK_S = 1800       # a retried message/send asks WeCom to drop a copy that already arrived
+# Every attempt of a message/send or appchat/send asks WeCom's duplicate check (the same request within the
+# interval is shown once): a send repeated after a timeout, or after a crash once its lease ran out, is not
+# shown twice. The first attempt asks too — WeCom compares whole requests. The price: the very same text to the
+# same recipients within 10 minutes is shown once.
+DUPLICATE_CHECK_S = 600
 UPLOAD_MAX_BYTES = 10 * 1024 * 1024  # upload_attachment takes images and videos up to 10 MB
 MEDIA_TTL = timedelta(days=2)  # an uploaded attachment's media_id is valid for 3 days; reuse it for 2
 
@@ -256,8 +260,7 @@ class WeComSender:
             body["toparty"] = "|".join(parties)
         if tags:
             body["totag"] = "|".join(tags)
-        if d.attempts > 1:  # the last attempt may have arrived before it failed (a timeout)
-            body.update(enable_duplicate_check=1, duplicate_check_interval=DUPLICATE_CHECK_S)
+        body.update(enable_duplicate_check=1, duplicate_check_interval=DUPLICATE_CHECK_S)
         data = await self._api("message/send", body)
         info: dict[str, Any] = {"via": "message/send", "msgid": data.get("msgid", "")}
         for field in ("invaliduser", "invalidparty", "invalidtag"):
@@ -280,7 +283,8 @@ class WeComSender:
     async def _appchat(self, d: Delivery) -> SendResult:
         chat_id = _required(d.chat.get("id") or d.chat_id, "destination.chat.id (an appchat chatid)")
         msgtype, content = self._content(d, d.text)
-        await self._api("appchat/send", {"chatid": chat_id, "msgtype": msgtype, msgtype: content, "safe": 0})
+        await self._api("appchat/send", {"chatid": chat_id, "msgtype": msgtype, msgtype: content, "safe": 0,
+                                         "enable_duplicate_check": 1, "duplicate_check_interval": DUPLICATE_CHECK_S})
         return SendResult({"via": "appchat/send"})
 
     async def _mass_send(self, d: Delivery) -> SendResult:

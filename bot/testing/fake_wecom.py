@@ -327,24 +327,33 @@ class FakeWeCom:
         msgtype = body.get("msgtype")
         if msgtype not in ("text", "markdown"):
             raise Answer(40008, "invalid message type")
-        content = _content(body, msgtype, 2048)
+        _content(body, msgtype, 2048)
         invalid = [u for u in users if not self._valid_user(u)]
         if len(invalid) == len(users) and not parties and not tags:
             raise Answer(81013, "user & party & tag all invalid")
         valid = [u for u in users if u not in invalid]
-        if body.get("enable_duplicate_check") == 1:
-            window = float(body.get("duplicate_check_interval", 1800))
-            for prev in self.delivered("message/send"):
-                pb = prev.body or {}
-                if (pb.get("touser"), pb.get("msgtype"), (pb.get(msgtype) or {}).get("content")) == \
-                        (body.get("touser"), msgtype, content) and rec.at - prev.at <= window:
-                    rec.effect = "duplicate"
-                    return {"invaliduser": "|".join(invalid), "msgid": prev.answer.get("msgid", "")}
+        prev = self._duplicate_of(rec)
+        if prev is not None:
+            rec.effect = "duplicate"
+            return {"invaliduser": "|".join(invalid), "msgid": prev.answer.get("msgid", "")}
         # per member 30/min: WeCom drops the excess silently
         recent = [r for r in self.delivered("message/send") if rec.at - r.at < 60]
         if any(sum(u in _ids((r.body or {}).get("touser")) for r in recent) >= 30 for u in valid):
             rec.effect = "dropped"
         return {"invaliduser": "|".join(invalid), "msgid": f"msg{next(self._seq)}"}
+
+    def _duplicate_of(self, rec: Request) -> Request | None:
+        """WeCom's duplicate check (message/send, appchat/send): a request with ``enable_duplicate_check: 1``
+        equal to one that took effect within ``duplicate_check_interval`` seconds (default 1800) is not shown
+        again. WeCom compares the whole request, so an earlier copy sent without the flag does not count."""
+        body = rec.body or {}
+        if body.get("enable_duplicate_check") != 1:
+            return None
+        window = float(body.get("duplicate_check_interval", 1800))
+        for prev in self.delivered(rec.path):
+            if prev.body == body and rec.at - prev.at <= window:
+                return prev
+        return None
 
     def _appchat_send(self, rec: Request) -> dict[str, Any]:
         body = rec.body or {}
@@ -355,6 +364,8 @@ class FakeWeCom:
         if msgtype not in ("text", "markdown"):
             raise Answer(40008, "invalid message type")
         _content(body, msgtype, 2048)
+        if self._duplicate_of(rec) is not None:
+            rec.effect = "duplicate"
         return {}
 
     def _webhook_send(self, rec: Request) -> dict[str, Any]:
