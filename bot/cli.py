@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.app import BotApp
     from bot.logs import setup_logging
-    from bot.web import AccessLogger
+    from bot.web import AccessLogger, server_options
 
     cfg = config_from_args(args)
     if args.host:
@@ -82,11 +82,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(cfg.log.level, cfg.log.format)
     logging.getLogger("siyu.cli").info("serving on http://%s:%d (config: %s)", cfg.server.host, cfg.server.port,
                                        cfg.source)
-    bot = BotApp(cfg)
-    web.run_app(serving_app(bot), host=cfg.server.host, port=cfg.server.port, print=None,
-                access_log_class=AccessLogger, access_log=logging.getLogger("siyu.access"),
-                shutdown_timeout=15)
+    try:
+        bot = BotApp(cfg)
+        web.run_app(serving_app(bot), host=cfg.server.host, port=cfg.server.port, print=None,
+                    access_log_class=AccessLogger, access_log=logging.getLogger("siyu.access"),
+                    shutdown_timeout=15, **server_options(bot))
+    except Exception as exc:
+        if not _database_error(exc, cfg.database.url):
+            raise
+        where = describe_database(cfg.database.url)
+        logging.getLogger("siyu.cli").critical("cannot use the database %s: %s", where, _first_line(exc))
+        print(f"siyu: cannot use the database {where}: {_first_line(exc)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def describe_database(url: str) -> str:
+    """The database a URL names, as an error may show it: the SQLite file's absolute path, or the server
+    URL without its password."""
+    if url.startswith("sqlite"):
+        from pathlib import Path
+
+        path = url.split(":///", 1)[-1]
+        return path if path == ":memory:" else str(Path(path).resolve())
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _database_error(exc: BaseException, url: str) -> bool:
+    """Whether start-up failed on the database: an error of the driver, or of the SQLite file's directory."""
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    folder = str(Path(describe_database(url)).parent) if url.startswith("sqlite") else None
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, SQLAlchemyError | sqlite3.Error):
+            return True
+        if folder and isinstance(e, OSError) and e.filename and str(Path(e.filename).resolve()).startswith(folder):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

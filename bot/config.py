@@ -53,6 +53,9 @@ class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="larger request bodies are refused with 413")
+    read_timeout_s: float = Field(10.0, gt=0, le=300, description="a client must send its request line and "
+                                  "headers, and a channel's body, within this many seconds; idle keep-alive "
+                                  "connections close after it too")
 
 
 class DatabaseConfig(Section):

@@ -8,6 +8,7 @@ bodies → 400, oversized bodies → 413; none of them stores anything.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -27,12 +28,14 @@ from bot.channels.parse import Parsed, ParseProblem, outer_encrypt, parse_aibot_
 from bot.crypto import CryptoError, WeComCrypto
 from bot.events import PayloadError, events_from_payload
 from bot.inbox import Incoming
+from bot.storage.health import WriteProbe
 
 log = logging.getLogger("siyu.web")
 
 BOT = web.AppKey("bot", BotApp)
 APP_CRYPTO = web.AppKey("wecom_app_crypto", object)
 AIBOT_CRYPTO = web.AppKey("aibot_crypto", object)
+WRITE_PROBE = web.AppKey("write_probe", WriteProbe)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,11 +76,24 @@ def _check_skew(bot: BotApp, timestamp: str, max_skew: int) -> None:
 
 
 async def _read(request: web.Request) -> bytes:
+    """The body, within ``server.read_timeout_s`` (a client trickling it is cut off with 408)."""
+    cfg = request.app[BOT].config.server
     try:
-        return await request.read()
+        return await asyncio.wait_for(request.read(), cfg.read_timeout_s)
     except web.HTTPRequestEntityTooLarge:
-        raise _refuse(413, "too_large", f"body larger than {request.app[BOT].config.server.max_body_bytes} bytes") \
+        raise _refuse(413, "too_large", f"body larger than {cfg.max_body_bytes} bytes") from None
+    except TimeoutError:
+        raise _refuse(408, "slow_body", f"正文未在 {cfg.read_timeout_s:g} 秒内收完 (body not received in time)") \
             from None
+
+
+def server_options(bot: BotApp) -> dict[str, Any]:
+    """What ``serve`` gives aiohttp's runner: a connection must deliver its request line and headers within
+    ``server.read_timeout_s`` of opening (or of its previous answer), else it is closed — aiohttp's keep-alive
+    timer runs from the connection's start and closes a connection still waiting for a whole request."""
+    # After an answer to a request whose body was not read in full (a 408), aiohttp reads and drops the rest for
+    # lingering_time before closing: 1 s, not 10, so a trickler is not kept.
+    return {"keepalive_timeout": bot.config.server.read_timeout_s, "lingering_time": 1.0}
 
 
 def channel(name: str, *, json_errors: bool = False) -> Callable[[Handler], Handler]:
@@ -92,9 +108,11 @@ def channel(name: str, *, json_errors: bool = False) -> Callable[[Handler], Hand
             except Refused as r:
                 bot.metrics.rejected.labels(name, r.reason).inc()
                 log.info("%s refused %s %s: %s", name, r.status, r.reason, r.detail)
-                if json_errors:
-                    return web.json_response({"error": r.detail}, status=r.status)
-                return web.Response(status=r.status, text=r.detail)
+                answer = (web.json_response({"error": r.detail}, status=r.status) if json_errors
+                          else web.Response(status=r.status, text=r.detail))
+                if r.status == 408:
+                    answer.force_close()  # not waiting for the rest of a trickled body
+                return answer
             bot.metrics.ack_latency.labels(name).observe(time.perf_counter() - started)
             return response
 
@@ -294,7 +312,15 @@ async def webhook(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    status = await request.app[BOT].health()
+    """200 ``{"status": "ok"}``; 503 ``{"status": "degraded"}`` when the database reads but takes no write
+    (disk full, read-only, locked — callbacks could not be stored), 503 ``{"status": "error"}`` when it cannot
+    be read or the scheduler stopped. Load balancers take a replica out on any status but 2xx."""
+    bot = request.app[BOT]
+    status = await bot.health()
+    if status["status"] == "ok":
+        problem = await request.app[WRITE_PROBE].check()
+        if problem is not None:
+            status.update(status="degraded", error=problem)
     return web.json_response(status, status=200 if status["status"] == "ok" else 503)
 
 
@@ -317,6 +343,7 @@ class AccessLogger(AbstractAccessLogger):
 def create_web_app(bot: BotApp, *, manage_lifecycle: bool = True) -> web.Application:
     app = web.Application(client_max_size=bot.config.server.max_body_bytes)
     app[BOT] = bot
+    app[WRITE_PROBE] = WriteProbe(bot.db, bot.clock, bot.replica)
     cfg = bot.config
     if cfg.wecom.token.get_secret_value() and cfg.wecom.encoding_aes_key.get_secret_value():
         app[APP_CRYPTO] = WeComCrypto(cfg.wecom.token.get_secret_value(),
