@@ -18,10 +18,9 @@ from bot.config import Config, load_config
 from bot.crypto import signature
 from bot.inbox import Incoming
 from bot.storage.models import InboxRow
+from bot.testing import TEST_ENV, CallbackSigner, serve, text_xml
 from bot.web import webhook_signature
-from tests.conftest import REPO, TEST_ENV
-from tests.web import serve
-from tests.wecom_callback import CallbackSigner, text_xml
+from tests.conftest import REPO
 
 SECRET = TEST_ENV["SIYU_WEBHOOK__SECRET"]
 AIBOT = CallbackSigner(TEST_ENV["SIYU_AIBOT__TOKEN"], TEST_ENV["SIYU_AIBOT__ENCODING_AES_KEY"], "")

@@ -22,10 +22,11 @@ from sqlalchemy import text
 from bot.app import BotApp
 from bot.config import Config
 from bot.logs import JsonFormatter, TextFormatter, Throttle
+from bot.testing import TEST_ENV, serve
+from bot.testing.database import pg_url
 from bot.textsafe import clean_name, escape_log
 from bot.web import create_web_app, server_options, webhook_signature
-from tests.conftest import PG_URL, REPO, TEST_ENV
-from tests.web import serve
+from tests.conftest import REPO
 
 # ── #13: names and logs ──
 
@@ -147,7 +148,7 @@ def _serve(db_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.skipif(bool(PG_URL), reason="SQLite files")
+@pytest.mark.skipif(bool(pg_url()), reason="SQLite files")
 def test_start_up_errors_name_the_database_path(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

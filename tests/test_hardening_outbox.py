@@ -17,7 +17,7 @@ from bot.inbox import Incoming
 from bot.senders.wecom import WeComSender
 from bot.storage.keys import bounded_key
 from bot.storage.models import InboxRow, OutboxRow
-from tests.fakes.wecom import FakeWeCom
+from bot.testing import FakeWeCom
 
 # ── #6: idempotency keys ──
 

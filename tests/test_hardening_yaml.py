@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.sop.files import ScriptFiles
-from bot.tiers.rules import load_rules
+from bot.tiers.rulesfile import load_rules
 from bot.yamldoc import FileProblems, load_yaml
 
 
