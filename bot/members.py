@@ -32,6 +32,8 @@ class MemberProfile:
     groups: tuple[str, ...] = ()   # chat ids
     joined_at: datetime | None = None
     staff: bool = False
+    owner_staff: str = ""     # the staff member who added them (a contact), if known
+    last_chat_id: str = ""    # the group they last spoke or joined in, if any
     extra: dict[str, Any] = field(default_factory=dict)
 
     def for_template(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ later feature looks up must be provided by an earlier one).
 
 from bot.feature import Feature, Setup
 from bot.knowledge import feature as knowledge_feature
+from bot.sop import feature as sop_feature
 from bot.tiers import feature as tiers_feature
 from handlers import admin, knowledge, moderation, moments, sop, tiers
 
@@ -17,8 +18,10 @@ BY_NAME: dict[str, Feature | Setup] = {
                          about="members' questions answered from the knowledge base; /ask, /kb"),
     "tiers": Feature("tiers", routers=[tiers.router], install=tiers_feature.install,
                      about="member tiers: points ledger, ladder, groups, tags; the member directory"),
-    "sop": sop.setup,
-    "moments": moments.setup,
+    "sop": Feature("sop", routers=[sop.router], install=sop_feature.install_sop,
+                   about="SOP scripts: runs started and stopped by events, /sop"),
+    "moments": Feature("moments", routers=[moments.router], install=sop_feature.install_moments,
+                       about="the Moments (朋友圈) calendar: publishing, /moments"),
 }
 FEATURES: list[Feature | Setup] = list(BY_NAME.values())
 

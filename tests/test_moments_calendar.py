@@ -14,6 +14,7 @@ from bot.app import BotApp
 from bot.senders.console import RecordingSender
 from bot.sop import MOMENTS
 from bot.sop.moments import ChatChanges, load_calendar, parse_calendar
+from bot.sop.publisher import approval_reminder
 from bot.templates import Templates
 from bot.testing import Harness
 from bot.yamldoc import FileProblems

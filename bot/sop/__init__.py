@@ -3,17 +3,26 @@
 ``script`` (the script file contract), ``timing`` (at / repeat / quiet hours /
 late), ``files`` (the script directory with live reload), ``render`` (texts and
 ``when:`` conditions in the sandbox), ``engine`` (runs, step occurrences and the
-pump that sends them), ``checkins`` (the 打卡 tally), ``preview`` (timelines),
-``moments`` (the calendar contract), ``publisher`` (publishing slots and polling
-task results), ``models`` (tables), ``cli`` (``python -m bot sop|moments …``).
+pump that sends them — ``StepPump.send_step`` is where a step is sent),
+``checkins`` (the 打卡 tally), ``preview`` (timelines), ``service`` (what the
+/sop commands do), ``moments`` (the calendar contract), ``publisher``
+(publishing slots and polling task results), ``store`` (every SQL statement),
+``models`` (tables), ``config`` (the ``[sop]`` and ``[moments]`` sections),
+``feature`` (assembly), ``cli`` (``python -m bot sop|moments …``).
 The chat side is handlers/sop.py and handlers/moments.py.
 """
 
-from bot.services import ServiceKey
-from bot.sop.engine import SopEngine
-from bot.sop.publisher import MomentsService
+from __future__ import annotations
 
-SOP: ServiceKey[SopEngine] = ServiceKey("sop")
+from typing import TYPE_CHECKING
+
+from bot.services import ServiceKey
+
+if TYPE_CHECKING:
+    from bot.sop.publisher import MomentsService
+    from bot.sop.service import SopService
+
+SOP: ServiceKey[SopService] = ServiceKey("sop")
 MOMENTS: ServiceKey[MomentsService] = ServiceKey("moments")
 
-__all__ = ["MOMENTS", "SOP", "MomentsService", "SopEngine"]
+__all__ = ["MOMENTS", "SOP"]

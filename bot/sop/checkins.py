@@ -1,8 +1,8 @@
-"""Who checked in (打卡) in a group: read from the tiers feature's points ledger.
+"""Who checked in (打卡) in a group: read through the member directory (bot.members).
 
-The tiers feature records every counted check-in as a ``points_entry`` row with
-action ``checkin``, the chat and the local day (one a member a day under its
-daily cap), so the ledger is the one record of check-ins; the tally reads it.
+The tiers feature records every counted check-in (one a member a day under its
+daily cap) and answers :meth:`~bot.members.MemberDirectory.checkins`; the tally
+works on those. Without a member directory nobody has checked in.
 """
 
 from __future__ import annotations
@@ -10,25 +10,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from bot.members import MemberDirectory
 
-from bot.tiers.models import Group, Member, PointsEntry
-
-LEDGER = PointsEntry.__table__
-MEMBER = Member.__table__
-GROUP = Group.__table__
 STREAK_LOOKBACK_DAYS = 60
 
 
-async def tally(session: Any, chat_id: str, today: date) -> dict[str, Any]:
+async def tally(directory: MemberDirectory | None, session: Any, chat_id: str, today: date) -> dict[str, Any]:
     """``today`` and ``yesterday`` (count, names) in ``chat_id``, streaks of yesterday's, and the group size."""
-    since = (today - timedelta(days=STREAK_LOOKBACK_DAYS)).isoformat()
-    rows = (await session.execute(
-        select(LEDGER.c.member_id, LEDGER.c.day, MEMBER.c.name)
-        .select_from(LEDGER.outerjoin(MEMBER, MEMBER.c.id == LEDGER.c.member_id))
-        .where(and_(LEDGER.c.chat_id == chat_id, LEDGER.c.action == "checkin", LEDGER.c.day >= since,
-                    LEDGER.c.day <= today.isoformat()))
-        .order_by(LEDGER.c.day, LEDGER.c.id))).all()
+    since = today - timedelta(days=STREAK_LOOKBACK_DAYS)
+    rows = await directory.checkins(session, chat_id, since, today) if directory is not None else []
     days: dict[str, list[str]] = {}
     names: dict[str, str] = {}
     for member_id, day, name in rows:
@@ -52,10 +42,10 @@ async def tally(session: Any, chat_id: str, today: date) -> dict[str, Any]:
     t_members = days.get(today.isoformat(), [])
     streaks = sorted(({"name": names[m], "days": streak(m, yesterday)} for m in y_members),
                      key=lambda s: (-s["days"], s["name"]))
-    size = (await session.execute(select(GROUP.c.member_count).where(GROUP.c.chat_id == chat_id))).scalar()
+    group = await directory.group(session, chat_id) if directory is not None else None
     return {
         "yesterday": {"date": yesterday.isoformat(), "count": len(y_members), "names": [names[m] for m in y_members],
                       "streaks": streaks},
         "today": {"date": today.isoformat(), "count": len(t_members), "names": [names[m] for m in t_members]},
-        "group_size": int(size or 0),
+        "group_size": int(group.member_count if group is not None else 0),
     }

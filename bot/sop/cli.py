@@ -80,11 +80,11 @@ def _quietly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 def _defaults(cfg: Any) -> Any:
     from bot.sop.script import Defaults
 
-    return Defaults(quiet_hours=cfg.sop.quiet_hours, late_grace=cfg.sop.late_grace, late_then=cfg.sop.late_then)
+    return Defaults.of(cfg.sop)
 
 
 def _read_db(cfg: Any, work: Any) -> tuple[Any, str]:
-    """Run ``work(session)`` on the configured database if it exists; (result or None, warning)."""
+    """Run ``work(db, session)`` on the configured database if it exists; (result or None, warning)."""
     from bot.storage.db import Database
 
     url = cfg.database_url
@@ -95,7 +95,7 @@ def _read_db(cfg: Any, work: Any) -> tuple[Any, str]:
         db = Database(url)
         try:
             async with db.read() as s:
-                return await work(s)
+                return await work(db, s)
         finally:
             await db.dispose()
 
@@ -195,8 +195,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_week(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, emit_json
-    from bot.sop.models import MomentOverride, MomentPost
-    from bot.sop.moments import ORIGIN_NAMES, ChatChanges, load_calendar
+    from bot.sop.moments import ORIGIN_NAMES, ChatChanges, load_calendar, slot_text
     from bot.sop.timing import WEEKDAY_CN
     from bot.yamldoc import FileProblems
 
@@ -218,13 +217,11 @@ def cmd_week(args: argparse.Namespace) -> int:
     days = [start + timedelta(days=i) for i in range(args.days)]
     changes, posts = ChatChanges(), {}
     if not args.calendar:
-        from sqlalchemy import select
+        from bot.sop.store import MomentsStore
 
-        async def work(s: Any) -> Any:
-            rows = (await s.execute(select(MomentOverride.__table__))).all()
-            done = (await s.execute(select(MomentPost.__table__).where(
-                MomentPost.__table__.c.date.in_([d.isoformat() for d in days])))).all()
-            return ChatChanges.from_rows(rows), {(r.date, r.slot_id): r for r in done}
+        async def work(db: Any, s: Any) -> Any:
+            store = MomentsStore(db)
+            return ChatChanges.from_rows(await store.all_changes(s)), await store.posts(s, days)
 
         found, warning = _read_db(cfg, work)
         if warning:
@@ -247,9 +244,7 @@ def cmd_week(args: argparse.Namespace) -> int:
                 "skipped" if ps.skipped_by else "awaiting_approval" if plan.approval_required and not plan.approved_by
                 else "planned")
             try:
-                text = templates.render_string(slot.source, date=day.isoformat(), weekday=WEEKDAY_CN[day.weekday()],
-                                               theme=slot.theme, slot={"id": slot.id, "time": slot.hhmm,
-                                                                       "theme": slot.theme})
+                text = slot_text(templates, slot, day)
             except Exception as exc:
                 text = f"(render failed: {exc})"
             tags = list(slot.tags or calendar.tags)

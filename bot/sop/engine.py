@@ -2,14 +2,15 @@
 
 A run is started (by a trigger event or ``/sop start``) on the script version
 that is live at that moment; the version's body is stored, the run's steps are
-materialised as ``sop_step`` rows with their due times, and from then on the
-database is the schedule. :class:`StepPump` claims due occurrences with a lease
-(``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer), and in a
-second transaction — guarded by the claim, so a replica whose lease ran out and
-was taken over changes nothing — evaluates the step's condition and the late
-rule, renders its text and writes the outbox row under the key
+materialised as ``sop_step`` rows with their due times (quiet hours already
+applied), and from then on the database is the schedule. :class:`StepPump`
+claims due occurrences with a lease, and in a second transaction — guarded by
+the claim, so a replica whose lease ran out and was taken over changes nothing —
+hands each to :meth:`StepBatch.send_step`, **where a step is sent**: the late
+rule, the ``when:`` condition, the text, and the outbox row under the key
 ``sop:<run>:<step>:<occurrence>``. A repeating step gets its next occurrence in
-that same transaction; a run with nothing left is done.
+that same transaction; a run with nothing left is done. Every statement is in
+bot.sop.store.
 """
 
 from __future__ import annotations
@@ -21,29 +22,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, func, select, update
-
+from bot.effects import Effects
 from bot.events import Actor
-from bot.members import profile_of
+from bot.members import MEMBERS, profile_of
 from bot.pump import Pump
 from bot.sop.checkins import tally
-from bot.sop.files import ScriptFiles
-from bot.sop.models import SopRun, SopScriptVersion, SopStep
 from bot.sop.render import Renderer, StepView, needs_checkins, needs_profile
 from bot.sop.script import WELCOME_WINDOW, Script, Step
+from bot.sop.store import OPEN_STEP, SopStore
 from bot.sop.timing import due_time
-from bot.storage.db import insert_ignoring_conflicts
 
 if TYPE_CHECKING:
     from bot.app import BotApp
+    from bot.sop.files import ScriptFiles
 
 log = logging.getLogger("siyu.sop")
-
-RUNS = SopRun.__table__
-STEPS = SopStep.__table__
-VERSIONS = SopScriptVersion.__table__
-LIVE_RUN = ("running", "paused")
-OPEN_STEP = ("pending", "claimed", "paused")
 
 OUTCOME_NAMES = {
     "sent": "已发送", "sent_late": "迟发", "skipped_late": "超时跳过", "skipped_when": "条件不满足",
@@ -59,6 +52,7 @@ WHY_NOT = {
     "expired": "欢迎语码只在添加好友后 20 秒内有效，已经过期",
 }
 STATE_NAMES = {"pending": "待发送", "claimed": "发送中", "paused": "已暂停", "done": "已完成", "cancelled": "已取消"}
+RUN_STATES = {"running": "运行中", "paused": "已暂停", "stopped": "已停止", "done": "已完成"}
 
 
 def outbox_key(run_id: int, step_key: str, occurrence: int) -> str:
@@ -88,6 +82,11 @@ class Subject:
         who = self.member_name or self.member_id
         return f"{who}@{self.chat_name or self.chat_id}" if self.chat_id else who
 
+    @classmethod
+    def of_run(cls, run: Any) -> Subject:
+        return cls(per=run.per, chat_id=run.chat_id, chat_name=run.chat_name, member_id=run.member_id,
+                   member_name=run.member_name)
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -101,11 +100,12 @@ class Claim:
 
 
 class SopEngine:
-    """The service the SOP handlers, the pump and the CLI share (``app.get(SOP)``)."""
+    """Runs: start, stop, pause, resume, migrate, and the script versions they run on."""
 
-    def __init__(self, app: BotApp, files: ScriptFiles) -> None:
+    def __init__(self, app: BotApp, files: ScriptFiles, store: SopStore) -> None:
         self.app = app
         self.files = files
+        self.store = store
         self.tz = app.config.bot.tz
         self.renderer = Renderer(app.templates, self.tz)
         self._versions: dict[tuple[str, str], Script] = {}
@@ -114,17 +114,12 @@ class SopEngine:
     def scripts(self) -> dict[str, Script]:
         return self.files.scripts
 
-    @property
-    def dialect(self) -> str:
-        return str(self.app.db.dialect)
-
     # ── versions ──
 
     async def ensure_version(self, session: Any, script: Script) -> None:
         self._versions[(script.id, script.version)] = script
-        await session.execute(insert_ignoring_conflicts(self.dialect, VERSIONS, ["script_id", "version"]).values(
-            script_id=script.id, version=script.version, name=script.name, file=script.file, body=script.body,
-            loaded_at=self.app.clock.now()))
+        await self.store.save_version(session, script_id=script.id, version=script.version, name=script.name,
+                                      file=script.file, body=script.body, at=self.app.clock.now())
 
     async def version(self, session: Any, script_id: str, version: str) -> Script | None:
         key = (script_id, version)
@@ -134,17 +129,17 @@ class SopEngine:
             if live is not None and live.version == version:
                 found = live
             else:
-                body = (await session.execute(select(VERSIONS.c.body).where(and_(
-                    VERSIONS.c.script_id == script_id, VERSIONS.c.version == version)))).scalar()
+                body = await self.store.version_body(session, script_id, version)
                 if body is None:
                     return None
-                found = Script.from_body(dict(body))
+                found = Script.from_body(body)
             self._versions[key] = found
         return found
 
     # ── starting, stopping, pausing ──
 
     def occurrence_times(self, script: Script, step: Step, anchor: datetime, n: int) -> tuple[datetime, datetime]:
+        """(nominal, due) of occurrence ``n``: due is nominal moved out of the script's quiet hours."""
         return due_time(step.at, anchor, self.tz, step.repeat, n, script.quiet_for(step))
 
     async def start(self, session: Any, script: Script, subject: Subject, *, anchor: datetime, started_by: str
@@ -152,23 +147,22 @@ class SopEngine:
         """Start a run and materialise its steps; None if this subject already has a live run of the script."""
         await self.ensure_version(session, script)
         now = self.app.clock.now()
-        run_id = (await session.execute(insert_ignoring_conflicts(self.dialect, RUNS, ["active_key"]).values(
+        run_id = await self.store.insert_run(session, dict(
             script_id=script.id, version=script.version, per=subject.per, status="running",
             active_key=subject.active_key(script.id), chat_id=subject.chat_id, chat_name=subject.chat_name[:200],
             member_id=subject.member_id, member_name=subject.member_name[:128], staff_id=subject.staff_id,
             trigger=subject.trigger, started_by=started_by[:255], anchor_at=anchor, created_at=now, end_reason="",
-            migrated_from="",
-        ).returning(RUNS.c.id))).scalar()
+            migrated_from=""))
         if run_id is None:
             return None
         rows = []
         for step in script.steps:
             nominal, due = self.occurrence_times(script, step, anchor, 0)
             rows.append(self._step_row(run_id, script, step, 0, nominal, due))
-        await session.execute(STEPS.insert(), rows)
+        await self.store.insert_steps(session, rows)
         log.info("SOP run %s started: %s v%s for %s (%d steps)", run_id, script.id, script.version,
                  subject.display, len(rows))
-        return int(run_id)
+        return run_id
 
     @staticmethod
     def _step_row(run_id: int, script: Script, step: Step, n: int, nominal: datetime, due: datetime,
@@ -182,43 +176,17 @@ class SopEngine:
         ids = sorted(set(run_ids))
         if not ids:
             return 0
-        now = self.app.clock.now()
-        res = await session.execute(update(RUNS).where(and_(RUNS.c.id.in_(ids), RUNS.c.status.in_(LIVE_RUN)))
-                                    .values(status="stopped", active_key=None, ended_at=now, end_reason=reason[:500]))
-        await session.execute(update(STEPS).where(and_(STEPS.c.run_id.in_(ids), STEPS.c.state.in_(OPEN_STEP)))
-                              .values(state="cancelled", outcome="stopped", detail=reason[:500], done_at=now,
-                                      claimed_by=None, lease_until=None))
-        return int(res.rowcount or 0)
+        return await self.store.stop_runs(session, ids, reason, self.app.clock.now())
 
     async def pause(self, session: Any, run_id: int) -> bool:
-        now = self.app.clock.now()
-        res = await session.execute(update(RUNS).where(and_(RUNS.c.id == run_id, RUNS.c.status == "running"))
-                                    .values(status="paused", paused_at=now))
-        if not res.rowcount:
-            return False
-        await session.execute(update(STEPS).where(and_(STEPS.c.run_id == run_id, STEPS.c.state == "pending"))
-                              .values(state="paused"))
-        return True
+        return await self.store.pause_run(session, run_id, self.app.clock.now())
 
     async def resume(self, session: Any, run_id: int) -> bool:
-        res = await session.execute(update(RUNS).where(and_(RUNS.c.id == run_id, RUNS.c.status == "paused"))
-                                    .values(status="running", paused_at=None))
-        if not res.rowcount:
-            return False
-        await session.execute(update(STEPS).where(and_(STEPS.c.run_id == run_id, STEPS.c.state == "paused"))
-                              .values(state="pending"))
-        return True
+        return await self.store.resume_run(session, run_id)
 
     async def live_runs(self, session: Any, *, script_ids: Iterable[str] | None = None, member_id: str | None = None,
                         chat_id: str | None = None) -> list[Any]:
-        q = select(RUNS).where(RUNS.c.status.in_(LIVE_RUN))
-        if script_ids is not None:
-            q = q.where(RUNS.c.script_id.in_(sorted(set(script_ids))))
-        if member_id is not None:
-            q = q.where(RUNS.c.member_id == member_id)
-        if chat_id is not None:
-            q = q.where(RUNS.c.chat_id == chat_id)
-        return list((await session.execute(q.order_by(RUNS.c.id))).all())
+        return await self.store.live_runs(session, script_ids=script_ids, member_id=member_id, chat_id=chat_id)
 
     # ── migration to a new version ──
 
@@ -233,51 +201,30 @@ class SopEngine:
         await self.ensure_version(session, script)
         now = self.app.clock.now()
         counts = {"rescheduled": 0, "added": 0, "dropped": 0, "skipped": 0}
-        rows = (await session.execute(select(STEPS).where(STEPS.c.run_id == run.id))).all()
         by_key: dict[str, list[Any]] = defaultdict(list)
-        for r in rows:
+        for r in await self.store.steps_of(session, run.id):
             by_key[r.step_key].append(r)
         new_keys = {s.key for s in script.steps}
         open_state = "paused" if run.status == "paused" else "pending"
         for key, occ in by_key.items():
-            if key in new_keys:
-                continue
             ids = [r.id for r in occ if r.state in OPEN_STEP]
-            if ids:
-                await session.execute(update(STEPS).where(STEPS.c.id.in_(ids)).values(
+            if key not in new_keys and ids:
+                await self.store.set_steps(session, ids, dict(
                     state="cancelled", outcome="migrated", detail=f"新版本 {script.version} 没有这一步", done_at=now,
                     claimed_by=None, lease_until=None))
                 counts["dropped"] += len(ids)
         for step in script.steps:
             occ = by_key.get(step.key, [])
             live = [r for r in occ if r.state in OPEN_STEP]
-            done = [r.occurrence for r in occ if r.state == "done"]
             if live:
                 for r in live:
-                    nominal, due = self.occurrence_times(script, step, run.anchor_at, r.occurrence)
-                    values: dict[str, Any] = {"step_index": step.index, "version": script.version,
-                                              "nominal_at": nominal, "due_at": due, "claimed_by": None,
-                                              "lease_until": None}
-                    if due < now:
-                        values.update(state="done", outcome="skipped_migrated", done_at=now,
-                                      detail="迁移到新版本时这一次已经过了")
-                        counts["skipped"] += 1
-                    else:
-                        values["state"] = open_state
-                        counts["rescheduled"] += 1
-                    await session.execute(update(STEPS).where(STEPS.c.id == r.id).values(**values))
+                    counts[await self._retime(session, run, script, step, r, open_state, now)] += 1
                 continue
-            n = max(done) + 1 if done else 0
+            done = [r.occurrence for r in occ if r.state == "done"]
             if done and step.repeat is None:
                 continue
-            while True:
-                if step.repeat is not None and not step.repeat.allows(n):
-                    break
-                nominal, due = self.occurrence_times(script, step, run.anchor_at, n)
-                if due >= now or step.repeat is None:
-                    break
-                n += 1
-            if step.repeat is not None and not step.repeat.allows(n):
+            n = self._next_occurrence(run, script, step, max(done) + 1 if done else 0, now)
+            if n is None:
                 continue
             nominal, due = self.occurrence_times(script, step, run.anchor_at, n)
             if due < now:
@@ -287,23 +234,39 @@ class SopEngine:
             else:
                 row = self._step_row(run.id, script, step, n, nominal, due, state=open_state)
                 counts["added"] += 1
-            await session.execute(insert_ignoring_conflicts(self.dialect, STEPS, ["run_id", "step_key", "occurrence"])
-                                  .values(**row))
-        await session.execute(update(RUNS).where(RUNS.c.id == run.id).values(
-            version=script.version, migrated_from=run.version))
+            await self.store.add_steps(session, [row])
+        await self.store.set_run_version(session, run.id, script.version, run.version)
         await self.finish_runs(session, [run.id])
         return counts
+
+    async def _retime(self, session: Any, run: Any, script: Script, step: Step, r: Any, open_state: str,
+                      now: datetime) -> str:
+        """An open occurrence on the new timing: "rescheduled", or "skipped" when its new time has passed."""
+        nominal, due = self.occurrence_times(script, step, run.anchor_at, r.occurrence)
+        values: dict[str, Any] = {"step_index": step.index, "version": script.version, "nominal_at": nominal,
+                                  "due_at": due, "claimed_by": None, "lease_until": None}
+        if due < now:
+            values.update(state="done", outcome="skipped_migrated", done_at=now, detail="迁移到新版本时这一次已经过了")
+        else:
+            values["state"] = open_state
+        await self.store.set_steps(session, [r.id], values)
+        return "skipped" if due < now else "rescheduled"
+
+    def _next_occurrence(self, run: Any, script: Script, step: Step, n: int, now: datetime) -> int | None:
+        """The first occurrence from ``n`` not already past (a one-off step: ``n``); None when none is left."""
+        while True:
+            if step.repeat is not None and not step.repeat.allows(n):
+                return None
+            _, due = self.occurrence_times(script, step, run.anchor_at, n)
+            if due >= now or step.repeat is None:
+                return n
+            n += 1
 
     async def finish_runs(self, session: Any, run_ids: Iterable[int]) -> None:
         """Runs with no open step left are done."""
         ids = sorted(set(run_ids))
-        if not ids:
-            return
-        open_steps = select(STEPS.c.id).where(and_(STEPS.c.run_id == RUNS.c.id, STEPS.c.state.in_(OPEN_STEP)))
-        await session.execute(update(RUNS).where(and_(RUNS.c.id.in_(ids), RUNS.c.status == "running",
-                                                      ~exists(open_steps)))
-                              .values(status="done", active_key=None, ended_at=self.app.clock.now(),
-                                      end_reason="全部步骤已完成"))
+        if ids:
+            await self.store.finish_runs(session, ids, self.app.clock.now())
 
     # ── reading ──
 
@@ -312,10 +275,7 @@ class SopEngine:
         if not run_ids:
             return {}
         out: dict[int, dict[str, Any]] = {rid: {"done": 0, "total": 0, "next": None} for rid in run_ids}
-        rows = (await session.execute(
-            select(STEPS.c.run_id, STEPS.c.state, func.count(), func.min(STEPS.c.due_at))
-            .where(STEPS.c.run_id.in_(list(run_ids))).group_by(STEPS.c.run_id, STEPS.c.state))).all()
-        for run_id, state, n, first_due in rows:
+        for run_id, state, n, first_due in await self.store.progress_rows(session, run_ids):
             p = out[run_id]
             if state != "cancelled":
                 p["total"] += n
@@ -327,7 +287,7 @@ class SopEngine:
 
 
 class StepPump(Pump):
-    """Claims due step occurrences and turns them into outbox rows."""
+    """Claims due step occurrences and hands each to :meth:`StepBatch.send_step`."""
 
     name = "sop-steps"
 
@@ -335,6 +295,7 @@ class StepPump(Pump):
         super().__init__()
         self.app = app
         self.engine = engine
+        self.store = engine.store
         self.cfg = app.config.sop
         self.replica = app.replica
 
@@ -347,72 +308,42 @@ class StepPump(Pump):
 
     async def claim(self, limit: int) -> list[Claim]:
         """Lease up to ``limit`` due occurrences: first those whose lease ran out, then the pending ones."""
-        db = self.app.db
-        now = self.app.clock.now()
-        # Two plain conditions rather than one OR, so each walks ix_sop_step_state_due in order.
-        picks = [select(STEPS.c.id).where(and_(STEPS.c.state == "claimed", STEPS.c.lease_until < now)),
-                 select(STEPS.c.id).where(and_(STEPS.c.state == "pending", STEPS.c.due_at <= now))
-                 .order_by(STEPS.c.due_at)]
-        rows: list[Any] = []
-        async with db.session() as s:
-            for pick in picks:
-                wanted = limit - len(rows)
-                if wanted <= 0:
-                    break
-                pick = pick.limit(wanted)
-                if not db.is_sqlite:
-                    pick = pick.with_for_update(skip_locked=True)
-                rows += (await s.execute(
-                    update(STEPS).where(STEPS.c.id.in_(pick.scalar_subquery()))
-                    .values(state="claimed", claimed_by=self.replica, attempts=STEPS.c.attempts + 1,
-                            lease_until=now + timedelta(seconds=self.cfg.lease_s))
-                    .returning(STEPS.c.id, STEPS.c.run_id, STEPS.c.step_key, STEPS.c.step_index, STEPS.c.version,
-                               STEPS.c.occurrence, STEPS.c.due_at)
-                )).all()
+        rows = await self.store.claim(self.replica, limit, self.app.clock.now(), timedelta(seconds=self.cfg.lease_s))
         return sorted((Claim(r.id, r.run_id, r.step_key, r.step_index, r.version, r.occurrence, r.due_at)
                        for r in rows), key=lambda c: (c.due_at, c.id))
 
     async def process(self, claimed: Sequence[Claim]) -> int:
         """Send (or record why not) what this replica still holds; returns the outbox rows written."""
-        db = self.app.db
         now = self.app.clock.now()
-        written = 0
-        async with db.session() as s:
-            mine = select(STEPS.c.id).where(and_(STEPS.c.id.in_([c.id for c in claimed]), STEPS.c.state == "claimed",
-                                                 STEPS.c.claimed_by == self.replica))
-            if not db.is_sqlite:
-                mine = mine.with_for_update()
-            held = set((await s.execute(mine)).scalars())
+        async with self.app.db.session() as s:
+            held = await self.store.still_held(s, [c.id for c in claimed], self.replica)
             if not held:
                 return 0
             work = [c for c in claimed if c.id in held]
-            runs = {r.id: r for r in (await s.execute(select(RUNS).where(
-                RUNS.c.id.in_(sorted({c.run_id for c in work}))))).all()}
-            batch = _Batch(self, s, now)
+            runs = await self.store.runs_by_id(s, {c.run_id for c in work})
+            fx = Effects(self.app, s, source="sop:steps")
+            batch = StepBatch(self, fx, now)
             for c in work:
-                await batch.one(c, runs.get(c.run_id))
+                await batch.send_step(c, runs.get(c.run_id))
             written = await batch.flush()
             await self.engine.finish_runs(s, {c.run_id for c in work})
-        if written:
-            self.app.outbox_pump.kick()
+        fx.kick()
         return written
 
     async def release(self) -> int:
-        async with self.app.db.session() as s:
-            res = await s.execute(update(STEPS).where(and_(STEPS.c.state == "claimed",
-                                                          STEPS.c.claimed_by == self.replica))
-                                  .values(state="pending", claimed_by=None, lease_until=None))
-        return int(res.rowcount or 0)
+        return await self.store.release(self.replica)
 
 
-class _Batch:
-    """One transaction's worth of occurrences: outcomes grouped into a few updates."""
+class StepBatch:
+    """One transaction's worth of occurrences: outcomes grouped into a few updates, deliveries into one insert."""
 
-    def __init__(self, pump: StepPump, session: Any, now: datetime) -> None:
+    def __init__(self, pump: StepPump, fx: Effects, now: datetime) -> None:
         self.pump = pump
         self.app = pump.app
         self.engine = pump.engine
-        self.s = session
+        self.store = pump.store
+        self.fx = fx
+        self.s = fx.session
         self.now = now
         self.outcomes: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         self.next_rows: list[dict[str, Any]] = []
@@ -425,22 +356,35 @@ class _Batch:
 
     async def flush(self) -> int:
         """Write the outbox rows, the outcomes and the next occurrences; returns the outbox rows written."""
-        written = await self.app.outbox.enqueue_many(self.s, self.deliveries) if self.deliveries else 0
+        written = await self.fx.send_many(self.deliveries)
         for (state, outcome, detail), ids in self.outcomes.items():
-            for i in range(0, len(ids), 900):
-                chunk = ids[i:i + 900]
-                values: dict[str, Any] = {"state": state, "outcome": outcome, "detail": detail, "claimed_by": None,
-                                          "lease_until": None}
-                if state in ("done", "cancelled"):
-                    values["done_at"] = self.now
-                await self.s.execute(update(STEPS).where(STEPS.c.id.in_(chunk)).values(**values))
+            values: dict[str, Any] = {"state": state, "outcome": outcome, "detail": detail, "claimed_by": None,
+                                      "lease_until": None}
+            if state in ("done", "cancelled"):
+                values["done_at"] = self.now
+            await self.store.set_steps(self.s, ids, values)
         if self.next_rows:
-            stmt = insert_ignoring_conflicts(self.engine.dialect, STEPS, ["run_id", "step_key", "occurrence"])
-            for i in range(0, len(self.next_rows), 500):
-                await self.s.execute(stmt.values(self.next_rows[i:i + 500]))
+            await self.store.add_steps(self.s, self.next_rows)
         return written
 
-    async def one(self, c: Claim, run: Any) -> None:
+    async def send_step(self, c: Claim, run: Any) -> None:
+        """Where an SOP step is sent: one claimed occurrence becomes an outbox delivery, or an outcome saying why not.
+
+        - Quiet hours were applied when the occurrence was scheduled (its ``due_at``, see
+          :meth:`SopEngine.occurrence_times`); a welcome or a tagging step is never held back.
+        - A paused run keeps the occurrence paused; a stopped or finished run cancels it.
+        - A repeating step gets its next occurrence scheduled first, whatever happens to this one.
+        - Late: past the step's (else the script's) ``late.grace`` the occurrence is sent late
+          (``sent_late``) or skipped (``skipped_late``) as ``late.then`` says.
+        - ``when:`` is evaluated and the text rendered with the member's profile and the group's check-ins
+          (through the member directory) only when the step uses them.
+        - ``via`` decides the delivery kind and destination (:meth:`delivery_for`): ``reply`` /
+          ``group_robot`` / ``appchat`` into the run's group, ``mass_send`` by a staff member,
+          ``remind_staff`` / ``app_message`` to the staff, ``welcome`` with the contact's welcome code,
+          ``mark_tag`` on the member.
+        - Idempotency: the outbox key is ``sop:<run>:<step>:<occurrence>``, so an occurrence that is
+          processed twice (a lease taken over) is enqueued once.
+        """
         if run is None:
             self.record(c.id, "cancelled", "error", "找不到这次运行")
             return
@@ -474,7 +418,7 @@ class _Batch:
             self.record(c.id, "done", "error", f"{type(exc).__name__}: {exc}")
             return
         outcome = "sent_late" if verdict == "late_send" else "sent"
-        delivery = self._delivery(c, run, script, step, text)
+        delivery = self.delivery_for(c, run, script, step, text)
         if isinstance(delivery, str):
             self.record(c.id, "done", delivery, WHY_NOT.get(delivery, OUTCOME_NAMES.get(delivery, delivery)))
             return
@@ -511,7 +455,7 @@ class _Batch:
             key = (run.chat_id, due_local.date().isoformat())
             checkins = self.tallies.get(key)
             if checkins is None:
-                checkins = await tally(self.s, run.chat_id, due_local.date())
+                checkins = await tally(self.app.maybe(MEMBERS), self.s, run.chat_id, due_local.date())
                 self.tallies[key] = checkins
         anchor_local = run.anchor_at.astimezone(tz)
         return StepView(
@@ -530,7 +474,7 @@ class _Batch:
         return list(step.staff or script.staff or ([run.staff_id] if run.staff_id else [])
                     or self.app.config.sop.staff)
 
-    def _delivery(self, c: Claim, run: Any, script: Script, step: Step, text: str) -> dict[str, Any] | str:
+    def delivery_for(self, c: Claim, run: Any, script: Script, step: Step, text: str) -> dict[str, Any] | str:
         """The outbox delivery of this occurrence; a string names why there can be none."""
         key = outbox_key(run.id, step.key, c.occurrence)
         kw: dict[str, Any] = {"key": key, "kind": step.via, "text": text, "source": f"sop:{run.id}"}

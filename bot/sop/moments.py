@@ -182,6 +182,12 @@ class Calendar:
         return ids
 
 
+def slot_text(templates: Templates, slot: Slot, day: date) -> str:
+    """A slot's text for ``day`` (its template sees ``date``, ``weekday``, ``theme`` and ``slot``)."""
+    return templates.render_string(slot.source, date=day.isoformat(), weekday=WEEKDAY_CN[day.weekday()],
+                                   theme=slot.theme, slot={"id": slot.id, "time": slot.hhmm, "theme": slot.theme})
+
+
 # ── parsing ────────────────────────────────────────────────────────────────────
 
 

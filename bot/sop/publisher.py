@@ -17,34 +17,39 @@ the WeCom API service (the console sender) it records that nothing was polled.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select, update
-
+from bot.commands import CommandError
+from bot.effects import Effects
 from bot.pump import Pump
-from bot.sop.models import MomentOverride, MomentPost
-from bot.sop.moments import Calendar, ChatChanges, DayPlan, PlannedSlot, Slot, load_calendar
-from bot.sop.timing import WEEKDAY_CN, parse_duration
-from bot.storage.db import insert_ignoring_conflicts
-from bot.storage.models import KeyValue, OutboxRow
-from bot.yamldoc import FileProblems, Problem, file_stamp, tree_stamp
+from bot.sop.moments import ORIGIN_NAMES, Calendar, ChatChanges, DayPlan, PlannedSlot, Slot, parse_calendar, slot_text
+from bot.sop.store import MomentsStore
+from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, parse_duration
+from bot.watched import WatchedFile
+from bot.yamldoc import Problem, tree_stamp
 
 if TYPE_CHECKING:
     from bot.app import BotApp
 
 log = logging.getLogger("siyu.moments")
 
-POSTS = MomentPost.__table__
-OVERRIDES = MomentOverride.__table__
-OUTBOX = OutboxRow.__table__
-KV = KeyValue.__table__
-SINCE_KEY = "moments:since"
-
 POST_STATES = {"queued": "已提交，等待结果", "reminded": "已提醒员工", "done": "已发布", "failed": "发送失败",
                "skipped": "已跳过", "missed": "已错过", "unpolled": "已提交（未查询结果）", "unknown": "结果未知"}
+
+
+def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime) -> str:
+    if post is not None:
+        label = POST_STATES.get(post.state, post.state)
+        return f"{label}（{post.detail}）" if post.detail and post.state != "reminded" else label
+    if ps.skipped_by:
+        return f"将跳过（{ps.skipped_by}）"
+    waiting = plan.approval_required and not plan.approved_by
+    if ps.at > now:
+        return "待审批" if waiting else "待发布"
+    return "待审批（已到时间）" if waiting else "发布中"
 
 
 def post_key(day: date | str, slot_id: str) -> str:
@@ -58,27 +63,31 @@ class Decision:
     detail: str = ""
 
 
-@dataclass(slots=True)
-class _FileState:
-    stamp: tuple[int, int] | None = None
-    templates_stamp: tuple[Any, ...] = ()
-    problems: list[Problem] = field(default_factory=list)
-
-
 class MomentsService:
-    def __init__(self, app: BotApp, path: Path, templates_dir: Path) -> None:
+    """The live calendar (the last good version of the file), the chat changes over it, and publishing."""
+
+    def __init__(self, app: BotApp, path: Path, templates_dir: Path, store: MomentsStore) -> None:
         self.app = app
         self.path = path
         self.templates_dir = templates_dir
+        self.store = store
         self.cfg = app.config.moments
         self.tz = app.config.bot.tz
-        self.calendar: Calendar | None = None
         self.since: datetime | None = None
-        self._state = _FileState()
+        self._templates_stamp: tuple[Any, ...] | None = None
+        self.file: WatchedFile[Calendar] = WatchedFile(path, self._parse, shown=self.shown(),
+                                                      missing="朋友圈日历文件不存在")
+
+    def _parse(self, text: str, shown: str) -> Calendar:
+        return parse_calendar(text, shown, templates=self.app.templates, templates_dir=self.templates_dir)
+
+    @property
+    def calendar(self) -> Calendar | None:
+        return self.file.good
 
     @property
     def problems(self) -> list[Problem]:
-        return list(self._state.problems)
+        return list(self.file.problems)
 
     @property
     def grace(self) -> timedelta:
@@ -91,37 +100,26 @@ class MomentsService:
             return str(self.path)
 
     def reload(self, *, force: bool = False) -> bool:
-        """Re-read the calendar if it changed; True when a new version went live."""
-
-        stamp = file_stamp(self.path)
+        """Re-read the calendar if it (or a template of it) changed; True when a new version went live."""
         tstamp = tree_stamp(self.templates_dir)
-        if not force and stamp == self._state.stamp and tstamp == self._state.templates_stamp:
+        if tstamp != self._templates_stamp:
+            force = force or self._templates_stamp is not None
+            self._templates_stamp = tstamp
+        before = self.calendar
+        report = self.file.refresh(force=force)
+        kept = "; the previous version stays live" if before is not None else ""
+        for p in report.new_problems:
+            log.error("moments calendar refused%s: %s", kept, p)
+        now = self.calendar
+        if now is None or (before is not None and now.version == before.version):
             return False
-        self._state.stamp, self._state.templates_stamp = stamp, tstamp
-        if stamp is None:
-            self._state.problems = [Problem(self.shown(), 0, "朋友圈日历文件不存在")]
-            return False
-        try:
-            calendar = load_calendar(self.path, self.shown(), templates=self.app.templates,
-                                     templates_dir=self.templates_dir)
-        except FileProblems as exc:
-            self._state.problems = exc.problems
-            kept = "; the previous version stays live" if self.calendar is not None else ""
-            for p in exc.problems:
-                log.error("moments calendar refused%s: %s", kept, p)
-            return False
-        self._state.problems = []
-        if self.calendar is not None and calendar.version == self.calendar.version:
-            return False
-        self.calendar = calendar
-        log.info("moments calendar loaded (version %s)", calendar.version)
+        log.info("moments calendar loaded (version %s)", now.version)
         return True
 
     # ── planning ──
 
     async def changes(self, session: Any) -> ChatChanges:
-        rows = (await session.execute(select(OVERRIDES).where(OVERRIDES.c.active.is_(True)))).all()
-        return ChatChanges.from_rows(rows)
+        return ChatChanges.from_rows(await self.store.active_changes(session))
 
     def local_today(self, now: datetime | None = None) -> date:
         return (now or self.app.clock.now()).astimezone(self.tz).date()
@@ -132,8 +130,7 @@ class MomentsService:
         return self.calendar.plan(day, self.tz, changes, force_approval=self.cfg.approval)
 
     async def posts(self, session: Any, days: list[date]) -> dict[tuple[str, str], Any]:
-        rows = (await session.execute(select(POSTS).where(POSTS.c.date.in_([d.isoformat() for d in days])))).all()
-        return {(r.date, r.slot_id): r for r in rows}
+        return await self.store.posts(session, days)
 
     def via(self, slot: Slot) -> str:
         return slot.via or self.cfg.delivery
@@ -157,9 +154,7 @@ class MomentsService:
         return list(dict.fromkeys(out))
 
     def render(self, slot: Slot, day: date) -> str:
-        return self.app.templates.render_string(
-            slot.source, date=day.isoformat(), weekday=WEEKDAY_CN[day.weekday()], theme=slot.theme,
-            slot={"id": slot.id, "time": slot.hhmm, "theme": slot.theme})
+        return slot_text(self.app.templates, slot, day)
 
     def decide(self, plan: DayPlan, planned: PlannedSlot, now: datetime) -> Decision | None:
         """What to do with a slot whose time has come (None: wait, e.g. for an approval)."""
@@ -174,16 +169,104 @@ class MomentsService:
             return Decision(planned, "missed", f"超过宽限期 {self.cfg.late_grace} 才被发现，没有发送")
         return Decision(planned, "publish")
 
+    # ── what the /moments commands do ──
+
+    def need_calendar(self) -> Calendar:
+        if self.calendar is None:
+            problems = "；".join(str(p) for p in self.problems) or "没有加载"
+            raise CommandError(f"朋友圈日历不可用：{problems}")
+        return self.calendar
+
+    def render_or_why(self, slot: Slot, day: date) -> str:
+        try:
+            return self.render(slot, day)
+        except Exception as exc:
+            return f"（渲染失败：{exc}）"
+
+    async def days_view(self, session: Any, days: list[date], now: datetime) -> list[dict[str, Any]]:
+        """Each day's plan with every slot's text, audience, staff and status (``/moments week|today``)."""
+        self.need_calendar()
+        changes = await self.changes(session)
+        posts = await self.posts(session, days)
+        out = []
+        for day in days:
+            plan = self.plan(day, changes)
+            assert plan is not None
+            slots = []
+            for ps in plan.slots:
+                post = posts.get((day.isoformat(), ps.slot.id))
+                tags, tiers = self.audience(ps.slot)
+                slots.append({"ps": ps, "slot": ps.slot, "text": self.render_or_why(ps.slot, day),
+                              "status": slot_status(plan, ps, post, now), "via": self.via(ps.slot),
+                              "staff": self.staff(ps.slot), "tags": tags, "tiers": tiers,
+                              "origin": ORIGIN_NAMES.get(ps.slot.origin, ps.slot.origin), "post": post})
+            out.append({"plan": plan, "day": day, "weekday": WEEKDAY_CN[day.weekday()], "slots": slots})
+        return out
+
+    async def skip(self, session: Any, day: date, wanted: str, actor: str, now: datetime
+                   ) -> tuple[list[PlannedSlot], list[PlannedSlot]]:
+        """Skip ``day`` (or its slot ``wanted``: id or HH:MM); (the slots skipped, those already handled)."""
+        self.need_calendar()
+        if day < self.local_today(now):
+            raise CommandError(f"{day} 已经过去了")
+        plan = self.plan(day, await self.changes(session))
+        assert plan is not None
+        posts = await self.posts(session, [day])
+        targets = plan.slots
+        if wanted:
+            hhmm = wanted.replace("：", ":")
+            targets = tuple(ps for ps in plan.slots if wanted in (ps.slot.id,) or ps.slot.hhmm == hhmm)
+            if not targets:
+                ids = "、".join(f"{ps.slot.hhmm} {ps.slot.id}" for ps in plan.slots) or "（这天没有时段）"
+                raise CommandError(f"{day} 没有时段 {wanted}；这天的时段：{ids}")
+        if not targets:
+            raise CommandError(f"{day} 本来就没有要发的朋友圈")
+        done = [ps for ps in targets if (day.isoformat(), ps.slot.id) in posts]
+        if done and len(done) == len(targets):
+            raise CommandError("这些时段已经处理过了（" + "、".join(ps.slot.hhmm for ps in done) + "），不能再跳过")
+        for sid in [ps.slot.id for ps in targets] if wanted else ["*"]:
+            await self._change(session, f"skip:{day}:{sid}", now, kind="skip", date=day.isoformat(), slot_id=sid,
+                               actor=actor)
+        return [ps for ps in targets if ps not in done], done
+
+    async def approve(self, session: Any, day: date, actor: str, now: datetime) -> None:
+        self.need_calendar()
+        if day < self.local_today(now):
+            raise CommandError(f"{day} 已经过去了，不能再审批")
+        await self._change(session, f"approve:{day}", now, kind="approve", date=day.isoformat(), actor=actor)
+
+    async def set_text(self, session: Any, weekday: int, hhmm: str, text: str, actor: str, now: datetime
+                       ) -> Slot | None:
+        """Every ``weekday`` at ``hhmm`` posts ``text``; the file's slot it replaces, if any."""
+        if len(text) > 2000:
+            raise CommandError(f"朋友圈文字最多 2000 字，这里有 {len(text)} 字")
+        try:
+            self.app.templates.check(text)
+        except Exception as exc:
+            raise CommandError(f"文案里的模板写法有误：{exc}") from None
+        name = WEEKDAYS[weekday]
+        await self._change(session, f"set:{name}:{hhmm}", now, kind="set", weekday=name, time=hhmm, text=text,
+                           actor=actor)
+        if self.calendar is None:
+            return None
+        return next((s for s in self.calendar.week.get(weekday, ()) if s.hhmm == hhmm), None)
+
+    async def unset_text(self, session: Any, weekday: int, hhmm: str, actor: str, now: datetime) -> None:
+        if not await self.store.drop_change(session, f"set:{WEEKDAYS[weekday]}:{hhmm}", actor, now):
+            raise CommandError(f"{WEEKDAY_CN[weekday]} {hhmm} 没有聊天里设置的文案")
+
+    async def _change(self, session: Any, key: str, now: datetime, *, kind: str, actor: str, date: str = "",
+                      weekday: str = "", time: str = "", slot_id: str = "", text: str = "") -> None:
+        await self.store.put_change(session, key, {"kind": kind, "date": date, "weekday": weekday, "time": time,
+                                                   "slot_id": slot_id, "text": text, "actor": actor, "active": True,
+                                                   "at": now})
+
     # ── publishing ──
 
     async def started_at(self, now: datetime) -> datetime:
         """When this database first published: slots before it are not this bot's to publish or miss."""
         if self.since is None:
-            async with self.app.db.session() as s:
-                await s.execute(insert_ignoring_conflicts(self.app.db.dialect, KV, ["key"]).values(
-                    key=SINCE_KEY, value=now.isoformat(), updated_at=now))
-                value = (await s.execute(select(KV.c.value).where(KV.c.key == SINCE_KEY))).scalar()
-            self.since = datetime.fromisoformat(str(value))
+            self.since = await self.store.started_at(now)
         return self.since
 
     async def publish_due(self) -> int:
@@ -210,15 +293,19 @@ class MomentsService:
                     decisions.append(d)
         if not decisions:
             return 0
-        written = 0
+        effects: dict[date, Effects] = {}
         async with self.app.db.session() as s:
             for d in decisions:
-                written += await self._record(s, d, now)
-        if written:
-            self.app.outbox_pump.kick()
+                day = d.planned.day
+                fx = effects.setdefault(day, Effects(self.app, s, source=f"moments:{day}"))
+                await self._record(fx, d, now)
+        for fx in effects.values():
+            fx.kick()
         return len(decisions)
 
-    async def _record(self, session: Any, d: Decision, now: datetime) -> int:
+    async def _record(self, fx: Effects, d: Decision, now: datetime) -> int:
+        """Record the slot's post once and, when it is published, its delivery (``moment_task`` or
+        ``remind_staff``) under the key ``moment:<date>:<slot>`` in the same transaction."""
         slot, day = d.planned.slot, d.planned.day
         via = self.via(slot)
         state, detail = d.state, d.detail
@@ -228,14 +315,13 @@ class MomentsService:
         key = post_key(day, slot.id)
         if state == "publish":
             state = "queued" if via == "moment_task" else "reminded"
-        row = (await session.execute(insert_ignoring_conflicts(self.app.db.dialect, POSTS, ["date", "slot_id"]).values(
+        new = await self.store.add_post(fx.session, dict(
             date=day.isoformat(), slot_id=slot.id, slot_at=d.planned.at, theme=slot.theme[:200],
             via=via if state in ("queued", "reminded") else "none", state=state,
             outbox_key=key if state in ("queued", "reminded") else "", jobid="", polls=0,
             next_poll_at=now + timedelta(seconds=self.cfg.poll_interval_s) if state == "queued" else None,
-            detail=detail, created_at=now, updated_at=now,
-        ).returning(POSTS.c.id))).first()
-        if row is None or state not in ("queued", "reminded"):
+            detail=detail, created_at=now, updated_at=now))
+        if not new or state not in ("queued", "reminded"):
             return 0
         text = self.render(slot, day)
         if via == "moment_task":
@@ -246,14 +332,12 @@ class MomentsService:
             if tag_list:
                 visible["tags"] = tag_list
             payload = {"attachments": [dict(a) for a in slot.attachments]} if slot.attachments else None
-            return await self.app.outbox.enqueue(session, key=key, kind="moment_task", text=text,
-                                                 destination={"visible": visible}, payload=payload,
-                                                 source=f"moments:{day}")
+            return await fx.send("moment_task", key=key, text=text, destination={"visible": visible},
+                                 payload=payload)
         tags, tiers = self.audience(slot)
         reminder = self.app.templates.render("moments/remind.j2", slot=slot, day=day, weekday=WEEKDAY_CN[day.weekday()],
                                              text=text, tags=tags, tiers=tiers)
-        return await self.app.outbox.enqueue(session, key=key, kind="remind_staff", text=reminder, to=staff,
-                                             source=f"moments:{day}")
+        return await fx.send("remind_staff", key=key, text=reminder, to=staff)
 
     # ── results ──
 
@@ -263,19 +347,9 @@ class MomentsService:
 
         now = self.app.clock.now()
         interval = timedelta(seconds=self.cfg.poll_interval_s)
-        pick = select(POSTS.c.id).where(and_(POSTS.c.state == "queued", POSTS.c.next_poll_at <= now)).limit(50)
-        if not self.app.db.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        async with self.app.db.session() as s:
-            claimed = (await s.execute(
-                update(POSTS).where(POSTS.c.id.in_(pick.scalar_subquery()))
-                .values(next_poll_at=now + interval, polls=POSTS.c.polls + 1)
-                .returning(POSTS.c.id, POSTS.c.outbox_key, POSTS.c.created_at, POSTS.c.polls, POSTS.c.jobid))).all()
-            if not claimed:
-                return 0
-            sent = {r.key: r for r in (await s.execute(
-                select(OUTBOX.c.key, OUTBOX.c.status, OUTBOX.c.result, OUTBOX.c.last_error)
-                .where(OUTBOX.c.key.in_([c.outbox_key for c in claimed])))).all()}
+        claimed, sent = await self.store.claim_polls(now, interval)
+        if not claimed:
+            return 0
         api = self.app.maybe(WECOM_API)
         updates: list[tuple[int, dict[str, Any]]] = []
         for c in claimed:
@@ -320,9 +394,7 @@ class MomentsService:
                 values["detail"] = {1: "任务开始创建", 2: "任务正在创建"}.get(status, f"status {status}")
             updates.append((c.id, values))
         if updates:
-            async with self.app.db.session() as s:
-                for post_id, values in updates:
-                    await s.execute(update(POSTS).where(POSTS.c.id == post_id).values(**values, updated_at=now))
+            await self.store.update_posts(updates, now)
         return len(claimed)
 
 
@@ -360,3 +432,27 @@ class MomentResultsPump(Pump):
 
     async def drain_once(self) -> int:
         return await self.service.poll_results()
+
+
+async def approval_reminder(app: BotApp, service: MomentsService, fire_time: datetime) -> None:
+    """Tell the approvers what tomorrow holds when it still needs approving (the daily cron job)."""
+    if service.calendar is None:
+        return
+    tomorrow = service.local_today(fire_time) + timedelta(days=1)
+    async with app.db.session() as s:
+        plan = service.plan(tomorrow, await service.changes(s))
+        if plan is None or not plan.approval_required or plan.approved_by:
+            return
+        slots = [ps for ps in plan.slots if not ps.skipped_by]
+        if not slots:
+            return
+        to = list(app.config.moments.approvers or app.config.bot.ops_users)
+        if not to:
+            log.warning("moments for %s need approval but no moments.approvers / bot.ops_users are set", tomorrow)
+            return
+        texts = [service.render_or_why(ps.slot, tomorrow) for ps in slots]
+        text = app.templates.render("moments/approval_needed.j2", day=tomorrow, weekday=WEEKDAY_CN[tomorrow.weekday()],
+                                    slots=list(zip(slots, texts, strict=True)))
+        fx = Effects(app, s, source=f"moments:{tomorrow}")
+        await fx.send("app_message", key=f"moments-approve:{tomorrow}", text=text, to=to)
+    fx.kick()

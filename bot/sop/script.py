@@ -59,6 +59,11 @@ class Defaults:
     late_grace: str = "2h"
     late_then: str = "send"
 
+    @classmethod
+    def of(cls, sop: Any) -> Defaults:
+        """The defaults the ``[sop]`` config section gives."""
+        return cls(quiet_hours=sop.quiet_hours, late_grace=sop.late_grace, late_then=sop.late_then)
+
 
 @dataclass(frozen=True, slots=True)
 class Where:

@@ -1,0 +1,80 @@
+"""Assembling the SOP and Moments features: services, pumps, the approval cron, templates, shutdown."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.pump import Reloader
+from bot.sop import MOMENTS, SOP
+from bot.sop.engine import SopEngine, StepPump
+from bot.sop.files import ScriptFiles
+from bot.sop.publisher import MomentResultsPump, MomentsPump, MomentsService, approval_reminder
+from bot.sop.script import Defaults
+from bot.sop.service import SopService
+from bot.sop.store import MomentsStore, SopStore
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
+    from bot.config import Config
+    from bot.templates import Templates
+
+log = logging.getLogger("siyu.sop")
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def script_files(cfg: Config, templates: Templates | None) -> ScriptFiles:
+    """The script directory (``sop.dir``), leaving out the Moments calendar when it sits there too."""
+    directory = cfg.resolve(cfg.sop.dir)
+    calendar = cfg.resolve(cfg.moments.calendar)
+    exclude = (calendar.name,) if calendar.parent.resolve() == directory.resolve() else ()
+    return ScriptFiles(directory, templates=templates, defaults=Defaults.of(cfg.sop), exclude=exclude)
+
+
+def install_sop(app: BotApp) -> None:
+    app.templates.add_dir(TEMPLATES)
+    files = script_files(app.config, app.templates)
+    for p in files.refresh(force=True).problems:
+        log.error("SOP script problem: %s", p)
+    if files.templates_dir.is_dir():
+        app.templates.add_dir(files.templates_dir)
+    engine = SopEngine(app, files, SopStore(app.db))
+    pump = StepPump(app, engine)
+    service = SopService(app, files, engine, pump)
+    app.provide(SOP, service)
+
+    def reload(_files: bool) -> bool:
+        service.reload()
+        return False
+
+    app.pumps.extend([pump, Reloader("sop-reload", app.clock, app.config.sop.reload_interval_s, reload)])
+
+    async def release() -> None:
+        n = await pump.release()
+        if n:
+            log.info("released %d claimed SOP steps on shutdown", n)
+
+    app.on_shutdown.append(release)
+
+
+def install_moments(app: BotApp) -> None:
+    app.templates.add_dir(TEMPLATES)
+    cfg = app.config.moments
+    path = app.config.resolve(cfg.calendar)
+    templates_dir = path.parent / "templates"  # beside the calendar, as `moments week --calendar` reads it
+    service = MomentsService(app, path, templates_dir, MomentsStore(app.db))
+    service.reload(force=True)
+    app.provide(MOMENTS, service)
+    if not cfg.enabled:
+        return
+    reloader = Reloader("moments-reload", app.clock, app.config.sop.reload_interval_s,
+                        lambda _files: service.reload())
+    app.pumps.extend([reloader, MomentsPump(service), MomentResultsPump(service)])
+
+    async def remind_approvers(fire_time: datetime) -> None:
+        await approval_reminder(app, service, fire_time)
+
+    app.scheduler.add_cron("moments-approval-reminder", remind_approvers, crontab=cfg.approval_reminder)
