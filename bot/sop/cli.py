@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+# The commands import what they use inside themselves: `python -m bot --help` loads none of the feature.
+
 PREVIEW_EPILOG = """\
 examples:
   python -m bot sop preview newcomer-7d --start "2026-11-23 10:00"
@@ -194,8 +196,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_week(args: argparse.Namespace) -> int:
-    from bot.cliargs import config_from_args, emit_json
-    from bot.sop.moments import ORIGIN_NAMES, ChatChanges, load_calendar, slot_text
+    from bot.cliargs import config_from_args
+    from bot.sop.moments import ChatChanges, load_calendar
     from bot.sop.timing import WEEKDAY_CN
     from bot.yamldoc import FileProblems
 
@@ -238,35 +240,44 @@ def cmd_week(args: argparse.Namespace) -> int:
             if plan.skipped_day:
                 print("  (nothing: the calendar skips this day)")
         for ps in plan.slots:
-            slot = ps.slot
-            post = posts.get((day.isoformat(), slot.id))
-            status = post.state if post is not None else (
-                "skipped" if ps.skipped_by else "awaiting_approval" if plan.approval_required and not plan.approved_by
-                else "planned")
-            try:
-                text = slot_text(templates, slot, day)
-            except Exception as exc:
-                text = f"(render failed: {exc})"
-            tags = list(slot.tags or calendar.tags)
-            tiers = list(slot.tiers or calendar.tiers)
-            staff = list(slot.staff or calendar.staff or cfg.moments.staff)
-            via = slot.via or cfg.moments.delivery
-            if args.json:
-                rec = {"date": day.isoformat(), "weekday": WEEKDAY_CN[day.weekday()], "time": slot.hhmm,
-                       "slot": slot.id, "theme": slot.theme, "text": text, "via": via, "staff": staff, "tags": tags,
-                       "tiers": tiers, "source": slot.origin, "status": status}
-                if slot.attachments:
-                    rec["attachments"] = [dict(a) for a in slot.attachments]
-                if slot.campaign:
-                    rec["campaign"] = slot.campaign
-                emit_json(rec)
-                continue
-            audience = "、".join(tags + tiers) or "全部客户"
-            print(f"  {slot.hhmm} {slot.theme or slot.id}  [{ORIGIN_NAMES.get(slot.origin, slot.origin)}; {via}; "
-                  f"{audience}; {status}]")
-            for line in text.splitlines():
-                print(f"    {line}")
+            _week_slot(args, cfg, calendar, templates, plan, ps, posts.get((day.isoformat(), ps.slot.id)))
     return 0
+
+
+def _week_slot(args: argparse.Namespace, cfg: Any, calendar: Any, templates: Any, plan: Any, ps: Any,
+               post: Any) -> None:
+    """One slot of ``moments week``: a JSON object, or two lines and its text."""
+    from bot.cliargs import emit_json
+    from bot.sop.moments import ORIGIN_NAMES, slot_text
+    from bot.sop.timing import WEEKDAY_CN
+
+    slot, day = ps.slot, ps.day
+    status = post.state if post is not None else (
+        "skipped" if ps.skipped_by else "awaiting_approval" if plan.approval_required and not plan.approved_by
+        else "planned")
+    try:
+        text = slot_text(templates, slot, day)
+    except Exception as exc:
+        text = f"(render failed: {exc})"
+    tags = list(slot.tags or calendar.tags)
+    tiers = list(slot.tiers or calendar.tiers)
+    staff = list(slot.staff or calendar.staff or cfg.moments.staff)
+    via = slot.via or cfg.moments.delivery
+    if args.json:
+        rec = {"date": day.isoformat(), "weekday": WEEKDAY_CN[day.weekday()], "time": slot.hhmm,
+               "slot": slot.id, "theme": slot.theme, "text": text, "via": via, "staff": staff, "tags": tags,
+               "tiers": tiers, "source": slot.origin, "status": status}
+        if slot.attachments:
+            rec["attachments"] = [dict(a) for a in slot.attachments]
+        if slot.campaign:
+            rec["campaign"] = slot.campaign
+        emit_json(rec)
+        return
+    audience = "、".join(tags + tiers) or "全部客户"
+    print(f"  {slot.hhmm} {slot.theme or slot.id}  [{ORIGIN_NAMES.get(slot.origin, slot.origin)}; {via}; "
+          f"{audience}; {status}]")
+    for line in text.splitlines():
+        print(f"    {line}")
 
 
 def register(sub: Any) -> None:

@@ -475,66 +475,94 @@ class StepBatch:
                     or self.app.config.sop.staff)
 
     def delivery_for(self, c: Claim, run: Any, script: Script, step: Step, text: str) -> dict[str, Any] | str:
-        """The outbox delivery of this occurrence; a string names why there can be none."""
-        key = outbox_key(run.id, step.key, c.occurrence)
-        kw: dict[str, Any] = {"key": key, "kind": step.via, "text": text, "source": f"sop:{run.id}"}
-        dest: dict[str, Any] = {}
-        payload: dict[str, Any] = {}
+        """The outbox delivery of this occurrence (kind = ``via``); a string names why there can be none."""
+        d = _Delivery(kw={"key": outbox_key(run.id, step.key, c.occurrence), "kind": step.via, "text": text,
+                          "source": f"sop:{run.id}"})
         if step.attachments:
-            payload["attachments"] = [dict(a) for a in step.attachments]
-        chat = {"id": run.chat_id, "type": "group", "name": run.chat_name} if run.chat_id else None
-        via = step.via
-        if via in ("reply", "group_robot", "appchat"):
-            if chat is None:
-                return "no_chat"
-            kw["chat"] = chat
-            if run.per == "member" and run.member_id:
-                kw["to"] = [run.member_id]
-                if step.mention if step.mention is not None else True:
-                    dest["mention"] = [run.member_id]
-        elif via == "mass_send":
-            staff = self._staff(run, script, step)
-            if not staff:
-                return "no_staff"
-            dest["sender"] = staff[0]
-            if run.per == "member":
-                if not run.member_id:
-                    return "no_member"
-                dest["external_userids"] = [run.member_id]
-            elif chat is not None:
-                dest["chat_ids"] = [run.chat_id]
-            else:
-                return "no_chat"
-        elif via in ("remind_staff", "app_message"):
-            staff = self._staff(run, script, step)
-            if not staff:
-                return "no_staff"
-            kw["to"] = staff
-            if via == "remind_staff":
-                dest["about"] = {"member": run.member_id, "member_name": run.member_name, "chat": run.chat_id,
-                                 "chat_name": run.chat_name}
-                kw["text"] = self.app.templates.render(
-                    "sop/remind_staff.j2", script=script, step=step, run=run, text=text,
-                    target=run.member_name or run.member_id or run.chat_name or run.chat_id)
-        elif via == "welcome":
-            code = (run.trigger or {}).get("welcome_code", "")
-            if not code:
-                return "no_welcome_code"
-            expires = run.anchor_at + WELCOME_WINDOW
-            if self.now > expires:
-                return "expired"
-            dest["welcome_code"] = code
-            if run.staff_id:
-                dest["sender"] = run.staff_id
-            kw["expires_at"] = expires
-        elif via == "mark_tag":
+            d.payload["attachments"] = [dict(a) for a in step.attachments]
+        route = {"reply": self._in_group, "group_robot": self._in_group, "appchat": self._in_group,
+                 "mass_send": self._mass_send, "remind_staff": self._to_staff, "app_message": self._to_staff,
+                 "welcome": self._welcome, "mark_tag": self._mark_tag}.get(step.via)
+        why = route(d, run, script, step) if route is not None else ""
+        return why or d.finish()
+
+    def _in_group(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
+        """``reply`` / ``group_robot`` / ``appchat``: into the run's group, @-mentioning its member by default."""
+        if not run.chat_id:
+            return "no_chat"
+        d.kw["chat"] = {"id": run.chat_id, "type": "group", "name": run.chat_name}
+        if run.per == "member" and run.member_id:
+            d.kw["to"] = [run.member_id]
+            if step.mention if step.mention is not None else True:
+                d.dest["mention"] = [run.member_id]
+        return ""
+
+    def _mass_send(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
+        """``mass_send``: a task for the first staff member, to the member or to the group."""
+        staff = self._staff(run, script, step)
+        if not staff:
+            return "no_staff"
+        d.dest["sender"] = staff[0]
+        if run.per == "member":
             if not run.member_id:
                 return "no_member"
-            dest.update(userid=run.staff_id, external_userid=run.member_id)
-            payload.update(add_tag=list(step.add_tag), remove_tag=list(step.remove_tag))
-            kw["text"] = text or " ".join([*(f"+{t}" for t in step.add_tag), *(f"-{t}" for t in step.remove_tag)])
-        if dest:
-            kw["destination"] = dest
-        if payload:
-            kw["payload"] = payload
-        return kw
+            d.dest["external_userids"] = [run.member_id]
+        elif run.chat_id:
+            d.dest["chat_ids"] = [run.chat_id]
+        else:
+            return "no_chat"
+        return ""
+
+    def _to_staff(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
+        """``remind_staff`` (the text wrapped in a reminder of whom it is for) / ``app_message``: to the staff."""
+        staff = self._staff(run, script, step)
+        if not staff:
+            return "no_staff"
+        d.kw["to"] = staff
+        if step.via == "remind_staff":
+            d.dest["about"] = {"member": run.member_id, "member_name": run.member_name, "chat": run.chat_id,
+                               "chat_name": run.chat_name}
+            d.kw["text"] = self.app.templates.render(
+                "sop/remind_staff.j2", script=script, step=step, run=run, text=d.kw["text"],
+                target=run.member_name or run.member_id or run.chat_name or run.chat_id)
+        return ""
+
+    def _welcome(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
+        """``welcome``: with the contact's welcome code, valid for 20 seconds after the contact was added."""
+        code = (run.trigger or {}).get("welcome_code", "")
+        if not code:
+            return "no_welcome_code"
+        expires = run.anchor_at + WELCOME_WINDOW
+        if self.now > expires:
+            return "expired"
+        d.dest["welcome_code"] = code
+        if run.staff_id:
+            d.dest["sender"] = run.staff_id
+        d.kw["expires_at"] = expires
+        return ""
+
+    def _mark_tag(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
+        """``mark_tag``: tags added to and removed from the member, by the run's staff member."""
+        if not run.member_id:
+            return "no_member"
+        d.dest.update(userid=run.staff_id, external_userid=run.member_id)
+        d.payload.update(add_tag=list(step.add_tag), remove_tag=list(step.remove_tag))
+        d.kw["text"] = d.kw["text"] or " ".join([*(f"+{t}" for t in step.add_tag),
+                                                 *(f"-{t}" for t in step.remove_tag)])
+        return ""
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """An outbox delivery being put together: its arguments, destination and payload."""
+
+    kw: dict[str, Any]
+    dest: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def finish(self) -> dict[str, Any]:
+        if self.dest:
+            self.kw["destination"] = self.dest
+        if self.payload:
+            self.kw["payload"] = self.payload
+        return self.kw
