@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 
 from bot.configbase import Section, check_duration
 from bot.knowledge.config import KnowledgeConfig
-from bot.tiers.config import TiersConfig
 from bot.sop.config import MomentsConfig, SopConfig
+from bot.tiers.config import TiersConfig
 
 ENV_PREFIX = "SIYU_"
 

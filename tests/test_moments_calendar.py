@@ -18,7 +18,6 @@ from bot.sop.publisher import approval_reminder
 from bot.templates import Templates
 from bot.testing import Harness
 from bot.yamldoc import FileProblems
-from handlers.moments import approval_reminder
 from tests.sop_support import REPO, SH, at, local, outbox, posts, sop_config, started, write_scripts
 
 CALENDAR = """\

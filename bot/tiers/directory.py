@@ -33,7 +33,8 @@ class TiersDirectory:
                              points=m.points, checkins=m.checkins, homework=m.homework, purchases=m.purchases,
                              tags=tuple(await self.store.member_tags(session, m.id)),
                              groups=tuple(await self.store.member_groups(session, m.id)),
-                             joined_at=m.joined_at, staff=m.staff,
+                             joined_at=m.joined_at, staff=m.staff, owner_staff=m.owner_staff or "",
+                             last_chat_id=m.last_chat_id or "",
                              extra={"messages": m.messages, "referrals": m.referrals,
                                     "spend": m.spend_cents / 100, "last_active_at": m.last_active_at})
 
