@@ -9,8 +9,6 @@ bodies → 400, oversized bodies → 413; none of them stores anything.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -28,6 +26,7 @@ from bot.channels.parse import Parsed, ParseProblem, outer_encrypt, parse_aibot_
 from bot.crypto import CryptoError, WeComCrypto
 from bot.events import PayloadError, events_from_payload
 from bot.inbox import Incoming
+from bot.signing import signed_by
 from bot.storage.health import WriteProbe
 
 log = logging.getLogger("siyu.web")
@@ -258,15 +257,6 @@ async def aibot_callback(request: web.Request) -> web.StreamResponse:
 
 
 # ── generic signed JSON ──
-
-
-def webhook_signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signed_by(secret: str, body: bytes, given: str) -> bool:
-    """Whether ``given`` (an X-Siyu-Signature header) signs ``body`` with ``secret``; constant time."""
-    return bool(given) and hmac.compare_digest(webhook_signature(secret, body).encode(), given.strip().encode())
 
 
 @channel("webhook", json_errors=True)

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 
 from bot.app import BotApp
 from bot.crypto import WeComCrypto
+from bot.signing import webhook_signature
 from bot.storage.models import InboxRow
 from bot.testing import TEST_ENV, CallbackSigner, event_xml, serve, text_xml
-from bot.web import webhook_signature
 
 CORP = TEST_ENV["SIYU_WECOM__CORP_ID"]
 APP = CallbackSigner(TEST_ENV["SIYU_WECOM__TOKEN"], TEST_ENV["SIYU_WECOM__ENCODING_AES_KEY"], CORP)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.web import webhook_signature
+from bot.signing import webhook_signature
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "process-test-secret"
