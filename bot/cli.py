@@ -24,7 +24,7 @@ CLI_MODULES: list[str] = [
     "bot.tiers.cli",
     "bot.simulate",
     "bot.knowledge.cli",
-    "moderation.cli",
+    "bot.compliance.cli",
     "bot.sop.cli",
 ]
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
+from bot.compliance.config import ModerationConfig
 from bot.configbase import Section, check_duration
 from bot.knowledge.config import KnowledgeConfig
 from bot.sop.config import MomentsConfig, SopConfig
@@ -181,57 +182,6 @@ class LogConfig(Section):
 
 
 
-Level = Literal["reject", "review", "info"]
-
-
-class ModerationRoute(Section):
-    """Where alerts of some categories and levels go (every matching route receives them)."""
-
-    categories: list[str] = Field(default_factory=list, description="empty = every category")
-    levels: list[Level] = Field(default_factory=lambda: ["reject", "review"])
-    robot: str = Field("", description="group robot name or chat id in group_robot.keys")
-    users: list[str] = Field(default_factory=list, description="user ids that get an app message")
-
-
-class ModerationConfig(Section):
-    lexicon_dir: str = "moderation/lexicons"
-    reload_interval_s: float = Field(5.0, gt=0)
-    max_gap: int = Field(3, ge=0, le=10, description="separators skipped between two characters of a term")
-    staff_categories: list[str] = Field(default_factory=list)
-    customer_categories: list[str] = Field(default_factory=lambda: ["广告", "垃圾链接", "辱骂", "联系方式", "链接"])
-    customer_only_categories: list[str] = Field(default_factory=lambda: ["广告", "垃圾链接"])
-    reviewers: list[str] = Field(default_factory=list)
-    robot: str = "compliance"
-    routes: list[ModerationRoute] = Field(default_factory=list)
-    dedup_window_min: int = Field(30, ge=0)
-    escalate_after_h: float = Field(4.0, gt=0)
-    escalate_to: list[str] = Field(default_factory=list)
-    escalate_robot: str = ""
-    group_owner_fallback: list[str] = Field(default_factory=list)
-    digest_time: str = "09:00"
-    digest_top: int = Field(5, ge=1, le=50)
-    context_messages: int = Field(5, ge=0, le=20)
-    retention_days: int = Field(90, ge=1)
-    page_size: int = Field(10, ge=1, le=50)
-    allowed_domains: list[str] = Field(default_factory=list)
-    detector_levels: dict[str, Level] = Field(default_factory=dict)
-    archive_secret: SecretStr = SecretStr("")
-
-    @field_validator("digest_time")
-    @classmethod
-    def _hhmm(cls, v: str) -> str:
-        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v)
-        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-            raise ValueError("must be a local time HH:MM such as \"09:00\"")
-        return v
-
-    @field_validator("detector_levels")
-    @classmethod
-    def _detectors(cls, v: dict[str, str]) -> dict[str, str]:
-        known = ("phone", "qq", "wechat_id", "email", "url")
-        for k in v:
-            if k not in known:
-                raise ValueError(f"unknown detector {k!r}; one of {', '.join(known)}")
 _duration = check_duration
 
 

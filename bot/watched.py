@@ -206,14 +206,15 @@ class WatchedDir(Generic[T]):
 
 
 def ids_used_twice(id_of: Callable[[T], Iterable[str]], names: Callable[[Path], str],
-                   what: str = "id") -> CrossCheck[T]:
-    """A cross-file check: a new file may not declare an id that another file in service declares."""
+                   what: str = "id", says: str = "{what} {id} 已在 {other} 中使用") -> CrossCheck[T]:
+    """A cross-file check: a new file may not declare an id that another file in service declares
+    (``says``: the problem, with ``{what}``, ``{id}`` and ``{other}``, the file that has it)."""
 
     def check(fresh: dict[Path, T], kept: dict[Path, T]) -> dict[Path, list[Problem]]:
         owners: dict[str, Path] = {i: p for p, v in kept.items() for i in id_of(v)}
         out: dict[Path, list[Problem]] = {}
         for path, value in sorted(fresh.items()):
-            problems = [Problem(names(path), 1, f"{what} {i} 已在 {names(owners[i])} 中使用")
+            problems = [Problem(names(path), 1, says.format(what=what, id=i, other=names(owners[i])))
                         for i in id_of(value) if i in owners and owners[i] != path]
             if problems:
                 out[path] = problems

@@ -5,6 +5,7 @@ not by this list; the list decides only the order of ``install`` (services a
 later feature looks up must be provided by an earlier one).
 """
 
+from bot.compliance import feature as compliance_feature
 from bot.feature import Feature, Setup
 from bot.knowledge import feature as knowledge_feature
 from bot.sop import feature as sop_feature
@@ -12,7 +13,8 @@ from bot.tiers import feature as tiers_feature
 from handlers import admin, knowledge, moderation, moments, sop, tiers
 
 BY_NAME: dict[str, Feature | Setup] = {
-    "moderation": moderation.setup,
+    "moderation": Feature("moderation", routers=[moderation.router], install=compliance_feature.install,
+                          about="compliance: watched messages, /alerts, /word, POST /archive/import"),
     "admin": Feature("admin", routers=[admin.router], about="/help, /whoami, /role, /confirm, /status"),
     "knowledge": Feature("knowledge", routers=[knowledge.router], install=knowledge_feature.install,
                          about="members' questions answered from the knowledge base; /ask, /kb"),

@@ -13,7 +13,7 @@ allow: [微信支付, 企业微信]   # a hit covered by one of these is cancell
 ```
 
 A file with any problem is refused whole (``file:line: problem``) and its previous
-version keeps serving; the other files load.
+version keeps serving; the other files load (:class:`LexiconFiles`, a ``bot.watched.WatchedDir``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.yamldoc import FileProblems, Lines, Problem, file_stamp, load_yaml, read_text
+from bot.watched import WatchedDir, ids_used_twice, shown_name
+from bot.yamldoc import FileProblems, Lines, Problem, load_yaml
 from moderation.normalize import fold_text, is_han
 
 LEVELS = ("reject", "review", "info")
@@ -200,11 +201,10 @@ def parse_category(data: Any, lines: Lines, path: str, digest: str = "") -> Cate
                         allow=allow, digest=digest)
 
 
-def load_category_file(path: Path, shown: str | None = None) -> CategoryFile:
-    name = shown or str(path)
-    text = read_text(path, name)
-    data, lines = load_yaml(text, name)
-    return parse_category(data, lines, name, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - a version
+def parse_category_text(text: str, shown: str) -> CategoryFile:
+    """One lexicon file's text (``shown``: its name in problems); raises FileProblems."""
+    data, lines = load_yaml(text, shown)
+    return parse_category(data, lines, shown, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - a version
 
 
 @dataclass(slots=True)
@@ -218,62 +218,15 @@ class DbWord:
     by: str = ""
 
 
-@dataclass(slots=True)
-class LoadReport:
-    problems: list[Problem] = field(default_factory=list)
-    changed: bool = False
-
-
-class LexiconFiles:
-    """The lexicon directory: the last good version of every file, refreshed by modification time."""
+class LexiconFiles(WatchedDir[CategoryFile]):
+    """The lexicon directory, watched (``bot.watched``): the last good version of every ``*.yaml`` file;
+    a file that names a category another file already has is refused."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.files: dict[str, CategoryFile] = {}
-        self._stamps: dict[str, tuple[int, int]] = {}
-        self.problems: dict[str, list[Problem]] = {}
-
-    def shown(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(Path.cwd()))
-        except ValueError:
-            return str(path)
-
-    def refresh(self, force: bool = False) -> LoadReport:
-        report = LoadReport()
-        paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
-        present = {str(p) for p in paths}
-        for gone in [k for k in self.files if k not in present]:
-            del self.files[gone]
-            self._stamps.pop(gone, None)
-            report.changed = True
-        for p in paths:
-            key = str(p)
-            stamp = file_stamp(p)
-            if stamp is None:
-                continue
-            if not force and self._stamps.get(key) == stamp:
-                report.problems += self.problems.get(key, [])
-                continue
-            self._stamps[key] = stamp
-            try:
-                cf = load_category_file(p, self.shown(p))
-            except FileProblems as exc:
-                self.problems[key] = exc.problems
-                report.problems += exc.problems
-                continue
-            others = [f for k, f in self.files.items() if k != key and f.category == cf.category]
-            if others:
-                problem = Problem(cf.path, 1, f"分类 {cf.category} 已在 {others[0].path} 中定义（每个分类一个文件）")
-                self.problems[key] = [problem]
-                report.problems.append(problem)
-                continue
-            self.problems.pop(key, None)
-            old = self.files.get(key)
-            if old is None or old.digest != cf.digest:
-                report.changed = True
-            self.files[key] = cf
-        return report
+        base = Path.cwd()  # problems and term sources name files as the operator typed them
+        super().__init__(directory, parse_category_text, base=base,
+                         check=ids_used_twice(lambda cf: [cf.category], lambda p: shown_name(p, base), "分类",
+                                              says="{what} {id} 已在 {other} 中定义（每个分类一个文件）"))
 
     def build(self, db_words: Iterable[DbWord] = ()) -> Lexicon:
         """Files plus the words added in chat (a database word wins; ``hide`` removes a file term)."""
@@ -281,8 +234,7 @@ class LexiconFiles:
         by_key: dict[tuple[str, str], Term] = {}
         allow: dict[tuple[str, str], Term] = {}
         digests = []
-        for key in sorted(self.files):
-            cf = self.files[key]
+        for cf in self.values():
             digests.append(cf.digest)
             lex.categories[cf.category] = cf.description
             for t in cf.terms:

@@ -397,7 +397,7 @@ async def test_serve_freezes_what_start_up_loaded_after_the_bot_started(make_bot
     from aiohttp.test_utils import TestClient, TestServer
 
     from bot.cli import serving_app
-    from handlers.moderation import MODERATION
+    from bot.compliance import MODERATION
 
     app = make_bot()
     client = TestClient(TestServer(serving_app(app)))

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from bot.app import BotApp
 from bot.clock import FakeClock
+from bot.compliance import MODERATION
+from bot.compliance.store import ALERTS, MESSAGES
 from bot.config import Config
 from bot.testing import Harness
-from handlers.moderation import MODERATION
-from moderation.service import ALERTS, MESSAGES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -177,7 +177,7 @@ async def test_reviewer_commands_and_roles(h: Harness, mbot: BotApp) -> None:
     assert "#" in (await say("/alerts all"))[0]
     by_id = {r.id: r for r in await alerts(mbot)}
     assert by_id[a.id].status == "false_positive" and by_id[a.id].acked_by == "rev01"
-    from moderation.models import ModerationFalsePositive
+    from bot.compliance.models import ModerationFalsePositive
 
     async with mbot.db.read() as s:
         fps = (await s.execute(select(ModerationFalsePositive.__table__))).all()

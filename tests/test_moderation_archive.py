@@ -12,12 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import BotApp
+from bot.compliance import MODERATION, archive
+from bot.compliance.store import ALERTS, MESSAGES
 from bot.config import Config
+from bot.signing import webhook_signature as archive_signature
 from bot.testing import serve
-from bot.web import webhook_signature as archive_signature
-from handlers.moderation import MODERATION
-from moderation import archive
-from moderation.service import ALERTS, MESSAGES
 
 SECRET = "archive-secret"
 T0 = 1763863200000  # 2025-11-23 10:00 +08:00, in ms

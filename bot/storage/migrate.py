@@ -27,7 +27,7 @@ MODEL_MODULES: list[str] = [
     "bot.storage.models",
     "bot.knowledge.models",
     "bot.tiers.models",
-    "moderation.models",
+    "bot.compliance.models",
     "bot.sop.models",
 ]
 

@@ -21,19 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from bot.channels.parse import is_staff_id
+from bot.compliance.service import Moderation, Observed
+from bot.compliance.store import Store
+from bot.effects import Effects
 from bot.events import Actor, Chat
-from bot.storage.db import insert_ignoring_conflicts
-from bot.storage.models import KeyValue
-from moderation.service import Moderation, Observed
 
 if TYPE_CHECKING:
     from bot.app import BotApp
 
-CURSOR_KEY = "moderation:archive_seq"
-KV = KeyValue.__table__
 CHUNK = 200
 PLACEHOLDER = {"image": "[图片]", "voice": "[语音]", "video": "[视频]", "file": "[文件]", "emotion": "[表情]",
                "link": "[链接]", "weapp": "[小程序]", "card": "[名片]", "location": "[位置]", "redpacket": "[红包]",
@@ -183,25 +179,9 @@ def observed(rec: ArchiveRecord, staff_ids: frozenset[str]) -> Observed:
 
 
 async def cursor(app: BotApp) -> int | None:
+    """The highest ``seq`` imported so far (pull from there next time)."""
     async with app.db.read() as s:
-        row = (await s.execute(select(KV.c.value).where(KV.c.key == CURSOR_KEY))).first()
-    return int(row.value) if row is not None and row.value is not None else None
-
-
-async def _advance(app: BotApp, session: Any, seq: int) -> int:
-    now = app.clock.now()
-    ins = insert_ignoring_conflicts(app.db.dialect, KV, ["key"]).values(key=CURSOR_KEY, value=seq, updated_at=now)
-    await session.execute(ins)
-    q = select(KV.c.value).where(KV.c.key == CURSOR_KEY)
-    if not app.db.is_sqlite:
-        q = q.with_for_update()
-    current = (await session.execute(q)).scalar_one()
-    best = max(int(current or 0), seq)
-    if best != current:
-        from sqlalchemy import update
-
-        await session.execute(update(KV).where(KV.c.key == CURSOR_KEY).values(value=best, updated_at=now))
-    return best
+        return await Store(app.db).cursor(s)
 
 
 async def import_records(app: BotApp, service: Moderation, records: list[ArchiveRecord]) -> ImportReport:
@@ -212,7 +192,7 @@ async def import_records(app: BotApp, service: Moderation, records: list[Archive
     ordered = sorted(records, key=lambda r: (r.seq, r.line))
     for i in range(0, len(ordered), CHUNK):
         chunk = ordered[i:i + CHUNK]
-        queued = 0
+        kick = False
         matcher = service.matcher
         scanned = matcher.scan_many([rec.text if rec.msgtype == "text" else "" for rec in chunk])
         async with app.db.session() as s:
@@ -220,7 +200,9 @@ async def import_records(app: BotApp, service: Moderation, records: list[Archive
                 if rec.action == "switch":
                     report.skipped += 1
                     continue
-                obs = await service.observe(s, observed(rec, staff_ids), (matcher, hits))
+                msg = observed(rec, staff_ids)
+                fx = Effects(app, s, source=msg.key)
+                obs = await service.observe(fx, msg, (matcher, hits))
                 if not obs.new_message:
                     report.duplicates += 1
                     continue
@@ -228,9 +210,9 @@ async def import_records(app: BotApp, service: Moderation, records: list[Archive
                 report.alerts += len(obs.alerts)
                 report.repeats += obs.repeats
                 report.recalls += int(rec.pre_msgid is not None)
-                queued += obs.queued
-            report.cursor = await _advance(app, s, max(r.seq for r in chunk))
-        if queued:
+                kick = kick or obs.queued > 0
+            report.cursor = await service.store.advance_cursor(s, max(r.seq for r in chunk), app.clock.now())
+        if kick:
             app.outbox_pump.kick()
     if report.cursor is None:
         report.cursor = await cursor(app)

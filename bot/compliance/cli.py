@@ -1,4 +1,8 @@
-"""``python -m bot moderate`` (scan stdin, check lexicons) and ``python -m bot import-archive``."""
+"""``python -m bot moderate`` (scan stdin, check lexicons) and ``python -m bot import-archive``.
+
+Feature CLI: the whole bot only through ``bot.cliargs.make_app`` (never ``bot.app``); imports are
+function-level so ``siyu --help`` loads neither the engine nor the database.
+"""
 
 from __future__ import annotations
 
@@ -47,24 +51,19 @@ Exit status: 0 imported, 1 bad lines, 2 unreadable input or config.
 
 
 def _db_words(cfg: Any) -> tuple[list[Any], str]:
-    from moderation.lexicon import DbWord
-    from moderation.models import ModerationWord
-
+    """The words added with /word, read-only from ``database.url`` (none, with a warning, when unreadable)."""
     url = cfg.database_url
     if url.startswith("sqlite") and ":memory:" not in url and not Path(url.split(":///", 1)[1]).exists():
         return [], ""
 
-    async def read() -> list[DbWord]:
-        from sqlalchemy import select
-
+    async def read() -> list[Any]:
+        from bot.compliance.store import Store
         from bot.storage.db import Database
 
-        w = ModerationWord.__table__
         db = Database(url)
         try:
             async with db.read() as s:
-                rows = (await s.execute(select(w).where(w.c.active.is_(True)).order_by(w.c.id))).all()
-            return [DbWord(term=r.term, category=r.category, level=r.level, kind=r.kind) for r in rows]
+                return await Store.active_words(s)
         finally:
             await db.dispose()
 
@@ -137,15 +136,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             problems += exc.problems
     lexicon = files.build()
     return report_check(args.json, str(directory), problems,
-                        f"{len(files.files)} file(s) valid, {lexicon.size} terms, {len(lexicon.allow)} allow terms "
+                        f"{len(files.good)} file(s) valid, {lexicon.size} terms, {len(lexicon.allow)} allow terms "
                         f"in {len(lexicon.categories)} categories",
-                        files=len(files.files), terms=lexicon.size, allow=len(lexicon.allow),
+                        files=len(files.good), terms=lexicon.size, allow=len(lexicon.allow),
                         categories=sorted(lexicon.categories))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, emit_json
-    from moderation import archive
+    from bot.compliance import archive
 
     cfg = config_from_args(args)
     try:
@@ -168,10 +167,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> archive.ImportReport:
-        from bot.app import BotApp
-        from handlers.moderation import MODERATION
+        from bot.cliargs import make_app
+        from bot.compliance import MODERATION
 
-        app = BotApp(cfg, run_workers=False)
+        app = make_app(args, cfg, run_workers=False)
         await app.start()
         try:
             service = app.get(MODERATION)
