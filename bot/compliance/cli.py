@@ -75,8 +75,8 @@ def _db_words(cfg: Any) -> tuple[list[Any], str]:
 
 def cmd_moderate(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, emit_json
+    from bot.compliance.service import matcher_for
     from moderation.lexicon import LexiconFiles
-    from moderation.matcher import Matcher
 
     cfg = config_from_args(args)
     m = cfg.moderation
@@ -93,8 +93,7 @@ def cmd_moderate(args: argparse.Namespace) -> int:
         words, warning = _db_words(cfg)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-    matcher = Matcher(files.build(words), max_gap=m.max_gap, allowed_domains=m.allowed_domains,
-                      detector_levels=m.detector_levels)
+    matcher = matcher_for(m, files.build(words))
     for raw in sys.stdin:
         line = raw.rstrip("\r\n")
         hits = matcher.scan(line)

@@ -128,9 +128,7 @@ class Moderation:
 
     def build(self, db_words: list[DbWord]) -> Matcher:
         words.load()  # (in the reload's thread: the first message scanned does not wait for jieba)
-        lexicon = self.files.build(db_words)
-        return Matcher(lexicon, max_gap=self.cfg.max_gap, allowed_domains=self.cfg.allowed_domains,
-                       detector_levels=self.cfg.detector_levels)
+        return matcher_for(self.cfg, self.files.build(db_words))
 
     async def reload(self, *, files: bool = True, force: bool = False) -> bool:
         """Re-read changed files and database words; swap in a new matcher if anything changed."""
@@ -310,6 +308,12 @@ class Moderation:
         for t in self.matcher.lexicon.terms:
             counts[t.category] = counts.get(t.category, 0) + 1
         return sorted(counts.items())
+
+
+def matcher_for(cfg: ModerationConfig, lexicon: Lexicon) -> Matcher:
+    """The engine as the ``[moderation]`` section configures it (the live service and ``siyu moderate``)."""
+    return Matcher(lexicon, max_gap=cfg.max_gap, allowed_domains=cfg.allowed_domains,
+                   detector_levels=cfg.detector_levels)
 
 
 def _alert_row(msg: Observed, h: Hit, audience: str, version: str, context: list[dict[str, Any]],
