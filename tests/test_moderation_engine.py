@@ -239,3 +239,11 @@ def test_cli_moderate_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert rc == 1 and data["ok"] is False and data["problems"][0]["line"] == 2
     rc, _, _ = run_cli(["moderate", "check", str(tmp_path / "nope")], "", monkeypatch, capsys)
     assert rc == 2
+
+
+def test_configured_detector_levels_are_kept() -> None:
+    from bot.compliance.config import ModerationConfig
+
+    assert ModerationConfig(detector_levels={"url": "info"}).detector_levels == {"url": "info"}
+    with pytest.raises(ValueError, match="unknown detector"):
+        ModerationConfig(detector_levels={"fax": "info"})

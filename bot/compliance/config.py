@@ -60,3 +60,4 @@ class ModerationConfig(Section):
         for k in v:
             if k not in known:
                 raise ValueError(f"unknown detector {k!r}; one of {', '.join(known)}")
+        return v
