@@ -17,9 +17,9 @@ from bot.app import BotApp
 from bot.config import Config, load_config
 from bot.crypto import signature
 from bot.inbox import Incoming
+from bot.signing import webhook_signature
 from bot.storage.models import InboxRow
 from bot.testing import TEST_ENV, CallbackSigner, serve, text_xml
-from bot.web import webhook_signature
 from tests.conftest import REPO
 
 SECRET = TEST_ENV["SIYU_WEBHOOK__SECRET"]

@@ -22,10 +22,11 @@ from sqlalchemy import text
 from bot.app import BotApp
 from bot.config import Config
 from bot.logs import JsonFormatter, TextFormatter, Throttle
+from bot.signing import webhook_signature
 from bot.testing import TEST_ENV, serve
 from bot.testing.database import pg_url
 from bot.textsafe import clean_name, escape_log
-from bot.web import create_web_app, server_options, webhook_signature
+from bot.web import create_web_app, server_options
 from tests.conftest import REPO
 
 # ── #13: names and logs ──
