@@ -146,7 +146,7 @@ def _serve(db_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **TEST_ENV, "SIYU_DATABASE__URL": db_url, "SIYU_SERVER__PORT": "0",
            "SIYU_LOG__LEVEL": "INFO"}
     return subprocess.run([sys.executable, "-m", "bot", "serve", "-c", str(REPO / "config.example.toml")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.skipif(bool(pg_url()), reason="SQLite files")

@@ -42,7 +42,7 @@ class Server:
             cwd=tmp, env=full_env, stdout=self.out.open("wb"), stderr=self.err.open("wb"))
         self.wait_ready()
 
-    def wait_ready(self, within: float = 30.0) -> None:
+    def wait_ready(self, within: float = 120.0) -> None:  # a busy machine starts slowly; a hang still fails
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
