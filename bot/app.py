@@ -28,6 +28,7 @@ from bot.effects import Effects
 from bot.events import Event
 from bot.feature import Feature, Setup, as_feature
 from bot.inbox import InboxPump, InboxWriter, Incoming
+from bot.lag import LagWatch
 from bot.metrics import Metrics
 from bot.outbox import Outbox, OutboxPump
 from bot.pump import Pump
@@ -111,6 +112,7 @@ class BotApp:
             self.provide(WECOM_API, self.sender)
             self.inbox_pump.enrichers.append(GroupChatEnricher(self.sender))  # names and inviters of joiners
         self.outbox_pump = OutboxPump(self.db, self.clock, self.sender, config, self.metrics, self.replica)
+        self.lag = LagWatch(self.db, self.clock, config, self.metrics)
         self.timers.after_run.append(self.outbox_pump.kick)
         self.timers.after_run.append(self.inbox_pump.kick)
         self.run_workers = run_workers
@@ -159,6 +161,7 @@ class BotApp:
             self.scheduler.add_poller("inbox", self.inbox_pump.kick, self.config.inbox.poll_interval_s)
             self.scheduler.add_poller("outbox", self.outbox_pump.kick, self.config.outbox.poll_interval_s)
             self.scheduler.add_poller("tasks", self.timers.kick, 1.0)
+            self.scheduler.add_poller("lag", self.lag.check, 5.0)
             for pump in self.pumps:
                 self._spawn(pump.run(), pump.name)
                 self.scheduler.add_poller(pump.name, pump.kick, 1.0)
@@ -260,9 +263,19 @@ class BotApp:
             status.update(status="error", error=f"database: {type(exc).__name__}")
         if self.run_workers and not self.scheduler.running:
             status.update(status="error", error="scheduler is not running")
+        if status["status"] == "ok":
+            try:
+                lags = await self.lag.measure()
+            except Exception as exc:
+                status.update(status="error", error=f"lag: {type(exc).__name__}")
+            else:
+                status.update({f"{name}_lag_s": round(lag, 1) for name, lag in lags.items()})
+                if self.lag.over(lags):
+                    status["status"] = "degraded"  # still acknowledging: processing is behind
         return status
 
     async def refresh_gauges(self) -> None:
+        await self.lag.measure()
         counts = await self.outbox.counts()
         for state in ("pending", "sending", "sent", "dead"):
             self.metrics.outbox_rows.labels(state).set(counts.get(state, 0))

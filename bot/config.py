@@ -157,6 +157,8 @@ class InboxConfig(Section):
     lease_s: float = Field(60.0, gt=0)
     retention_days: int = Field(7, ge=1)
     handler_timeout_s: float = Field(30.0, gt=0)
+    batch_max_s: float = Field(0.25, gt=0, le=30)
+    lag_degraded_s: float = Field(60.0, gt=0)
 
 
 class OutboxConfig(Section):
@@ -168,6 +170,7 @@ class OutboxConfig(Section):
     backoff_max_s: float = Field(300.0, gt=0)
     lease_s: float = Field(60.0, gt=0)
     retention_days: int = Field(30, ge=1)
+    lag_degraded_s: float = Field(120.0, gt=0)
 
 
 class GroupRobotConfig(Section):

@@ -1,9 +1,11 @@
 """The dispatcher: runs the routers' handlers for one event.
 
-Handlers run in priority order (see bot.routing); each in its own transaction
-with a receipt row (event key + handler name), so a reprocessed event never
-repeats a handler's effects, and a failing handler rolls back alone without
-stopping the others. One error handler logs, counts and tells the ops users.
+Handlers run in priority order (see bot.routing), inside the caller's
+transaction (the inbox pump's batch, see bot.inbox.InboxPump.process_batch),
+each in its own savepoint with a receipt row (event key + handler name): a
+reprocessed event never repeats a handler's effects, and a failing handler rolls
+back alone without stopping the others. One error handler logs, counts and tells
+the ops users — after the commit, like every hook that must not run inside it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("siyu.dispatch")
 
 
+@dataclass(slots=True)
+class AfterCommit:
+    """What waits for the transaction's commit: the contexts of handlers that ran (their after-commit
+    hooks and pump kicks) and the handlers that failed (their rollback hooks, the error handler)."""
+
+    committed: list[Context] = field(default_factory=list)
+    failed: list[tuple[HandlerSpec, Event, BaseException, list[Callable[[], Awaitable[None]]]]] = field(
+        default_factory=list)
 
 
 @dataclass(slots=True)
@@ -78,7 +88,21 @@ class Dispatcher:
         return await self.app.roles.of(session, user_id)
 
     async def dispatch(self, event: Event) -> Outcome:
+        """Run the handlers for one event in its own transaction (see :meth:`dispatch_in`)."""
+        after = AfterCommit()
+        async with self.app.db.session() as session:
+            outcome = await self.dispatch_in(session, event, after)
+        await self.finish(after)
+        return outcome
+
+    async def dispatch_in(self, session: Any, event: Event, after: AfterCommit) -> Outcome:
+        """Run the handlers for one event inside the caller's transaction, each in a savepoint.
+
+        What must wait for the commit (after-commit hooks, pump kicks, rollback hooks and the error
+        handler of failed handlers) is collected in ``after``; call :meth:`finish` once committed.
+        """
         outcome = Outcome()
+        actor = _actor_id(event)
         for spec in self._specs:
             if not isinstance(event, spec.event_type):
                 continue
@@ -91,21 +115,22 @@ class Dispatcher:
             if not matched:
                 continue
             if spec.roles:
-                actor = _actor_id(event)
-                async with self.app.db.read() as s:
-                    roles = await self.roles_of(s, actor) if actor else frozenset()
+                roles = await self.roles_of(session, actor) if actor else frozenset()
                 if ADMIN not in roles and not (spec.roles & roles):
                     continue
-            await self.run_handler(spec, event, outcome)
+            await self.run_handler(session, spec, event, outcome, after)
             if spec.block:
                 break
         return outcome
 
-    async def run_handler(self, spec: HandlerSpec, event: Event, outcome: Outcome) -> None:
+    async def run_handler(self, session: Any, spec: HandlerSpec, event: Event, outcome: Outcome,
+                          after: AfterCommit) -> None:
+        """One handler in a savepoint with its receipt: it commits with the caller's transaction, or rolls
+        back alone (retried here up to ``handler_attempts`` times when the failure is transient)."""
         for attempt in range(1, self.handler_attempts + 1):
             ctx: Context | None = None
             try:
-                async with self.app.db.session() as session:
+                async with session.begin_nested():
                     receipt = insert_ignoring_conflicts(self.app.db.dialect, HANDLED, ["event_key", "handler"])
                     res = await session.execute(receipt.values(
                         event_key=event.key[:255], handler=spec.name, at=self.app.clock.now()
@@ -117,9 +142,10 @@ class Dispatcher:
                     ctx = Context(self.app, event, session, spec.name, roles=roles)
                     await asyncio.wait_for(spec.fn(event, ctx), self.app.config.inbox.handler_timeout_s)
                 outcome.ran.append(spec.name)
-                self._after_commit(ctx)
+                after.committed.append(ctx)
                 return
             except Exception as exc:
+                self.app.roles.forget(session)  # a grant or revoke in the rolled-back savepoint is undone
                 transient = _is_transient(exc)
                 if transient and attempt < self.handler_attempts:
                     await asyncio.sleep(0.05 * attempt)
@@ -127,23 +153,28 @@ class Dispatcher:
                 outcome.errors.append(f"{spec.name}: {type(exc).__name__}: {exc}"[:500])
                 if transient:
                     outcome.retry = True
-                for hook in ctx.rollback_hooks if ctx is not None else ():
-                    try:
-                        await hook()
-                    except Exception:
-                        log.exception("rollback hook of %s failed", spec.name)
-                await self.on_error(spec, event, exc)
+                after.failed.append((spec, event, exc, list(ctx.rollback_hooks) if ctx is not None else []))
                 return
 
-    def _after_commit(self, ctx: Context | None) -> None:
-        if ctx is None:
-            return
-        for hook in ctx.commit_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("after-commit hook of %s failed", ctx.handler)
-        ctx.kick()
+    async def finish(self, after: AfterCommit) -> None:
+        """After the transaction committed: after-commit hooks, pump kicks, then the failures' rollback
+        hooks (each in a fresh transaction) and the error handler."""
+        for ctx in after.committed:
+            for hook in ctx.commit_hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("after-commit hook of %s failed", ctx.handler)
+            ctx.kick()
+        for spec, event, exc, rollback_hooks in after.failed:
+            for rollback in rollback_hooks:
+                try:
+                    await rollback()
+                except Exception:
+                    log.exception("rollback hook of %s failed", spec.name)
+            await self.on_error(spec, event, exc)
+        after.committed.clear()
+        after.failed.clear()
 
     async def on_error(self, spec: HandlerSpec, event: Event, exc: BaseException) -> None:
         """The one error handler: log, count, and tell the ops users."""

@@ -4,17 +4,19 @@
   commit) and tells each caller whether its event was new or a duplicate.
 - :class:`InboxPump` claims pending rows (``FOR UPDATE SKIP LOCKED`` on
   PostgreSQL, the write lock on SQLite), dispatches their events and marks them
-  done. A row whose worker died is claimable again once its lease runs out.
-  Events of one chat are handled in order within a batch.
+  done, a batch in one transaction (:meth:`InboxPump.process_batch`). A row whose
+  worker died is claimable again once its lease runs out. Events of one chat are
+  handled in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from sqlalchemy import and_, or_, select, update
 
 from bot.clock import Clock
 from bot.config import InboxConfig
+from bot.dispatcher import AfterCommit
 from bot.events import Event, PayloadError, chat_key_of, events_from_payload
 from bot.metrics import Metrics
 from bot.pump import Pump
@@ -30,7 +33,7 @@ from bot.storage.keys import bounded_key
 from bot.storage.models import InboxRow
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher, Outcome
+    from bot.dispatcher import Dispatcher
 
 log = logging.getLogger("siyu.inbox")
 INBOX = InboxRow.__table__
@@ -169,6 +172,17 @@ async def insert_incoming(conn: Any, dialect: str, now: Any, items: list[Incomin
 Enricher = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A claimed row made ready for its batch: its events, or why it cannot be dispatched."""
+
+    row: Any
+    events: list[Event] = field(default_factory=list)
+    enriched: dict[str, Any] | None = None   # the payload the enrichers changed, written in the batch
+    status: str | None = None                # set when the row is settled without dispatching
+    error: str | None = None
+
+
 class InboxPump(Pump):
     """Claims pending inbox rows and dispatches their events."""
 
@@ -216,63 +230,147 @@ class InboxPump(Pump):
         return sorted(rows, key=lambda r: r.id)
 
     async def process(self, rows: list[Any]) -> None:
-        groups: dict[str, list[Any]] = defaultdict(list)
-        for row in rows:
-            groups[row.chat_key or f"row:{row.id}"].append(row)
+        """Dispatch claimed rows: enrich them (network calls, outside any transaction), split them into
+        lanes by chat — one lane on SQLite (one writer), up to ``inbox.workers`` on PostgreSQL — and
+        process each lane as one batch (:meth:`process_batch`)."""
         sem = asyncio.Semaphore(self.cfg.workers)
 
-        async def run_group(group: list[Any]) -> list[tuple[Any, str, str | None]]:
+        async def prepare(row: Any) -> _Prepared:
             async with sem:
-                return [await self._process_one(row) for row in group]
+                return await self._prepare(row)
 
-        results = await asyncio.gather(*(run_group(g) for g in groups.values()))
-        now = self.clock.now()
-        # One UPDATE per outcome, not per row: the write lock is held for as short as possible.
-        by_outcome: dict[tuple[str, str | None, int], list[int]] = defaultdict(list)
-        for group in results:
-            for row, status, error in group:
-                retry_in = min(60, 2 ** row.attempts) if status == "pending" else 0
-                by_outcome[(status, error, retry_in)].append(row.id)
-        async with self.db.connection() as conn:
-            for (status, error, retry_in), ids in by_outcome.items():
-                values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None,
-                                          "error": error}
-                if status in ("done", "failed"):
-                    values["processed_at"] = now
-                if status == "pending":
-                    values["locked_until"] = now + timedelta(seconds=retry_in)  # retry after a backoff
-                await conn.execute(update(INBOX).where(and_(INBOX.c.id.in_(ids), INBOX.c.locked_by == self.replica))
-                                   .values(**values))
-        for group in results:
-            for row, status, _ in group:
-                self.metrics.processed.labels(status).inc()
-                if status != "pending":
-                    self._notify(row.dedup_key, status == "done")
+        prepared = await asyncio.gather(*(prepare(row) for row in rows))
+        groups: dict[str, list[_Prepared]] = defaultdict(list)
+        for item in prepared:
+            groups[item.row.chat_key or f"row:{item.row.id}"].append(item)
+        n_lanes = 1 if self.db.is_sqlite else max(1, min(self.cfg.workers, len(groups)))
+        lanes: list[list[_Prepared]] = [[] for _ in range(n_lanes)]
+        for group in sorted(groups.values(), key=len, reverse=True):  # a chat's rows stay together, in order
+            min(lanes, key=len).extend(group)
+        for lane in lanes:
+            lane.sort(key=lambda item: item.row.id)
+        await asyncio.gather(*(self.process_batch(lane) for lane in lanes if lane))
 
-    async def _process_one(self, row: Any) -> tuple[Any, str, str | None]:
+    async def process_batch(self, items: list[_Prepared]) -> None:
+        """Process a batch of claimed inbox rows in ONE write transaction (group commit).
+
+        The transaction's shape::
+
+            BEGIN                                  (BEGIN IMMEDIATE on SQLite)
+              for each chat, its rows in order; for each event of a row; for each matching handler:
+                SAVEPOINT
+                  INSERT receipt (event key, handler) ON CONFLICT DO NOTHING  -- present: skip the handler
+                  the handler: its state changes, outbox rows, emitted events, timers
+                RELEASE SAVEPOINT                  (ROLLBACK TO SAVEPOINT when it raised: only that handler's
+                                                    effects are undone; it is retried alone, see Dispatcher)
+              UPDATE the rows: done / pending with a backoff (a transient failure) / failed; enriched payloads
+            COMMIT                                 (one fsync for the whole batch)
+
+        Only after the commit: after-commit hooks and pump kicks, the failed handlers' rollback hooks and the
+        error handler, the metrics, and the callers waiting for a row. A reply therefore never leaves before
+        the state that caused it is durable, and a crash before the commit loses nothing but the batch's work,
+        which the next claim redoes (receipts keep handlers that did commit from running twice).
+
+        On SQLite the transaction holds the one write lock, so it commits early (and goes on in a new one)
+        when a callback's inbox commit is waiting for it, or after ``inbox.batch_max_s``.
+
+        When the transaction itself fails (the commit, a lost connection, a savepoint that could not roll
+        back), nothing of it stays and each of its rows is processed again in a transaction of its own; a
+        row that fails alone is set back to pending (or failed after its attempts).
+        """
+        rest = list(items)
+        while rest:
+            after = AfterCommit()
+            results: list[tuple[Any, str, str | None]] = []
+            opened = time.monotonic()
+            try:
+                async with self.db.session() as session:
+                    for item in rest:
+                        results.append(await self._dispatch_row(session, item, after))
+                        if self._yield_now(opened):
+                            break
+                    await self._mark(session, results)
+            except Exception as exc:
+                taken = rest[:len(results) + 1]
+                rest = rest[len(taken):]
+                await self._one_by_one(taken, exc)
+                continue
+            rest = rest[len(results):]
+            await self._settled(results, after)
+
+    def _yield_now(self, opened: float) -> bool:
+        """Commit the batch so far: a callback's inbox commit waits behind it (SQLite), or it ran long."""
+        held = time.monotonic() - opened
+        return held >= self.cfg.batch_max_s or (held >= 0.02 and self.db.urgent_writer_waiting())
+
+    async def _one_by_one(self, items: list[_Prepared], exc: Exception) -> None:
+        """A batch transaction failed as a whole: each of its rows again in a transaction of its own."""
+        if len(items) > 1:
+            log.warning("a batch of %d inbox rows failed (%s: %s); processing them one by one",
+                        len(items), type(exc).__name__, exc)
+            for item in items:
+                await self.process_batch([item])
+            return
+        row = items[0].row
+        log.error("inbox row %s failed outside its handlers: %s: %s", row.id, type(exc).__name__, exc, exc_info=exc)
+        results = [(row, self._retry_or_fail(row), f"batch: {exc!r}"[:500])]
+        async with self.db.session() as session:
+            await self._mark(session, results)
+        await self._settled(results, AfterCommit())
+
+    async def _settled(self, results: list[tuple[Any, str, str | None]], after: AfterCommit) -> None:
+        """After a commit: the hooks, the metrics, and whoever waits for a row."""
+        await self.dispatcher.finish(after)
+        for row, status, _ in results:
+            self.metrics.processed.labels(status).inc()
+            if status != "pending":
+                self._notify(row.dedup_key, status == "done")
+
+    async def _prepare(self, row: Any) -> _Prepared:
+        """Run the enrichers and decode the row's events (no transaction is open)."""
         payload = dict(row.payload)
+        item = _Prepared(row)
         try:
             for enrich in self.enrichers:
                 changed = await enrich(payload)
                 if changed is not None:
-                    payload = changed
-                    async with self.db.session() as s:
-                        await s.execute(update(INBOX).where(INBOX.c.id == row.id).values(payload=payload))
-            events = events_from_payload(payload, row.dedup_key, row.received_at, self.staff_ids)
+                    payload = item.enriched = changed
+            item.events = events_from_payload(payload, row.dedup_key, row.received_at, self.staff_ids)
         except PayloadError as exc:
             log.warning("inbox row %s has an undecodable payload: %s", row.id, exc)
-            return row, "failed", f"payload: {exc}"
+            item.status, item.error = "failed", f"payload: {exc}"
         except Exception as exc:
             log.exception("enriching inbox row %s failed", row.id)
-            return row, self._retry_or_fail(row), f"enrich: {exc!r}"
-        outcomes: list[Outcome] = []
-        for event in events:
-            outcomes.append(await self.dispatcher.dispatch(event))
-        retry = [o for o in outcomes if o.retry]
+            item.status, item.error = self._retry_or_fail(row), f"enrich: {exc!r}"
+        return item
+
+    async def _dispatch_row(self, session: Any, item: _Prepared, after: AfterCommit) -> tuple[Any, str, str | None]:
+        row = item.row
+        if item.enriched is not None:
+            await session.execute(update(INBOX).where(INBOX.c.id == row.id).values(payload=item.enriched))
+        if item.status is not None:
+            return row, item.status, item.error
+        outcomes = [await self.dispatcher.dispatch_in(session, event, after) for event in item.events]
         errors = "; ".join(e for o in outcomes for e in o.errors) or None
-        if retry:
+        if any(o.retry for o in outcomes):
             return row, self._retry_or_fail(row), errors
         return row, "done", errors
+
+    async def _mark(self, session: Any, results: list[tuple[Any, str, str | None]]) -> None:
+        """Set the rows' outcome, one UPDATE per distinct outcome (not one per row)."""
+        now = self.clock.now()
+        by_outcome: dict[tuple[str, str | None, int], list[int]] = defaultdict(list)
+        for row, status, error in results:
+            retry_in = min(60, 2 ** row.attempts) if status == "pending" else 0
+            by_outcome[(status, error, retry_in)].append(row.id)
+        for (status, error, retry_in), ids in by_outcome.items():
+            values: dict[str, Any] = {"status": status, "locked_by": None, "locked_until": None, "error": error}
+            if status in ("done", "failed"):
+                values["processed_at"] = now
+            if status == "pending":
+                values["locked_until"] = now + timedelta(seconds=retry_in)  # retry after a backoff
+            await session.execute(update(INBOX).where(and_(INBOX.c.id.in_(ids), INBOX.c.locked_by == self.replica))
+                                  .values(**values))
 
     def _retry_or_fail(self, row: Any) -> str:
         return "failed" if row.attempts >= self.max_attempts else "pending"

@@ -22,6 +22,10 @@ class Metrics:
         self.processed = Counter("siyu_processed_total", "Inbox rows processed", ["status"], registry=r)
         self.handler_errors = Counter("siyu_handler_errors_total", "Handler failures", ["handler"], registry=r)
         self.outbox_rows = Gauge("siyu_outbox_rows", "Outbox rows by state", ["state"], registry=r)
+        self.inbox_lag = Gauge("siyu_inbox_lag_seconds", "Age of the oldest inbox event not yet processed",
+                               registry=r)
+        self.outbox_lag = Gauge("siyu_outbox_lag_seconds", "How long the oldest due delivery has waited",
+                                registry=r)
         self.inbox_rows = Gauge("siyu_inbox_rows", "Inbox rows by state", ["state"], registry=r)
         self.sent = Counter("siyu_sent_total", "Delivery attempts by outcome", ["kind", "outcome"], registry=r)
         self.send_latency = Histogram("siyu_send_latency_seconds", "Time a sender took for one delivery",

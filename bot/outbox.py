@@ -257,11 +257,17 @@ class OutboxPump(Pump):
         self.metrics = metrics
         self.replica = replica
         self._sem = asyncio.Semaphore(self.cfg.concurrency)
+        self._outcomes: list[tuple[int, dict[str, Any]]] = []  # (row id, values) of the batch in hand
 
     async def drain_once(self) -> int:
-        """Claim one batch of due deliveries and send them; returns how many were attempted."""
+        """Claim one batch of due deliveries, send them, then record every outcome in one transaction."""
         claimed = await self.claim(self.cfg.batch_size)
-        await asyncio.gather(*(self._deliver_limited(c) for c in claimed))
+        if not claimed:
+            return 0
+        try:
+            await asyncio.gather(*(self._deliver_limited(c) for c in claimed))
+        finally:
+            await self._record_outcomes()
         return len(claimed)
 
     async def _deliver_limited(self, c: Claimed) -> None:
@@ -373,9 +379,19 @@ class OutboxPump(Pump):
             values["last_error"] = error[:2000]
         if next_at is not None:
             values["next_attempt_at"] = next_at
+        self._outcomes.append((d.id, values))
+
+    async def _record_outcomes(self) -> None:
+        """The batch's outcomes in one transaction (one commit for the batch, not one per delivery); a
+        crash before it leaves the rows "sending", retried after their lease (WeCom's duplicate check
+        shows a repeated message/send once)."""
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
         async with self.db.session() as s:
-            await s.execute(update(OUTBOX).where(and_(OUTBOX.c.id == d.id, OUTBOX.c.locked_by == self.replica))
-                            .values(**values))
+            for row_id, values in outcomes:
+                await s.execute(update(OUTBOX).where(and_(OUTBOX.c.id == row_id, OUTBOX.c.locked_by == self.replica))
+                                .values(**values))
 
     async def release(self) -> int:
         async with self.db.session() as s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ REVIEWER = "reviewer"
 ROLES = (ADMIN, OPERATOR, REVIEWER)
 
 GRANTS = RoleGrant.__table__
+_SNAPSHOT = "siyu.roles"  # key of a transaction's copy of the grants in session.info
 
 
 class Roles:
@@ -26,20 +28,40 @@ class Roles:
         self.dialect = dialect
 
     async def of(self, session: Any, user_id: str) -> frozenset[str]:
-        roles = {ADMIN} if user_id in self.admins else set()
-        rows = (await session.execute(select(GRANTS.c.role).where(GRANTS.c.user_id == user_id))).scalars()
-        roles.update(rows)
+        """The user's roles as this transaction sees them.
+
+        The grants are read once per transaction (one query for a whole inbox batch, not one per event
+        and handler) and kept in ``session.info``; grant and revoke drop that copy (read again on the next
+        lookup), and so does a savepoint that rolls back (:meth:`forget`). Another replica's grant is seen by
+        the next transaction that starts after it committed — the same as reading the table each time.
+        """
+        grants = session.info.get(_SNAPSHOT)
+        if grants is None:
+            grants = defaultdict(set)
+            for uid, role in (await session.execute(select(GRANTS.c.user_id, GRANTS.c.role))).all():
+                grants[uid].add(role)
+            session.info[_SNAPSHOT] = grants
+        roles = set(grants.get(user_id, ()))
+        if user_id in self.admins:
+            roles.add(ADMIN)
         return frozenset(roles)
+
+    def forget(self, session: Any) -> None:
+        """Drop this transaction's copy of the grants (read again on the next :meth:`of`)."""
+        session.info.pop(_SNAPSHOT, None)
 
     async def grant(self, session: Any, user_id: str, role: str, by: str) -> bool:
         if role not in ROLES or role == ADMIN:
             raise ValueError(f"role must be one of {', '.join(r for r in ROLES if r != ADMIN)}")
         stmt = insert_ignoring_conflicts(self.dialect, GRANTS, ["user_id", "role"]).values(
             user_id=user_id, role=role, granted_by=by, granted_at=self.clock.now()).returning(GRANTS.c.id)
-        return (await session.execute(stmt)).first() is not None
+        added = (await session.execute(stmt)).first() is not None
+        self.forget(session)
+        return added
 
     async def revoke(self, session: Any, user_id: str, role: str) -> bool:
         res = await session.execute(delete(GRANTS).where(and_(GRANTS.c.user_id == user_id, GRANTS.c.role == role)))
+        self.forget(session)
         return bool(res.rowcount)
 
     async def holders(self, session: Any, role: str | None = None) -> list[tuple[str, str, str]]:

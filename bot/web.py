@@ -302,16 +302,20 @@ async def webhook(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    """200 ``{"status": "ok"}``; 503 ``{"status": "degraded"}`` when the database reads but takes no write
-    (disk full, read-only, locked — callbacks could not be stored), 503 ``{"status": "error"}`` when it cannot
-    be read or the scheduler stopped. Load balancers take a replica out on any status but 2xx."""
+    """200 ``{"status": "ok"}``; 200 ``{"status": "degraded", "inbox_lag_s": …}`` when processing is behind
+    intake past ``inbox.lag_degraded_s`` / ``outbox.lag_degraded_s`` (the replica still acknowledges: taking it
+    out of a load balancer would not shorten the backlog); 503 ``{"status": "degraded"}`` when the database
+    reads but takes no write (disk full, read-only, locked — callbacks could not be stored), 503
+    ``{"status": "error"}`` when it cannot be read or the scheduler stopped. Load balancers take a replica out
+    on any status but 2xx."""
     bot = request.app[BOT]
     status = await bot.health()
-    if status["status"] == "ok":
+    if status["status"] in ("ok", "degraded"):
         problem = await request.app[WRITE_PROBE].check()
         if problem is not None:
             status.update(status="degraded", error=problem)
-    return web.json_response(status, status=200 if status["status"] == "ok" else 503)
+    behind_only = status["status"] == "degraded" and "error" not in status
+    return web.json_response(status, status=200 if status["status"] == "ok" or behind_only else 503)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

@@ -69,6 +69,10 @@ class WriteGate:
     def waiting(self) -> int:
         return sum(1 for f in (*self._urgent, *self._normal) if not f.done())
 
+    @property
+    def urgent_waiting(self) -> bool:
+        return any(not f.done() for f in self._urgent)
+
     async def acquire(self, urgent: bool = False) -> None:
         if not self._held:  # free: release() hands a held gate straight to a waiter, so none is waiting
             self._held = True
@@ -133,6 +137,11 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def urgent_writer_waiting(self) -> bool:
+        """An urgent writer (the inbox commit a callback's 200 waits for) waits for this process's write
+        transaction (SQLite); a long transaction should commit what it has and let it in."""
+        return self._write_lock is not None and self._write_lock.urgent_waiting
 
     @contextlib.asynccontextmanager
     async def _writing(self, urgent: bool = False) -> AsyncIterator[None]:
