@@ -26,6 +26,7 @@ CLI_MODULES: list[str] = [
     "bot.knowledge.cli",
     "bot.compliance.cli",
     "bot.sop.cli",
+    "bot.access.cli",
 ]
 
 EPILOG = """\

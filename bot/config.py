@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
+from bot.access.config import ConsoleConfig
 from bot.compliance.config import ModerationConfig
 from bot.configbase import Section, check_duration
 from bot.knowledge.config import KnowledgeConfig
@@ -109,10 +110,6 @@ class WebhookConfig(Section):
     secret: SecretStr = SecretStr("")
     max_clock_skew_s: int = Field(300, ge=0, description="events need a \"time\" within this many seconds of "
                                                          "now; 0 turns the check off")
-
-
-class ConsoleConfig(Section):
-    format: Literal["text", "json"] = "text"
 
 
 class BotConfig(Section):

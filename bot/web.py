@@ -334,6 +334,10 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time * 1000)
 
 
+async def to_console(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/console/")
+
+
 def create_web_app(bot: BotApp, *, manage_lifecycle: bool = True) -> web.Application:
     app = web.Application(client_max_size=bot.config.server.max_body_bytes)
     app[BOT] = bot
@@ -354,6 +358,11 @@ def create_web_app(bot: BotApp, *, manage_lifecycle: bool = True) -> web.Applica
     app.router.add_get("/metrics", metrics)
     for method, path, handler in bot.http_routes:
         app.router.add_route(method, path, handler)
+    if cfg.console.enabled:
+        from bot.pages.app import create_console_app  # the console's libraries load only when it is on
+
+        app.router.add_get("/console", to_console)
+        app.add_subapp("/console", create_console_app(bot))
 
     if manage_lifecycle:
         async def lifecycle(_app: web.Application) -> AsyncIterator[None]:

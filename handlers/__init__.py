@@ -5,12 +5,13 @@ not by this list; the list decides only the order of ``install`` (services a
 later feature looks up must be provided by an earlier one).
 """
 
+from bot.access import feature as access_feature
 from bot.compliance import feature as compliance_feature
 from bot.feature import Feature, Setup
 from bot.knowledge import feature as knowledge_feature
 from bot.sop import feature as sop_feature
 from bot.tiers import feature as tiers_feature
-from handlers import admin, knowledge, moderation, moments, sop, tiers
+from handlers import access, admin, knowledge, moderation, moments, sop, tiers
 
 BY_NAME: dict[str, Feature | Setup] = {
     "moderation": Feature("moderation", routers=[moderation.router], install=compliance_feature.install,
@@ -24,6 +25,8 @@ BY_NAME: dict[str, Feature | Setup] = {
                    about="SOP scripts: runs started and stopped by events, /sop"),
     "moments": Feature("moments", routers=[moments.router], install=sop_feature.install_moments,
                        about="the Moments (朋友圈) calendar: publishing, /moments"),
+    "access": Feature("access", routers=[access.router], install=access_feature.install,
+                      about="the web console's sign-in links (/console invite)"),
 }
 FEATURES: list[Feature | Setup] = list(BY_NAME.values())
 

@@ -29,6 +29,7 @@ MODEL_MODULES: list[str] = [
     "bot.tiers.models",
     "bot.compliance.models",
     "bot.sop.models",
+    "bot.access.models",
 ]
 
 _MIGRATION_LOCK = 7_264_001  # pg_advisory_xact_lock key: one replica migrates at a time

@@ -1,0 +1,1 @@
+"""The web console under /console: pages for operators and reviewers (see bot.pages.app)."""
