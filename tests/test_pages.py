@@ -14,8 +14,7 @@ from bot.access import ACCESS
 from bot.access.models import ConsoleSession
 from bot.app import BotApp
 from bot.storage.models import AuditLog
-from tests.harness import Harness
-from tests.web import serve
+from bot.testing import Harness, serve
 
 VENDOR = Path(__file__).resolve().parent.parent / "bot" / "pages" / "static" / "vendor"
 
