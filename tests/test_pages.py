@@ -170,3 +170,45 @@ async def test_console_can_be_switched_off(make_bot: Callable[..., BotApp], make
     app = make_bot(cfg=make_config(CONSOLE__ENABLED="false"))
     async with serve(app) as c:
         assert (await c.get("/console/", allow_redirects=False)).status == 404
+
+
+async def test_knowledge_pages_search_try_and_edit_through_the_chat_command(client: TestClient,
+                                                                            harness: Harness) -> None:
+    csrf = await sign_in(client, harness.app, "op1")
+    html = await (await client.get("/console/knowledge?q=退款")).text()
+    assert "refund" in html
+    tried = await client.post("/console/knowledge/try", data={"text": "怎么退款", "csrf": csrf})
+    assert tried.status == 200 and "会回答" in await tried.text()
+    r = await client.post("/console/knowledge/entry/refund-policy/edit",
+                          data={"field": "答案", "value": "退款请联系小茶，三天内到账。", "csrf": csrf})
+    page = await r.text()
+    assert r.status == 200 and "已修改" in page, page
+    await harness.app.settle()
+    (answer,) = await harness.say_texts("怎么退款", group=False, sender="wmBob", name="Bob")
+    assert "三天内到账" in answer  # the bot answers members with the edited entry
+    async with harness.app.db.read() as s:
+        rows = [(a.command, a.outcome, a.actor, a.chat_id) for a in (await s.execute(AuditLog.__table__.select())).all()]
+    assert ("kb edit", "ok", "op1", "console:op1") in rows
+
+
+async def test_a_page_edit_is_checked_like_the_chat_command(client: TestClient, harness: Harness) -> None:
+    csrf = await sign_in(client, harness.app, "op1")
+    r = await client.post("/console/knowledge/entry/refund-policy/edit",
+                          data={"field": "匹配", "value": "sometimes", "csrf": csrf})
+    page = await r.text()
+    assert "❌" in page and "已修改" not in page
+    await client.post("/console/knowledge/entry/refund-policy/edit",
+                      data={"field": "答案", "value": "{{ 'a' * 10**9 }}", "csrf": csrf})
+    await harness.app.settle()
+    sent = await harness.say("怎么退款", group=False, sender="wmBob", name="Bob")
+    assert len(sent) <= 1 and all("a" * 1000 not in d.text for d in sent)  # the render budget: no flood
+
+
+async def test_reviewers_cannot_use_operator_actions(client: TestClient, harness: Harness) -> None:
+    csrf = await sign_in(client, harness.app, "rev1")
+    r = await client.post("/console/knowledge/entry/refund-policy/edit",
+                          data={"field": "答案", "value": "x", "csrf": csrf})
+    assert r.status == 403
+    r = await client.post("/console/knowledge/try", data={"text": "怎么退款", "csrf": csrf},
+                          headers={"Accept": "application/json"})
+    assert r.status == 403

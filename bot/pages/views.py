@@ -18,6 +18,7 @@ from aiohttp_session import get_session, new_session
 from bot.access import ACCESS
 from bot.access.service import AccessDenied
 from bot.pages import security
+from bot.pages.actions import run_command
 from bot.pages.security import client_ip, csrf_token, requires
 from bot.roles import OPERATOR, REVIEWER
 from bot.wecomapi import WECOM_API, WeComError
@@ -155,6 +156,16 @@ async def overview(request: web.Request) -> dict[str, Any]:
     return {"page": "overview", "health": await bot.health(), "outbox": await bot.outbox.counts()}
 
 
+@requires(OPERATOR, REVIEWER)
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """The console's 确认 button: ``/confirm CODE`` for a command that asked for it on the page."""
+    form = await request.post()
+    code, back = str(form.get("code", "")), safe_next(str(form.get("back", "")))
+    outcome = await run_command(bot_of(request), request[security.STAFF], f"confirm {code}")
+    return aiohttp_jinja2.render_template("outcome.html", request, {"page": "", "title": "确认", "outcome": outcome,
+                                                                     "back": back})
+
+
 def _empty(page: str, title: str, what: str) -> Any:
     @aiohttp_jinja2.template("empty.html")
     async def view(request: web.Request) -> dict[str, Any]:
@@ -165,6 +176,9 @@ def _empty(page: str, title: str, what: str) -> Any:
 
 
 def add_routes(app: web.Application) -> None:
+    from bot.pages import knowledge  # each page family registers its own routes
+
+    knowledge.add_routes(app)
     r = app.router
     r.add_get("/login", login_page)
     r.add_get("/login/link/{token}", link_page)
@@ -172,9 +186,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/login/wecom", wecom_start)
     r.add_get("/login/wecom/callback", wecom_callback)
     r.add_post("/logout", sign_out)
+    r.add_post("/confirm", confirm)
     r.add_get("/", overview)
     r.add_get("/alerts", requires(REVIEWER)(_empty("alerts", "合规告警", "员工对客户说了敏感词时的告警队列")))
-    r.add_get("/knowledge", requires(OPERATOR)(_empty("knowledge", "知识库", "知识条目、试问和未答问题")))
     r.add_get("/sop", requires(OPERATOR)(_empty("sop", "SOP 与朋友圈", "脚本、运行时间线和朋友圈周历")))
     r.add_get("/members", requires(OPERATOR)(_empty("members", "成员", "成员档案、积分和备注")))
     r.add_get("/handoffs", requires(OPERATOR)(_empty("handoffs", "转人工", "等待人工接待的成员")))
