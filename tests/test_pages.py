@@ -212,3 +212,94 @@ async def test_reviewers_cannot_use_operator_actions(client: TestClient, harness
     r = await client.post("/console/knowledge/try", data={"text": "怎么退款", "csrf": csrf},
                           headers={"Accept": "application/json"})
     assert r.status == 403
+
+
+async def raise_alert(harness: Harness) -> int:
+    from bot.compliance.store import ALERTS
+
+    await harness.say("请问这款茶怎么泡？", mention=False)
+    await harness.say("您好，加 我 v x 吧，私下给您优惠", sender="staff01", name="张三", staff=True, mention=False)
+    async with harness.app.db.read() as s:
+        return int((await s.execute(ALERTS.select().order_by(ALERTS.c.id.desc()))).first().id)
+
+
+async def test_a_reviewer_works_the_alert_queue(client: TestClient, harness: Harness) -> None:
+    alert_id = await raise_alert(harness)
+    csrf = await sign_in(client, harness.app, "rev1")
+    queue = await (await client.get("/console/alerts")).text()
+    assert f"#{alert_id}" in queue and "私下联系" in queue
+    assert f"#{alert_id}" not in await (await client.get("/console/alerts?category=nosuch")).text()
+    page = await (await client.get(f"/console/alerts/{alert_id}")).text()
+    assert "<mark>加 我 v x</mark>" in page and "请问这款茶怎么泡？" in page  # the span and the context
+    r = await client.post(f"/console/alerts/{alert_id}", data={"action": "resolve", "note": "已提醒员工", "csrf": csrf})
+    assert "已处理" in await r.text()
+    from bot.compliance.store import ALERTS
+
+    async with harness.app.db.read() as s:
+        row = (await s.execute(ALERTS.select().where(ALERTS.c.id == alert_id))).first()
+    assert (row.status, row.resolved_by, row.note) == ("resolved", "rev1", "已提醒员工")
+    (text,) = await harness.say_texts(f"/alerts show {alert_id}", sender="rev1", group=False, staff=True)
+    assert "rev1" in text  # the chat command sees what the page did
+    csv_text = (await (await client.get("/console/alerts.csv?status=all")).read()).decode("utf-8-sig")
+    assert csv_text.splitlines()[0].startswith("编号,时间,状态") and str(alert_id) in csv_text
+
+
+async def test_bulk_acknowledge_runs_the_command_for_each(client: TestClient, harness: Harness) -> None:
+    first = await raise_alert(harness)
+    await harness.say("微信转账给我吧", sender="staff02", name="李四", staff=True, mention=False, chat="g2")
+    csrf = await sign_in(client, harness.app, "rev1")
+    from bot.compliance.store import ALERTS
+
+    async with harness.app.db.read() as s:
+        ids = [r.id for r in (await s.execute(ALERTS.select().where(ALERTS.c.status == "open"))).all()]
+    assert first in ids
+    r = await client.post("/console/alerts/ack", data=[("csrf", csrf), *[("id", str(i)) for i in ids]])
+    assert f"已确认 {len(ids)} 条" in await r.text()
+    async with harness.app.db.read() as s:
+        assert {r.status for r in (await s.execute(ALERTS.select().where(ALERTS.c.id.in_(ids)))).all()} == {"acked"}
+        audits = [a for a in (await s.execute(AuditLog.__table__.select())).all() if a.command == "alerts ack"]
+    assert len(audits) == len(ids) and {a.actor for a in audits} == {"rev1"}
+
+
+async def test_operators_cannot_open_the_alert_queue(client: TestClient, harness: Harness) -> None:
+    await sign_in(client, harness.app, "op1")
+    assert (await client.get("/console/alerts")).status == 403
+    assert (await client.get("/console/alerts.csv")).status == 403
+
+
+async def test_an_operator_finds_a_member_and_grants_points(client: TestClient, harness: Harness) -> None:
+    await harness.say("大家好，我是新来的", sender="wmBob", name="Bob", mention=False)
+    csrf = await sign_in(client, harness.app, "op1")
+    found = await (await client.get("/console/members?q=Bo")).text()
+    assert "/console/members/wmBob" in found
+    profile = await (await client.get("/console/members/wmBob")).text()
+    assert "Bob" in profile and "积分流水" in profile
+    r = await client.post("/console/members/wmBob/points", data={"points": "20", "reason": "分享了使用心得",
+                                                                  "csrf": csrf})
+    page = await r.text()
+    assert "分享了使用心得" in page and "+20" in page
+    (card,) = await harness.say_texts("/tier show @wmBob", sender="op1", staff=True, group=False)
+    assert "20" in card
+    r = await client.post("/console/members/wmBob/points", data={"points": "lots", "reason": "x", "csrf": csrf})
+    assert "应是整数" in await r.text()  # the command's own usage error, nothing changed
+    assert (await client.get("/console/members/nobody")).status == 404
+
+
+async def test_sop_runs_and_the_moments_week_on_pages(client: TestClient, harness: Harness) -> None:
+    await harness.join("wmBob", "Bob", chat="g1", chat_name="新人群")  # the newcomer script starts for the group
+    csrf = await sign_in(client, harness.app, "op1")
+    page = await (await client.get("/console/sop")).text()
+    assert "正在运行" in page
+    from bot.sop.store import RUNS
+
+    async with harness.app.db.read() as s:
+        run = (await s.execute(RUNS.select().order_by(RUNS.c.id))).first()
+    assert run is not None, "the example newcomer script runs on a join"
+    timeline = await (await client.get(f"/console/sop/runs/{run.id}")).text()
+    assert "接下来" in timeline and "已经发生" in timeline
+    r = await client.post(f"/console/sop/runs/{run.id}", data={"action": "pause", "csrf": csrf})
+    assert "已暂停" in await r.text()
+    async with harness.app.db.read() as s:
+        assert (await s.execute(RUNS.select().where(RUNS.c.id == run.id))).first().status == "paused"
+    week = await (await client.get("/console/moments")).text()
+    assert "朋友圈周历" in week

@@ -83,6 +83,20 @@ class Observation:
     queued: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts a reviewer looks at: status ("" or "all": every one a reviewer sees), category, level,
+    staff member, chat, and created within [since, until)."""
+
+    status: str = "open"
+    category: str = ""
+    level: str = ""
+    staff: str = ""
+    chat: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 @dataclass(slots=True)
 class AlertChange:
     """What a reviewer's ``/alerts ack|resolve|fp`` did (the values of ``moderation/alert_done.j2``)."""
@@ -227,6 +241,14 @@ class Moderation:
         page = min(max(1, page), pages)
         rows = await self.store.alerts_page(session, scope, (page - 1) * size, size)
         return {"rows": rows, "total": total, "page": page, "pages": pages, "scope": scope}
+
+    async def find_alerts(self, session: Any, where: AlertFilter, page: int = 1,
+                          size: int | None = None) -> dict[str, Any]:
+        """The reviewers' queue on the console: alerts by state, category, level, staff, chat and date."""
+        size = size or self.cfg.page_size
+        total, rows = await self.store.find_alerts(session, where, (max(1, page) - 1) * size, size)
+        return {"rows": rows, "total": total, "page": max(1, page), "pages": max(1, math.ceil(total / size)),
+                "categories": await self.store.alert_categories(session)}
 
     async def alert(self, session: Any, alert_id: int) -> Any:
         return await self.store.alert(session, alert_id)

@@ -18,7 +18,7 @@ from bot.storage.models import KeyValue
 from moderation.lexicon import DbWord
 
 if TYPE_CHECKING:
-    from bot.compliance.service import Observed
+    from bot.compliance.service import AlertFilter, Observed
     from bot.storage.db import Database
 
 MESSAGES = ModerationMessage.__table__
@@ -116,6 +116,32 @@ class Store:
     async def alerts_page(self, session: Any, scope: str, offset: int, limit: int) -> list[Any]:
         q = select(ALERTS).where(self._scope(scope)).order_by(ALERTS.c.id.desc()).offset(offset).limit(limit)
         return list((await session.execute(q)).all())
+
+    async def find_alerts(self, session: Any, where: AlertFilter, offset: int, limit: int) -> tuple[int, list[Any]]:
+        """(how many match, one page of them newest first) — the reviewers' queue with its filters."""
+        cond = and_(*self._conditions(where))
+        total = int((await session.execute(select(func.count()).select_from(ALERTS).where(cond))).scalar_one())
+        rows = (await session.execute(select(ALERTS).where(cond).order_by(ALERTS.c.id.desc())
+                                      .offset(offset).limit(limit))).all()
+        return total, list(rows)
+
+    async def alert_categories(self, session: Any) -> list[str]:
+        return [r[0] for r in (await session.execute(select(ALERTS.c.category).distinct()
+                                                     .order_by(ALERTS.c.category))).all()]
+
+    @staticmethod
+    def _conditions(where: AlertFilter) -> list[Any]:
+        conds: list[Any] = [ALERTS.c.status != "noted"] if where.status in ("", "all") else \
+            [ALERTS.c.status == where.status]
+        for column, value in ((ALERTS.c.category, where.category), (ALERTS.c.level, where.level),
+                              (ALERTS.c.sender_id, where.staff), (ALERTS.c.chat_id, where.chat)):
+            if value:
+                conds.append(column == value)
+        if where.since is not None:
+            conds.append(ALERTS.c.created_at >= where.since)
+        if where.until is not None:
+            conds.append(ALERTS.c.created_at < where.until)
+        return conds
 
     @staticmethod
     def _scope(scope: str) -> Any:

@@ -176,9 +176,12 @@ def _empty(page: str, title: str, what: str) -> Any:
 
 
 def add_routes(app: web.Application) -> None:
-    from bot.pages import knowledge  # each page family registers its own routes
+    from bot.pages import alerts, knowledge, members, sop  # each page family registers its own routes
 
+    alerts.add_routes(app)
     knowledge.add_routes(app)
+    members.add_routes(app)
+    sop.add_routes(app)
     r = app.router
     r.add_get("/login", login_page)
     r.add_get("/login/link/{token}", link_page)
@@ -188,7 +191,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/logout", sign_out)
     r.add_post("/confirm", confirm)
     r.add_get("/", overview)
-    r.add_get("/alerts", requires(REVIEWER)(_empty("alerts", "合规告警", "员工对客户说了敏感词时的告警队列")))
-    r.add_get("/sop", requires(OPERATOR)(_empty("sop", "SOP 与朋友圈", "脚本、运行时间线和朋友圈周历")))
-    r.add_get("/members", requires(OPERATOR)(_empty("members", "成员", "成员档案、积分和备注")))
     r.add_get("/handoffs", requires(OPERATOR)(_empty("handoffs", "转人工", "等待人工接待的成员")))

@@ -337,6 +337,17 @@ class Ladder:
             "member": Actor(id=m.id, name=m.name),
         }
 
+    async def search(self, session: Any, text: str, limit: int = 50) -> list[Any]:
+        """Members whose id or name contains ``text`` (the console's member search)."""
+        return list(await self.store.search_members(session, text.strip()[:64], limit))
+
+    async def history(self, session: Any, member_id: str, *, entries: int = 30, changes: int = 20) -> dict[str, Any]:
+        """A member's ledger entries and tier changes, newest first (the console's profile)."""
+        return {"entries": await self.store.recent_entries(session, member_id, entries),
+                "changes": await self.store.recent_changes(session, member_id, changes),
+                "groups": await self.store.member_groups(session, member_id),
+                "tags": await self.store.member_tags(session, member_id)}
+
     async def leaders(self, session: Any, chat_id: str) -> list[Any]:
         """The group's top customers by points (``/rank``)."""
         return list(await self.store.leaders(session, chat_id, self.app.config.tiers.leaderboard_size))

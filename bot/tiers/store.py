@@ -81,6 +81,14 @@ class TiersStore:
             return list(rows)
         return list((await session.execute(select(MEMBER).where(MEMBER.c.name == who).limit(limit))).all())
 
+    async def search_members(self, session: Any, text: str, limit: int) -> Sequence[Any]:
+        """Members (not staff) whose id or name contains ``text``, most recently active first."""
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        cond = and_(MEMBER.c.staff.is_(False), (MEMBER.c.id.like(like, escape="\\") |
+                                                 MEMBER.c.name.like(like, escape="\\")))
+        return (await session.execute(select(MEMBER).where(cond).order_by(
+            MEMBER.c.last_active_at.desc().nulls_last(), MEMBER.c.id).limit(limit))).all()
+
     async def members_after(self, session: Any, last: str, limit: int) -> Sequence[Any]:
         """The next ``limit`` members by id after ``last`` (a walk over everyone)."""
         return (await session.execute(select(MEMBER).where(MEMBER.c.id > last).order_by(MEMBER.c.id)
