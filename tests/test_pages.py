@@ -187,7 +187,8 @@ async def test_knowledge_pages_search_try_and_edit_through_the_chat_command(clie
     (answer,) = await harness.say_texts("怎么退款", group=False, sender="wmBob", name="Bob")
     assert "三天内到账" in answer  # the bot answers members with the edited entry
     async with harness.app.db.read() as s:
-        rows = [(a.command, a.outcome, a.actor, a.chat_id) for a in (await s.execute(AuditLog.__table__.select())).all()]
+        audits = (await s.execute(AuditLog.__table__.select())).all()
+    rows = [(a.command, a.outcome, a.actor, a.chat_id) for a in audits]
     assert ("kb edit", "ok", "op1", "console:op1") in rows
 
 
