@@ -89,3 +89,72 @@ def test_sign_in_with_a_link_see_the_overview_and_sign_out(server: Server, tmp_p
     page.get_by_role("button", name="登录").click()
     assert page.get_by_role("alert").inner_text().startswith("登录链接无效")
     assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def _event(event_id: str, text: str, *, sender: str, name: str, staff: bool, chat: str = "g1",
+           group: bool = True) -> dict[str, object]:
+    import time as _time
+
+    return {"id": event_id, "type": "message", "time": int(_time.time()),
+            "chat": {"id": chat if group else sender, "type": "group" if group else "single",
+                     "name": "新人群" if group else name},
+            "sender": {"id": sender, "name": name, "staff": staff}, "text": text, "mentions_bot": not group}
+
+
+def _alert_status(db: Path, alert_id: int) -> str:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute("SELECT status FROM moderation_alert WHERE id = ?", (alert_id,)).fetchone()[0])
+
+
+def test_reviewer_and_operator_work_in_the_browser(tmp_path: Path, browser: object) -> None:
+    db = tmp_path / "console.db"
+    srv = Server(f"sqlite:///{db}", tmp_path, SIYU_BOT__ADMINS='["admin01"]', SIYU_MOMENTS__APPROVAL="true")
+    try:
+        base = f"http://127.0.0.1:{srv.port}"
+        # A staff member writes something that breaks the rules: a signed callback raises an alert.
+        srv.post(_event("evt-alert-1", "您好，加 我 v x 吧，私下给您优惠", sender="staff01", name="张三", staff=True))
+        srv.wait_for(lambda: any("加我微信" in str(d.get("text", "")) for d in srv.deliveries()), within=60)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        page.goto(invite_link(srv, tmp_path))
+        page.get_by_role("button", name="登录").click()
+        page.wait_for_url(f"{base}/console/")
+        # Reviewer: the queue, the alert with its marked span, acknowledge it.
+        page.goto(f"{base}/console/alerts")
+        page.screenshot(path=str(ARTIFACTS / "alerts-queue.png"), full_page=True)
+        page.get_by_role("link", name="#1").click()
+        assert page.locator("mark").inner_text() == "加 我 v x"
+        page.get_by_role("button", name="确认收到").click()
+        page.get_by_role("status").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "alert.png"), full_page=True)
+        assert _alert_status(db, 1) == "acked"
+        srv.post(_event("evt-show-1", "/alerts show 1", sender="admin01", name="管理员", staff=True, group=False))
+        srv.wait_for(lambda: any("预警 #1 [已确认]" in str(d.get("text", "")) for d in srv.deliveries()), within=60)
+        # Operator: edit a knowledge entry, then a member asks and gets the new answer through the pipeline.
+        page.goto(f"{base}/console/knowledge/entry/refund-policy")
+        page.get_by_label("字段").select_option("答案")
+        page.locator("textarea[name=value]").fill("退款请直接找小茶，审核通过后三个工作日内原路退回。")
+        page.get_by_role("button", name="保存修改").click()
+        page.get_by_role("status").wait_for()
+        assert "已修改" in page.get_by_role("status").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "knowledge-entry.png"), full_page=True)
+        page.goto(f"{base}/console/knowledge")
+        page.get_by_placeholder("例如：多久能发货").fill("怎么退款")
+        page.get_by_role("button", name="试一试").click()
+        page.locator("#try-result .badge").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "knowledge.png"), full_page=True)
+        srv.post(_event("evt-ask-1", "怎么退款", sender="wmBob", name="Bob", staff=False, group=False))
+        srv.wait_for(lambda: any("三个工作日内原路退回" in str(d.get("text", "")) for d in srv.deliveries()),
+                     within=60)
+        # Moments: the week as a calendar; approve the first day that waits.
+        page.goto(f"{base}/console/moments")
+        page.get_by_role("button", name="审批这天").first.click()
+        page.get_by_role("status").wait_for()
+        assert "已审批" in page.content()
+        page.screenshot(path=str(ARTIFACTS / "moments.png"), full_page=True)
+        for path in ("sop", "members"):
+            page.goto(f"{base}/console/{path}")
+            page.screenshot(path=str(ARTIFACTS / f"{path}.png"), full_page=True)
+    finally:
+        srv.stop()
