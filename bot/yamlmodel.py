@@ -36,11 +36,14 @@ class FileModel(BaseModel):
 
     ``unknown_key`` words the problem of an unknown key where a contract says it its own way
     (``"等级的未知字段 {key}（可用：{known}）"``; ``{parent}`` is the key that holds it); empty:
-    the generic "不认识的键 … 是不是 …？".
+    the generic "未知字段 X（是不是 Y？）", after ``key_label``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     unknown_key: ClassVar[str] = ""
+
+    #: How a problem about an unknown key of this mapping starts (``"week："``: which mapping it is in).
+    key_label: ClassVar[str] = ""
 
 
 def _keys_of(model: type[BaseModel] | None) -> list[str]:
@@ -85,15 +88,15 @@ def _message(model: type[BaseModel], err: dict[str, Any], loc: tuple[Key, ...]) 
     if kind == "missing":
         return f"缺少 {name}"
     if kind == "extra_forbidden":
-        owner = _model_at(model, loc)
-        known = _keys_of(owner)
-        wording = getattr(owner, "unknown_key", "")
+        holder = _model_at(model, loc)
+        known = _keys_of(holder)
+        wording = getattr(holder, "unknown_key", "")
         if wording:
             parent = next((str(p) for p in reversed(loc[:-1]) if isinstance(p, str)), "")
             return wording.format(key=loc[-1], known=", ".join(known), parent=parent)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"（是不是 {close[0]}？）" if close else (f"（可用字段：{', '.join(known)}）" if known else "")
-        return f"未知字段 {loc[-1]}{hint}"
+        return f"{getattr(holder, 'key_label', '')}未知字段 {loc[-1]}{hint}"
     if kind in ("string_type", "str_type"):
         return f"{name} 应是文字，收到{kind_of(value)}（数字或 yes/no 请加引号）"
     if kind in ("int_type", "int_parsing", "int_from_float"):

@@ -62,3 +62,21 @@ def test_a_missing_list_and_a_too_long_text() -> None:
     assert problems("id: a\n") == ["s.yaml:1: 缺少 steps"]
     assert problems("id: a\nsteps:\n  - at: +1m\n    text: " + "长" * 21 + "\n") == [
         "s.yaml:4: text 太长（最多 20 字）"]
+
+
+class Labelled(FileModel):
+    key_label = "时段："
+
+    time: str
+
+
+class Plan(FileModel):
+    slots: list[Labelled]
+
+
+def test_a_model_names_the_mapping_an_unknown_key_is_in() -> None:
+    data, lines = load_yaml("slots:\n  - time: '08:30'\n    tim: x\nslot: []\n", "p.yaml")
+    with pytest.raises(FileProblems) as exc:
+        validate(Plan, data, lines)
+    assert [str(p) for p in exc.value.problems] == [
+        "p.yaml:3: 时段：未知字段 tim（是不是 time？）", "p.yaml:4: 未知字段 slot（是不是 slots？）"]
