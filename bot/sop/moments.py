@@ -16,21 +16,37 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from bot.sop.script import TEMPLATE_RX, _strings, _template_error, _unknown, parse_attachments
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from bot.sop.contract import (
+    Images,
+    Links,
+    Name,
+    Refused,
+    Staff,
+    Units,
+    attachments,
+    inline_text,
+    names,
+    one_text,
+    refused,
+    template_file,
+    too_many_attachments,
+)
+from bot.sop.script import TEMPLATE_RX
 from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, at_local, parse_clock
-from bot.yamldoc import FileProblems, Lines, Problem, kind_of, load_yaml, read_text
+from bot.yamldoc import FileProblems, Problem, load_yaml, read_text
+from bot.yamlmodel import FileModel
 
 if TYPE_CHECKING:
     from bot.templates import Templates
 
-TOP_FIELDS = ("approval", "staff", "audience", "week", "overrides", "campaigns")
-SLOT_FIELDS = ("id", "time", "theme", "text", "template", "images", "links", "audience", "staff", "via")
-OVERRIDE_FIELDS = ("date", "note", "skip", "slots")
-CAMPAIGN_FIELDS = ("id", "name", "from", "to", "slots")
 MOMENT_VIAS = ("moment_task", "remind_staff")
+MAX_MOMENT_TEXT = 2000
+Clock = time
 ORIGIN_NAMES = {"weekly": "周计划", "override": "节日安排", "campaign": "活动", "chat": "聊天设置"}
 
 
@@ -188,7 +204,11 @@ def slot_text(templates: Templates, slot: Slot, day: date) -> str:
                                    theme=slot.theme, slot={"id": slot.id, "time": slot.hhmm, "theme": slot.theme})
 
 
-# ── parsing ────────────────────────────────────────────────────────────────────
+# ── the file contract ──────────────────────────────────────────────────────────
+#
+# The calendar is checked unit by unit (bot.sop.contract.Units): its own fields
+# (CalendarModel), the week (WeekModel), each override and campaign, and each
+# slot (SlotModel); then the rules across them (ids and dates used once).
 
 
 def _date(value: Any) -> date | None:
@@ -204,113 +224,335 @@ def _date(value: Any) -> date | None:
     return None
 
 
-class _Parser:
-    def __init__(self, lines: Lines, templates: Templates | None, templates_dir: Path | None,
-                 sources: dict[str, str]) -> None:
-        self.lines = lines
-        self.templates = templates
-        self.templates_dir = templates_dir
-        self.sources = sources
-        self.problems: list[Problem] = []
+def slot_items(value: Any) -> list[Any]:
+    """A list of slots (absent: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("应是时段列表（每项 {time: …, text: …}）")
+    return value
 
-    def problem(self, message: str, *keys: Any) -> None:
-        self.problems.append(self.lines.problem(message, *keys))
 
-    def audience(self, raw: Any, *keys: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        if raw is None:
-            return (), ()
+def _listed(shape: Any, value: Any) -> list[Any]:
+    """``value`` as ``shape`` accepts it, or nothing (the unit's own check names the problem)."""
+    try:
+        return shape(value)
+    except ValueError:
+        return []
+
+
+class AudienceModel(FileModel):
+    """``audience: {tags: [标签], tiers: [等级]}`` (neither: every customer)."""
+
+    key_label: ClassVar[str] = "audience："
+
+    tags: Annotated[tuple[Name, ...], names("audience.tags")] = ()
+    tiers: Annotated[tuple[Name, ...], names("audience.tiers")] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, raw: Any) -> Any:
         if not isinstance(raw, dict):
-            self.problem("audience 应写成 {tags: [标签], tiers: [等级]}（都不写 = 全部客户）", *keys)
-            return (), ()
-        for k in raw:
-            if k not in ("tags", "tiers"):
-                self.problem(_unknown(k, ("tags", "tiers"), "audience："), *keys, k)
-        return (_strings(raw.get("tags"), "audience.tags", self.lines, self.problems, *keys, "tags"),
-                _strings(raw.get("tiers"), "audience.tiers", self.lines, self.problems, *keys, "tiers"))
+            raise ValueError("audience 应写成 {tags: [标签], tiers: [等级]}（都不写 = 全部客户）")
+        return raw
 
-    def slot(self, raw: Any, default_id: str, origin: str, *keys: Any, campaign: str = "") -> Slot | None:
+
+class SlotModel(FileModel):
+    """One slot: a time of day and what is posted then."""
+
+    key_label: ClassVar[str] = "时段："
+
+    id: Any = None
+    time: Clock = Field(default="", validate_default=True)
+    theme: Any = ""
+    text: str | None = None
+    template: str | None = None
+    images: Images = ()
+    links: Links = ()
+    audience: AudienceModel | None = None
+    staff: Staff = ()
+    via: Any = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _what_a_slot_needs(cls, raw: Any) -> Any:
         if not isinstance(raw, dict):
-            self.problem("每个时段应是映射：{time: \"08:30\", theme: …, text: …}", *keys)
-            return None
-        for k in raw:
-            if k not in SLOT_FIELDS:
-                self.problem(_unknown(k, SLOT_FIELDS, "时段："), *keys, k)
+            raise ValueError("每个时段应是映射：{time: \"08:30\", theme: …, text: …}")
+        raw = one_text(raw)
+        if raw.get("text") is None and raw.get("template") is None:
+            raw = {**raw, "text": Refused("时段需要 text（文案）或 template（模板文件名）")}
+        return raw
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Clock:
         try:
-            at = parse_clock(raw.get("time", ""))
+            return parse_clock(v)
         except ValueError as exc:
-            self.problem(f"time：{exc}", *keys, "time")
-            return None
-        sid = raw.get("id", f"{default_id}-{at.strftime('%H%M')}")
-        if not isinstance(sid, str) or not sid.strip() or len(sid) > 64:
-            self.problem("时段 id 应是不超过 64 个字符的文字", *keys, "id")
-            return None
-        theme = raw.get("theme", "")
-        if not isinstance(theme, str):
-            self.problem("theme 应是文字", *keys, "theme")
-            theme = ""
-        source, template = "", ""
-        text, tpl = raw.get("text"), raw.get("template")
-        if text is not None and tpl is not None:
-            self.problem("text 和 template 只能写一个", *keys, "template")
-        elif text is not None:
-            if not isinstance(text, str) or not text.strip():
-                self.problem(f"text 应是非空文字，收到{kind_of(text)}", *keys, "text")
-            else:
-                source = text.strip()
-                if len(source) > 2000:
-                    self.problem(f"朋友圈文字最多 2000 字，这里有 {len(source)} 字", *keys, "text")
-                bad = _template_error(self.templates, source)
-                if bad:
-                    self.problem(f"text 模板有误：{bad}", *keys, "text")
-        elif tpl is not None:
-            if not isinstance(tpl, str) or not TEMPLATE_RX.fullmatch(tpl) or ".." in tpl:
-                self.problem("template 应是 sop_templates/templates/ 下的 .j2 文件名", *keys, "template")
-            elif tpl in self.sources:
-                source, template = self.sources[tpl], tpl
-            elif self.templates_dir is None:
-                self.problem(f"模板 {tpl} 的内容没有保存", *keys, "template")
-            else:
-                try:
-                    source = (self.templates_dir / tpl).read_text(encoding="utf-8").strip()
-                except (OSError, UnicodeDecodeError) as exc:
-                    why = "不存在" if isinstance(exc, FileNotFoundError) else f"无法读取（{exc}）"
-                    self.problem(f"模板 {self.templates_dir.name}/{tpl} {why}", *keys, "template")
-                else:
-                    template = tpl
-                    self.sources[tpl] = source
-                    bad = _template_error(self.templates, source)
-                    if bad:
-                        self.problem(f"模板 {self.templates_dir.name}/{tpl} 有误：{bad}", *keys, "template")
-        else:
-            self.problem("时段需要 text（文案）或 template（模板文件名）", *keys)
-        attachments = parse_attachments(raw.get("images"), raw.get("links"), self.lines, self.problems, *keys)
-        tags, tiers = self.audience(raw.get("audience"), *keys, "audience")
-        staff = _strings(raw.get("staff"), "staff", self.lines, self.problems, *keys, "staff")
-        via = raw.get("via", "")
-        if via and via not in MOMENT_VIAS:
-            self.problem(f"via 只能是 moment_task（企业微信朋友圈任务）或 remind_staff（提醒员工自己发），收到 {via!r}",
-                         *keys, "via")
-            via = ""
-        return Slot(id=sid.strip(), time=at, theme=theme.strip(), source=source, template=template,
-                    attachments=attachments, tags=tags, tiers=tiers, staff=staff, via=via, origin=origin,
-                    campaign=campaign, line=self.lines.line(*keys))
+            raise ValueError(f"time：{exc}") from None
 
-    def slot_list(self, raw: Any, default_id: str, origin: str, *keys: Any, campaign: str = "") -> tuple[Slot, ...]:
-        if raw is None:
-            return ()
-        if not isinstance(raw, list):
-            self.problem("应是时段列表（每项 {time: …, text: …}）", *keys)
-            return ()
-        out: list[Slot] = []
-        for i, item in enumerate(raw):
-            s = self.slot(item, default_id, origin, *keys, i, campaign=campaign)
-            if s is None:
-                continue
-            if any(o.id == s.id for o in out):
-                self.problem(f"时段 id {s.id} 重复了（同一时间的两个时段请写不同的 id）", *keys, i)
-                continue
-            out.append(s)
-        return tuple(out)
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not v.strip() or len(v) > 64:
+            raise ValueError("时段 id 应是不超过 64 个字符的文字")
+        return v
+
+    @field_validator("theme", mode="before")
+    @classmethod
+    def _theme(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError("theme 应是文字")
+        return v
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text(cls, v: Any, info: ValidationInfo) -> Any:
+        if refused(v) is None:
+            return None
+        return inline_text(v, info, MAX_MOMENT_TEXT, lambda n: f"朋友圈文字最多 {MAX_MOMENT_TEXT} 字，这里有 {n} 字")
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template(cls, v: Any, info: ValidationInfo) -> Any:
+        if refused(v) is None:
+            return None
+        return template_file(v, info, TEMPLATE_RX, "template 应是 sop_templates/templates/ 下的 .j2 文件名")
+
+    @field_validator("via", mode="before")
+    @classmethod
+    def _via(cls, v: Any) -> Any:
+        if v and v not in MOMENT_VIAS:
+            raise ValueError(f"via 只能是 moment_task（企业微信朋友圈任务）或 remind_staff（提醒员工自己发），"
+                             f"收到 {v!r}")
+        return v or ""
+
+    def to_slot(self, default_id: str, origin: str, campaign: str, sources: dict[str, str], line: int) -> Slot:
+        audience = self.audience or AudienceModel()
+        return Slot(id=(self.id or f"{default_id}-{self.time.strftime('%H%M')}").strip(), time=self.time,
+                    theme=self.theme.strip(), source=sources[self.template] if self.template else self.text or "",
+                    template=self.template or "", attachments=attachments(self.images, self.links),
+                    tags=audience.tags, tiers=audience.tiers, staff=self.staff, via=self.via, origin=origin,
+                    campaign=campaign, line=line)
+
+
+class WeekModel(FileModel):
+    """``week:`` — each weekday's slots."""
+
+    key_label: ClassVar[str] = "week："
+
+    monday: Any = None
+    tuesday: Any = None
+    wednesday: Any = None
+    thursday: Any = None
+    friday: Any = None
+    saturday: Any = None
+    sunday: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise ValueError("week 应是 monday … sunday 各自的时段列表")
+        return raw
+
+    @field_validator(*WEEKDAYS, mode="before")
+    @classmethod
+    def _slots(cls, v: Any) -> Any:
+        return slot_items(v)
+
+
+class OverrideModel(FileModel):
+    """One of ``overrides:`` — a date whose slots replace the week's, or that posts nothing (``skip``)."""
+
+    key_label: ClassVar[str] = "override："
+
+    day: date = Field(default=None, alias="date", validate_default=True)
+    note: Any = ""
+    skip: Any = False
+    slots: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _skip_or_slots(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise ValueError("每个 override 应是 {date: …, skip: true} 或 {date: …, slots: […]}")
+        skip = raw.get("skip") is True
+        if skip and raw.get("slots"):
+            raw = {**raw, "slots": Refused("同一天不能既 skip 又给出 slots")}
+        elif not skip and "slots" not in raw:
+            raw = {**raw, "slots": Refused("override 需要 skip: true（这天不发）或 slots（替换这天的时段）")}
+        return raw
+
+    @field_validator("day", mode="before")
+    @classmethod
+    def _day(cls, v: Any) -> date:
+        day = _date(v)
+        if day is None:
+            raise ValueError("override 的 date 应是日期，例如 2026-12-25")
+        return day
+
+    @field_validator("note", mode="before")
+    @classmethod
+    def _note(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError("note 应是文字")
+        return v
+
+    @field_validator("skip", mode="before")
+    @classmethod
+    def _skip(cls, v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise ValueError("skip 应是 true 或 false")
+        return v
+
+    @field_validator("slots", mode="before")
+    @classmethod
+    def _slots(cls, v: Any) -> Any:
+        return slot_items(refused(v))
+
+
+class CampaignModel(FileModel):
+    """One of ``campaigns:`` — extra slots every day from ``from`` to ``to``."""
+
+    key_label: ClassVar[str] = "campaign："
+
+    id: Any = Field(default=None, validate_default=True)
+    name: Any = None
+    start: date | None = Field(default=None, alias="from")
+    end: date | None = Field(default=None, alias="to")
+    slots: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dates(cls, raw: Any) -> Any:
+        """``to`` defaults to ``from``; a wrong date is named at ``from``, an end before the start at ``to``."""
+        if not isinstance(raw, dict):
+            raise ValueError("每个 campaign 应是映射")
+        start, end = _date(raw.get("from")), _date(raw.get("to", raw.get("from")))
+        if start is None or end is None:
+            return {**raw, "from": Refused("campaign 的 from / to 应是日期"), "to": None}
+        if end < start:
+            return {**raw, "to": Refused("campaign 的 to 早于 from")}
+        return {**raw, "from": start, "to": end}
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("campaign 需要 id（英文标识，例如 double12）")
+        return v
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _checked_date(cls, v: Any) -> Any:
+        return refused(v)
+
+    @field_validator("slots", mode="before")
+    @classmethod
+    def _slots(cls, v: Any) -> Any:
+        return slot_items(v)
+
+
+def _overrides(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("overrides 应是列表：- {date: 2026-12-25, slots: […]} 或 - {date: 2027-01-01, skip: true}")
+    return value
+
+
+def _campaigns(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("campaigns 应是列表：- {id: …, name: …, from: 日期, to: 日期, slots: […]}")
+    return value
+
+
+class CalendarModel(FileModel):
+    """The calendar's own fields; the week, overrides and campaigns are checked one by one."""
+
+    approval: Any = False
+    staff: Staff = ()
+    audience: AudienceModel | None = None
+    week: Any = None  # each part checked on its own (WeekModel, OverrideModel, CampaignModel)
+    overrides: Any = None
+    campaigns: Any = None
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _approval(cls, v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise ValueError("approval 应是 true（每天的朋友圈需 /moments approve 审批后才发）或 false")
+        return v
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _overrides(cls, v: Any) -> Any:
+        return _overrides(v or [])
+
+    @field_validator("campaigns", mode="before")
+    @classmethod
+    def _campaigns(cls, v: Any) -> Any:
+        return _campaigns(v or [])
+
+
+def _slots(units: Units, raw: Any, default_id: str, origin: str, *keys: Any, campaign: str = "") -> tuple[Slot, ...]:
+    """A list of slots, each id once."""
+    out: list[Slot] = []
+    for i, item in enumerate(_listed(slot_items, raw)):
+        model = units.check(SlotModel, item, *keys, i)
+        if model is None:
+            continue
+        many = too_many_attachments(attachments(model.images, model.links))
+        if many:
+            units.problem(many, *keys, i)
+        s = model.to_slot(default_id, origin, campaign, units.context["sources"], units.lines.line(*keys, i))
+        if any(o.id == s.id for o in out):
+            units.problem(f"时段 id {s.id} 重复了（同一时间的两个时段请写不同的 id）", *keys, i)
+            continue
+        out.append(s)
+    return tuple(out)
+
+
+def _week(units: Units, raw: Any) -> dict[int, tuple[Slot, ...]]:
+    raw = raw or {}
+    units.check(WeekModel, raw, "week")
+    if not isinstance(raw, dict):
+        return dict.fromkeys(range(7), ())
+    return {i: _slots(units, raw.get(name), name, "weekly", "week", name) for i, name in enumerate(WEEKDAYS)}
+
+
+def _day_overrides(units: Units, raw: Any) -> dict[date, DayOverride]:
+    overrides: dict[date, DayOverride] = {}
+    for i, item in enumerate(_listed(_overrides, raw or [])):
+        model = units.check(OverrideModel, item, "overrides", i)
+        if model is None:
+            continue
+        if model.day in overrides:
+            units.problem(f"{model.day} 的 override 重复了", "overrides", i, "date")
+            continue
+        slots = None if model.skip else _slots(units, model.slots, model.day.isoformat(), "override",
+                                               "overrides", i, "slots")
+        overrides[model.day] = DayOverride(day=model.day, note=model.note.strip(), slots=slots)
+    return overrides
+
+
+def _campaign_list(units: Units, raw: Any, weekly_ids: set[str]) -> tuple[Campaign, ...]:
+    campaigns: list[Campaign] = []
+    for i, item in enumerate(_listed(_campaigns, raw or [])):
+        model = units.check(CampaignModel, item, "campaigns", i)
+        if model is None:
+            continue
+        if any(c.id == model.id for c in campaigns):
+            units.problem(f"campaign id {model.id} 重复了", "campaigns", i, "id")
+            continue
+        slots = _slots(units, model.slots, model.id, "campaign", "campaigns", i, "slots", campaign=model.id)
+        if "slots" not in item:
+            units.problem("campaign 需要 slots（活动期间每天额外发的时段）", "campaigns", i)
+        for s in slots:
+            if s.id in weekly_ids:
+                units.problem(f"活动时段 id {s.id} 和周计划的时段重复", "campaigns", i, "slots")
+        name = model.name if "name" in item else model.id
+        campaigns.append(Campaign(id=model.id, name=str(name), start=model.start, end=model.end, slots=slots))
+    return tuple(campaigns)
 
 
 def parse_calendar(text: str, path: str, *, templates: Templates | None = None,
@@ -323,103 +565,17 @@ def parse_calendar(text: str, path: str, *, templates: Templates | None = None,
         raise FileProblems([Problem(path, lines.line(),
                                     "日历文件应是映射：approval、staff、audience、week、overrides、campaigns")])
     sources: dict[str, str] = {}
-    p = _Parser(lines, templates, templates_dir, sources)
-    for k in data:
-        if k not in TOP_FIELDS:
-            p.problem(_unknown(k, TOP_FIELDS, ""), k)
-    approval = data.get("approval", False)
-    if not isinstance(approval, bool):
-        p.problem("approval 应是 true（每天的朋友圈需 /moments approve 审批后才发）或 false", "approval")
-        approval = False
-    staff = _strings(data.get("staff"), "staff", lines, p.problems, "staff")
-    tags, tiers = p.audience(data.get("audience"), "audience")
-    week: dict[int, tuple[Slot, ...]] = {}
-    raw_week = data.get("week") or {}
-    if not isinstance(raw_week, dict):
-        p.problem("week 应是 monday … sunday 各自的时段列表", "week")
-        raw_week = {}
-    for k in raw_week:
-        if k not in WEEKDAYS:
-            p.problem(_unknown(k, WEEKDAYS, "week："), "week", k)
-    for i, name in enumerate(WEEKDAYS):
-        week[i] = p.slot_list(raw_week.get(name), name, "weekly", "week", name)
-    overrides: dict[date, DayOverride] = {}
-    raw_over = data.get("overrides") or []
-    if not isinstance(raw_over, list):
-        p.problem("overrides 应是列表：- {date: 2026-12-25, slots: […]} 或 - {date: 2027-01-01, skip: true}",
-                  "overrides")
-        raw_over = []
-    for i, item in enumerate(raw_over):
-        if not isinstance(item, dict):
-            p.problem("每个 override 应是 {date: …, skip: true} 或 {date: …, slots: […]}", "overrides", i)
-            continue
-        for k in item:
-            if k not in OVERRIDE_FIELDS:
-                p.problem(_unknown(k, OVERRIDE_FIELDS, "override："), "overrides", i, k)
-        day = _date(item.get("date"))
-        if day is None:
-            p.problem("override 的 date 应是日期，例如 2026-12-25", "overrides", i, "date")
-            continue
-        if day in overrides:
-            p.problem(f"{day} 的 override 重复了", "overrides", i, "date")
-            continue
-        skip = item.get("skip", False)
-        if not isinstance(skip, bool):
-            p.problem("skip 应是 true 或 false", "overrides", i, "skip")
-            skip = False
-        if skip and item.get("slots"):
-            p.problem("同一天不能既 skip 又给出 slots", "overrides", i, "slots")
-            continue
-        if not skip and "slots" not in item:
-            p.problem("override 需要 skip: true（这天不发）或 slots（替换这天的时段）", "overrides", i)
-            continue
-        note = item.get("note", "")
-        if not isinstance(note, str):
-            p.problem("note 应是文字", "overrides", i, "note")
-            note = ""
-        slots = None if skip else p.slot_list(item.get("slots"), day.isoformat(), "override", "overrides", i, "slots")
-        overrides[day] = DayOverride(day=day, note=note.strip(), slots=slots)
-    campaigns: list[Campaign] = []
-    raw_camp = data.get("campaigns") or []
-    if not isinstance(raw_camp, list):
-        p.problem("campaigns 应是列表：- {id: …, name: …, from: 日期, to: 日期, slots: […]}", "campaigns")
-        raw_camp = []
-    for i, item in enumerate(raw_camp):
-        if not isinstance(item, dict):
-            p.problem("每个 campaign 应是映射", "campaigns", i)
-            continue
-        for k in item:
-            if k not in CAMPAIGN_FIELDS:
-                p.problem(_unknown(k, CAMPAIGN_FIELDS, "campaign："), "campaigns", i, k)
-        cid = item.get("id")
-        if not isinstance(cid, str) or not cid.strip():
-            p.problem("campaign 需要 id（英文标识，例如 double12）", "campaigns", i, "id")
-            continue
-        if any(c.id == cid for c in campaigns):
-            p.problem(f"campaign id {cid} 重复了", "campaigns", i, "id")
-            continue
-        start, end = _date(item.get("from")), _date(item.get("to", item.get("from")))
-        if start is None or end is None:
-            p.problem("campaign 的 from / to 应是日期", "campaigns", i, "from")
-            continue
-        if end < start:
-            p.problem("campaign 的 to 早于 from", "campaigns", i, "to")
-            continue
-        name = item.get("name", cid)
-        slots = p.slot_list(item.get("slots"), cid, "campaign", "campaigns", i, "slots", campaign=cid)
-        if not slots and "slots" not in item:
-            p.problem("campaign 需要 slots（活动期间每天额外发的时段）", "campaigns", i)
-        campaigns.append(Campaign(id=cid, name=str(name), start=start, end=end, slots=slots))
-    weekly_ids = {s.id for slots in week.values() for s in slots}
-    for i, c in enumerate(campaigns):
-        for s in c.slots:
-            if s.id in weekly_ids:
-                p.problem(f"活动时段 id {s.id} 和周计划的时段重复", "campaigns", i, "slots")
-    if p.problems:
-        raise FileProblems(sorted(p.problems, key=lambda x: x.line))
+    units = Units(lines, {"templates": templates, "templates_dir": templates_dir, "sources": sources, "check": True})
+    head = units.check(CalendarModel, data)
+    week = _week(units, data.get("week"))
+    overrides = _day_overrides(units, data.get("overrides"))
+    campaigns = _campaign_list(units, data.get("campaigns"), {s.id for slots in week.values() for s in slots})
+    if units.problems or head is None:
+        raise FileProblems(units.sorted())
+    audience = head.audience or AudienceModel()
     digest = hashlib.sha256(json.dumps([text, sources], ensure_ascii=False).encode()).hexdigest()[:12]
-    return Calendar(week=week, overrides=overrides, campaigns=tuple(campaigns), approval=approval, staff=staff,
-                    tags=tags, tiers=tiers, version=digest, file=path)
+    return Calendar(week=week, overrides=overrides, campaigns=campaigns, approval=head.approval, staff=head.staff,
+                    tags=audience.tags, tiers=audience.tiers, version=digest, file=path)
 
 
 def load_calendar(path: Path, shown: str | None = None, *, templates: Templates | None = None,

@@ -12,7 +12,6 @@ the files change; :meth:`Script.from_body` rebuilds the script from it.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import json
@@ -21,10 +20,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from bot.sop.contract import (
+    Images,
+    Links,
+    Name,
+    Refused,
+    Staff,
+    Units,
+    attachments,
+    checking,
+    inline_text,
+    names,
+    one_text,
+    refused,
+    template_file,
+    too_many_attachments,
+)
 from bot.sop.timing import At, Late, QuietHours, Repeat, format_duration, parse_at, parse_duration, parse_quiet
-from bot.yamldoc import FileProblems, Lines, Problem, kind_of, load_yaml
+from bot.yamldoc import FileProblems, Lines, Problem, load_yaml
+from bot.yamlmodel import FileModel
 
 if TYPE_CHECKING:
     from bot.templates import Templates
@@ -33,11 +51,6 @@ TRIGGERS = ("member_joined", "contact_added", "group_created", "tag_added", "tie
 STOP_EVENTS = ("member_left", "tier_changed", "tag_added", "contact_removed", "group_dismissed")
 VIAS = ("reply", "group_robot", "appchat", "mass_send", "remind_staff", "app_message", "welcome", "mark_tag")
 GROUP_VIAS = ("reply", "group_robot", "appchat")
-TOP_FIELDS = ("id", "name", "description", "enabled", "trigger", "where", "per", "quiet_hours", "late", "stop_on",
-              "staff", "steps")
-STEP_FIELDS = ("id", "at", "via", "text", "template", "when", "stage", "repeat", "late", "staff", "mention",
-               "add_tag", "remove_tag", "images", "links")
-WHERE_FIELDS = ("groups", "tiers", "tags", "states")
 ID_RX = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 STEP_ID_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 TEMPLATE_RX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\.j2")
@@ -143,80 +156,17 @@ class Script:
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Script:
         """The script a version row stores (trusted: it was validated when it loaded)."""
-        return _build(body["data"], Lines(body.get("file", "")), [], sources=body.get("sources", {}),
-                      file=body.get("file", ""), version=body.get("version", ""), check=None)
+        script, problems = _load(body["data"], Lines(body.get("file", "")), sources=dict(body.get("sources", {})),
+                                 file=body.get("file", ""), version=body.get("version", ""), check=False)
+        if script is None:
+            raise FileProblems(problems)
+        return script
 
 
-# ── parsing ────────────────────────────────────────────────────────────────────
-
-
-def _unknown(name: Any, allowed: tuple[str, ...], what: str) -> str:
-    close = difflib.get_close_matches(str(name), allowed, n=1)
-    hint = f"（是不是 {close[0]}？）" if close else f"（可用：{', '.join(allowed)}）"
-    return f"{what}未知字段 {name}{hint}"
-
-
-def _strings(value: Any, name: str, lines: Lines, problems: list[Problem], *keys: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        problems.append(lines.problem(f"{name} 应是文字列表，收到{kind_of(value)}", *keys))
-        return ()
-    out: list[str] = []
-    for i, item in enumerate(value):
-        if isinstance(item, int | float) and not isinstance(item, bool):
-            item = str(item)
-        if not isinstance(item, str) or not item.strip():
-            problems.append(lines.problem(f"{name} 第 {i + 1} 项应是非空文字，收到{kind_of(item)}", *keys, i))
-            continue
-        out.append(item.strip())
-    return tuple(out)
-
-
-def parse_attachments(images: Any, links: Any, lines: Lines, problems: list[Problem], *keys: Any
-                      ) -> tuple[dict[str, Any], ...]:
-    """``images: [url or media id]`` and ``links: [{title, url, desc}]`` → WeCom attachments (≤ 9)."""
-    out: list[dict[str, Any]] = []
-    for item in _strings(images, "images", lines, problems, *keys, "images"):
-        ref = {"url": item} if item.startswith(("http://", "https://")) else {"media_id": item}
-        out.append({"msgtype": "image", "image": ref})
-    if links is not None:
-        if not isinstance(links, list):
-            links = [links]
-        for i, item in enumerate(links):
-            if isinstance(item, str):
-                item = {"url": item}
-            if not isinstance(item, dict) or not isinstance(item.get("url"), str) \
-                    or not item["url"].startswith(("http://", "https://")):
-                problems.append(lines.problem("links 每项应是网址，或 {title: 标题, url: https://…, desc: 说明}",
-                                              *keys, "links", i))
-                continue
-            extra = set(item) - {"title", "url", "desc", "picurl"}
-            if extra:
-                problems.append(lines.problem(f"links 里有未知字段 {', '.join(sorted(extra))}（可用：title, url, desc, "
-                                              f"picurl）", *keys, "links", i))
-                continue
-            link = {"title": str(item.get("title") or item["url"]), "url": item["url"]}
-            if item.get("desc"):
-                link["desc"] = str(item["desc"])
-            if item.get("picurl"):
-                link["picurl"] = str(item["picurl"])
-            out.append({"msgtype": "link", "link": link})
-    if len(out) > 9:
-        problems.append(lines.problem(f"附件最多 9 个（图片和链接合计），这里有 {len(out)} 个", *keys))
-    return tuple(out)
-
-
-def _template_error(templates: Templates | None, source: str) -> str | None:
-    if templates is None:
-        return None
-    try:
-        templates.check(source)
-    except Exception as exc:
-        return str(exc)
-    return None
+# ── the file contract ──────────────────────────────────────────────────────────
+#
+# A file is checked unit by unit (bot.sop.contract.Units): the script's own
+# fields (ScriptModel), then each step (StepModel), then the rules across steps.
 
 
 def sample_context() -> dict[str, Any]:
@@ -257,283 +207,429 @@ def _condition_error(templates: Templates | None, expr: str) -> str | None:
     return None
 
 
-def _late(raw: Any, lines: Lines, problems: list[Problem], *keys: Any) -> Late | None:
-    if not isinstance(raw, dict):
-        problems.append(lines.problem("late 应写成 {grace: 2h, then: send|skip}", *keys))
-        return None
-    extra = set(raw) - {"grace", "then"}
-    if extra:
-        problems.append(lines.problem(f"late 里有未知字段 {', '.join(map(str, extra))}（可用：grace, then）", *keys))
-    grace = timedelta(hours=2)
+
+def _duration(name: str, value: Any) -> timedelta:
     try:
-        grace = parse_duration(raw.get("grace", "2h"))
+        return parse_duration(value)
     except ValueError as exc:
-        problems.append(lines.problem(f"late.grace：{exc}", *keys, "grace"))
-    then = raw.get("then", "send")
-    if then not in ("send", "skip"):
-        problems.append(lines.problem(f"late.then 只能是 send（照发）或 skip（跳过），收到 {then!r}", *keys, "then"))
-        then = "send"
-    return Late(grace, then)
+        raise ValueError(f"{name}：{exc}") from None
 
 
-def _repeat(raw: Any, lines: Lines, problems: list[Problem], *keys: Any) -> Repeat | None:
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        raw = {"every": raw}
-    if not isinstance(raw, dict):
-        problems.append(lines.problem("repeat 应写成 {every: 1d, times: 21}（times 不写则一直重复到停止）", *keys))
-        return None
-    extra = set(raw) - {"every", "times"}
+def _stop_event(event: str) -> str | None:
+    """Why ``event`` is not something ``stop_on`` can name (``tag_added:复购`` names a tag)."""
+    base, colon, qualifier = event.partition(":")
+    if base not in STOP_EVENTS:
+        return (f"stop_on 只能包含 {', '.join(STOP_EVENTS)}（tag_added 和 tier_changed 可以写成 tag_added:复购、"
+                f"tier_changed:vip），收到 {event!r}")
+    if colon and (base not in ("tag_added", "tier_changed") or not qualifier.strip()):
+        return f"只有 tag_added:标签 和 tier_changed:等级 可以带冒号，收到 {event!r}"
+    return None
+
+
+def step_items(value: Any) -> list[Any]:
+    """``steps:`` — a list of 1 to MAX_STEPS steps."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("steps 应是非空的步骤列表")
+    if len(value) > MAX_STEPS:
+        raise ValueError(f"步骤太多（{len(value)} 步，最多 {MAX_STEPS} 步）")
+    return value
+
+
+def _extra_keys(raw: dict[Any, Any], known: tuple[str, ...], name: str) -> None:
+    extra = set(raw) - set(known)
     if extra:
-        problems.append(lines.problem(f"repeat 里有未知字段 {', '.join(map(str, extra))}（可用：every, times）", *keys))
-    try:
-        every = parse_duration(raw.get("every", ""))
-    except ValueError as exc:
-        problems.append(lines.problem(f"repeat.every：{exc}", *keys, "every"))
-        return None
-    if every < timedelta(hours=1):
-        problems.append(lines.problem("repeat.every 至少 1h", *keys, "every"))
-        return None
-    times = raw.get("times")
-    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 1000):
-        problems.append(lines.problem("repeat.times 应是 1 到 1000 的整数", *keys, "times"))
-        return None
-    return Repeat(every, times)
+        raise ValueError(f"{name} 里有未知字段 {', '.join(sorted(map(str, extra)))}（可用：{', '.join(known)}）")
 
 
-def _step(raw: Any, i: int, script_data: dict[str, Any], lines: Lines, problems: list[Problem],
-          sources: dict[str, str], templates: Templates | None, templates_dir: Path | None,
-          check: bool) -> Step | None:
-    keys = ("steps", i)
-    if not isinstance(raw, dict):
-        problems.append(lines.problem("每个步骤应是映射，例如 {at: \"+0m\", via: reply, text: …}", *keys))
-        return None
-    for name in raw:
-        if name not in STEP_FIELDS:
-            problems.append(lines.problem(_unknown(name, STEP_FIELDS, f"第 {i + 1} 步："), *keys, name))
-    trigger = script_data.get("trigger")
-    ok = True
-    sid = raw.get("id")
-    if sid is not None and (not isinstance(sid, str | int) or not STEP_ID_RX.fullmatch(str(sid))):
-        problems.append(lines.problem("步骤 id 只能用字母、数字、- _ .（最长 40 个字符）", *keys, "id"))
-        ok = False
-    key = str(sid) if sid is not None else str(i + 1)
-    at: At | None = None
-    if "at" not in raw:
-        problems.append(lines.problem(f"第 {i + 1} 步缺少 at（什么时候发：+0m、day 1 09:30 …）", *keys))
-        ok = False
-    else:
-        try:
-            at = parse_at(raw["at"])
-        except ValueError as exc:
-            problems.append(lines.problem(str(exc), *keys, "at"))
-            ok = False
-    via = raw.get("via", "reply")
-    if via not in VIAS:
-        problems.append(lines.problem(f"via 只能是 {' | '.join(VIAS)}，收到 {via!r}", *keys, "via"))
-        ok = False
-    source, template = "", ""
-    text = raw.get("text")
-    tpl = raw.get("template")
-    if text is not None and tpl is not None:
-        problems.append(lines.problem("text 和 template 只能写一个", *keys, "template"))
-        ok = False
-    elif text is not None:
-        if not isinstance(text, str) or not text.strip():
-            problems.append(lines.problem(f"text 应是非空文字，收到{kind_of(text)}", *keys, "text"))
-            ok = False
-        else:
-            source = text.strip()
-            if len(source) > MAX_TEXT:
-                problems.append(lines.problem(f"text 太长（{len(source)} 字，最多 {MAX_TEXT} 字）", *keys, "text"))
-            bad = _template_error(templates, source) if check else None
-            if bad:
-                problems.append(lines.problem(f"text 模板有误：{bad}", *keys, "text"))
-    elif tpl is not None:
-        if not isinstance(tpl, str) or not TEMPLATE_RX.fullmatch(tpl) or ".." in tpl:
-            problems.append(lines.problem("template 应是 sop_templates/templates/ 下的 .j2 文件名，例如 day1.j2",
-                                          *keys, "template"))
-            ok = False
-        elif tpl in sources:
-            template, source = tpl, sources[tpl]
-        elif not check or templates_dir is None:
-            problems.append(lines.problem(f"模板 {tpl} 的内容没有保存", *keys, "template"))
-            ok = False
-        else:
-            path = templates_dir / tpl
-            try:
-                source = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = "不存在" if isinstance(exc, FileNotFoundError) else f"无法读取（{exc}）"
-                problems.append(lines.problem(f"模板 {templates_dir.name}/{tpl} {why}", *keys, "template"))
-                ok = False
-            else:
-                template = tpl
-                sources[tpl] = source
-                bad = _template_error(templates, source)
-                if bad:
-                    problems.append(lines.problem(f"模板 {templates_dir.name}/{tpl} 有误：{bad}", *keys, "template"))
-    elif via != "mark_tag":
-        problems.append(lines.problem(f"第 {i + 1} 步需要 text（直接写内容）或 template（模板文件名）", *keys))
-        ok = False
-    when = raw.get("when")
-    if when is not None:
-        if not isinstance(when, str) or not when.strip():
-            problems.append(lines.problem("when 应是条件表达式，例如 \"member.points < 10\"", *keys, "when"))
-            when = ""
-        else:
-            bad = _condition_error(templates, when) if check else None
-            if bad:
-                problems.append(lines.problem(bad, *keys, "when"))
-    stage = raw.get("stage", "")
-    if not isinstance(stage, str):
-        problems.append(lines.problem("stage 应是文字（阶段名称，例如 引导）", *keys, "stage"))
-        stage = ""
-    repeat = _repeat(raw.get("repeat"), lines, problems, *keys, "repeat")
-    late = _late(raw["late"], lines, problems, *keys, "late") if "late" in raw else None
-    staff = _strings(raw.get("staff"), "staff", lines, problems, *keys, "staff")
-    mention = raw.get("mention")
-    if mention is not None and not isinstance(mention, bool):
-        problems.append(lines.problem("mention 应是 true 或 false", *keys, "mention"))
-        mention = None
-    add_tag = _strings(raw.get("add_tag"), "add_tag", lines, problems, *keys, "add_tag")
-    remove_tag = _strings(raw.get("remove_tag"), "remove_tag", lines, problems, *keys, "remove_tag")
-    attachments = parse_attachments(raw.get("images"), raw.get("links"), lines, problems, *keys)
-    if via == "mark_tag" and not (add_tag or remove_tag):
-        problems.append(lines.problem("via: mark_tag 需要 add_tag 或 remove_tag", *keys, "via"))
-    if via != "mark_tag" and (add_tag or remove_tag):
-        problems.append(lines.problem("add_tag / remove_tag 只用于 via: mark_tag", *keys, "add_tag"))
-    if attachments and via not in ("mass_send", "welcome"):
-        problems.append(lines.problem("images / links 只能随 mass_send 或 welcome 发送", *keys, "images"))
-    if via == "welcome":
+class LateModel(FileModel):
+    """``late: {grace: 2h, then: send|skip}``."""
+
+    grace: timedelta = timedelta(hours=2)
+    then: str = "send"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise ValueError("late 应写成 {grace: 2h, then: send|skip}")
+        _extra_keys(raw, ("grace", "then"), "late")
+        return raw
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _grace(cls, v: Any) -> timedelta:
+        return _duration("late.grace", v)
+
+    @field_validator("then", mode="before")
+    @classmethod
+    def _then(cls, v: Any) -> str:
+        if v not in ("send", "skip"):
+            raise ValueError(f"late.then 只能是 send（照发）或 skip（跳过），收到 {v!r}")
+        return v
+
+    def to_late(self) -> Late:
+        return Late(self.grace, self.then)
+
+
+class RepeatModel(FileModel):
+    """``repeat: {every: 1d, times: 21}`` (``repeat: 1d`` alone: every day until the run stops)."""
+
+    every: timedelta = Field(default="", validate_default=True)
+    times: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, raw: Any) -> Any:
+        if isinstance(raw, str):
+            raw = {"every": raw}
+        if not isinstance(raw, dict):
+            raise ValueError("repeat 应写成 {every: 1d, times: 21}（times 不写则一直重复到停止）")
+        _extra_keys(raw, ("every", "times"), "repeat")
+        return raw
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> timedelta:
+        every = _duration("repeat.every", v)
+        if every < timedelta(hours=1):
+            raise ValueError("repeat.every 至少 1h")
+        return every
+
+    @field_validator("times", mode="before")
+    @classmethod
+    def _times(cls, v: Any) -> Any:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000):
+            raise ValueError("repeat.times 应是 1 到 1000 的整数")
+        return v
+
+    def to_repeat(self) -> Repeat:
+        return Repeat(self.every, self.times)
+
+
+class StepModel(FileModel):
+    """One of ``steps:`` (the order is the one an unknown key's problem lists)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: Any = None
+    at: At
+    via: str = "reply"
+    text: str | None = None
+    template: str | None = None
+    when: str | None = None
+    stage: str = ""
+    repeat: RepeatModel | None = None
+    late: LateModel | None = None
+    staff: Staff = ()
+    mention: bool | None = None
+    add_tag: Annotated[tuple[Name, ...], names("add_tag")] = ()
+    remove_tag: Annotated[tuple[Name, ...], names("remove_tag")] = ()
+    images: Images = ()
+    links: Links = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _what_a_step_needs(cls, raw: Any, info: ValidationInfo) -> Any:
+        """A mapping with an ``at`` and its text (a template, or nothing for ``via: mark_tag``)."""
+        if not isinstance(raw, dict):
+            raise ValueError("每个步骤应是映射，例如 {at: \"+0m\", via: reply, text: …}")
+        raw = one_text(raw)
+        number = (info.context or {}).get("number", 0)
+        if "at" not in raw:
+            raw = {**raw, "at": Refused(f"第 {number} 步缺少 at（什么时候发：+0m、day 1 09:30 …）")}
+        if raw.get("text") is None and raw.get("template") is None and raw.get("via", "reply") != "mark_tag":
+            raw = {**raw, "text": Refused(f"第 {number} 步需要 text（直接写内容）或 template（模板文件名）")}
+        return raw
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> Any:
+        if v is not None and (not isinstance(v, str | int) or not STEP_ID_RX.fullmatch(str(v))):
+            raise ValueError("步骤 id 只能用字母、数字、- _ .（最长 40 个字符）")
+        return v
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, v: Any) -> At:
+        return parse_at(refused(v))
+
+    @field_validator("via", mode="before")
+    @classmethod
+    def _via(cls, v: Any) -> Any:
+        if v not in VIAS:
+            raise ValueError(f"via 只能是 {' | '.join(VIAS)}，收到 {v!r}")
+        return v
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text(cls, v: Any, info: ValidationInfo) -> Any:
+        if refused(v) is None:
+            return None
+        return inline_text(v, info, MAX_TEXT, lambda n: f"text 太长（{n} 字，最多 {MAX_TEXT} 字）")
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template(cls, v: Any, info: ValidationInfo) -> Any:
+        if refused(v) is None:
+            return None
+        return template_file(v, info, TEMPLATE_RX,
+                             "template 应是 sop_templates/templates/ 下的 .j2 文件名，例如 day1.j2")
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("when 应是条件表达式，例如 \"member.points < 10\"")
+        bad = _condition_error((info.context or {}).get("templates"), v) if checking(info) else None
+        if bad:
+            raise ValueError(bad)
+        return v
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _stage(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError("stage 应是文字（阶段名称，例如 引导）")
+        return v
+
+    @field_validator("late", mode="before")
+    @classmethod
+    def _late(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("late 应写成 {grace: 2h, then: send|skip}")
+        return v
+
+    @field_validator("mention", mode="before")
+    @classmethod
+    def _mention(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, bool):
+            raise ValueError("mention 应是 true 或 false")
+        return v
+
+    def rules(self, trigger: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Problems of fields that are right alone but not together (message, the key it is about)."""
+        out: list[tuple[str, tuple[str, ...]]] = []
+        many = too_many_attachments(attachments(self.images, self.links))
+        if many:
+            out.append((many, ()))
+        if self.via == "mark_tag" and not (self.add_tag or self.remove_tag):
+            out.append(("via: mark_tag 需要 add_tag 或 remove_tag", ("via",)))
+        if self.via != "mark_tag" and (self.add_tag or self.remove_tag):
+            out.append(("add_tag / remove_tag 只用于 via: mark_tag", ("add_tag",)))
+        if (self.images or self.links) and self.via not in ("mass_send", "welcome"):
+            out.append(("images / links 只能随 mass_send 或 welcome 发送", ("images",)))
+        if self.via == "welcome":
+            out += self._welcome_rules(trigger)
+        if self.via in GROUP_VIAS and trigger == "contact_added":
+            out.append((f"via: {self.via} 要发到群里，trigger: contact_added 没有群；"
+                        "用 welcome、mass_send 或 remind_staff", ("via",)))
+        return out
+
+    def _welcome_rules(self, trigger: str) -> list[tuple[str, tuple[str, ...]]]:
+        out: list[tuple[str, tuple[str, ...]]] = []
         if trigger != "contact_added":
-            problems.append(lines.problem("via: welcome 只能用于 trigger: contact_added（欢迎语码来自添加好友事件）",
-                                          *keys, "via"))
-        elif at is not None and (at.kind != "offset" or at.offset != timedelta(0)):
-            problems.append(lines.problem("via: welcome 只能在 at: \"+0m\" 发送：欢迎语码 20 秒内有效", *keys, "at"))
-        if repeat is not None:
-            problems.append(lines.problem("via: welcome 不能重复", *keys, "repeat"))
-    if via in GROUP_VIAS and trigger == "contact_added":
-        problems.append(lines.problem(f"via: {via} 要发到群里，trigger: contact_added 没有群；"
-                                      "用 welcome、mass_send 或 remind_staff", *keys, "via"))
-    if not ok or at is None:
-        return None
-    return Step(index=i, key=key, at=at, via=via, source=source, template=template, when=(when or "").strip(),
-                stage=stage.strip(), repeat=repeat, late=late, staff=staff, mention=mention, add_tag=add_tag,
-                remove_tag=remove_tag, attachments=attachments, line=lines.line(*keys))
+            out.append(("via: welcome 只能用于 trigger: contact_added（欢迎语码来自添加好友事件）", ("via",)))
+        elif self.at.kind != "offset" or self.at.offset != timedelta(0):
+            out.append(("via: welcome 只能在 at: \"+0m\" 发送：欢迎语码 20 秒内有效", ("at",)))
+        if self.repeat is not None:
+            out.append(("via: welcome 不能重复", ("repeat",)))
+        return out
+
+    def to_step(self, index: int, sources: dict[str, str], line: int) -> Step:
+        return Step(index=index, key=str(self.id) if self.id is not None else str(index + 1), at=self.at,
+                    via=self.via, source=sources[self.template] if self.template else self.text or "",
+                    template=self.template or "", when=(self.when or "").strip(), stage=self.stage.strip(),
+                    repeat=self.repeat.to_repeat() if self.repeat else None,
+                    late=self.late.to_late() if self.late else None, staff=self.staff, mention=self.mention,
+                    add_tag=self.add_tag, remove_tag=self.remove_tag,
+                    attachments=attachments(self.images, self.links), line=line)
 
 
-def _build(data: Any, lines: Lines, problems: list[Problem], *, sources: dict[str, str], file: str, version: str,
-           check: bool | None, templates: Templates | None = None, templates_dir: Path | None = None,
-           defaults: Defaults | None = None) -> Script:
-    checking = bool(check)
-    for name in data:
-        if name not in TOP_FIELDS:
-            problems.append(lines.problem(_unknown(name, TOP_FIELDS, ""), name))
-    sid = data.get("id")
-    if not isinstance(sid, str) or not ID_RX.fullmatch(sid):
-        problems.append(lines.problem("id 应是小写字母、数字、- 或 _ 组成的标识，例如 newcomer-7d", "id"))
-        sid = "?"
-    name = data.get("name", sid)
-    if not isinstance(name, str) or not name.strip():
-        problems.append(lines.problem("name 应是脚本的中文名称", "name"))
-        name = str(sid)
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append(lines.problem("description 应是文字", "description"))
-        description = ""
-    enabled = data.get("enabled", True)
-    if not isinstance(enabled, bool):
-        problems.append(lines.problem("enabled 应是 true 或 false", "enabled"))
-        enabled = True
-    trigger = data.get("trigger")
-    if trigger not in TRIGGERS:
-        problems.append(lines.problem(f"trigger 只能是 {' | '.join(TRIGGERS)}，收到 {trigger!r}", "trigger"))
-        trigger = "manual"
-    default_per = "group" if trigger == "group_created" else "member"
-    per = data.get("per", default_per)
-    if per not in ("member", "group"):
-        problems.append(lines.problem(f"per 只能是 member（每位成员一次）或 group（每个群一次），收到 {per!r}", "per"))
-        per = default_per
-    if per == "member" and trigger == "group_created":
-        problems.append(lines.problem("trigger: group_created 只能 per: group（建群时还没有成员）", "per"))
-    if per == "group" and trigger in ("contact_added", "tag_added", "tier_changed"):
-        problems.append(lines.problem(f"trigger: {trigger} 针对一位成员，只能 per: member", "per"))
-    where = Where()
-    raw_where = data.get("where")
-    if raw_where is not None:
-        if not isinstance(raw_where, dict):
-            problems.append(lines.problem("where 应写成 {groups: [\"*\"], tiers: [], tags: []}", "where"))
-        else:
-            for key in raw_where:
-                if key not in WHERE_FIELDS:
-                    problems.append(lines.problem(_unknown(key, WHERE_FIELDS, "where："), "where", key))
-            groups = _strings(raw_where.get("groups"), "where.groups", lines, problems, "where", "groups")
-            where = Where(groups=() if "*" in groups else groups,
-                          tiers=_strings(raw_where.get("tiers"), "where.tiers", lines, problems, "where", "tiers"),
-                          tags=_strings(raw_where.get("tags"), "where.tags", lines, problems, "where", "tags"),
-                          states=_strings(raw_where.get("states"), "where.states", lines, problems, "where",
-                                          "states"))
-    quiet_raw = data.get("quiet_hours", defaults.quiet_hours if defaults else "")
-    quiet = None
-    if not isinstance(quiet_raw, str):
-        problems.append(lines.problem("quiet_hours 应是带引号的时间段，例如 \"22:00-08:00\"（\"off\" 关闭）",
-                                      "quiet_hours"))
-    else:
+class WhereModel(FileModel):
+    """``where:`` — which groups, tiers, tags and channel codes a script starts for."""
+
+    key_label: ClassVar[str] = "where："
+
+    groups: Annotated[tuple[Name, ...], names("where.groups")] = ()
+    tiers: Annotated[tuple[Name, ...], names("where.tiers")] = ()
+    tags: Annotated[tuple[Name, ...], names("where.tags")] = ()
+    states: Annotated[tuple[Name, ...], names("where.states")] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise ValueError("where 应写成 {groups: [\"*\"], tiers: [], tags: []}")
+        return raw
+
+    def to_where(self) -> Where:
+        return Where(groups=() if "*" in self.groups else self.groups, tiers=self.tiers, tags=self.tags,
+                     states=self.states)
+
+
+def script_trigger(value: Any) -> str:
+    """The trigger the steps are checked against: ``manual`` when the file's is wrong."""
+    return value if isinstance(value, str) and value in TRIGGERS else "manual"
+
+
+def script_per(value: Any, trigger: str) -> str:
+    """``per`` as written, else what the trigger implies (``group`` for group_created, else ``member``)."""
+    return value if value in ("member", "group") else "group" if trigger == "group_created" else "member"
+
+
+class ScriptModel(FileModel):
+    """The script's own fields; its steps are checked one by one (:class:`StepModel`)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: Any = Field(default=None, validate_default=True)
+    name: Any = None
+    description: Any = ""
+    enabled: Any = True
+    trigger: Any = Field(default=None, validate_default=True)
+    where: WhereModel | None = None
+    per: Any = None
+    quiet_hours: Any = None
+    late: LateModel = Field(default_factory=LateModel)
+    stop_on: Annotated[tuple[Name, ...], names("stop_on", _stop_event)] = ()
+    staff: Staff = ()
+    steps: Any = Field(default=None, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, raw: Any, info: ValidationInfo) -> Any:
+        """What the file does not say comes from config ``[sop]`` (``defaults`` in the context)."""
+        defaults: Defaults | None = (info.context or {}).get("defaults")
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        raw.setdefault("quiet_hours", defaults.quiet_hours if defaults else "")
+        if raw.get("late") is None:
+            raw["late"] = {"grace": defaults.late_grace, "then": defaults.late_then} if defaults else {}
+        return raw
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not ID_RX.fullmatch(v):
+            raise ValueError("id 应是小写字母、数字、- 或 _ 组成的标识，例如 newcomer-7d")
+        return v
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("name 应是脚本的中文名称")
+        return v
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError("description 应是文字")
+        return v
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _enabled(cls, v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise ValueError("enabled 应是 true 或 false")
+        return v
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _trigger(cls, v: Any) -> Any:
+        if script_trigger(v) != v:
+            raise ValueError(f"trigger 只能是 {' | '.join(TRIGGERS)}，收到 {v!r}")
+        return v
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _per(cls, v: Any, info: ValidationInfo) -> Any:
+        trigger = info.data.get("trigger", "manual")
+        if v not in ("member", "group"):
+            raise ValueError(f"per 只能是 member（每位成员一次）或 group（每个群一次），收到 {v!r}")
+        if v == "member" and trigger == "group_created":
+            raise ValueError("trigger: group_created 只能 per: group（建群时还没有成员）")
+        if v == "group" and trigger in ("contact_added", "tag_added", "tier_changed"):
+            raise ValueError(f"trigger: {trigger} 针对一位成员，只能 per: member")
+        return v
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _quiet_hours(cls, v: Any) -> QuietHours | None:
+        if not isinstance(v, str):
+            raise ValueError("quiet_hours 应是带引号的时间段，例如 \"22:00-08:00\"（\"off\" 关闭）")
         try:
-            quiet = parse_quiet(quiet_raw)
+            return parse_quiet(v)
         except ValueError as exc:
-            problems.append(lines.problem(f"quiet_hours：{exc}", "quiet_hours"))
-    late_raw = data.get("late")
-    if late_raw is None and defaults is not None:
-        late_raw = {"grace": defaults.late_grace, "then": defaults.late_then}
-    late = _late(late_raw if late_raw is not None else {}, lines, problems, "late") or Late(timedelta(hours=2), "send")
-    stop_on = _strings(data.get("stop_on"), "stop_on", lines, problems, "stop_on")
-    for i, ev in enumerate(stop_on):
-        base, colon, qualifier = ev.partition(":")
-        if base not in STOP_EVENTS:
-            problems.append(lines.problem(f"stop_on 只能包含 {', '.join(STOP_EVENTS)}（tag_added 和 tier_changed "
-                                          f"可以写成 tag_added:复购、tier_changed:vip），收到 {ev!r}", "stop_on", i))
-        elif colon and (base not in ("tag_added", "tier_changed") or not qualifier.strip()):
-            problems.append(lines.problem(f"只有 tag_added:标签 和 tier_changed:等级 可以带冒号，收到 {ev!r}",
-                                          "stop_on", i))
-    staff = _strings(data.get("staff"), "staff", lines, problems, "staff")
-    raw_steps = data.get("steps")
+            raise ValueError(f"quiet_hours：{exc}") from None
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, v: Any) -> Any:
+        return step_items(v)
+
+
+def _steps(units: Units, raw: Any, trigger: str, per: str) -> list[Step]:
+    """Each step, then the rules across steps (ids used once, one welcome, tagging per member)."""
+    try:
+        items = step_items(raw)
+    except ValueError:
+        return []  # the script's own check names it
     steps: list[Step] = []
-    if not isinstance(raw_steps, list) or not raw_steps:
-        problems.append(lines.problem("steps 应是非空的步骤列表", "steps"))
-    elif len(raw_steps) > MAX_STEPS:
-        problems.append(lines.problem(f"步骤太多（{len(raw_steps)} 步，最多 {MAX_STEPS} 步）", "steps"))
-    else:
-        seen: dict[str, int] = {}
-        welcomes = 0
-        for i, raw in enumerate(raw_steps):
-            step = _step(raw, i, {"trigger": trigger}, lines, problems, sources, templates, templates_dir, checking)
-            if step is None:
-                continue
-            if step.key in seen:
-                problems.append(lines.problem(f"步骤 id {step.key} 和第 {seen[step.key]} 步重复", "steps", i, "id"))
-                continue
-            seen[step.key] = step.number
-            if step.via == "welcome":
-                welcomes += 1
-                if welcomes > 1:
-                    problems.append(lines.problem("一个脚本只能有一个 welcome 步骤（欢迎语码只能用一次）", "steps", i))
-            if step.via == "mark_tag" and per == "group":
-                problems.append(lines.problem("via: mark_tag 给成员打标签，只能用于 per: member", "steps", i, "via"))
-            steps.append(step)
-    stored = {k: v for k, v in data.items()}
-    stored["quiet_hours"] = quiet.text if quiet is not None else "off"
-    stored["late"] = {"grace": format_duration(late.grace), "then": late.then}
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        model = units.check(StepModel, item, "steps", i, label=f"第 {i + 1} 步：", number=i + 1)
+        if model is None:
+            continue
+        for message, key in model.rules(trigger):
+            units.problem(message, "steps", i, *key)
+        step = model.to_step(i, units.context["sources"], units.lines.line("steps", i))
+        if step.key in seen:
+            units.problem(f"步骤 id {step.key} 和第 {seen[step.key]} 步重复", "steps", i, "id")
+            continue
+        seen[step.key] = step.number
+        if step.via == "welcome" and any(s.via == "welcome" for s in steps):
+            units.problem("一个脚本只能有一个 welcome 步骤（欢迎语码只能用一次）", "steps", i)
+        if step.via == "mark_tag" and per == "group":
+            units.problem("via: mark_tag 给成员打标签，只能用于 per: member", "steps", i, "via")
+        steps.append(step)
+    return steps
+
+
+def _body(data: dict[str, Any], head: ScriptModel, sources: dict[str, str], file: str, version: str
+          ) -> dict[str, Any]:
+    """What a run's version row stores: the data with the defaults it loaded with, and its templates' texts."""
+    stored = dict(data)
+    stored["quiet_hours"] = head.quiet_hours.text if head.quiet_hours is not None else "off"
+    stored["late"] = {"grace": format_duration(head.late.grace), "then": head.late.then}
     body = {"data": stored, "sources": {k: sources[k] for k in sorted(sources)}, "file": file}
-    if not version:
-        version = hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True, default=str).encode()
-                                 ).hexdigest()[:12]
-    body["version"] = version
-    return Script(id=str(sid), name=name.strip(), trigger=trigger, per=per, steps=tuple(steps), late=late,
-                  where=where, quiet=quiet, stop_on=stop_on, staff=staff, description=description.strip(),
-                  enabled=enabled, version=version, file=file, body=body)
+    body["version"] = version or hashlib.sha256(
+        json.dumps(body, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return body
+
+
+def _load(data: dict[str, Any], lines: Lines, *, sources: dict[str, str], file: str, version: str, check: bool,
+          templates: Templates | None = None, templates_dir: Path | None = None,
+          defaults: Defaults | None = None) -> tuple[Script | None, list[Problem]]:
+    units = Units(lines, {"templates": templates, "templates_dir": templates_dir, "sources": sources,
+                          "check": check, "defaults": defaults})
+    head = units.check(ScriptModel, data)
+    trigger = head.trigger if head else script_trigger(data.get("trigger"))
+    per = script_per(head.per if head else data.get("per"), trigger)
+    steps = _steps(units, data.get("steps"), trigger, per)
+    if head is None:
+        return None, units.sorted()
+    body = _body(data, head, sources, file, version)
+    script = Script(id=head.id, name=(head.name or head.id).strip(), trigger=trigger, per=per, steps=tuple(steps),
+                    late=head.late.to_late(), where=head.where.to_where() if head.where else Where(),
+                    quiet=head.quiet_hours, stop_on=head.stop_on, staff=head.staff,
+                    description=head.description.strip(), enabled=head.enabled, version=body["version"], file=file,
+                    body=body)
+    return script, units.sorted()
 
 
 def parse_script(text: str, path: str, *, templates: Templates | None = None, templates_dir: Path | None = None,
@@ -542,9 +638,8 @@ def parse_script(text: str, path: str, *, templates: Templates | None = None, te
     data, lines = load_yaml(text, path)
     if not isinstance(data, dict):
         raise FileProblems([Problem(path, lines.line(), "脚本文件应是一个映射：id、name、trigger、steps …")])
-    problems: list[Problem] = []
-    script = _build(data, lines, problems, sources={}, file=path, version="", check=True, templates=templates,
-                    templates_dir=templates_dir, defaults=defaults or Defaults())
-    if problems:
-        raise FileProblems(sorted(problems, key=lambda p: p.line))
+    script, problems = _load(data, lines, sources={}, file=path, version="", check=True, templates=templates,
+                             templates_dir=templates_dir, defaults=defaults or Defaults())
+    if problems or script is None:
+        raise FileProblems(problems)
     return script

@@ -1,0 +1,232 @@
+"""What the SOP script and Moments calendar contracts share, declared for pydantic (``bot.yamlmodel``).
+
+- :data:`Names`-style fields: a list of texts (one text alone is a list of one,
+  a number reads as text), each bad item a problem at its own line;
+- ``images`` / ``links``: a message's WeCom attachments (at most 9);
+- a message's text: inline jinja2 text, or a template file of
+  ``sop_templates/templates/`` read once and kept in the unit's ``sources``;
+- :class:`Units`: a file checked unit by unit (the script's head, each step;
+  the calendar's head, each slot …) so that every problem of a file is found at once.
+
+Validation context (``model_validate(raw, context=...)``): ``templates`` checks
+jinja2 text (``None``: not checked), ``templates_dir`` is where template files
+are read from, ``sources`` maps a template file name to its text (read ones are
+added), ``check`` says whether texts, templates and conditions are checked
+(``False`` for a stored version, which was checked when it loaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator, ValidationError, ValidationInfo, model_validator
+
+from bot.yamldoc import Key, Lines, Problem, kind_of
+from bot.yamlmodel import FileModel, problems_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from bot.templates import Templates
+
+M = TypeVar("M", bound=FileModel)
+MAX_ATTACHMENTS = 9
+LINK_FIELDS = ("title", "url", "desc", "picurl")
+
+
+class Refused:
+    """An item a list-level rule refused; the item's own validator raises its message (at the item's line)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def refused(value: Any) -> Any:
+    """``value``, or the problem a list-level or cross-field rule pinned on it."""
+    if isinstance(value, Refused):
+        raise ValueError(value.message)
+    return value
+
+
+Name = Annotated[str, BeforeValidator(refused)]
+
+
+def names(label: str, rule: Callable[[str], str | None] | None = None) -> BeforeValidator:
+    """The validator of a list-of-texts field: ``label`` names it in problems; ``rule`` refuses an item."""
+
+    def listed(value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ValueError(f"{label} 应是文字列表，收到{kind_of(value)}")
+        return [_name(label, i, item, rule) for i, item in enumerate(value)]
+
+    return BeforeValidator(listed)
+
+
+def _name(label: str, i: int, item: Any, rule: Callable[[str], str | None] | None) -> Any:
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        item = str(item)
+    if not isinstance(item, str) or not item.strip():
+        return Refused(f"{label} 第 {i + 1} 项应是非空文字，收到{kind_of(item)}")
+    wrong = rule(item.strip()) if rule is not None else None
+    return Refused(wrong) if wrong else item.strip()
+
+
+Staff = Annotated[tuple[Name, ...], names("staff")]
+Images = Annotated[tuple[Name, ...], names("images")]
+
+
+# ── attachments ────────────────────────────────────────────────────────────────
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+class LinkModel(FileModel):
+    """One of ``links``: a URL, or ``{title, url, desc, picurl}``."""
+
+    title: Any = None
+    url: str
+    desc: Any = None
+    picurl: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _link(cls, raw: Any) -> Any:
+        if isinstance(raw, str):
+            raw = {"url": raw}
+        if not isinstance(raw, dict) or not _is_url(raw.get("url")):
+            raise ValueError("links 每项应是网址，或 {title: 标题, url: https://…, desc: 说明}")
+        extra = set(raw) - set(LINK_FIELDS)
+        if extra:
+            raise ValueError(f"links 里有未知字段 {', '.join(sorted(map(str, extra)))}（可用：title, url, desc, "
+                             f"picurl）")
+        return raw
+
+    def attachment(self) -> dict[str, Any]:
+        link = {"title": str(self.title or self.url), "url": self.url}
+        if self.desc:
+            link["desc"] = str(self.desc)
+        if self.picurl:
+            link["picurl"] = str(self.picurl)
+        return {"msgtype": "link", "link": link}
+
+
+def _links(value: Any) -> Any:
+    return () if value is None else value if isinstance(value, list) else [value]
+
+
+Links = Annotated[tuple[LinkModel, ...], BeforeValidator(_links)]
+
+
+def attachments(images: Iterable[str], links: Iterable[LinkModel]) -> tuple[dict[str, Any], ...]:
+    """``images: [url or media id]`` and ``links`` as WeCom attachments, images first."""
+    out = [{"msgtype": "image", "image": {"url": i} if _is_url(i) else {"media_id": i}} for i in images]
+    return (*out, *(link.attachment() for link in links))
+
+
+def too_many_attachments(found: tuple[dict[str, Any], ...]) -> str | None:
+    if len(found) > MAX_ATTACHMENTS:
+        return f"附件最多 {MAX_ATTACHMENTS} 个（图片和链接合计），这里有 {len(found)} 个"
+    return None
+
+
+# ── texts and templates ────────────────────────────────────────────────────────
+
+
+def template_error(templates: Templates | None, source: str) -> str | None:
+    """Why ``source`` does not compile as jinja2 (``None``: it does, or nothing checks it)."""
+    if templates is None:
+        return None
+    try:
+        templates.check(source)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def checking(info: ValidationInfo) -> bool:
+    return bool((info.context or {}).get("check"))
+
+
+def inline_text(value: Any, info: ValidationInfo, limit: int, too_long: Callable[[int], str]) -> str:
+    """``text:`` — non-empty jinja2 text of at most ``limit`` characters, stripped."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"text 应是非空文字，收到{kind_of(value)}")
+    source = value.strip()
+    if len(source) > limit:
+        raise ValueError(too_long(len(source)))
+    bad = template_error((info.context or {}).get("templates"), source) if checking(info) else None
+    if bad:
+        raise ValueError(f"text 模板有误：{bad}")
+    return source
+
+
+def template_file(name: Any, info: ValidationInfo, rx: Any, wrong_name: str) -> str:
+    """``template:`` — a ``.j2`` file name; its text is read (once) into the context's ``sources``."""
+    if not isinstance(name, str) or not rx.fullmatch(name) or ".." in name:
+        raise ValueError(wrong_name)
+    context = info.context or {}
+    sources: dict[str, str] = context["sources"]
+    directory: Path | None = context.get("templates_dir")
+    if name in sources:
+        return name
+    if not checking(info) or directory is None:
+        raise ValueError(f"模板 {name} 的内容没有保存")
+    try:
+        source = (directory / name).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "不存在" if isinstance(exc, FileNotFoundError) else f"无法读取（{exc}）"
+        raise ValueError(f"模板 {directory.name}/{name} {why}") from None
+    sources[name] = source
+    bad = template_error(context.get("templates"), source)
+    if bad:
+        raise ValueError(f"模板 {directory.name}/{name} 有误：{bad}")
+    return name
+
+
+def one_text(raw: Any) -> Any:
+    """``text`` and ``template`` exclude each other: with both, only that is said (at ``template``)."""
+    if isinstance(raw, dict) and raw.get("text") is not None and raw.get("template") is not None:
+        raw = {k: v for k, v in raw.items() if k != "text"}
+        raw["template"] = Refused("text 和 template 只能写一个")
+    return raw
+
+
+# ── a file, unit by unit ───────────────────────────────────────────────────────
+
+
+@dataclass(slots=True)
+class Units:
+    """A file's problems, gathered unit by unit; each unit is a declared model checked at its place."""
+
+    lines: Lines
+    context: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+
+    def check(self, model: type[M], raw: Any, *at: Key, label: str = "", **context: Any) -> M | None:
+        """``raw`` as ``model`` (validated where ``at`` says it sits), or None with its problems noted.
+
+        ``label`` starts the problem of an unknown key (``第 2 步：``) when it depends on the place;
+        ``context`` adds to the file's validation context for this unit."""
+        try:
+            return model.model_validate(raw, context={**self.context, **context})
+        except ValidationError as exc:
+            found = problems_of(model, exc, self.lines, at=at)
+            self.problems += [Problem(p.path, p.line, label + p.message) if label and p.message.startswith("未知字段")
+                              else p for p in found]
+            return None
+
+    def problem(self, message: str, *keys: Key) -> None:
+        self.problems.append(self.lines.problem(message, *keys))
+
+    def sorted(self) -> list[Problem]:
+        return sorted(self.problems, key=lambda p: p.line)
