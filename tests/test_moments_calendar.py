@@ -100,6 +100,9 @@ def test_chat_changes_lay_over_the_file() -> None:
     (CALENDAR.replace("staff: [ahe]", "staff: ahe\napproval: maybe"), "m.yaml:2: approval 应是 true"),
     (CALENDAR + "  - {id: c1, from: 2026-12-01, slots: []}\n", "m.yaml:24: campaign id c1 重复了"),
     (CALENDAR.replace("https://heyutea.example/live", "live"), "m.yaml:11: links 每项应是网址"),
+    (CALENDAR.replace("audience: {tags:", "audience: {tag:"), "m.yaml:8: audience：未知字段 tag（是不是 tags？）"),
+    (CALENDAR.replace("{time: \"08:30\",", "{tme: \"08:30\","), "m.yaml:4: 时段：未知字段 tme（是不是 time？）"),
+    (CALENDAR.replace("  - id: c1\n", "  - id: " + "c" * 60 + "\n"), "m.yaml:23: 时段 id 应是不超过 64 个字符的文字"),
 ])
 def test_calendar_problems_name_the_line(text: str, expected: str) -> None:
     with pytest.raises(FileProblems) as exc:

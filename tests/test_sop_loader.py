@@ -88,6 +88,11 @@ def test_a_good_script_parses_with_its_template_inside_the_version(tmp_path: Pat
     ("id: Bad Id\nname: x\ntrigger: manual\nsteps: []\n", "s.yaml:1: id 应是小写字母"),
     (GOOD.replace("    template: day1.j2\n", "    template: day1.j2\n    repeat: {every: 10m}\n"),
      "s.yaml:10: repeat.every 至少 1h"),
+    (GOOD.replace("    via: reply\n", "    via: reply\n    txet: x\n"),
+     "s.yaml:7: 第 1 步：未知字段 txet（是不是 text？）"),
+    (GOOD.replace('    text: "欢迎 {{ member.name }}"', "    text: null"),
+     "s.yaml:5: 第 1 步需要 text（直接写内容）或 template（模板文件名）"),
+    (GOOD + "where: {groups: ['*'], tag: [vip]}\n", "s.yaml:10: where：未知字段 tag（是不是 tags？）"),
 ])
 def test_problems_name_the_file_line_and_what_is_wrong(tmp_path: Path, text: str, expected: str) -> None:
     found = problems_of(text, tmp_path, {"day1.j2": "早上好"})

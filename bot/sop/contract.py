@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from pydantic import BeforeValidator, ValidationError, ValidationInfo, model_validator
 
 from bot.yamldoc import Key, Lines, Problem, kind_of
-from bot.yamlmodel import FileModel, problems_of
+from bot.yamlmodel import FileModel, ProblemAt, problems_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,18 +37,22 @@ LINK_FIELDS = ("title", "url", "desc", "picurl")
 
 
 class Refused:
-    """An item a list-level rule refused; the item's own validator raises its message (at the item's line)."""
+    """A value a list-level or cross-field rule refused; the value's own validator raises its message.
 
-    __slots__ = ("message",)
+    The problem is named at the value's line, or at ``line`` when the value is not in the file (a text
+    a step lacks is named at the step's line, even when the file says ``text: null``)."""
 
-    def __init__(self, message: str) -> None:
+    __slots__ = ("line", "message")
+
+    def __init__(self, message: str, line: int = 0) -> None:
         self.message = message
+        self.line = line
 
 
 def refused(value: Any) -> Any:
     """``value``, or the problem a list-level or cross-field rule pinned on it."""
     if isinstance(value, Refused):
-        raise ValueError(value.message)
+        raise ProblemAt(value.message, value.line)
     return value
 
 
@@ -216,9 +220,9 @@ class Units:
         """``raw`` as ``model`` (validated where ``at`` says it sits), or None with its problems noted.
 
         ``label`` starts the problem of an unknown key (``第 2 步：``) when it depends on the place;
-        ``context`` adds to the file's validation context for this unit."""
+        ``context`` adds to the file's validation context for this unit (``line``: the unit's own line)."""
         try:
-            return model.model_validate(raw, context={**self.context, **context})
+            return model.model_validate(raw, context={**self.context, "line": self.lines.line(*at), **context})
         except ValidationError as exc:
             found = problems_of(model, exc, self.lines, at=at)
             self.problems += [Problem(p.path, p.line, label + p.message) if label and p.message.startswith("未知字段")

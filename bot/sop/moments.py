@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 MOMENT_VIAS = ("moment_task", "remind_staff")
 MAX_MOMENT_TEXT = 2000
+MAX_SLOT_ID = 64
+SLOT_ID_PROBLEM = f"时段 id 应是不超过 {MAX_SLOT_ID} 个字符的文字"
 Clock = time
 ORIGIN_NAMES = {"weekly": "周计划", "override": "节日安排", "campaign": "活动", "chat": "聊天设置"}
 
@@ -275,12 +277,13 @@ class SlotModel(FileModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _what_a_slot_needs(cls, raw: Any) -> Any:
+    def _what_a_slot_needs(cls, raw: Any, info: ValidationInfo) -> Any:
         if not isinstance(raw, dict):
             raise ValueError("每个时段应是映射：{time: \"08:30\", theme: …, text: …}")
         raw = one_text(raw)
         if raw.get("text") is None and raw.get("template") is None:
-            raw = {**raw, "text": Refused("时段需要 text（文案）或 template（模板文件名）")}
+            line = (info.context or {}).get("line", 0)
+            raw = {**raw, "text": Refused("时段需要 text（文案）或 template（模板文件名）", line)}
         return raw
 
     @field_validator("time", mode="before")
@@ -294,8 +297,8 @@ class SlotModel(FileModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id(cls, v: Any) -> Any:
-        if not isinstance(v, str) or not v.strip() or len(v) > 64:
-            raise ValueError("时段 id 应是不超过 64 个字符的文字")
+        if not isinstance(v, str) or not v.strip() or len(v) > MAX_SLOT_ID:
+            raise ValueError(SLOT_ID_PROBLEM)
         return v
 
     @field_validator("theme", mode="before")
@@ -505,6 +508,9 @@ def _slots(units: Units, raw: Any, default_id: str, origin: str, *keys: Any, cam
         if many:
             units.problem(many, *keys, i)
         s = model.to_slot(default_id, origin, campaign, units.context["sources"], units.lines.line(*keys, i))
+        if len(s.id) > MAX_SLOT_ID:  # an id made of a long campaign id and the time
+            units.problem(SLOT_ID_PROBLEM, *keys, i, "id")
+            continue
         if any(o.id == s.id for o in out):
             units.problem(f"时段 id {s.id} 重复了（同一时间的两个时段请写不同的 id）", *keys, i)
             continue

@@ -334,11 +334,12 @@ class StepModel(FileModel):
         if not isinstance(raw, dict):
             raise ValueError("每个步骤应是映射，例如 {at: \"+0m\", via: reply, text: …}")
         raw = one_text(raw)
-        number = (info.context or {}).get("number", 0)
+        context = info.context or {}
+        number, line = context.get("number", 0), context.get("line", 0)
         if "at" not in raw:
-            raw = {**raw, "at": Refused(f"第 {number} 步缺少 at（什么时候发：+0m、day 1 09:30 …）")}
+            raw = {**raw, "at": Refused(f"第 {number} 步缺少 at（什么时候发：+0m、day 1 09:30 …）", line)}
         if raw.get("text") is None and raw.get("template") is None and raw.get("via", "reply") != "mark_tag":
-            raw = {**raw, "text": Refused(f"第 {number} 步需要 text（直接写内容）或 template（模板文件名）")}
+            raw = {**raw, "text": Refused(f"第 {number} 步需要 text（直接写内容）或 template（模板文件名）", line)}
         return raw
 
     @field_validator("id", mode="before")
