@@ -83,6 +83,17 @@ def _name(label: str, i: int, item: Any, rule: Callable[[str], str | None] | Non
     return Refused(wrong) if wrong else item.strip()
 
 
+def must_be(kind: type | tuple[type, ...], message: str) -> BeforeValidator:
+    """The validator of a field that must hold ``kind`` as written (nothing converted); ``message`` otherwise."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, kind):
+            raise ValueError(message)
+        return value
+
+    return BeforeValidator(check)
+
+
 Staff = Annotated[tuple[Name, ...], names("staff")]
 Images = Annotated[tuple[Name, ...], names("images")]
 

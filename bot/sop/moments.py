@@ -30,6 +30,7 @@ from bot.sop.contract import (
     Units,
     attachments,
     inline_text,
+    must_be,
     names,
     one_text,
     refused,
@@ -266,7 +267,7 @@ class SlotModel(FileModel):
 
     id: Any = None
     time: Clock = Field(default="", validate_default=True)
-    theme: Any = ""
+    theme: Annotated[str, must_be(str, "theme 应是文字")] = ""
     text: str | None = None
     template: str | None = None
     images: Images = ()
@@ -299,13 +300,6 @@ class SlotModel(FileModel):
     def _id(cls, v: Any) -> Any:
         if not isinstance(v, str) or not v.strip() or len(v) > MAX_SLOT_ID:
             raise ValueError(SLOT_ID_PROBLEM)
-        return v
-
-    @field_validator("theme", mode="before")
-    @classmethod
-    def _theme(cls, v: Any) -> Any:
-        if not isinstance(v, str):
-            raise ValueError("theme 应是文字")
         return v
 
     @field_validator("text", mode="before")
@@ -371,8 +365,8 @@ class OverrideModel(FileModel):
     key_label: ClassVar[str] = "override："
 
     day: date = Field(default=None, alias="date", validate_default=True)
-    note: Any = ""
-    skip: Any = False
+    note: Annotated[str, must_be(str, "note 应是文字")] = ""
+    skip: Annotated[bool, must_be(bool, "skip 应是 true 或 false")] = False
     slots: Any = None
 
     @model_validator(mode="before")
@@ -394,20 +388,6 @@ class OverrideModel(FileModel):
         if day is None:
             raise ValueError("override 的 date 应是日期，例如 2026-12-25")
         return day
-
-    @field_validator("note", mode="before")
-    @classmethod
-    def _note(cls, v: Any) -> Any:
-        if not isinstance(v, str):
-            raise ValueError("note 应是文字")
-        return v
-
-    @field_validator("skip", mode="before")
-    @classmethod
-    def _skip(cls, v: Any) -> Any:
-        if not isinstance(v, bool):
-            raise ValueError("skip 应是 true 或 false")
-        return v
 
     @field_validator("slots", mode="before")
     @classmethod
@@ -472,19 +452,13 @@ def _campaigns(value: Any) -> list[Any]:
 class CalendarModel(FileModel):
     """The calendar's own fields; the week, overrides and campaigns are checked one by one."""
 
-    approval: Any = False
+    approval: Annotated[bool, must_be(bool, "approval 应是 true（每天的朋友圈需 /moments approve 审批后才发）"
+                                            "或 false")] = False
     staff: Staff = ()
     audience: AudienceModel | None = None
     week: Any = None  # each part checked on its own (WeekModel, OverrideModel, CampaignModel)
     overrides: Any = None
     campaigns: Any = None
-
-    @field_validator("approval", mode="before")
-    @classmethod
-    def _approval(cls, v: Any) -> Any:
-        if not isinstance(v, bool):
-            raise ValueError("approval 应是 true（每天的朋友圈需 /moments approve 审批后才发）或 false")
-        return v
 
     @field_validator("overrides", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from bot.sop.contract import (
     attachments,
     checking,
     inline_text,
+    must_be,
     names,
     one_text,
     refused,
@@ -109,11 +110,11 @@ class Step:
     source: str = ""           # the text to render (inline text or the template file's content)
     template: str = ""         # template file name, when the text comes from one
     when: str = ""
-    stage: str = ""
+    stage: Annotated[str, must_be(str, "stage 应是文字（阶段名称，例如 引导）")] = ""
     repeat: Repeat | None = None
     late: Late | None = None   # None: the script's
     staff: tuple[str, ...] = ()
-    mention: bool | None = None
+    mention: Annotated[bool | None, must_be((bool, type(None)), "mention 应是 true 或 false")] = None
     add_tag: tuple[str, ...] = ()
     remove_tag: tuple[str, ...] = ()
     attachments: tuple[dict[str, Any], ...] = ()
@@ -317,11 +318,11 @@ class StepModel(FileModel):
     text: str | None = None
     template: str | None = None
     when: str | None = None
-    stage: str = ""
+    stage: Annotated[str, must_be(str, "stage 应是文字（阶段名称，例如 引导）")] = ""
     repeat: RepeatModel | None = None
     late: LateModel | None = None
     staff: Staff = ()
-    mention: bool | None = None
+    mention: Annotated[bool | None, must_be((bool, type(None)), "mention 应是 true 或 false")] = None
     add_tag: Annotated[tuple[Name, ...], names("add_tag")] = ()
     remove_tag: Annotated[tuple[Name, ...], names("remove_tag")] = ()
     images: Images = ()
@@ -388,25 +389,11 @@ class StepModel(FileModel):
             raise ValueError(bad)
         return v
 
-    @field_validator("stage", mode="before")
-    @classmethod
-    def _stage(cls, v: Any) -> Any:
-        if not isinstance(v, str):
-            raise ValueError("stage 应是文字（阶段名称，例如 引导）")
-        return v
-
     @field_validator("late", mode="before")
     @classmethod
     def _late(cls, v: Any) -> Any:
         if v is None:
             raise ValueError("late 应写成 {grace: 2h, then: send|skip}")
-        return v
-
-    @field_validator("mention", mode="before")
-    @classmethod
-    def _mention(cls, v: Any) -> Any:
-        if v is not None and not isinstance(v, bool):
-            raise ValueError("mention 应是 true 或 false")
         return v
 
     def rules(self, trigger: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -487,8 +474,8 @@ class ScriptModel(FileModel):
 
     id: Any = Field(default=None, validate_default=True)
     name: Any = None
-    description: Any = ""
-    enabled: Any = True
+    description: Annotated[str, must_be(str, "description 应是文字")] = ""
+    enabled: Annotated[bool, must_be(bool, "enabled 应是 true 或 false")] = True
     trigger: Any = Field(default=None, validate_default=True)
     where: WhereModel | None = None
     per: Any = None
@@ -523,20 +510,6 @@ class ScriptModel(FileModel):
     def _name(cls, v: Any) -> Any:
         if not isinstance(v, str) or not v.strip():
             raise ValueError("name 应是脚本的中文名称")
-        return v
-
-    @field_validator("description", mode="before")
-    @classmethod
-    def _description(cls, v: Any) -> Any:
-        if not isinstance(v, str):
-            raise ValueError("description 应是文字")
-        return v
-
-    @field_validator("enabled", mode="before")
-    @classmethod
-    def _enabled(cls, v: Any) -> Any:
-        if not isinstance(v, bool):
-            raise ValueError("enabled 应是 true 或 false")
         return v
 
     @field_validator("trigger", mode="before")
