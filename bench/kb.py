@@ -5,6 +5,13 @@
     python bench/kb.py --tune                 # choose the weights on the dev sets (two-fold cross-validation)
     python bench/kb.py --check-dev            # dev questions that copy or nearly copy a held-out one
     python bench/kb.py --try-phrasings FILE   # would these stored phrasings help? (two-fold, dev sets)
+    python bench/kb.py --dev --chatter-failures   # the chatter lines the bot would reply to
+
+Every run also prints, for the example base, how often the bot would reply to everyday chatter
+(knowledge_base/eval/chatter.yaml: answers + "did you mean" + "can't answer", as in a 1:1 chat;
+target ≤ 1%) and how often it answers a question of the question sets with the wrong entry
+(an outright answer that is not the labelled one, or any answer to a question labelled none;
+target ≤ 2%).
 
 Accuracy (hit@1) on knowledge_base/eval/questions.yaml (held out: the matcher's
 weights were chosen on the dev sets eval/dev.yaml and eval/dev_voices.yaml) for
@@ -52,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO / "knowledge_base" / "eval"
 HELD_OUT = "questions"
 DEV_SETS = ("dev", "dev_voices")
+CHATTER = "chatter"
 
 Expect = str | tuple[str, ...] | None
 Item = tuple[str, Expect, Where]
@@ -67,6 +75,35 @@ def load_eval(path: Path) -> list[Item]:
         where = Where(chat=g.get("chat", "single"), tier=g.get("tier", ""))
         items += [(q, expect, where) for q in g["questions"]]
     return items
+
+
+def load_chatter(path: Path) -> tuple[list[tuple[str, str]], list[Item]]:
+    """The chatter file: (line, kind) for every line that must get no reply, and the questions that look
+    like chatter but ask something (labelled as in the dev sets)."""
+    lines: list[tuple[str, str]] = []
+    questions: list[Item] = []
+    for g in yaml.safe_load(path.read_text(encoding="utf-8")):
+        if "lines" in g:
+            lines += [(str(t), g["kind"]) for t in g["lines"]]
+        else:
+            questions += [(q, g["expect"], Where(chat="single")) for q in g["questions"]]
+    return lines, questions
+
+
+def chatter_replies(m: Matcher, lines: list[tuple[str, str]]) -> dict[str, Any]:
+    """What the bot would send, 1:1, for each chatter line: an answer, suggestions, or "can't answer" —
+    anything but silence (mode ``chatter``) is a reply."""
+    counts = {"answers": 0, "suggestions": 0, "cannot_answer": 0}
+    replied: list[str] = []
+    for text, kind in lines:
+        r = m.match(text, Where(chat="single"))
+        if r.mode == "chatter":
+            continue
+        counts["answers" if r.entry else ("suggestions" if r.suggestions else "cannot_answer")] += 1
+        replied.append(f"{kind}: {text}  -> {r.entry.id if r.entry else r.mode} {r.score:.2f}")
+    total = sum(counts.values())
+    return {"lines": len(lines), **counts, "replied": total, "rate": round(total / max(1, len(lines)), 4),
+            "failures": replied}
 
 
 def right(got: str | None, expect: Expect) -> bool:
@@ -226,10 +263,11 @@ def evaluate(m: Matcher, entries: list[Entry], items: list[Item]) -> dict[str, A
         "exact": round(accuracy(exact_baseline(entries), items), 3),
         "contains": round(accuracy(contains_baseline(entries), items), 3),
     }
-    answered = suggested = first = top3 = answerable = 0
+    answered = suggested = first = top3 = answerable = wrong = 0
     for q, e, w in items:
         r = m.match(q, w)
         answered += right(r.entry.id if r.entry else None, e)
+        wrong += r.entry is not None and not right(r.entry.id, e)
         ids = expected_ids(e)
         if not ids:
             continue
@@ -239,6 +277,7 @@ def evaluate(m: Matcher, entries: list[Entry], items: list[Item]) -> dict[str, A
         first += bool(ranked) and ranked[0] in ids
         top3 += any(i in ids for i in ranked)
     out["full"] = round(answered / len(items), 3)
+    out["wrong"] = round(wrong / len(items), 3)
     out["full_in_suggestions"] = round(suggested / len(items), 3)
     out["rank1"] = round(first / max(1, answerable), 3)
     out["rank3"] = round(top3 / max(1, answerable), 3)
@@ -361,6 +400,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--dev", action="store_true", help="measure the dev sets only (the held-out set is not read)")
     ap.add_argument("--failures", action="store_true", help="with --dev: list every dev question the matcher misses")
+    ap.add_argument("--chatter-failures", action="store_true",
+                    help="list every chatter line the bot would reply to, and the chatter-like questions it misses")
     ap.add_argument("--tune", action="store_true", help="search the weights on the dev sets and print the choice")
     ap.add_argument("--check-dev", action="store_true",
                     help="list dev questions that copy or nearly copy a held-out or a stored question")
@@ -412,6 +453,17 @@ def main() -> int:
     if args.dev:
         all_dev = [i for items in dev_items.values() for i in items]
         out["dev_all"] = evaluate(m, entries, all_dev)
+    chatter_lines, chatter_questions = load_chatter(EVAL / f"{CHATTER}.yaml")
+    out["chatter"] = chatter_replies(m, chatter_lines)
+    out["chatter_questions"] = evaluate(m, entries, chatter_questions)
+    if args.chatter_failures:
+        out["chatter_questions"]["failures"] = failures(m, "chatter_questions", chatter_questions)
+    else:
+        out["chatter"].pop("failures")
+    question_sets = [out[n] for n in (*names, "chatter_questions")]
+    asked = sum(r["questions"] for r in question_sets)
+    out["wrong_answers"] = {"questions": asked,
+                            "rate": round(sum(r["wrong"] * r["questions"] for r in question_sets) / asked, 4)}
 
     entries_g, queries = generated(args.entries)
     t0 = time.perf_counter()
@@ -441,16 +493,26 @@ def main() -> int:
         return 0
     labels = {HELD_OUT: "held-out eval set", "dev": "dev set (used to choose the weights)",
               "dev_voices": "second dev set, other voices (used to choose the weights)",
-              "dev_all": "both dev sets together"}
-    for name in (*names, *(("dev_all",) if args.dev else ())):
+              "dev_all": "both dev sets together",
+              "chatter_questions": "questions that look like chatter (eval/chatter.yaml)"}
+    for name in (*names, *(("dev_all",) if args.dev else ()), "chatter_questions"):
         r = out[name]
         print(f"hit@1 on the {labels.get(name, name)}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
         print(f"  exact {r['exact']:.3f}   contains {r['contains']:.3f}   full {r['full']:.3f}"
               f"   (+{r['full_in_suggestions']:.3f} offered as a suggestion)")
         print(f"  full matcher, answerable questions: right entry ranked first {r['rank1']:.3f}, "
-              f"in the top three {r['rank3']:.3f}")
+              f"in the top three {r['rank3']:.3f}; answered with a wrong entry {r['wrong']:.3f}")
         for line in r.get("failures", ()):
             print("   ", line)
+    c = out["chatter"]
+    print(f"replies to chatter (eval/chatter.yaml, 1:1): {c['replied']} of {c['lines']} lines = {c['rate']:.2%}"
+          f"   (answers {c['answers']}, suggestions {c['suggestions']}, can't answer {c['cannot_answer']};"
+          " target ≤ 1%)")
+    for line in c.get("failures", ()):
+        print("   ", line)
+    w = out["wrong_answers"]
+    print(f"wrong answers over the question sets above ({w['questions']} questions): {w['rate']:.2%}"
+          "   (target ≤ 2%)")
     print(f"latency over a generated base of {lat['entries']} entries (built in {lat['build_s']} s), "
           f"{lat['questions']} questions:")
     print(f"  full matcher  p50 {lat['full_p50_ms']:.3f} ms   p99 {lat['full_p99_ms']:.3f} ms")
