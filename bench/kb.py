@@ -313,6 +313,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "unknown_weight": (0.3, 0.5, 0.7, 1.0),
     "context_weight": (0.1, 0.25, 0.5, 0.75, 1.0),
     "denied_weight": (0.0, 0.1, 0.2, 0.4, 1.0),
+    "min_support": (0.0, 0.1, 0.15, 0.2, 0.3),
 }
 
 
@@ -443,7 +444,7 @@ def main() -> int:
         return 0
 
     settings = MatchSettings()
-    m = build_matcher(entries, files.synonyms, files.stopwords, settings)
+    m = build_matcher(entries, files.synonyms, files.stopwords, settings, chatter=files.chatter)
     names = DEV_SETS if args.dev else (HELD_OUT, *DEV_SETS)
     for name in names:
         items = dev_items.get(name) or load_eval(EVAL / f"{name}.yaml")

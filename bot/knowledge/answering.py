@@ -6,6 +6,7 @@ place an answer is sent (:meth:`Answering.deliver`: the group cooldown).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +15,15 @@ from bot.knowledge.answers import render_answer
 from bot.knowledge.entry import Entry, Where
 from bot.knowledge.text import looks_like_question
 from bot.members import MemberProfile, profile_of
+from bot.templates import TemplateProblem
 
 if TYPE_CHECKING:
     from bot.context import Context
     from bot.events import MessageEvent
     from bot.knowledge.base import KnowledgeBase
     from bot.knowledge.config import KnowledgeConfig
+
+log = logging.getLogger("siyu.knowledge")
 
 
 class Answering:
@@ -33,6 +37,10 @@ class Answering:
     async def respond(self, ctx: Context, event: MessageEvent, question: str, *, asked: bool = False) -> None:
         """Answer ``question`` — or stay quiet, suggest, or say there is no answer — by these rules:
 
+        - **Chatter** (acknowledgements, thanks, greetings, emoji, laughter, small talk, and remarks that ask
+          nothing no entry answers: :mod:`bot.knowledge.chatter`) gets no answer, no suggestions, no "can't
+          answer" and is not a miss — in groups and 1:1, mentioned or not, and with ``/ask``. Only a greeting in a
+          1:1 chat (not staff) may get ``knowledge.greeting`` (:meth:`greet`, once a day per member).
         - **Addressed or not.** The member addresses the bot when they write to it 1:1 (staff excepted), @-mention
           it, or use ``/ask`` (``asked``). Staff are answered only when they address it.
         - **Groups switched off** with ``/kb off`` get no answers, except to ``/ask``.
@@ -58,6 +66,10 @@ class Answering:
             return
         profile = await profile_of(self.app, ctx.session, sender)
         result = self.kb.matcher.match(question, self.where(event, profile))
+        if result.chatter:
+            if result.chatter == "greeting" and direct and not chat.is_group and not sender.staff:
+                await self.greet(ctx, event, profile)
+            return
         if not direct:
             found = result.answer
             if found is not None and found.entry.group_auto and looks_like_question(question, found.keywords):
@@ -67,6 +79,21 @@ class Answering:
             await self.deliver(ctx, event, result.answer.entry, profile, direct=True)
             return
         await self._no_clear_answer(ctx, event, question, result, profile)
+
+    async def greet(self, ctx: Context, event: MessageEvent, profile: MemberProfile) -> None:
+        """``knowledge.greeting`` (a template: ``member``, ``bot``) once per member and local day; nothing when
+        it is empty or does not render."""
+        if not self.cfg.greeting.strip():
+            return
+        try:
+            text = self.app.templates.render_string(self.cfg.greeting, member=profile.for_template(),
+                                                    bot=self.app.config.bot.name)
+        except TemplateProblem as exc:
+            log.warning("knowledge.greeting does not render: %s", exc)
+            return
+        if text:
+            day = ctx.now().astimezone(self.app.config.bot.tz).date().isoformat()
+            await ctx.reply(text, key=f"knowledge:greeting:{event.sender.id}:{day}")
 
     async def _no_clear_answer(self, ctx: Context, event: MessageEvent, question: str, result: Any,
                                profile: MemberProfile) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,14 @@ def user_words(entries: Iterable[Entry]) -> list[str]:
 
 
 def build_matcher(entries: list[Entry], synonyms: Synonyms, stopwords: list[str], settings: MatchSettings,
-                  analyzer: Analyzer | None = None) -> Matcher:
-    """A matcher for ``entries``; reuses ``analyzer`` when its dictionary would be the same."""
+                  analyzer: Analyzer | None = None, chatter: Mapping[str, list[str]] | None = None) -> Matcher:
+    """A matcher for ``entries``; reuses ``analyzer`` when its dictionary would be the same.
+    ``chatter``: the knowledge directory's additions to the chatter lists (:mod:`bot.knowledge.chatter`)."""
     words = user_words(entries)
+    extra = dict(chatter or {})
     if analyzer is None or analyzer.synonyms is not synonyms or analyzer.extra_stopwords != tuple(stopwords) \
-            or analyzer.source_words != frozenset(words):
-        analyzer = Analyzer(synonyms, stopwords, words)
+            or analyzer.source_words != frozenset(words) or analyzer.extra_chatter != extra:
+        analyzer = Analyzer(synonyms, stopwords, words, extra)
     return Matcher(entries, analyzer, settings)
 
 
@@ -100,7 +102,8 @@ class KnowledgeBase:
     def _rebuild(self) -> Matcher:
         synonyms = self.files.synonyms if self.files is not None else Synonyms()
         stopwords = self.files.stopwords if self.files is not None else []
-        return build_matcher(self.merged(), synonyms, stopwords, self.settings, self.matcher.analyzer)
+        chatter = self.files.chatter if self.files is not None else {}
+        return build_matcher(self.merged(), synonyms, stopwords, self.settings, self.matcher.analyzer, chatter)
 
     async def refresh(self, db: Any = None, *, force: bool = False, files: bool = True) -> Reload:
         """Re-read changed files (all of them with ``force``) and database rows; swap in a new matcher if needed."""

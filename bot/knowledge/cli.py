@@ -20,8 +20,9 @@ examples:
 Without --kb the entries come from knowledge.dir in the config plus the ones operators
 added in chat (database.url); with --kb only that directory is loaded.
 JSON fields: question, entry (id or null), score (0-1), mode (exact | keyword | contains |
-regex | bm25 | suggest | none), answer (rendered text or null), suggestions (entry,
-question, score) and problems (file:line: problem of files that were refused).
+regex | bm25 | suggest | none | chatter), answer (rendered text or null), suggestions (entry,
+question, score) and problems (file:line: problem of files that were refused). Chatter
+(好的, 谢谢, 👍 …: mode chatter) has entry null, score 0 and no suggestions.
 """
 
 CHECK_EPILOG = """\

@@ -21,6 +21,9 @@ class KnowledgeConfig(Section):
     misses_top: int = Field(10, ge=1, le=50)
     misses_retention_days: int = Field(180, ge=1)
     page_size: int = Field(10, ge=1, le=50)
+    greeting: str = Field("", max_length=500,
+                          description="reply to a member's greeting in a 1:1 chat, at most once a day (a template; "
+                                      "empty: greetings, like all chatter, get no reply)")
 
     @model_validator(mode="after")
     def _floor_below_threshold(self) -> KnowledgeConfig:

@@ -13,6 +13,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
+from bot.knowledge.chatter import Sections, parse_sections
 from bot.knowledge.entry import Entry
 from bot.knowledge.loader import Problem, TemplateCheck, is_entry_file, parse_entries
 from bot.knowledge.text import Synonyms, word_list
@@ -23,6 +24,7 @@ log = logging.getLogger("siyu.knowledge")
 
 SYNONYMS = "synonyms.txt"
 STOPWORDS = "stopwords.txt"
+CHATTER = "chatter.txt"
 
 __all__ = ["KnowledgeFiles", "Refresh", "ids_in_two_files"]
 
@@ -58,8 +60,15 @@ def _stopwords(text: str, shown: str) -> list[str]:
     return word_list(text)
 
 
+def _chatter(text: str, shown: str) -> Sections:
+    sections, problems = parse_sections(text, shown)
+    if problems:
+        raise FileProblems(problems)
+    return sections
+
+
 class KnowledgeFiles:
-    """The entry files of a directory with its ``synonyms.txt`` and ``stopwords.txt``."""
+    """The entry files of a directory with its ``synonyms.txt``, ``stopwords.txt`` and ``chatter.txt``."""
 
     def __init__(self, directory: Path, *, check: TemplateCheck | None = None) -> None:
         self.directory = directory
@@ -70,8 +79,10 @@ class KnowledgeFiles:
         self._synonyms = WatchedFile(directory / SYNONYMS, _synonyms, shown=shown_name(directory / SYNONYMS, base))
         self._stopwords = WatchedFile(directory / STOPWORDS, _stopwords,
                                       shown=shown_name(directory / STOPWORDS, base))
+        self._chatter = WatchedFile(directory / CHATTER, _chatter, shown=shown_name(directory / CHATTER, base))
         self.synonyms = Synonyms()
         self.stopwords: list[str] = []
+        self.chatter: Sections = {}
 
     def name(self, path: Path) -> str:
         """How problems name a file: relative to the directory's parent (``knowledge_base/faq.yaml``)."""
@@ -83,7 +94,7 @@ class KnowledgeFiles:
 
     @property
     def problems(self) -> list[Problem]:
-        out = [*self.dir.problems, *self._synonyms.problems, *self._stopwords.problems]
+        out = [*self.dir.problems, *self._synonyms.problems, *self._stopwords.problems, *self._chatter.problems]
         return sorted(out, key=lambda p: (p.path, p.line))
 
     @property
@@ -92,19 +103,23 @@ class KnowledgeFiles:
 
     def refresh(self, *, force: bool = False) -> Refresh:
         """Look at every file (re-read them all with ``force``); ``changed`` when what serves changed."""
-        before = (self.entries, self.synonyms.content, self.stopwords)
+        before = (self.entries, self.synonyms.content, self.stopwords, self.chatter)
         report = self.dir.refresh(force=force)
         if self.directory.is_dir():
             words = self._synonyms.refresh(force=force)
             self._stopwords.refresh(force=force)
+            said = self._chatter.refresh(force=force)
+            report.rejected += said.rejected
+            report.new_problems += said.new_problems
             report.rejected += words.rejected
             report.new_problems += words.new_problems
             self.synonyms = self._synonyms.good or (Synonyms() if self.synonyms.content else self.synonyms)
             self.stopwords = self._stopwords.good or []
+            self.chatter = self._chatter.good or {}
             if self.synonyms.content != before[1] and self._synonyms.good is not None:
                 report.reloaded.append(self._synonyms.shown)
         report.problems = self.problems
-        report.changed = (self.entries, self.synonyms.content, self.stopwords) != before
+        report.changed = (self.entries, self.synonyms.content, self.stopwords, self.chatter) != before
         for p in report.new_problems:
             log.error("knowledge file refused (previous version stays): %s", p)
         return report

@@ -3,6 +3,9 @@
 A :class:`Matcher` is an immutable index over one set of entries; a reload
 builds a new one and swaps it in whole. For a question it tries, in order:
 
+0. **chatter** — acknowledgements, thanks, greetings, emoji, laughter, small talk
+   (:mod:`bot.knowledge.chatter`) match nothing: no answer, no suggestions;
+
 1. **exact** — the question, normalised, equals a stored question of any entry
    (and, for ``match: exact`` entries, one of their keywords);
 2. **triggers** — ``contains`` entries whose keywords (or questions) occur in
@@ -28,12 +31,13 @@ import heapq
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ahocorasick_rs
 
+from bot.knowledge.chatter import SHORT_NUMBER, asks_something, chatter_kind
 from bot.knowledge.entry import Entry, Where
 from bot.knowledge.fuzzy import Speller, vocabulary
 from bot.knowledge.text import INTENTS, Analyzer, char_features, clauses, intents
@@ -71,6 +75,7 @@ class MatchSettings:
     context_weight: float = 0.5     # weight of a long message's words outside its question clauses
     denied_weight: float = 0.2      # weight of the words of a 「不是……，是……」 clause
     spelling: bool = True           # also try the question with typing slips corrected (bot.knowledge.fuzzy)
+    min_support: float = 0.15       # share of the question's content words (bot.knowledge.chatter) an entry must explain
 
     @classmethod
     def from_config(cls, k: Any) -> MatchSettings:
@@ -100,6 +105,7 @@ class Result:
     answer: Candidate | None = None
     suggestions: tuple[Candidate, ...] = ()
     candidates: tuple[Candidate, ...] = ()   # every plausible entry, best first (for /kb search)
+    chatter: str = ""                        # the kind of chatter the message is (nothing is matched then)
 
     @property
     def entry(self) -> Entry | None:
@@ -107,12 +113,16 @@ class Result:
 
     @property
     def mode(self) -> str:
+        if self.chatter:
+            return "chatter"
         if self.answer:
             return self.answer.mode
         return "suggest" if self.suggestions else "none"
 
     @property
     def score(self) -> float:
+        if self.chatter:
+            return 0.0
         if self.answer:
             return self.answer.score
         return self.candidates[0].score if self.candidates else 0.0
@@ -206,6 +216,7 @@ class Matcher:
         self.analyzer = analyzer
         self.entries: list[Entry] = sorted(entries, key=lambda e: e.id)
         self.by_id: dict[str, Entry] = {e.id: e for e in self.entries}
+        self._index: dict[str, int] = {e.id: i for i, e in enumerate(self.entries)}
         self._exact: dict[str, list[int]] = defaultdict(list)
         trigger_words: dict[str, list[int]] = defaultdict(list)
         self._regexes: list[tuple[int, re.Pattern[str]]] = []
@@ -324,18 +335,24 @@ class Matcher:
 
     # ── matching ──
     def match(self, text: str, where: Where | None = None) -> Result:
-        """The entry that answers ``text`` (or suggestions), as typed or with typing slips corrected."""
+        """The entry that answers ``text`` (or suggestions), as typed or with typing slips corrected;
+        nothing for chatter (:func:`bot.knowledge.chatter.chatter_kind`)."""
+        kind = chatter_kind(text, self.analyzer)
+        if kind is not None:
+            return Result(chatter=kind)
         parts = clauses(text)
         prepared = [(self.analyzer.prepare(c), role) for c, role in parts]
         result = self._match(text, prepared, where)
-        if not self.settings.spelling or (result.answer is not None and result.answer.mode == "exact"):
-            return result
-        apply, correct = self.analyzer.synonyms.apply, self._speller.correct
-        fixed = [(apply(correct(p)), role) for p, role in prepared]
-        if fixed == prepared:
-            return result
-        other = self._match(text, fixed, where)
-        return other if other.score > result.score else result
+        if self.settings.spelling and (result.answer is None or result.answer.mode != "exact"):
+            apply, correct = self.analyzer.synonyms.apply, self._speller.correct
+            fixed = [(apply(correct(p)), role) for p, role in prepared]
+            if fixed != prepared:
+                other = self._match(text, fixed, where)
+                result = other if other.score > result.score else result
+        if result.answer is None and not result.suggestions and not asks_something(text, self.analyzer):
+            # A remark nothing answers (it asks nothing): chatter too — no "can't answer", no miss.
+            return Result(candidates=result.candidates, chatter="remark")
+        return result
 
     def _focus(self, prepared: list[tuple[str, str]]) -> tuple[list[str], dict[str, float], str]:
         """A message's terms, the weight of each (words of story clauses and denied clauses count less)
@@ -399,6 +416,7 @@ class Matcher:
         ordered, focus, asked = self._focus(parts)
         terms = frozenset(ordered)
         meaning = {i: c for i, c in self._meaning(asked, terms, hits, focus) if ok(i)}
+        support = self._support(terms, focus)
 
         if exact:
             i = max(exact, key=lambda j: entries[j].priority)
@@ -411,10 +429,41 @@ class Matcher:
         top = ranked[0]
         if top.mode != "bm25":
             return Result(top, (), ranked)
-        if top.score >= s.threshold and not self._ambiguous(top, ranked[1] if len(ranked) > 1 else None, terms):
+        if top.score >= s.threshold and support(top) >= s.min_support \
+                and not self._ambiguous(top, ranked[1] if len(ranked) > 1 else None, terms):
             return Result(top, (), ranked)
-        suggestions = tuple(c for c in ranked if c.score >= s.suggest_floor)[: s.max_suggestions]
-        return Result(None, suggestions, ranked)
+        # A suggestion, too, needs a content word of the question; a remark (it asks nothing) needs as much
+        # support as an answer.
+        floor = 1e-9 if asks_something(text, self.analyzer) else s.min_support
+        suggestions = tuple(c for c in ranked if c.score >= s.suggest_floor and support(c) >= floor)
+        return Result(None, suggestions[: s.max_suggestions], ranked)
+
+    def _support(self, terms: frozenset[str], focus: dict[str, float]) -> Callable[[Candidate], float]:
+        """How much of the question an entry explains: the weighted share of the question's content words
+        (not stop words, 泛词 of the chatter lists, question words or short numbers) found in the entry's
+        questions, keywords or answer (near-synonyms count). A question of generic words only (「收到」,
+        「消息」, 「时间」) is explained by no entry."""
+        generic = self.analyzer.chatter.generic
+        tags = self.analyzer.tags
+        content = {t: self.term_weight(t) * focus.get(t, 1.0) for t in terms
+                   if t not in generic and t not in ASKING and not SHORT_NUMBER.fullmatch(t)}
+        total = sum(content.values())
+        cache: dict[str, float] = {}
+
+        def share(c: Candidate) -> float:
+            got = cache.get(c.entry.id)
+            if got is None:
+                profile = self._profiles.get(self._index[c.entry.id])
+                if profile is None or not total:
+                    got = 0.0
+                else:
+                    found = sum(w for t, w in content.items() if t in profile.text_terms
+                                or not tags.get(t, frozenset()).isdisjoint(profile.text_tags))
+                    got = found / total
+                cache[c.entry.id] = got
+            return got
+
+        return share
 
     def _ambiguous(self, top: Candidate, runner: Candidate | None, terms: frozenset[str]) -> bool:
         """Whether the runner-up is too close to let the best answer outright.

@@ -19,6 +19,7 @@ from bot.knowledge.answering import Answering
 from bot.knowledge.chatform import apply_edit, fields_to_data, parse_add
 from bot.knowledge.entry import Entry, Source
 from bot.knowledge.loader import EntryInvalid, entry_from_data
+from bot.knowledge.chatter import CHATTER_NAMES, is_chatter
 from bot.knowledge.misses import group_misses
 from bot.pump import Reloader
 
@@ -187,17 +188,25 @@ class KnowledgeService:
     async def search(self, ctx: Context, text: str) -> None:
         """``/kb search``: what a wording would get — scores, match modes and reasons."""
         result = self.matcher.match(text)
-        verdict = "answer" if result.answer else ("suggest" if result.suggestions else "none")
+        verdict = "chatter" if result.chatter else \
+            ("answer" if result.answer else ("suggest" if result.suggestions else "none"))
         await ctx.reply(ctx.render("knowledge/search.j2", text=text, verdict=verdict, answer=result.answer,
+                                   chatter=CHATTER_NAMES.get(result.chatter, result.chatter),
                                    candidates=result.candidates[:5], threshold=self.base.settings.threshold))
 
     async def misses(self, ctx: Context, days: int | None) -> None:
         """``/kb misses``: unanswered questions of the last days, similar ones grouped, still unanswerable first."""
         days = days or self.cfg.misses_days
         rows = await store.recent_misses(ctx.session, ctx.now() - timedelta(days=days))
+        analyzer = self.matcher.analyzer
+        # Chatter is never a miss; rows stored before it was recognised are left out here.
+        rows = [r for r in rows if not is_chatter(r.text, analyzer)]
         open_groups, answerable = [], 0
-        for g in group_misses(rows, self.matcher.analyzer):
-            if self.matcher.match(g.text).answer is not None:
+        for g in group_misses(rows, analyzer):
+            found = self.matcher.match(g.text)
+            if found.chatter:
+                continue
+            if found.answer is not None:
                 answerable += 1
             else:
                 open_groups.append(g)

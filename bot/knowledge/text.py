@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,7 +193,7 @@ class Synonyms:
         pos = 0
         for idx, start, end in matches:
             pattern = self._patterns[idx]
-            if _inside_latin_word(text, start, end, pattern):
+            if inside_latin_word(text, start, end, pattern):
                 continue
             out.append(text[pos:start])
             out.append(self.canonical[pattern])
@@ -206,7 +206,7 @@ def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
 
-def _inside_latin_word(text: str, start: int, end: int, pattern: str) -> bool:
+def inside_latin_word(text: str, start: int, end: int, pattern: str) -> bool:
     """Whether a Latin-letter pattern was found inside a longer Latin word ("ems" in "items")."""
     return (_is_latin(pattern[0]) and start > 0 and _is_latin(text[start - 1])) or \
         (_is_latin(pattern[-1]) and end < len(text) and _is_latin(text[end]))
@@ -333,8 +333,13 @@ class Analyzer:
     """Turns text into the terms the matcher compares."""
 
     def __init__(self, synonyms: Synonyms | None = None, stopwords: Iterable[str] = (),
-                 user_words: Iterable[str] = ()) -> None:
+                 user_words: Iterable[str] = (), chatter: Mapping[str, list[str]] | None = None) -> None:
+        # Function-level: bot.knowledge.chatter builds on this module's normalisation.
+        from bot.knowledge.chatter import ChatterWords, builtin_sections
+
         self.synonyms = synonyms or Synonyms()
+        self.extra_chatter = dict(chatter or {})
+        self.chatter = ChatterWords(builtin_sections(), self.extra_chatter)
         self.glossary = builtin_glossary()
         self.extra_stopwords = tuple(stopwords)
         self.source_words = frozenset(user_words)
