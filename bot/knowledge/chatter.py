@@ -22,9 +22,9 @@ package's, plus the knowledge directory's own ``chatter.txt``, same format):
    answers or is suggested for is chatter too (kind ``remark``, decided in
    :meth:`bot.knowledge.matcher.Matcher.match`): 「今天好忙」 gets silence, not "can't answer".
 
-The 泛词 also serve the matcher: an entry must explain some of the question's content words —
-words that are not stop words, 泛词, question words or short numbers — to answer it or be
-suggested (``MatchSettings.min_support``), so a lone 收到, 消息 or 时间 supports nothing.
+The 泛词 also serve the matcher: an entry must explain at least one of the question's content
+words — words that are not stop words, 泛词, question words or short numbers — to answer it or be
+suggested (and ``MatchSettings.min_support`` of them), so a lone 收到, 消息 or 时间 supports nothing.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class MatchSettings:
     context_weight: float = 0.5     # weight of a long message's words outside its question clauses
     denied_weight: float = 0.2      # weight of the words of a 「不是……，是……」 clause
     spelling: bool = True           # also try the question with typing slips corrected (bot.knowledge.fuzzy)
-    min_support: float = 0.15       # share of the question's content words (bot.knowledge.chatter) an entry must explain
+    min_support: float = 0.0        # share of the question's content words an entry must explain beyond one word
 
     @classmethod
     def from_config(cls, k: Any) -> MatchSettings:
@@ -429,13 +429,13 @@ class Matcher:
         top = ranked[0]
         if top.mode != "bm25":
             return Result(top, (), ranked)
-        if top.score >= s.threshold and support(top) >= s.min_support \
+        # An answer needs at least one of the question's content words explained (and min_support of them);
+        # a suggestion needs one too, and for a remark (it asks nothing) as much as an answer.
+        if top.score >= s.threshold and support(top) > 0 and support(top) >= s.min_support \
                 and not self._ambiguous(top, ranked[1] if len(ranked) > 1 else None, terms):
             return Result(top, (), ranked)
-        # A suggestion, too, needs a content word of the question; a remark (it asks nothing) needs as much
-        # support as an answer.
-        floor = 1e-9 if asks_something(text, self.analyzer) else s.min_support
-        suggestions = tuple(c for c in ranked if c.score >= s.suggest_floor and support(c) >= floor)
+        floor = 0.0 if asks_something(text, self.analyzer) else s.min_support
+        suggestions = tuple(c for c in ranked if c.score >= s.suggest_floor and support(c) > 0 and support(c) >= floor)
         return Result(None, suggestions[: s.max_suggestions], ranked)
 
     def _support(self, terms: frozenset[str], focus: dict[str, float]) -> Callable[[Candidate], float]:

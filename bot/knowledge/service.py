@@ -17,9 +17,9 @@ from bot.commands import CommandError
 from bot.knowledge import store
 from bot.knowledge.answering import Answering
 from bot.knowledge.chatform import apply_edit, fields_to_data, parse_add
+from bot.knowledge.chatter import CHATTER_NAMES, is_chatter
 from bot.knowledge.entry import Entry, Source
 from bot.knowledge.loader import EntryInvalid, entry_from_data
-from bot.knowledge.chatter import CHATTER_NAMES, is_chatter
 from bot.knowledge.misses import group_misses
 from bot.pump import Reloader
 
