@@ -3,7 +3,7 @@
 Members ask in 1:1 chats, by @-mentioning the bot in a group, or with ``/ask``.
 Whether and how the bot answers is decided in one place,
 :meth:`bot.knowledge.answering.Answering.respond` (its docstring states the
-rules: groups, ``group_auto``, cooldown, staff, threshold, suggestions, misses).
+rules: chatter, groups, ``group_auto``, cooldown, staff, threshold, suggestions, misses).
 A number answers "did you mean" (priority 25, a follow-up); answers run at
 priority 50 and block. The /kb commands each call one method of
 :class:`bot.knowledge.service.KnowledgeService`.
