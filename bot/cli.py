@@ -84,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("siyu.cli").info("serving on http://%s:%d (config: %s)", cfg.server.host, cfg.server.port,
                                        cfg.source)
     try:
+        asyncio.run(_migrate_first(cfg))  # a database that cannot be used stops us here, in one line
         bot = BotApp(cfg)
         web.run_app(serving_app(bot), host=cfg.server.host, port=cfg.server.port, print=None,
                     access_log_class=AccessLogger, access_log=logging.getLogger("siyu.access"),
@@ -96,6 +97,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"siyu: cannot use the database {where}: {_first_line(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+async def _migrate_first(cfg: Config) -> None:
+    """Open the database, bring its schema up to date and close it again — before the server starts, so a
+    database that cannot be opened or written fails with its own error, not in the middle of start-up."""
+    from bot.storage import migrate
+    from bot.storage.db import Database
+
+    db = Database(cfg.database_url)
+    try:
+        await migrate.upgrade(db)
+    except Exception:
+        # SQLite's driver answers a failed connect from its own thread: give it the moment it needs to hand
+        # that answer to this loop, or it finds the loop closed and prints a traceback after our one line.
+        await asyncio.sleep(0.5)
+        raise
+    finally:
+        await db.dispose()
 
 
 def describe_database(url: str) -> str:
