@@ -44,6 +44,7 @@ class Context(Effects):
         self.confirmed = confirmed
         self.private = False  # replies go to the author 1:1 (a command whose answer is private, typed in a group)
         self._noticed = False
+        self.stopped = False  # set by stop(): the handlers after this one do not see the event
         self.rollback_hooks: list[Callable[[], Awaitable[None]]] = []
         self.commit_hooks: list[Callable[[], None]] = []
 
@@ -70,6 +71,11 @@ class Context(Effects):
 
     def render(self, template: str, /, **values: Any) -> str:
         return self.app.templates.render(template, **values)
+
+    def stop(self) -> None:
+        """The handlers after this one do not see the event (a blocking match decided while handling it,
+        e.g. a member handed to a person). Only a handler that succeeds stops it: a failing one does not."""
+        self.stopped = True
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` once this handler's transaction has committed (e.g. to refresh a cache)."""

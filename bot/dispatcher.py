@@ -118,15 +118,16 @@ class Dispatcher:
                 roles = await self.roles_of(session, actor) if actor else frozenset()
                 if ADMIN not in roles and not (spec.roles & roles):
                     continue
-            await self.run_handler(session, spec, event, outcome, after)
-            if spec.block:
+            stopped = await self.run_handler(session, spec, event, outcome, after)
+            if spec.block or stopped:
                 break
         return outcome
 
     async def run_handler(self, session: Any, spec: HandlerSpec, event: Event, outcome: Outcome,
-                          after: AfterCommit) -> None:
+                          after: AfterCommit) -> bool:
         """One handler in a savepoint with its receipt: it commits with the caller's transaction, or rolls
-        back alone (retried here up to ``handler_attempts`` times when the failure is transient)."""
+        back alone (retried here up to ``handler_attempts`` times when the failure is transient).
+        True if it ran and asked to stop the event there (``ctx.stop()``)."""
         for attempt in range(1, self.handler_attempts + 1):
             ctx: Context | None = None
             try:
@@ -136,14 +137,14 @@ class Dispatcher:
                         event_key=event.key[:255], handler=spec.name, at=self.app.clock.now()
                     ).returning(HANDLED.c.handler))
                     if res.first() is None:
-                        return  # this handler already committed its effects for this event
+                        return False  # this handler already committed its effects for this event
                     actor = _actor_id(event)
                     roles = await self.roles_of(session, actor) if actor else frozenset()
                     ctx = Context(self.app, event, session, spec.name, roles=roles)
                     await asyncio.wait_for(spec.fn(event, ctx), self.app.config.inbox.handler_timeout_s)
                 outcome.ran.append(spec.name)
                 after.committed.append(ctx)
-                return
+                return ctx.stopped
             except Exception as exc:
                 self.app.roles.forget(session)  # a grant or revoke in the rolled-back savepoint is undone
                 transient = _is_transient(exc)
@@ -154,7 +155,8 @@ class Dispatcher:
                 if transient:
                     outcome.retry = True
                 after.failed.append((spec, event, exc, list(ctx.rollback_hooks) if ctx is not None else []))
-                return
+                return False
+        return False
 
     async def finish(self, after: AfterCommit) -> None:
         """After the transaction committed: after-commit hooks, pump kicks, then the failures' rollback

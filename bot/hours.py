@@ -1,12 +1,13 @@
 """Daily local-time windows written by operators: "09:00-21:00", "22:00-08:00" (overnight), several comma-separated.
 
-Read the same way for a knowledge entry's ``active_hours`` and an SOP script's ``quiet_hours``.
+Read the same way for a knowledge entry's ``active_hours``, an SOP script's ``quiet_hours`` and the
+handoff's ``working_hours``.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import datetime, time, timedelta, tzinfo
 
 SPAN_RX = re.compile(r"(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})")
 
@@ -36,3 +37,28 @@ def parse_spans(raw: str, example: str = "09:00-21:00") -> Spans:
 def spans_text(spans: Spans) -> str:
     """The canonical text of some windows ("09:00-12:00,14:00-21:00")."""
     return ",".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in spans)
+
+
+def contains(spans: Spans, t: time) -> bool:
+    """Whether the local time of day ``t`` falls in one of the windows (an overnight window wraps)."""
+    for start, end in spans:
+        if start < end:
+            if start <= t < end:
+                return True
+        elif t >= start or t < end:
+            return True
+    return False
+
+
+def next_open(spans: Spans, when: datetime, tz: tzinfo) -> datetime:
+    """``when`` if it falls in a window (or there are none), else the start of the next window, in ``tz``."""
+    local = when.astimezone(tz)
+    if not spans or contains(spans, local.time().replace(tzinfo=None)):
+        return local
+    starts = []
+    for day in (0, 1):
+        for start, _ in spans:
+            at = datetime.combine(local.date() + timedelta(days=day), start, tzinfo=tz)
+            if at > local:
+                starts.append(at)
+    return min(starts)

@@ -3,7 +3,7 @@
 The tiers feature owns members (points, tier, tags, groups) and provides a
 :class:`MemberDirectory` under :data:`MEMBERS`. The knowledge base (scopes by
 tier, answer templates), the SOP engine (``when: member.points < 10``, targets,
-check-in tallies) and compliance (group owners) read members and groups through
+check-in tallies), compliance (group owners) and the handoff (whom to tell) read members and groups through
 it — never the tiers tables; without the tiers feature they fall back to what
 the event says (:func:`profile_from_actor`).
 """

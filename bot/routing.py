@@ -4,12 +4,14 @@ One :class:`Router` per feature, created at module level in ``handlers/<feature>
 handlers are plain ``async def h(event, ctx)``. Matching (predicates), authority
 (roles) and handling are kept apart. Handlers run in priority order (lower
 first); a handler declared ``block=True`` that matched stops the handlers after
-it, observers (``block=False``) never do.
+it, observers (``block=False``) never do — unless they call ``ctx.stop()`` (a block
+decided while handling, e.g. a member handed to a person).
 
 Priorities by convention: 0-9 observers that see every event (moderation),
 10 slash commands (blocking), 20-29 interactive follow-ups (a number answering
 "did you mean"), 30-39 tiers bookkeeping (observer), 40-49 SOP triggers
-(observer), 50+ the knowledge base's answers (blocking).
+(observer), 40 the human handoff (stops the event when it opens or continues one),
+50+ the knowledge base's answers (blocking).
 """
 
 from __future__ import annotations

@@ -191,3 +191,30 @@ async def test_after_commit_hooks_run_only_when_the_handler_committed(make_bot: 
     await h.say("ok 1")
     await h.say("fail 2")
     assert fired == ["committed ok 1"]
+
+
+async def test_an_observer_may_stop_the_event_once_it_has_decided(make_bot: Callable[..., BotApp]) -> None:
+    calls: list[str] = []
+    router = Router("stopper")
+
+    @router.message(priority=40)
+    async def decides(event: MessageEvent, ctx: Context) -> None:
+        calls.append(f"decides:{event.text}")
+        if event.text == "mine":
+            ctx.stop()
+
+    @router.message(text_matches("^oops"), priority=41)
+    async def stops_then_fails(event: MessageEvent, ctx: Context) -> None:
+        ctx.stop()
+        raise RuntimeError("rolled back: the stop does not count")
+
+    @router.message(priority=50)
+    async def later(event: MessageEvent, ctx: Context) -> None:
+        calls.append(f"later:{event.text}")
+
+    app = make_bot(features=[lambda app: router])
+    await app.start()
+    h = Harness(app)
+    for text in ("mine", "yours", "oops"):
+        await h.say(text)
+    assert calls == ["decides:mine", "decides:yours", "later:yours", "decides:oops", "later:oops"]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Any, Literal
 
+from bot.hours import contains
+
 MatchMode = Literal["auto", "exact", "contains", "regex"]
 MATCH_MODES: tuple[str, ...] = ("auto", "exact", "contains", "regex")
 CHAT_SCOPES: tuple[str, ...] = ("any", "group", "single")
@@ -72,13 +74,7 @@ class ActiveHours:
     text: str
 
     def contains(self, t: time) -> bool:
-        for start, end in self.spans:
-            if start < end:
-                if start <= t < end:
-                    return True
-            elif t >= start or t < end:
-                return True
-        return False
+        return contains(self.spans, t)
 
 
 @dataclass(frozen=True, slots=True)
