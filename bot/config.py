@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from bot.access.config import ConsoleConfig
 from bot.compliance.config import ModerationConfig
 from bot.configbase import Section, check_duration
+from bot.handoff.config import HandoffConfig
 from bot.knowledge.config import KnowledgeConfig
 from bot.sop.config import MomentsConfig, SopConfig
 from bot.tiers.config import TiersConfig
@@ -202,6 +203,7 @@ class Config(Section):
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     sop: SopConfig = Field(default_factory=SopConfig)
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
+    handoff: HandoffConfig = Field(default_factory=HandoffConfig)
 
     # Where the file came from; relative paths in the config are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

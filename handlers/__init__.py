@@ -8,15 +8,18 @@ later feature looks up must be provided by an earlier one).
 from bot.access import feature as access_feature
 from bot.compliance import feature as compliance_feature
 from bot.feature import Feature, Setup
+from bot.handoff import feature as handoff_feature
 from bot.knowledge import feature as knowledge_feature
 from bot.sop import feature as sop_feature
 from bot.tiers import feature as tiers_feature
-from handlers import access, admin, knowledge, moderation, moments, sop, tiers
+from handlers import access, admin, handoff, knowledge, moderation, moments, sop, tiers
 
 BY_NAME: dict[str, Feature | Setup] = {
     "moderation": Feature("moderation", routers=[moderation.router], install=compliance_feature.install,
                           about="compliance: watched messages, /alerts, /word, POST /archive/import"),
     "admin": Feature("admin", routers=[admin.router], about="/help, /whoami, /role, /confirm, /status"),
+    "handoff": Feature("handoff", routers=[handoff.router], install=handoff_feature.install,
+                       about="转人工: a person for a customer who asks or is angry; /handoff list|take|close"),
     "knowledge": Feature("knowledge", routers=[knowledge.router], install=knowledge_feature.install,
                          about="members' questions answered from the knowledge base; /ask, /kb"),
     "tiers": Feature("tiers", routers=[tiers.router], install=tiers_feature.install,

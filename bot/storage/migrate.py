@@ -30,6 +30,7 @@ MODEL_MODULES: list[str] = [
     "bot.compliance.models",
     "bot.sop.models",
     "bot.access.models",
+    "bot.handoff.models",
 ]
 
 _MIGRATION_LOCK = 7_264_001  # pg_advisory_xact_lock key: one replica migrates at a time
