@@ -53,7 +53,7 @@ BASE = """\
   answer: "{{ member.name }}的VIP福利：全年包邮"
 - id: human
   match: contains
-  keywords: [转人工]
+  keywords: [联系客服]
   active_hours: "09:00-21:00"
   off_hours: "{{ member.name }}，客服下班了"
   answer: 客服马上来
@@ -192,10 +192,10 @@ async def test_scopes_chat_and_tier(h: Harness) -> None:
 
 async def test_active_hours_with_off_hours_answer_and_fallback(h: Harness, clock: FakeClock) -> None:
     clock.set(datetime(2026, 11, 23, 3, 0, tzinfo=UTC))   # 11:00 in Shanghai
-    assert await dm(h, "我要转人工") == ["客服马上来"]
+    assert await dm(h, "怎么联系客服") == ["客服马上来"]
     assert await dm(h, "可以批发吗") == ["请联系商务"]
     clock.set(datetime(2026, 11, 23, 14, 0, tzinfo=UTC))  # 22:00 in Shanghai
-    assert await dm(h, "我要转人工", name="小美") == ["小美，客服下班了"]
+    assert await dm(h, "怎么联系客服", name="小美") == ["小美，客服下班了"]
     (text,) = await dm(h, "可以批发吗", name="小美")
     assert "09:00-18:00" in text and "请联系商务" not in text
 

@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.handoffs import in_handoff
 from bot.knowledge import store
 from bot.knowledge.answers import render_answer
 from bot.knowledge.entry import Entry, Where
@@ -55,8 +56,12 @@ class Answering:
           clear match the question is stored as a miss (``/kb misses``) and the member gets up to
           ``knowledge.max_suggestions`` numbered suggestions (valid ``suggestion_ttl_s``, answered by
           :meth:`pick`), or "no answer" when there is none.
+        - **With a person.** A member whose handoff (转人工) is open gets nothing from the knowledge base — no
+          answer, no suggestion, no miss — until staff close it (:func:`bot.handoffs.in_handoff`).
         """
         if not question:
+            return
+        if await in_handoff(self.app, ctx.session, event.sender.id):
             return
         chat, sender = event.chat, event.sender
         if chat.is_group and not asked and not await store.group_enabled(ctx.session, chat.id):
@@ -118,6 +123,8 @@ class Answering:
 
     async def pick(self, ctx: Context, event: MessageEvent, number: int) -> None:
         """A member answering "did you mean" with a number: the chosen entry's answer (if still offered)."""
+        if await in_handoff(self.app, ctx.session, event.sender.id):
+            return  # the member is with a person (转人工)
         offer = await store.pending_offer(ctx.session, event.chat.id, event.sender.id)
         if offer is None:
             return
