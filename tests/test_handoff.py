@@ -91,9 +91,10 @@ async def test_anger_opens_one_and_a_plain_question_or_a_negation_does_not(h: Ha
     await h.say("不用转人工了，谢谢", group=False)
     await h.say("退钱要几天到账", group=False)
     assert await handoffs(h.app) == []
-    sent = await h.say("你们就是骗子", group=False, sender="wmBob", name="Bob")
+    sent = await h.say("你们就是骗子", group=False, sender="wmBob", name="B\u202eob")
     assert ("app_message", ("duty01",)) in kinds(sent)
     assert "情绪激动" in sent[0].text and "触发词：骗子" in sent[0].text
+    assert "Bob（wmBob" in sent[0].text                             # the name without its bidi override
 
 
 async def test_staff_never_open_one(h: Harness) -> None:

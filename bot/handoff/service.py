@@ -27,6 +27,7 @@ from bot.handoff.config import HandoffConfig
 from bot.hours import contains, next_open
 from bot.members import MEMBERS, profile_of
 from bot.textnorm import fold
+from bot.textsafe import clean_name
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -135,7 +136,7 @@ class HandoffService:
         profile = await profile_of(self.app, session, event.sender)
         message = {"at": now.isoformat(), "text": event.text[:500]}
         handoff_id = await store.insert(session, dict(
-            member_id=event.sender.id, member_name=(profile.name or event.sender.name)[:128],
+            member_id=event.sender.id, member_name=clean_name(profile.name or event.sender.name),
             chat_id=event.chat.id[:200], chat_type=event.chat.type, chat_name=event.chat.name[:128], reason=reason,
             trigger=word[:64], text=event.text[:2000], event_key=event.key[:255], messages=[message],
             opened_at=now, hold_until=next_open(self.spans, now, self.tz) + self.cfg.hold_for))
@@ -188,7 +189,7 @@ class HandoffService:
         await store.take(fx.session, handoff_id, staff_id, now, now + self.cfg.hold_for)
         h = _waiting(await store.get(fx.session, handoff_id), now)
         await self._tell_member(fx, h, "handoff/member_taken.j2", f"taken:{staff_id}:{now.isoformat()}",
-                                staff=staff_name or staff_id)
+                                staff=clean_name(staff_name) or staff_id)
         log.info("handoff %d taken by %s", handoff_id, staff_id)
         return h, row.taken_by or ""
 
