@@ -23,7 +23,7 @@ ON_DUTY = '["duty01"]'
 @pytest.fixture
 def handoff_config(make_config: Callable[..., Config]) -> Config:
     return make_config(HANDOFF__ON_DUTY=ON_DUTY, HANDOFF__ESCALATE_TO='["boss01"]', HANDOFF__ESCALATE_AFTER_MIN="15",
-                       HANDOFF__CONSOLE_URL="https://bot.example.com")
+                       CONSOLE__PUBLIC_URL="https://bot.example.com")
 
 
 @pytest.fixture

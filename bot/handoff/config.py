@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from pydantic import Field, field_validator
@@ -30,8 +29,6 @@ class HandoffConfig(Section):
     escalate_to: list[str] = Field(default_factory=list, description="staff told when a handoff waits too long "
                                                                      "(empty: on_duty again)")
     context_messages: int = Field(5, ge=0, le=20, description="the member's latest messages kept with the handoff")
-    console_url: str = Field("", description="address of the web console, e.g. https://bot.example.com; the notice "
-                                             "links to its /console/handoffs page (empty: the /handoff commands)")
     page_size: int = Field(20, ge=1, le=50, description="handoffs listed by /handoff list")
 
     @field_validator("triggers", "anger_words")
@@ -52,13 +49,6 @@ class HandoffConfig(Section):
     @classmethod
     def _hold(cls, v: str) -> str:
         return check_duration(v)
-
-    @field_validator("console_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if v and not re.match(r"^https?://", v):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
 
     @property
     def spans(self) -> Spans:

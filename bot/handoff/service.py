@@ -243,7 +243,9 @@ class HandoffService:
 
     # ── helpers ──
     def link(self, handoff_id: int) -> str:
-        base = self.cfg.console_url
+        """The web console's handoffs page, when the console is on and its address known (``[console]``)."""
+        console = self.app.config.console
+        base = console.public_url.rstrip("/") if console.enabled else ""
         return f"{base}/console/handoffs?id={handoff_id}" if base else ""
 
     def working(self, now: datetime) -> bool:
