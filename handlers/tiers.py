@@ -38,6 +38,7 @@ async def on_message(event: MessageEvent, ctx: Context) -> None:
         return
     ladder, at = ctx.get(LADDER), event.time
     await ladder.touch(ctx.session, event.sender, at, chat=event.chat, active=True)
+    await ladder.count_message(ctx.session, event.sender.id, event.chat, at)
     if event.chat.is_group:
         # Members who were there before the bot show up first by speaking.
         await ladder.joined(ctx.session, event.chat, event.sender, at, scene="other", inviter=None)

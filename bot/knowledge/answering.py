@@ -78,10 +78,12 @@ class Answering:
         if not direct:
             found = result.answer
             if found is not None and found.entry.group_auto and looks_like_question(question, found.keywords):
-                await self.deliver(ctx, event, found.entry, profile, direct=False)
+                if await self.deliver(ctx, event, found.entry, profile, direct=False):
+                    await self.count(ctx, event, "answered")
             return
         if result.answer is not None:
             await self.deliver(ctx, event, result.answer.entry, profile, direct=True)
+            await self.count(ctx, event, "answered")  # sent, or the member told it was just answered
             return
         await self._no_clear_answer(ctx, event, question, result, profile)
 
@@ -111,6 +113,7 @@ class Answering:
             chat_type=chat.type, member_id=event.sender.id, member_name=profile.name or event.sender.name,
             outcome="suggested" if suggestions else "none", best_entry=best.entry.id if best else "",
             best_score=best.score if best else 0.0, now=now)
+        await self.count(ctx, event, "suggested" if suggestions else "missed")
         name = profile.for_template()["name"]
         if suggestions:
             await store.offer(ctx.session, chat_id=chat.id, member_id=event.sender.id, question=question,
@@ -145,6 +148,7 @@ class Answering:
             await store.mark_picked(ctx.session, offer.miss_id, entry.id)
         profile = await profile_of(self.app, ctx.session, event.sender)
         await self.deliver(ctx, event, entry, profile, direct=True)
+        await self.count(ctx, event, "picked")
 
     async def deliver(self, ctx: Context, event: MessageEvent, entry: Entry, profile: MemberProfile, *,
                       direct: bool) -> bool:
@@ -164,6 +168,12 @@ class Answering:
             await store.mark_answered(ctx.session, event.chat.id, entry.id, now)
         await ctx.reply(self.render(entry, profile, event, now), mention=group)
         return True
+
+    async def count(self, ctx: Context, event: MessageEvent, outcome: str) -> None:
+        """Count how a question was met, per local day and chat (the report's answered / suggested / missed)."""
+        day = ctx.now().astimezone(self.app.config.bot.tz).strftime("%Y-%m-%d")
+        await store.count_outcome(ctx.session, day=day, chat_id=event.chat.id if event.chat.is_group else "",
+                                  outcome=outcome)
 
     def where(self, event: MessageEvent, profile: MemberProfile) -> Where:
         return Where(chat=event.chat.type, chat_id=event.chat.id, chat_name=event.chat.name, tier=profile.tier,

@@ -93,3 +93,19 @@ class KbCooldown(SQLModel, table=True):
     chat_id: str = Field(sa_column=Column(String(160), nullable=False))
     entry_id: str = Field(sa_column=Column(String(64), nullable=False))
     answered_at: datetime = utc_column()
+
+
+class KbOutcomeDay(SQLModel, table=True):
+    """How the knowledge base met the questions of one local day in one chat (``chat_id`` "" for 1:1 chats).
+
+    ``outcome``: ``answered`` (a clear match answered), ``suggested`` (numbered suggestions offered),
+    ``missed`` (no answer, no suggestion), ``picked`` (a member picked one of the suggestions).
+    Unlike ``kb_miss`` these counts are never pruned.
+    """
+
+    __tablename__ = "kb_outcome_day"
+
+    day: str = Field(sa_column=Column(String(10), primary_key=True))
+    chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
+    outcome: str = Field(sa_column=Column(String(12), primary_key=True))
+    count: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))

@@ -11,14 +11,16 @@ from sqlalchemy import and_, delete, func, select, update
 from bot.knowledge.contract import TemplateCheck
 from bot.knowledge.entry import Entry, Source
 from bot.knowledge.loader import EntryInvalid, entry_from_data
-from bot.knowledge.models import KbCooldown, KbEntryRow, KbGroup, KbMiss, KbSuggestion
-from bot.storage.db import insert_ignoring_conflicts
+from bot.knowledge.models import KbCooldown, KbEntryRow, KbGroup, KbMiss, KbOutcomeDay, KbSuggestion
+from bot.storage.db import insert_adding, insert_ignoring_conflicts
 
 ENTRIES = KbEntryRow.__table__
 MISSES = KbMiss.__table__
 GROUPS = KbGroup.__table__
 SUGGESTIONS = KbSuggestion.__table__
 COOLDOWNS = KbCooldown.__table__
+OUTCOMES = KbOutcomeDay.__table__
+OUTCOME_NAMES = ("answered", "suggested", "missed", "picked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +174,21 @@ async def prune(session: Any, now: datetime, misses_days: int) -> tuple[int, int
     a = await session.execute(delete(SUGGESTIONS).where(SUGGESTIONS.c.expires_at < now - timedelta(days=1)))
     b = await session.execute(delete(MISSES).where(MISSES.c.at < now - timedelta(days=misses_days)))
     return a.rowcount, b.rowcount
+
+
+# ── outcomes per day (the report) ──
+
+async def count_outcome(session: Any, *, day: str, chat_id: str, outcome: str) -> None:
+    """One more question of the local ``day`` met with ``outcome`` (one of OUTCOME_NAMES) in the chat."""
+    await session.execute(insert_adding(session.bind.dialect.name, OUTCOMES, ["day", "chat_id", "outcome"],
+                                        {"day": day, "chat_id": chat_id, "outcome": outcome}, "count"))
+
+
+async def outcome_counts(session: Any, since: str, until: str, chat_id: str | None = None) -> dict[str, int]:
+    """The outcomes from local day ``since`` to ``until`` (both included), all chats or one."""
+    q = select(OUTCOMES.c.outcome, func.sum(OUTCOMES.c.count)).where(
+        and_(OUTCOMES.c.day >= since, OUTCOMES.c.day <= until))
+    if chat_id is not None:
+        q = q.where(OUTCOMES.c.chat_id == chat_id)
+    found = dict((await session.execute(q.group_by(OUTCOMES.c.outcome))).all())
+    return {name: int(found.get(name) or 0) for name in OUTCOME_NAMES}

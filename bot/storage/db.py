@@ -211,3 +211,19 @@ def insert_ignoring_conflicts(dialect: str, table: Any, conflict_columns: list[s
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+
+
+def insert_adding(dialect: str, table: Any, conflict_columns: list[str], values: dict[str, Any],
+                  counter: str, by: int = 1) -> Any:
+    """``INSERT … ON CONFLICT (cols) DO UPDATE SET counter = counter + by``: a row counting something,
+    created on first use (``values`` hold the key columns; ``counter`` starts at ``by``)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    return stmt.values(**values, **{counter: by}).on_conflict_do_update(
+        index_elements=conflict_columns, set_={counter: table.c[counter] + by})

@@ -157,6 +157,11 @@ class Ladder:
     async def left(self, session: Any, chat: Chat, member_id: str, at: datetime) -> None:
         await self.store.leave(session, chat.id, member_id, at)
 
+    async def count_message(self, session: Any, member_id: str, chat: Chat, at: datetime) -> None:
+        """A customer's message (not a command) counted for the day and chat, cap or no cap (the report's
+        activity and silence); 1:1 chats count under chat id ""."""
+        await self.store.count_message(session, member_id, chat.id if chat.is_group else "", self.local_day(at))
+
     async def resolve(self, session: Any, who: str) -> list[Any]:
         """Members matching an id or a display name (several when the name is ambiguous)."""
         return await self.store.find_members(session, who, limit=5)

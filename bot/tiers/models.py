@@ -18,7 +18,8 @@ from bot.storage.models import big_id, utc_column
 
 class Member(SQLModel, table=True):
     __tablename__ = "member"
-    __table_args__ = (Index("ix_member_tier", "tier"), Index("ix_member_last_active", "last_active_at"))
+    __table_args__ = (Index("ix_member_tier", "tier"), Index("ix_member_last_active", "last_active_at"),
+                      Index("ix_member_joined_at", "joined_at"))
 
     id: str = Field(sa_column=Column(String(128), primary_key=True))  # WeCom external or user id
     name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
@@ -58,7 +59,8 @@ class Group(SQLModel, table=True):
 
 class GroupMembership(SQLModel, table=True):
     __tablename__ = "group_membership"
-    __table_args__ = (Index("ix_group_membership_member", "member_id"),)
+    __table_args__ = (Index("ix_group_membership_member", "member_id"),
+                      Index("ix_group_membership_joined_at", "joined_at"))
 
     chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
     member_id: str = Field(sa_column=Column(String(128), primary_key=True))
@@ -94,6 +96,7 @@ class PointsEntry(SQLModel, table=True):
         UniqueConstraint("source_event", name="uq_points_entry_source_event"),
         Index("ix_points_entry_member_action_day", "member_id", "action", "day"),
         Index("ix_points_entry_at", "at"),
+        Index("ix_points_entry_action_day", "action", "day", "member_id"),  # the report's daily counts
     )
 
     id: int | None = big_id()
@@ -126,7 +129,7 @@ class TierChange(SQLModel, table=True):
 
 class Purchase(SQLModel, table=True):
     __tablename__ = "purchase"
-    __table_args__ = (UniqueConstraint("source", name="uq_purchase_source"),)
+    __table_args__ = (UniqueConstraint("source", name="uq_purchase_source"), Index("ix_purchase_at", "at"))
 
     id: int | None = big_id()
     member_id: str = Field(sa_column=Column(String(128), nullable=False, index=True))
@@ -135,3 +138,18 @@ class Purchase(SQLModel, table=True):
     recorded_by: str = Field(sa_column=Column(String(128), nullable=False))
     source: str = Field(sa_column=Column(String(255), nullable=False))  # event key or import id
     at: datetime = utc_column()
+
+
+class MemberActivity(SQLModel, table=True):
+    """How many messages a member sent in one chat on one local day (``chat_id`` "" for 1:1 chats).
+
+    One row per (day, chat, member), counted up by the message handler — every customer message that is
+    not a command, whatever the ledger's daily cap; the report's activity, messages and silence come from it.
+    """
+
+    __tablename__ = "member_activity"
+
+    day: str = Field(sa_column=Column(String(10), primary_key=True))  # local date
+    chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
+    member_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    messages: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))

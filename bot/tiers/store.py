@@ -11,11 +11,21 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from bot.events import Chat
-from bot.storage.db import insert_ignoring_conflicts
-from bot.tiers.models import Group, GroupMembership, Member, MemberTag, PointsEntry, Purchase, Tag, TierChange
+from bot.storage.db import insert_adding, insert_ignoring_conflicts
+from bot.tiers.models import (
+    Group,
+    GroupMembership,
+    Member,
+    MemberActivity,
+    MemberTag,
+    PointsEntry,
+    Purchase,
+    Tag,
+    TierChange,
+)
 
 MEMBER = Member.__table__
 LEDGER = PointsEntry.__table__
@@ -25,6 +35,7 @@ TAGS = MemberTag.__table__
 TAG_NAMES = Tag.__table__
 CHANGES = TierChange.__table__
 PURCHASES = Purchase.__table__
+ACTIVITY = MemberActivity.__table__
 
 
 class TiersStore:
@@ -73,6 +84,11 @@ class TiersStore:
         if amount_cents:
             totals["spend_cents"] = MEMBER.c.spend_cents + amount_cents
         return await self.update_member(session, member_id, totals)
+
+    async def count_message(self, session: Any, member_id: str, chat_id: str, day: str) -> None:
+        """One more message of the member in the chat on the local ``day``."""
+        await session.execute(insert_adding(self.dialect, ACTIVITY, ["day", "chat_id", "member_id"],
+                                            {"day": day, "chat_id": chat_id, "member_id": member_id}, "messages"))
 
     async def find_members(self, session: Any, who: str, limit: int) -> list[Any]:
         """Members whose id is ``who``, else whose name is (at most ``limit`` of those)."""
@@ -263,3 +279,148 @@ class TiersStore:
         rows = (await session.execute(select(TAGS.c.tag, func.count()).group_by(TAGS.c.tag)
                                       .order_by(func.count().desc(), TAGS.c.tag))).all()
         return [(r[0], int(r[1])) for r in rows]
+
+    # ── figures (the report, bot.insights): customers only; ``chat_id`` narrows to one group ──
+
+    def _customers(self, end: datetime, chat_id: str | None) -> Any:
+        """Who counts: customers (not staff) the bot knew before ``end`` — with ``chat_id``, those in that
+        group at ``end`` (joined before it, not left before it)."""
+        cond = and_(MEMBER.c.staff.is_(False), MEMBER.c.joined_at < end)
+        if chat_id is not None:
+            cond = and_(cond, MEMBER.c.id.in_(select(MEMBERSHIP.c.member_id).where(and_(
+                MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.joined_at < end,
+                or_(MEMBERSHIP.c.left_at.is_(None), MEMBERSHIP.c.left_at >= end)))))
+        return cond
+
+    async def member_counts(self, session: Any, start: datetime, end: datetime, chat_id: str | None
+                            ) -> tuple[int, int]:
+        """(customers first seen in [start, end), customers first seen before end)."""
+        row = (await session.execute(select(
+            func.count(), func.coalesce(func.sum(case((MEMBER.c.joined_at >= start, 1), else_=0)), 0))
+            .where(self._customers(end, chat_id)))).one()
+        return int(row[1]), int(row[0])
+
+    async def tier_counts_at(self, session: Any, end: datetime, chat_id: str | None) -> dict[str, int]:
+        """Customers by the tier they held at ``end``: today's tier, except for those whose tier changed
+        since, who held the ``from_tier`` of their first change at or after ``end``."""
+        who = self._customers(end, chat_id)
+        counts = {t: int(n) for t, n in (await session.execute(
+            select(MEMBER.c.tier, func.count()).where(who).group_by(MEMBER.c.tier))).all()}
+        first_after = (select(func.min(CHANGES.c.id)).where(CHANGES.c.at >= end)
+                       .group_by(CHANGES.c.member_id).scalar_subquery())
+        moved = (await session.execute(
+            select(MEMBER.c.tier, CHANGES.c.from_tier).join(CHANGES, CHANGES.c.member_id == MEMBER.c.id)
+            .where(and_(CHANGES.c.id.in_(first_after), who)))).all()
+        for now_tier, then_tier in moved:
+            counts[now_tier] = counts.get(now_tier, 0) - 1
+            counts[then_tier] = counts.get(then_tier, 0) + 1
+        return {t: n for t, n in counts.items() if n}
+
+    async def new_members_sources(self, session: Any, start: datetime, end: datetime, chat_id: str | None
+                                  ) -> Sequence[Any]:
+        """(id, source_state, owner_staff, inviter_id, join_scene, membership joined_at) of the customers
+        first seen in [start, end) — one row per group membership, or one with None for those in none."""
+        return (await session.execute(
+            select(MEMBER.c.id, MEMBER.c.source_state, MEMBER.c.owner_staff, MEMBER.c.inviter_id,
+                   MEMBERSHIP.c.join_scene, MEMBERSHIP.c.joined_at)
+            .select_from(MEMBER.outerjoin(MEMBERSHIP, MEMBERSHIP.c.member_id == MEMBER.c.id))
+            .where(and_(self._customers(end, chat_id), MEMBER.c.joined_at >= start)))).all()
+
+    async def rises(self, session: Any, start: datetime, end: datetime, chat_id: str | None) -> Sequence[Any]:
+        """(member id, joined_at, to_tier, at) of every upward tier change before ``end`` of the customers
+        who moved up in [start, end), in order of member and time."""
+        risen = select(CHANGES.c.member_id).where(and_(CHANGES.c.direction == "up", CHANGES.c.at >= start,
+                                                       CHANGES.c.at < end))
+        return (await session.execute(
+            select(CHANGES.c.member_id, MEMBER.c.joined_at, CHANGES.c.to_tier, CHANGES.c.at)
+            .join(MEMBER, MEMBER.c.id == CHANGES.c.member_id)
+            .where(and_(CHANGES.c.direction == "up", CHANGES.c.at < end, CHANGES.c.member_id.in_(risen),
+                        self._customers(end, chat_id)))
+            .order_by(CHANGES.c.member_id, CHANGES.c.at, CHANGES.c.id))).all()
+
+    async def activity_by_chat(self, session: Any, since: str, until: str, chat_id: str | None) -> Sequence[Any]:
+        """(chat id, messages, members who sent one) per chat from local day ``since`` to ``until``
+        (chat id "" is the 1:1 chats)."""
+        q = select(ACTIVITY.c.chat_id, func.sum(ACTIVITY.c.messages), func.count(ACTIVITY.c.member_id.distinct())
+                   ).where(and_(ACTIVITY.c.day >= since, ACTIVITY.c.day <= until))
+        if chat_id is not None:
+            q = q.where(ACTIVITY.c.chat_id == chat_id)
+        return (await session.execute(q.group_by(ACTIVITY.c.chat_id))).all()
+
+    async def active_members(self, session: Any, since: str, until: str, chat_id: str | None, *,
+                             known_at: datetime | None = None, joined_before: datetime | None = None) -> int:
+        """Customers with a message on a local day from ``since`` to ``until`` (in ``chat_id`` when given);
+        with ``known_at`` only those of ``_customers(known_at, chat_id)`` first seen before ``joined_before``."""
+        cond = and_(ACTIVITY.c.day >= since, ACTIVITY.c.day <= until, MEMBER.c.staff.is_(False))
+        if chat_id is not None:
+            cond = and_(cond, ACTIVITY.c.chat_id == chat_id)
+        if known_at is not None:
+            cond = and_(cond, self._customers(known_at, chat_id))
+        if joined_before is not None:
+            cond = and_(cond, MEMBER.c.joined_at < joined_before)
+        return int((await session.execute(
+            select(func.count(ACTIVITY.c.member_id.distinct())).select_from(
+                ACTIVITY.join(MEMBER, MEMBER.c.id == ACTIVITY.c.member_id)).where(cond))).scalar_one())
+
+    async def customers_before(self, session: Any, joined_before: datetime, end: datetime, chat_id: str | None
+                               ) -> int:
+        """Customers (``_customers`` at ``end``) first seen before ``joined_before``."""
+        return int((await session.execute(select(func.count()).where(and_(
+            self._customers(end, chat_id), MEMBER.c.joined_at < joined_before)))).scalar_one())
+
+    async def group_sizes(self, session: Any, end: datetime, chat_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """{chat id: (name, customers in it at ``end``)} of the given groups."""
+        ids = sorted(set(chat_ids))
+        if not ids:
+            return {}
+        names = dict((await session.execute(select(GROUP.c.chat_id, GROUP.c.name).where(GROUP.c.chat_id.in_(ids))
+                                             )).all())
+        sizes = dict((await session.execute(
+            select(MEMBERSHIP.c.chat_id, func.count()).join(MEMBER, MEMBER.c.id == MEMBERSHIP.c.member_id)
+            .where(and_(MEMBERSHIP.c.chat_id.in_(ids), MEMBERSHIP.c.joined_at < end, MEMBER.c.staff.is_(False),
+                        or_(MEMBERSHIP.c.left_at.is_(None), MEMBERSHIP.c.left_at >= end)))
+            .group_by(MEMBERSHIP.c.chat_id))).all())
+        return {c: (names.get(c) or "", int(sizes.get(c, 0))) for c in ids}
+
+    async def action_counts(self, session: Any, action: str, since: str, until: str, chat_id: str | None
+                            ) -> tuple[int, int]:
+        """(ledger entries, members) of ``action`` from local day ``since`` to ``until``."""
+        q = select(func.count(), func.count(LEDGER.c.member_id.distinct())).where(and_(
+            LEDGER.c.action == action, LEDGER.c.day >= since, LEDGER.c.day <= until))
+        if chat_id is not None:
+            q = q.where(LEDGER.c.chat_id == chat_id)
+        row = (await session.execute(q)).one()
+        return int(row[0]), int(row[1])
+
+    async def invitation_joins(self, session: Any, start: datetime, end: datetime, chat_id: str | None) -> int:
+        """Customers' group joins by invitation (an inviter recorded) in [start, end)."""
+        q = select(func.count()).select_from(MEMBERSHIP.join(MEMBER, MEMBER.c.id == MEMBERSHIP.c.member_id)).where(
+            and_(MEMBERSHIP.c.inviter_id.is_not(None), MEMBERSHIP.c.joined_at >= start, MEMBERSHIP.c.joined_at < end,
+                 MEMBER.c.staff.is_(False)))
+        if chat_id is not None:
+            q = q.where(MEMBERSHIP.c.chat_id == chat_id)
+        return int((await session.execute(q)).scalar_one())
+
+    async def invited_new(self, session: Any, start: datetime, end: datetime, chat_id: str | None) -> int:
+        """Customers first seen in [start, end) who came by an invitation (``member.inviter_id``)."""
+        return int((await session.execute(select(func.count()).where(and_(
+            self._customers(end, chat_id), MEMBER.c.joined_at >= start, MEMBER.c.inviter_id.is_not(None))))
+        ).scalar_one())
+
+    async def purchases_by_buyer(self, session: Any, start: datetime, end: datetime, chat_id: str | None
+                                 ) -> Sequence[Any]:
+        """Per customer who bought in [start, end): (member id, purchases, cents, purchases before ``end``
+        in all, invited (an inviter recorded), their tier now, the from_tier of their first tier change at
+        or after ``end`` (None: unchanged since))."""
+        p2 = PURCHASES.alias("p2")
+        before_end = (select(func.count()).where(and_(p2.c.member_id == PURCHASES.c.member_id, p2.c.at < end))
+                      .scalar_subquery())
+        then_tier = (select(CHANGES.c.from_tier).where(and_(CHANGES.c.member_id == PURCHASES.c.member_id,
+                                                            CHANGES.c.at >= end))
+                     .order_by(CHANGES.c.id).limit(1).scalar_subquery())
+        return (await session.execute(
+            select(PURCHASES.c.member_id, func.count(), func.sum(PURCHASES.c.amount_cents), before_end,
+                   MEMBER.c.inviter_id.is_not(None), MEMBER.c.tier, then_tier)
+            .join(MEMBER, MEMBER.c.id == PURCHASES.c.member_id)
+            .where(and_(PURCHASES.c.at >= start, PURCHASES.c.at < end, self._customers(end, chat_id)))
+            .group_by(PURCHASES.c.member_id, MEMBER.c.inviter_id, MEMBER.c.tier))).all()
