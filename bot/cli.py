@@ -27,6 +27,7 @@ CLI_MODULES: list[str] = [
     "bot.compliance.cli",
     "bot.sop.cli",
     "bot.access.cli",
+    "bot.insights.cli",
 ]
 
 EPILOG = """\

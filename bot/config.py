@@ -22,6 +22,7 @@ from bot.access.config import ConsoleConfig
 from bot.compliance.config import ModerationConfig
 from bot.configbase import Section, check_duration
 from bot.handoff.config import HandoffConfig
+from bot.insights.config import ReportConfig
 from bot.knowledge.config import KnowledgeConfig
 from bot.sop.config import MomentsConfig, SopConfig
 from bot.tiers.config import TiersConfig
@@ -204,6 +205,7 @@ class Config(Section):
     sop: SopConfig = Field(default_factory=SopConfig)
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     # Where the file came from; relative paths in the config are resolved against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -1,0 +1,20 @@
+"""The report assembled: the query layer over the tiers and knowledge stores, and /stats's templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.insights import INSIGHTS
+from bot.insights.report import Insights
+from bot.tiers import LADDER
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
+
+
+def install(app: BotApp) -> None:
+    """Needs the tiers feature installed first (the ladder's store and rules)."""
+    ladder = app.get(LADDER)
+    app.provide(INSIGHTS, Insights(ladder.store, lambda: ladder.rules, silent_days=app.config.report.silent_days))
+    app.templates.add_dir(Path(__file__).with_name("templates"))

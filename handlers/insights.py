@@ -1,0 +1,33 @@
+"""The report in chat: ``/stats [今天|本周|本月|N天]`` (operators; answered 1:1 when typed in a group).
+
+The figures come from :class:`bot.insights.report.Insights` — the same query layer as
+``siyu report`` and the console.
+"""
+
+from __future__ import annotations
+
+from bot.commands import Arg
+from bot.context import Context
+from bot.events import MessageEvent
+from bot.insights import INSIGHTS
+from bot.insights.period import local_today, parse_span
+from bot.roles import OPERATOR
+from bot.routing import Router
+
+router = Router("insights")
+router.alias("统计", "stats")
+router.alias("数据", "stats")
+
+
+@router.command("stats", Arg("span", "今天|昨天|本周|本月|N天", optional=True, default="7天"), roles=[OPERATOR],
+                private=True, help="运营数据：用户、转化、行为、裂变、成交，与上一个同样长的时段对比（默认近 7 天）",
+                examples=["/stats", "/stats 今天", "/stats 本月", "/stats 30天"])
+async def stats(event: MessageEvent, ctx: Context) -> None:
+    tz = ctx.app.config.bot.tz
+    period = parse_span(ctx.args["span"], local_today(ctx.now(), tz), tz)
+    if period is None:
+        await ctx.reply(ctx.render("insights/stats_usage.j2", span=ctx.args["span"]))
+        return
+    report = await ctx.get(INSIGHTS).report(ctx.session, period)
+    names = {t["tier"]: t["name"] for t in report["conversion"]["funnel"]}
+    await ctx.reply(ctx.render("insights/stats.j2", r=report, names=names))
