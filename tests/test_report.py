@@ -199,7 +199,7 @@ def run_cli(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_siyu_report_prints_the_same_figures_as_json_and_csv(scripted: tuple[Harness, Config]) -> None:
-    h, cfg = scripted
+    _h, cfg = scripted
     r = run_cli(cfg, "--since", "2026-11-08", "--until", "2026-11-14", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)

@@ -19,7 +19,8 @@ from bot.storage.models import big_id, utc_column
 class Member(SQLModel, table=True):
     __tablename__ = "member"
     __table_args__ = (Index("ix_member_tier", "tier"), Index("ix_member_last_active", "last_active_at"),
-                      Index("ix_member_joined_at", "joined_at"))
+                      Index("ix_member_joined_at", "joined_at"),
+                      Index("ix_member_staff_tier_joined", "staff", "tier", "joined_at"))  # the report's counts
 
     id: str = Field(sa_column=Column(String(128), primary_key=True))  # WeCom external or user id
     name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
@@ -143,11 +144,13 @@ class Purchase(SQLModel, table=True):
 class MemberActivity(SQLModel, table=True):
     """How many messages a member sent in one chat on one local day (``chat_id`` "" for 1:1 chats).
 
-    One row per (day, chat, member), counted up by the message handler — every customer message that is
-    not a command, whatever the ledger's daily cap; the report's activity, messages and silence come from it.
+    One row per (day, chat, member), counted up by the message handler — every customer (never staff)
+    message that is not a command, whatever the ledger's daily cap; the report's activity, messages and
+    silence come from it.
     """
 
     __tablename__ = "member_activity"
+    __table_args__ = {"sqlite_with_rowid": False}  # rows of a day lie together: the report reads them by day
 
     day: str = Field(sa_column=Column(String(10), primary_key=True))  # local date
     chat_id: str = Field(sa_column=Column(String(160), primary_key=True))

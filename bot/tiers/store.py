@@ -306,12 +306,15 @@ class TiersStore:
         who = self._customers(end, chat_id)
         counts = {t: int(n) for t, n in (await session.execute(
             select(MEMBER.c.tier, func.count()).where(who).group_by(MEMBER.c.tier))).all()}
-        first_after = (select(func.min(CHANGES.c.id)).where(CHANGES.c.at >= end)
-                       .group_by(CHANGES.c.member_id).scalar_subquery())
         moved = (await session.execute(
-            select(MEMBER.c.tier, CHANGES.c.from_tier).join(CHANGES, CHANGES.c.member_id == MEMBER.c.id)
-            .where(and_(CHANGES.c.id.in_(first_after), who)))).all()
-        for now_tier, then_tier in moved:
+            select(CHANGES.c.member_id, MEMBER.c.tier, CHANGES.c.from_tier)
+            .join(MEMBER, MEMBER.c.id == CHANGES.c.member_id)
+            .where(and_(CHANGES.c.at >= end, who)).order_by(CHANGES.c.at, CHANGES.c.id))).all()
+        seen: set[str] = set()
+        for member_id, now_tier, then_tier in moved:  # each member's first change at or after ``end``
+            if member_id in seen:
+                continue
+            seen.add(member_id)
             counts[now_tier] = counts.get(now_tier, 0) - 1
             counts[then_tier] = counts.get(then_tier, 0) + 1
         return {t: n for t, n in counts.items() if n}
@@ -351,16 +354,17 @@ class TiersStore:
                              known_at: datetime | None = None, joined_before: datetime | None = None) -> int:
         """Customers with a message on a local day from ``since`` to ``until`` (in ``chat_id`` when given);
         with ``known_at`` only those of ``_customers(known_at, chat_id)`` first seen before ``joined_before``."""
-        cond = and_(ACTIVITY.c.day >= since, ACTIVITY.c.day <= until, MEMBER.c.staff.is_(False))
+        cond = and_(ACTIVITY.c.day >= since, ACTIVITY.c.day <= until)
         if chat_id is not None:
             cond = and_(cond, ACTIVITY.c.chat_id == chat_id)
-        if known_at is not None:
-            cond = and_(cond, self._customers(known_at, chat_id))
+        q = select(func.count(ACTIVITY.c.member_id.distinct()))
+        if known_at is None:  # member_activity holds customers' messages only (the handler skips staff)
+            return int((await session.execute(q.where(cond))).scalar_one())
+        cond = and_(cond, self._customers(known_at, chat_id))
         if joined_before is not None:
             cond = and_(cond, MEMBER.c.joined_at < joined_before)
-        return int((await session.execute(
-            select(func.count(ACTIVITY.c.member_id.distinct())).select_from(
-                ACTIVITY.join(MEMBER, MEMBER.c.id == ACTIVITY.c.member_id)).where(cond))).scalar_one())
+        return int((await session.execute(q.select_from(ACTIVITY.join(MEMBER, MEMBER.c.id == ACTIVITY.c.member_id))
+                                          .where(cond))).scalar_one())
 
     async def customers_before(self, session: Any, joined_before: datetime, end: datetime, chat_id: str | None
                                ) -> int:
@@ -417,7 +421,7 @@ class TiersStore:
                       .scalar_subquery())
         then_tier = (select(CHANGES.c.from_tier).where(and_(CHANGES.c.member_id == PURCHASES.c.member_id,
                                                             CHANGES.c.at >= end))
-                     .order_by(CHANGES.c.id).limit(1).scalar_subquery())
+                     .order_by(CHANGES.c.at, CHANGES.c.id).limit(1).scalar_subquery())
         return (await session.execute(
             select(PURCHASES.c.member_id, func.count(), func.sum(PURCHASES.c.amount_cents), before_end,
                    MEMBER.c.inviter_id.is_not(None), MEMBER.c.tier, then_tier)

@@ -24,13 +24,15 @@ def upgrade() -> None:
     sa.Column('chat_id', sa.String(length=160), nullable=False),
     sa.Column('member_id', sa.String(length=128), nullable=False),
     sa.Column('messages', sa.Integer(), server_default='0', nullable=False),
-    sa.PrimaryKeyConstraint('day', 'chat_id', 'member_id', name=op.f('pk_member_activity'))
+    sa.PrimaryKeyConstraint('day', 'chat_id', 'member_id', name=op.f('pk_member_activity')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('group_membership', schema=None) as batch_op:
         batch_op.create_index('ix_group_membership_joined_at', ['joined_at'], unique=False)
 
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.create_index('ix_member_joined_at', ['joined_at'], unique=False)
+        batch_op.create_index('ix_member_staff_tier_joined', ['staff', 'tier', 'joined_at'], unique=False)
 
     with op.batch_alter_table('points_entry', schema=None) as batch_op:
         batch_op.create_index('ix_points_entry_action_day', ['action', 'day', 'member_id'], unique=False)
@@ -50,6 +52,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_points_entry_action_day')
 
     with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.drop_index('ix_member_staff_tier_joined')
         batch_op.drop_index('ix_member_joined_at')
 
     with op.batch_alter_table('group_membership', schema=None) as batch_op:
