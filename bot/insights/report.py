@@ -142,9 +142,7 @@ class Insights:
         homework, homework_members = await self.store.action_counts(session, "homework", since, until, chat_id)
         window = p.until - timedelta(days=self.silent_days - 1)
         quiet_since = p.midnight(window)
-        known = await self.store.customers_before(session, quiet_since, p.end, chat_id)
-        spoke = await self.store.active_members(session, window.isoformat(), until, chat_id, known_at=p.end,
-                                                joined_before=quiet_since)
+        silent = await self.store.silent_members(session, window.isoformat(), until, quiet_since, p.end, chat_id)
         kb = await kb_store.outcome_counts(session, since, until, chat_id)
         asked = kb["answered"] + kb["suggested"] + kb["missed"]
         return {
@@ -152,7 +150,7 @@ class Insights:
             "checkins": checkins, "checkin_members": checkin_members, "checkin_rate": ratio(checkin_members, active),
             "homework": homework, "homework_members": homework_members,
             "homework_rate": ratio(homework_members, active),
-            "silent": known - spoke, "silent_days": self.silent_days, "groups": groups,
+            "silent": silent, "silent_days": self.silent_days, "groups": groups,
             "kb": {**kb, "questions": asked, "answered_rate": ratio(kb["answered"], asked),
                    "suggested_rate": ratio(kb["suggested"], asked), "missed_rate": ratio(kb["missed"], asked)},
         }

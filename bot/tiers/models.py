@@ -150,7 +150,8 @@ class MemberActivity(SQLModel, table=True):
     """
 
     __tablename__ = "member_activity"
-    __table_args__ = {"sqlite_with_rowid": False}  # rows of a day lie together: the report reads them by day
+    # rows of a day lie together (the report reads them by day); by member for "did they speak since"
+    __table_args__ = (Index("ix_member_activity_member", "member_id", "day"), {"sqlite_with_rowid": False})
 
     day: str = Field(sa_column=Column(String(10), primary_key=True))  # local date
     chat_id: str = Field(sa_column=Column(String(160), primary_key=True))

@@ -7,6 +7,7 @@ ledger entry, the totals it moves and the tier change it causes commit together.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -350,21 +351,34 @@ class TiersStore:
             q = q.where(ACTIVITY.c.chat_id == chat_id)
         return (await session.execute(q.group_by(ACTIVITY.c.chat_id))).all()
 
-    async def active_members(self, session: Any, since: str, until: str, chat_id: str | None, *,
-                             known_at: datetime | None = None, joined_before: datetime | None = None) -> int:
-        """Customers with a message on a local day from ``since`` to ``until`` (in ``chat_id`` when given);
-        with ``known_at`` only those of ``_customers(known_at, chat_id)`` first seen before ``joined_before``."""
+    async def active_members(self, session: Any, since: str, until: str, chat_id: str | None) -> int:
+        """Members with a message on a local day from ``since`` to ``until`` (in ``chat_id`` when given);
+        member_activity holds customers' messages only (the message handler skips staff)."""
         cond = and_(ACTIVITY.c.day >= since, ACTIVITY.c.day <= until)
         if chat_id is not None:
             cond = and_(cond, ACTIVITY.c.chat_id == chat_id)
-        q = select(func.count(ACTIVITY.c.member_id.distinct()))
-        if known_at is None:  # member_activity holds customers' messages only (the handler skips staff)
-            return int((await session.execute(q.where(cond))).scalar_one())
-        cond = and_(cond, self._customers(known_at, chat_id))
-        if joined_before is not None:
-            cond = and_(cond, MEMBER.c.joined_at < joined_before)
-        return int((await session.execute(q.select_from(ACTIVITY.join(MEMBER, MEMBER.c.id == ACTIVITY.c.member_id))
-                                          .where(cond))).scalar_one())
+        return int((await session.execute(select(func.count(ACTIVITY.c.member_id.distinct())).where(cond))
+                    ).scalar_one())
+
+    async def silent_members(self, session: Any, since: str, until: str, quiet_since: datetime, end: datetime,
+                             chat_id: str | None) -> int:
+        """Customers (``_customers`` at ``end``) first seen before ``quiet_since`` without a message on a local
+        day from ``since`` to ``until`` (in ``chat_id`` when given)."""
+        known = await self.customers_before(session, quiet_since, end, chat_id)
+        if chat_id is not None:
+            spoke = (await session.execute(
+                select(func.count(ACTIVITY.c.member_id.distinct()))
+                .select_from(ACTIVITY.join(MEMBER, MEMBER.c.id == ACTIVITY.c.member_id))
+                .where(and_(ACTIVITY.c.day >= since, ACTIVITY.c.day <= until, ACTIVITY.c.chat_id == chat_id,
+                            self._customers(end, chat_id), MEMBER.c.joined_at < quiet_since)))).scalar_one()
+            return known - int(spoke)
+        # everyone who spoke, less those first seen since quiet_since (few: read from the member side)
+        spoke = await self.active_members(session, since, until, None)
+        newer = (await session.execute(select(func.count()).where(and_(
+            MEMBER.c.staff.is_(False), MEMBER.c.joined_at >= quiet_since, MEMBER.c.joined_at < end,
+            select(ACTIVITY.c.day).where(and_(ACTIVITY.c.member_id == MEMBER.c.id, ACTIVITY.c.day >= since,
+                                              ACTIVITY.c.day <= until)).exists())))).scalar_one()
+        return known - (spoke - int(newer))
 
     async def customers_before(self, session: Any, joined_before: datetime, end: datetime, chat_id: str | None
                                ) -> int:
@@ -379,11 +393,15 @@ class TiersStore:
             return {}
         names = dict((await session.execute(select(GROUP.c.chat_id, GROUP.c.name).where(GROUP.c.chat_id.in_(ids))
                                              )).all())
-        sizes = dict((await session.execute(
-            select(MEMBERSHIP.c.chat_id, func.count()).join(MEMBER, MEMBER.c.id == MEMBERSHIP.c.member_id)
-            .where(and_(MEMBERSHIP.c.chat_id.in_(ids), MEMBERSHIP.c.joined_at < end, MEMBER.c.staff.is_(False),
-                        or_(MEMBERSHIP.c.left_at.is_(None), MEMBERSHIP.c.left_at >= end)))
-            .group_by(MEMBERSHIP.c.chat_id))).all())
+        present = and_(MEMBERSHIP.c.chat_id.in_(ids), MEMBERSHIP.c.joined_at < end,
+                       or_(MEMBERSHIP.c.left_at.is_(None), MEMBERSHIP.c.left_at >= end))
+        sizes = Counter(dict((await session.execute(
+            select(MEMBERSHIP.c.chat_id, func.count()).where(present).group_by(MEMBERSHIP.c.chat_id))).all()))
+        staff = (await session.execute(select(MEMBER.c.id).where(MEMBER.c.staff.is_(True)))).scalars().all()
+        if staff:  # staff in the groups (few): counted apart, not joined row by row
+            sizes.subtract(dict((await session.execute(
+                select(MEMBERSHIP.c.chat_id, func.count()).where(and_(present, MEMBERSHIP.c.member_id.in_(staff)))
+                .group_by(MEMBERSHIP.c.chat_id))).all()))
         return {c: (names.get(c) or "", int(sizes.get(c, 0))) for c in ids}
 
     async def action_counts(self, session: Any, action: str, since: str, until: str, chat_id: str | None

@@ -27,6 +27,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('day', 'chat_id', 'member_id', name=op.f('pk_member_activity')),
     sqlite_with_rowid=False
     )
+    with op.batch_alter_table('member_activity', schema=None) as batch_op:
+        batch_op.create_index('ix_member_activity_member', ['member_id', 'day'], unique=False)
     with op.batch_alter_table('group_membership', schema=None) as batch_op:
         batch_op.create_index('ix_group_membership_joined_at', ['joined_at'], unique=False)
 
@@ -57,6 +59,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table('group_membership', schema=None) as batch_op:
         batch_op.drop_index('ix_group_membership_joined_at')
+
+    with op.batch_alter_table('member_activity', schema=None) as batch_op:
+        batch_op.drop_index('ix_member_activity_member')
 
     op.drop_table('member_activity')
     # ### end Alembic commands ###
