@@ -1,4 +1,4 @@
-"""The knowledge tables as migrated (0101_knowledge) match the models."""
+"""The knowledge tables as migrated (0101_knowledge, 0102_kb_outcomes) match the models."""
 
 from __future__ import annotations
 
@@ -14,6 +14,6 @@ async def test_knowledge_tables_match_their_migration(db_url: str) -> None:
     try:
         drift = [d for d in await migrate.schema_drift(db) if "kb_" in repr(d)]
         assert drift == []
-        assert "0101_knowledge" in await migrate.current_heads(db)
+        assert "0102_kb_outcomes" in await migrate.current_heads(db)  # the knowledge branch, on 0101_knowledge
     finally:
         await db.dispose()
