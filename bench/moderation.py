@@ -64,7 +64,7 @@ def build_lexicon(n_terms: int, words: list[str], rng: random.Random) -> Lexicon
     base, _ = lexicon_from_dir(Path(__file__).resolve().parent.parent / "moderation" / "lexicons")
     terms = list(base.terms)
     seen = {t.form for t in terms}
-    cats = ["私下联系", "私下交易/返现", "夸大承诺/极限词", "辱骂", "竞品", "广告", "垃圾链接"]
+    cats = ["私下联系", "私下交易/返现", "广告法/夸大宣传", "辱骂", "竞品", "广告", "垃圾链接"]
     rare = words[4000:]  # messages are made of the 4,000 most frequent words; terms of the others
     i = 0
     while len(terms) < n_terms:

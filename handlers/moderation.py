@@ -114,7 +114,7 @@ async def checked_term(ctx: Context, path: str) -> str | None:
 @router.command("word add", Arg("category", "分类"), Arg("term", "词"),
                 Arg("level", "级别", type="choice", choices=LEVELS, optional=True, default="reject"),
                 roles=[ADMIN], help="添加敏感词（默认 reject），立即对所有副本生效",
-                examples=["/word add 私下联系 加我私人号", "/word add 夸大承诺/极限词 秒杀全网 review",
+                examples=["/word add 私下联系 加我私人号", "/word add 广告法/夸大宣传 秒杀全网 review",
                           "/word add 竞品 某某茶 info"])
 async def word_add(event: MessageEvent, ctx: Context) -> None:
     if (term := await checked_term(ctx, "word add")) is None:

@@ -149,7 +149,7 @@ async def test_daily_digest(h: Harness, mbot: BotApp, clock: FakeClock) -> None:
     digest = [d for d in sent if "合规日报" in d.text]
     assert {d.kind for d in digest} == {"group_robot", "app_message"}
     text = digest[0].text
-    for piece in ("新增预警 2 条", "私下联系 1", "夸大承诺/极限词 1", "张三 1", "李四 1", "加我微信×1", "待处理 2 条",
+    for piece in ("新增预警 2 条", "私下联系 1", "广告法/夸大宣传 1", "张三 1", "李四 1", "加我微信×1", "待处理 2 条",
                   "本周关键词分析", "直播"):
         assert piece in text, text
     assert not await mbot.scheduler.fire("moderation-digest", at=clock.now())  # once per firing
