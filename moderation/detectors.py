@@ -23,6 +23,10 @@ CATEGORY_OF = {"phone": CONTACT_CATEGORY, "qq": CONTACT_CATEGORY, "wechat_id": C
 _SPLIT = r"[\s\-_.·,，、|/*~()（）\u200b-\u200f\u2060\ufeff\U0001F300-\U0001FAFF\u2600-\u27BF]"
 _QQ_WORD = r"(?:qq|ｑｑ|扣扣|叩叩|企鹅|q号|Q号|球球)"
 _WX_WORD = r"(?:微信|vx|wx|v信|weixin|wechat|薇信|威信|维信|微x|威x)"
+# Written for 微信 only in front of an id (v：tea_lover2024, 威：tea_lover2024, V tea_lover2024): alone
+# they are a letter or an ordinary word, so a Chinese one needs a colon and v a colon or an id with a
+# digit, "_" or "-" (and no letter or digit before it).
+_WX_WEAK = r"(?:(?<![a-z0-9])v|威|薇|卫星|魏|维)"
 _TLD = (r"(?:com|cn|net|org|top|xyz|vip|cc|me|io|co|shop|site|link|info|biz|club|online|fun|ltd|wang|ink|pub|"
         r"live|store|tech|asia|hk|tw|app)")
 
@@ -67,6 +71,7 @@ def _patterns() -> _Patterns:
     words = re.compile(
         rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
         rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
+        rf"|(?P<wxw>{_WX_WEAK}\s*(?P<wxwlabel>[:：]?)\s*(?P<wxwid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
         rf"|(?P<email>[a-z0-9][a-z0-9._%+-]*\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{{2,10}})"
         rf"|(?P<url>(?:https?://|www\.)[^\s<>\"'，。！？；、）)]+"
         rf"|(?<![a-z0-9@.])[a-z0-9][-a-z0-9]{{0,62}}(?:\.[a-z0-9][-a-z0-9]{{0,62}})*"
@@ -156,6 +161,11 @@ def detect(text: str, allowed_domains: Iterable[str] = ()) -> list[Detection]:
             if not (m.group("wxlabel").strip() or re.search(r"[0-9_-]", wxid)):
                 continue  # "微信 welcome" is a word, not an id
             out.append(Detection("wechat_id", start, end, m.group("wxid").lower()))
+            continue
+        if kind == "wxw":
+            wxid, label = m.group("wxwid"), m.group("wxwlabel")
+            if label or (m.group(0)[0] in "vV" and re.search(r"[0-9_-]", wxid)):
+                out.append(Detection("wechat_id", start, end, wxid.lower()))
             continue
         if kind == "email":
             value = re.sub(r"\s*(?:＠|\(at\)|（at）)\s*", "@", m.group("email").lower()).replace(" ", "")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,21 @@ class LexiconFiles(WatchedDir[CategoryFile]):
         lex.allow = list(allow.values())
         lex.version = hashlib.sha1("\n".join(digests).encode()).hexdigest()[:10]  # noqa: S324 - a version
         return lex
+
+
+def with_allow(lexicon: Lexicon, extra: Mapping[str, Iterable[str]], source: str = "config") -> Lexicon:
+    """``lexicon`` plus allow terms per category (``[moderation] in_app_contact``: 私信我 is a private chat
+    inside WeCom, not a move off it); a phrase that is empty once normalised is skipped."""
+    added = [Term(text=p.strip(), form=form, category=category, level="info", scope="anywhere", source=source,
+                  allow=True)
+             for category, phrases in extra.items() for p in phrases
+             for form in [fold_text(p)] if form]
+    if not added:
+        return lexicon
+    version = hashlib.sha1(  # noqa: S324 - a version
+        "\n".join([lexicon.version, *(f"{t.category}:{t.form}" for t in added)]).encode()).hexdigest()[:10]
+    return Lexicon(terms=lexicon.terms, allow=[*lexicon.allow, *added], categories=lexicon.categories,
+                   version=version)
 
 
 def lexicon_from_dir(directory: Path) -> tuple[Lexicon, list[Problem]]:

@@ -44,7 +44,7 @@ from moderation.normalize import (
     repeated,
     runs_of,
 )
-from moderation.variants import Variants, default_variants
+from moderation.variants import Variants, default_meanings, default_variants
 
 if TYPE_CHECKING:
     from moderation.batch import Batch
@@ -126,7 +126,7 @@ class Matcher:
 
     def __init__(self, lexicon: Lexicon, *, variants: Variants | None = None, max_gap: int = 3,
                  allowed_domains: Iterable[str] = (), detector_levels: Mapping[str, str] | None = None,
-                 detect: bool = True) -> None:
+                 detect: bool = True, meanings: Mapping[str, Sequence[str]] | None = None) -> None:
         self.lexicon = lexicon
         self.version = lexicon.version
         self.variants = variants or default_variants()
@@ -135,7 +135,7 @@ class Matcher:
         self.detector_levels = {**DEFAULT_DETECTOR_LEVELS, **(detector_levels or {})}
         self.detect = detect
         entries: dict[str, list[_Entry]] = {}
-        for term in [*lexicon.terms, *lexicon.allow]:
+        for term in [*lexicon.terms, *lexicon.allow, *_other_meanings(lexicon, meanings)]:
             forms = [(term.form, "")]
             if not term.allow:
                 forms += self.variants.expansions(term.form)
@@ -405,6 +405,8 @@ class Matcher:
                 continue  # two-character homophones are too common; their evasions are in the table
             if sound_alike and folded != term.form and words.is_word(folded):
                 continue  # 威信, 饲料: a word of its own, not a sound-alike of the term
+            if stage == "pinyin" and words.other_word(folded, form):
+                continue  # 私下练习: the characters that differ are a word of their own (练习, not 联系)
             out.append((e, stage))
         return tuple(out)
 
@@ -438,9 +440,22 @@ class Matcher:
                 cands.append(_Cand(hit=hit, compact_start=compact_start, compact_end=compact_end, form=term.form))
         if allows:
             cands = [c for c in cands if not any(
-                allow_start <= c.compact_start and c.compact_end <= allow_end and category == c.hit.category
+                allow_start <= c.compact_start and c.compact_end <= allow_end
+                and category in (c.hit.category, ANY_CATEGORY)
                 for allow_start, allow_end, category in allows)]
         return cands
+
+
+ANY_CATEGORY = "*"  # an allow term of every category: a phrase of data/meanings.yaml
+
+
+def _other_meanings(lexicon: Lexicon, meanings: Mapping[str, Sequence[str]] | None) -> list[Term]:
+    """The context rule: the phrases of ``data/meanings.yaml`` in which a word of the lexicon means
+    something else (滚开的水), as allow terms of every category, for the words the lexicon has."""
+    table = default_meanings() if meanings is None else meanings
+    forms = {t.form for t in lexicon.terms}
+    return [Term(text=p, form=p, category=ANY_CATEGORY, level="info", source="meanings.yaml", allow=True)
+            for word, phrases in table.items() if word in forms for p in phrases]
 
 
 def _in_context(e: _Entry, level: str, real: str, compact_start: int, compact_end: int,

@@ -29,6 +29,8 @@ class Variants:
     homophone: dict[str, list[str]] = field(default_factory=dict)
     # forms that code differently from their canonical word, by canonical
     spelled: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # forms that stand for their word only inside a longer term (加v, 加薇), never alone: by canonical
+    within: dict[str, list[str]] = field(default_factory=dict)
     # homophone form → canonical, longest first, for telling a known variant from a pinyin guess
     sound_alike: list[tuple[str, str]] = field(default_factory=list)
 
@@ -52,7 +54,8 @@ class Variants:
             chosen.append(s)
         out: list[tuple[str, str]] = []
         seen = {form}
-        options = [[(form[a:b], ""), *alts] for a, b, alts in chosen]
+        alone_not = self.within.get(form, ()) if len(chosen) == 1 and chosen[0][:2] == (0, len(form)) else ()
+        options = [[(form[a:b], ""), *(x for x in alts if x[0] not in alone_not)] for a, b, alts in chosen]
         for combo in itertools.product(*options):
             if all(kind == "" for _, kind in combo):
                 continue
@@ -121,14 +124,19 @@ def load_variants(path: Path | None = None) -> Variants:
             problems.append(lines.problem("应是 {letter: [...], homophone: [...]}", canon_raw))
             continue
         for key in spec:
-            if key not in ("letter", "homophone"):
-                problems.append(lines.problem(f"未知字段 {key}（应是 letter 或 homophone）", canon_raw, key))
+            if key not in ("letter", "homophone", "within"):
+                problems.append(lines.problem(f"未知字段 {key}（应是 letter、homophone 或 within）", canon_raw, key))
         letter = _forms(spec.get("letter"), lines, (canon_raw, "letter"), problems)
         homophone = _forms(spec.get("homophone"), lines, (canon_raw, "homophone"), problems)
+        within = _forms(spec.get("within"), lines, (canon_raw, "within"), problems)
         v.letter[canon], v.homophone[canon] = letter, homophone
         canon_code = normalise(canon).compact
         spelled = [(f, "letter") for f in letter if f != canon]
         spelled += [(f, "homophone") for f in homophone if normalise(f).compact != canon_code]
+        spelled += [(f, "letter" if f.isascii() else "homophone") for f in within
+                    if f != canon and f not in letter and f not in homophone]
+        if within:
+            v.within[canon] = within
         if spelled:
             v.spelled[canon] = spelled
         v.sound_alike += [(f, canon) for f in homophone if normalise(f).compact == canon_code and f != canon]
@@ -173,3 +181,36 @@ def load_digits(path: Path | None = None) -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def default_digits() -> dict[str, str]:
     return load_digits()
+
+
+def load_meanings(path: Path | None = None) -> dict[str, list[str]]:
+    """``data/meanings.yaml``: word (folded) → the phrases (folded) in which it means something else
+    (滚开 → 滚开的水, 水滚开). A phrase must hold its word."""
+    path = path or DATA / "meanings.yaml"
+    data, lines = load_yaml_file(path, str(path))
+    problems: list[Problem] = []
+    out: dict[str, list[str]] = {}
+    if not isinstance(data, dict):
+        raise FileProblems([Problem(str(path), 0, "应是“词: [另有含义的词组, …]”的映射")])
+    for word_raw, phrases in data.items():
+        word = fold_text(str(word_raw))
+        if not word:
+            problems.append(lines.problem("词规范化后为空", word_raw))
+            continue
+        if not isinstance(phrases, list) or not phrases:
+            problems.append(lines.problem("应是非空的词组列表", word_raw))
+            continue
+        for i, p in enumerate(phrases):
+            folded = fold_text(str(p)) if isinstance(p, str | int) and not isinstance(p, bool) else ""
+            if word not in folded or folded == word:
+                problems.append(lines.problem(f"词组 {p!r} 应包含「{word_raw}」且比它长", word_raw, i))
+                continue
+            out.setdefault(word, []).append(folded)
+    if problems:
+        raise FileProblems(problems)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def default_meanings() -> dict[str, list[str]]:
+    return load_meanings()

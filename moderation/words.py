@@ -51,6 +51,16 @@ def is_word(text: str) -> bool:
     return len(text) > 1 and tokenizer().FREQ.get(text, 0) > 0
 
 
+def other_word(chars: str, form: str) -> bool:
+    """Whether characters that sound like ``form`` hold a dictionary word where they differ from it
+    (私下练习 for 私下联系: 练习 is a word of its own, not a way of writing 联系)."""
+    if len(chars) != len(form):
+        return False
+    size = len(chars)
+    return any(chars[i:j] != form[i:j] and is_word(chars[i:j])
+               for i in range(size - 1) for j in range(i + 2, min(size, i + 4) + 1))
+
+
 def spans(text: str) -> list[tuple[int, int]]:
     return [(s, e) for _w, s, e in tokenizer().tokenize(text, HMM=False)]
 

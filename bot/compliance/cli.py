@@ -117,7 +117,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, report_check, report_missing_dir
     from bot.yamldoc import FileProblems
     from moderation.lexicon import LexiconFiles
-    from moderation.variants import load_digits, load_variants
+    from moderation.variants import load_digits, load_meanings, load_variants
 
     if args.dir:
         directory = Path(args.dir)
@@ -128,7 +128,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return report_missing_dir(args.json, directory)
     files = LexiconFiles(directory)
     problems = list(files.refresh(force=True).problems)
-    for load in (load_variants, load_digits):
+    for load in (load_variants, load_digits, load_meanings):
         try:
             load()
         except FileProblems as exc:

@@ -43,6 +43,10 @@ class ModerationConfig(Section):
     page_size: int = Field(10, ge=1, le=50)
     allowed_domains: list[str] = Field(default_factory=list)
     detector_levels: dict[str, Level] = Field(default_factory=dict)
+    in_app_contact: dict[str, list[str]] = Field(
+        default_factory=lambda: {"私下联系": ["私信我", "私信", "私信客服", "私信群主"]},
+        description="per category, phrases that ask for contact inside WeCom (a private chat there): allowed, "
+                    "no hit; an empty list makes them violations again")
     archive_secret: SecretStr = SecretStr("")
 
     @field_validator("digest_time")

@@ -24,7 +24,7 @@ from bot.compliance.digest import Digest
 from bot.compliance.store import Store
 from bot.events import Actor, Chat, MessageEvent
 from moderation import words
-from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text
+from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text, with_allow
 from moderation.matcher import Hit, Matcher
 from moderation.normalize import fold_text
 
@@ -334,7 +334,7 @@ class Moderation:
 
 def matcher_for(cfg: ModerationConfig, lexicon: Lexicon) -> Matcher:
     """The engine as the ``[moderation]`` section configures it (the live service and ``siyu moderate``)."""
-    return Matcher(lexicon, max_gap=cfg.max_gap, allowed_domains=cfg.allowed_domains,
+    return Matcher(with_allow(lexicon, cfg.in_app_contact), max_gap=cfg.max_gap, allowed_domains=cfg.allowed_domains,
                    detector_levels=cfg.detector_levels)
 
 
