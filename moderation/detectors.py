@@ -61,7 +61,7 @@ def _patterns() -> _Patterns:
     num = f"{cls}(?:{_SPLIT}{{0,3}}{cls}){{4,}}"
     # A detail counts only in a text this finds something in: a run of digits, a WeChat or QQ word,
     # @, a scheme, www. or a letter or digit before a dot (a host label ending in "-" does not count).
-    pre = re.compile(rf"{num}|{_WX_WORD}|{_QQ_WORD}|[@＠]|https?:|www\.|\(at\)|（at）"
+    pre = re.compile(rf"{num}|{_WX_WORD}|{_WX_WEAK}|{_QQ_WORD}|[@＠]|https?:|www\.|\(at\)|（at）"
                      rf"|[a-zA-Z0-9]\s*(?:\.|点|。|dot)\s*[a-zA-Z]{{2}}", re.IGNORECASE)
     # Every detail found holds a letter or digit of LEAD (an id, an address) or five digit-like
     # characters (a number). Without IGNORECASE and starting with a character class, this skips at
@@ -71,7 +71,7 @@ def _patterns() -> _Patterns:
     words = re.compile(
         rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
         rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
-        rf"|(?P<wxw>{_WX_WEAK}\s*(?P<wxwlabel>[:：]?)\s*(?P<wxwid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
+        rf"|(?P<wxw>{_WX_WEAK}\s*(?P<wxwlabel>(?:号|号码|id)?\s*[:：是]?)\s*(?P<wxwid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
         rf"|(?P<email>[a-z0-9][a-z0-9._%+-]*\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{{2,10}})"
         rf"|(?P<url>(?:https?://|www\.)[^\s<>\"'，。！？；、）)]+"
         rf"|(?<![a-z0-9@.])[a-z0-9][-a-z0-9]{{0,62}}(?:\.[a-z0-9][-a-z0-9]{{0,62}})*"
@@ -164,7 +164,7 @@ def detect(text: str, allowed_domains: Iterable[str] = ()) -> list[Detection]:
             continue
         if kind == "wxw":
             wxid, label = m.group("wxwid"), m.group("wxwlabel")
-            if label or (m.group(0)[0] in "vV" and re.search(r"[0-9_-]", wxid)):
+            if label.strip() or (m.group(0)[0] in "vV" and re.search(r"[0-9_-]", wxid)):
                 out.append(Detection("wechat_id", start, end, wxid.lower()))
             continue
         if kind == "email":

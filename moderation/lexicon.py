@@ -262,6 +262,10 @@ class LexiconFiles(WatchedDir[CategoryFile]):
         return lex
 
 
+# ``[moderation] in_app_contact`` by default: asking for a private chat inside WeCom is not moving a customer off it
+DEFAULT_IN_APP_CONTACT: dict[str, list[str]] = {"私下联系": ["私信我", "私信", "私聊"]}
+
+
 def with_allow(lexicon: Lexicon, extra: Mapping[str, Iterable[str]], source: str = "config") -> Lexicon:
     """``lexicon`` plus allow terms per category (``[moderation] in_app_contact``: 私信我 is a private chat
     inside WeCom, not a move off it); a phrase that is empty once normalised is skipped."""

@@ -426,6 +426,8 @@ class Matcher:
                 if term.allow:
                     allows.append((compact_start, compact_end, term.category))
                     continue
+                if stage == "pinyin" and (words.crossed(real, compact_start) or words.crossed(real, compact_end)):
+                    continue  # 可以直接 is not 可以治: a sound-alike whose edge lies inside a word of the text
                 level = cap_level(term.level, "review") if stage == "pinyin" else term.level
                 cut = False
                 if not e.latin:

@@ -142,3 +142,13 @@ async def test_staff_messages_through_the_pipeline(mbot: BotApp) -> None:
     rows = [(r.term, r.category, r.level) for r in await _alerts(mbot)]
     assert ("能治", AD, "reject") in rows
     assert ("加微信", PC, "reject") in rows
+
+
+def test_the_shipped_example_content_raises_no_alert(engine: Matcher) -> None:
+    from moderation.eval.shipped import shipped_texts
+
+    texts = shipped_texts()
+    wheres = {where.split("/")[0] for where, _text in texts}
+    assert {"knowledge_base", "sop_templates"} <= wheres and any("moments.yaml" in w for w, _t in texts)
+    raised = [(where, alerting(engine, text)) for where, text in texts if alerting(engine, text)]
+    assert raised == []

@@ -203,8 +203,10 @@ def test_eval_targets() -> None:
     from moderation.eval.__main__ import evaluate
 
     r = evaluate(STARTER)
-    assert r["recall"] >= 0.95
-    assert r["fp_rate"] <= 0.01
+    assert r["recall"] >= 0.97
+    assert r["fp_rate"] <= 0.005
+    assert r["written"] >= 300 and r["shipped"] >= 100  # the clean set includes the shipped example content
+    assert r["shipped_false_positives"] == 0
 
 
 def run_cli(args: list[str], stdin: str, monkeypatch: pytest.MonkeyPatch,

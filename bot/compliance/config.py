@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from bot.configbase import Section
+from moderation.lexicon import DEFAULT_IN_APP_CONTACT
 
 Level = Literal["reject", "review", "info"]
 
@@ -44,7 +45,7 @@ class ModerationConfig(Section):
     allowed_domains: list[str] = Field(default_factory=list)
     detector_levels: dict[str, Level] = Field(default_factory=dict)
     in_app_contact: dict[str, list[str]] = Field(
-        default_factory=lambda: {"私下联系": ["私信我", "私信", "私信客服", "私信群主"]},
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_IN_APP_CONTACT.items()},
         description="per category, phrases that ask for contact inside WeCom (a private chat there): allowed, "
                     "no hit; an empty list makes them violations again")
     archive_secret: SecretStr = SecretStr("")
