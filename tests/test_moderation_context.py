@@ -152,3 +152,17 @@ def test_the_shipped_example_content_raises_no_alert(engine: Matcher) -> None:
     assert {"knowledge_base", "sop_templates"} <= wheres and any("moments.yaml" in w for w, _t in texts)
     raised = [(where, alerting(engine, text)) for where, text in texts if alerting(engine, text)]
     assert raised == []
+
+
+async def test_a_false_positive_at_full_strength_proposes_no_allow_term(mbot: BotApp) -> None:
+    h = Harness(mbot)
+    await h.say("这款茶包治百病", sender="staff01", name="张三", staff=True, mention=False)
+    await h.say("有事发微信给我", sender="staff01", name="张三", staff=True, mention=False)
+    rows = {r.term: r for r in await _alerts(mbot)}
+    claim, broad = rows["包治百病"], rows["微信"]
+    assert claim.level == "reject" and not claim.cut
+    await h.admin("/role grant @rev01 reviewer", group=False)
+    said = (await h.say_texts(f"/alerts fp {claim.id}", sender="rev01", name="王审核", staff=True, group=False))[0]
+    assert "误报" in said and "/word allow" not in said  # 茶包治百病 would hide the claim from then on
+    said = (await h.say_texts(f"/alerts fp {broad.id}", sender="rev01", name="王审核", staff=True, group=False))[0]
+    assert "/word allow 私下联系" in said  # a review-level broad term still gets its wider phrase

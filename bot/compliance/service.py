@@ -351,7 +351,11 @@ def _alert_row(msg: Observed, h: Hit, audience: str, version: str, context: list
 
 
 def proposal_for(row: Any) -> str:
-    """An allow term for a false positive: the whole words around the hit (微信 → 微信支付)."""
+    """An allow term for a false positive: the whole words around the hit (微信 → 微信支付) — none for a hit at
+    full strength (the term's characters, not cut, at ``reject``: 包治百病 in 这款茶包治百病), where any phrase
+    around it would hide that very violation from then on."""
+    if row.level == "reject" and not row.cut and row.stage != "pinyin":
+        return ""
     text = row.text
     a, b = row.span_start, row.span_end
     lo = max(0, a - 8)
