@@ -53,6 +53,8 @@ class Server:
                         return
             except OSError:
                 time.sleep(0.1)
+        self.proc.kill()  # a server that never became ready must not outlive the test
+        self.proc.wait(10)
         raise AssertionError(f"serve did not become ready:\n{self.err.read_text()}")
 
     def post(self, event: dict[str, object]) -> dict[str, object]:
