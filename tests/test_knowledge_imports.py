@@ -16,8 +16,9 @@ print("\\n".join(sorted(m for m in sys.modules if m.split(".")[0] in ("bot", "ha
 def test_text_and_matcher_load_a_handful_of_project_modules() -> None:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True).stdout
     loaded = out.split()
-    # bot, bot.services, bot.textnorm, bot.yamldoc and bot.knowledge(.entry, .fuzzy, .matcher, .text): 9 today;
-    # the feature's service, store, models, storage, config or the app must not come along.
-    assert len(loaded) <= 10, loaded
+    # bot, bot.hours, bot.services, bot.textnorm, bot.yamldoc and bot.knowledge(.chatter, .entry, .fuzzy,
+    # .matcher, .text): 11 today (33 before the feature moved into its home); the feature's service, store,
+    # models, storage, config or the app must not come along.
+    assert len(loaded) <= 12, loaded
     assert not [m for m in loaded if m.startswith(("handlers", "moderation", "bot.app", "bot.storage", "bot.config",
                                                    "bot.knowledge.service", "bot.knowledge.store"))], loaded
