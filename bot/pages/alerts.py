@@ -18,20 +18,16 @@ from bot.compliance import MODERATION
 from bot.compliance.service import AlertFilter
 from bot.pages.actions import run_command
 from bot.pages.security import STAFF, requires
+from bot.pages.views import bot_of
 from bot.roles import REVIEWER
 
 if TYPE_CHECKING:
-    from bot.app import BotApp
+    pass
 
 STATUSES = {"open": "待处理", "acked": "已确认", "resolved": "已处理", "false_positive": "误报", "all": "全部"}
 LEVELS = {"reject": "拦截级", "review": "复核级"}
 EXPORT_LIMIT = 50_000
 
-
-def _bot(request: web.Request) -> BotApp:
-    from bot.pages.views import bot_of  # one accessor for the console's bot
-
-    return bot_of(request)
 
 
 def _day(value: str, tz: Any, *, end: bool = False) -> datetime | None:
@@ -50,7 +46,7 @@ def filter_of(request: web.Request) -> tuple[AlertFilter, dict[str, str]]:
                                                                "since", "until")}
     q["status"] = q["status"] if q["status"] in STATUSES else "open"
     q["level"] = q["level"] if q["level"] in LEVELS else ""
-    tz = _bot(request).config.bot.tz
+    tz = bot_of(request).config.bot.tz
     return AlertFilter(status=q["status"], category=q["category"], level=q["level"], staff=q["staff"],
                        chat=q["chat"], since=_day(q["since"], tz), until=_day(q["until"], tz, end=True)), q
 
@@ -58,7 +54,7 @@ def filter_of(request: web.Request) -> tuple[AlertFilter, dict[str, str]]:
 @requires(REVIEWER)
 @aiohttp_jinja2.template("alerts.html")
 async def queue(request: web.Request) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     svc = bot.maybe(MODERATION)
     if svc is None:
         return {"page": "alerts", "installed": False}
@@ -81,7 +77,7 @@ async def one(request: web.Request) -> dict[str, Any]:
 
 
 async def _one(request: web.Request, outcome: Any) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     try:
         alert_id = int(request.match_info["id"])
     except ValueError:
@@ -106,7 +102,7 @@ async def act(request: web.Request) -> web.StreamResponse:
     if not alert_id.isdigit():
         raise web.HTTPBadRequest(text="预警编号应是数字", content_type="text/plain")
     body = f"alerts {action} {alert_id}" + (f" {note}" if note and action != "ack" else "")
-    outcome = await run_command(_bot(request), request[STAFF], body)
+    outcome = await run_command(bot_of(request), request[STAFF], body)
     return aiohttp_jinja2.render_template("alert.html", request, await _one(request, outcome))
 
 
@@ -114,7 +110,7 @@ async def act(request: web.Request) -> web.StreamResponse:
 async def bulk_ack(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     ids = [v for v in form.getall("id", []) if str(v).isdigit()][:200]
-    bot, staff = _bot(request), request[STAFF]
+    bot, staff = bot_of(request), request[STAFF]
     outcomes = [await run_command(bot, staff, f"alerts ack {i}") for i in ids]
     done = sum(1 for o in outcomes if not o.failed and not o.text.startswith("❌"))
     return aiohttp_jinja2.render_template("bulk_done.html", request, {
@@ -124,7 +120,7 @@ async def bulk_ack(request: web.Request) -> web.StreamResponse:
 @requires(REVIEWER)
 async def export(request: web.Request) -> web.StreamResponse:
     """The alerts of an audit period as CSV (UTF-8 with BOM so spreadsheet programs read the Chinese)."""
-    bot = _bot(request)
+    bot = bot_of(request)
     where, _ = filter_of(request)
     async with bot.db.read() as s:
         found = await bot.get(MODERATION).find_alerts(s, where, 1, size=EXPORT_LIMIT)

@@ -16,10 +16,11 @@ from bot.knowledge import KNOWLEDGE, store
 from bot.knowledge.misses import group_misses
 from bot.pages.actions import run_command
 from bot.pages.security import STAFF, requires
+from bot.pages.views import bot_of
 from bot.roles import OPERATOR
 
 if TYPE_CHECKING:
-    from bot.app import BotApp
+    pass
 
 # The /kb edit fields a page may change, as the command names them.
 EDIT_FIELDS = ["答案", "+问题", "-问题", "问题", "关键词", "匹配", "优先级", "时间", "非服务时间回复", "群内自动",
@@ -27,14 +28,9 @@ EDIT_FIELDS = ["答案", "+问题", "-问题", "问题", "关键词", "匹配", 
 PAGE = 30
 
 
-def _bot(request: web.Request) -> BotApp:
-    from bot.pages.views import bot_of  # one accessor for the console's bot
-
-    return bot_of(request)
-
 
 def _kb(request: web.Request) -> Any:
-    return _bot(request).maybe(KNOWLEDGE)
+    return bot_of(request).maybe(KNOWLEDGE)
 
 
 def _one_line(text: str) -> str:
@@ -72,7 +68,7 @@ async def entries(request: web.Request) -> dict[str, Any]:
 @requires(OPERATOR)
 @aiohttp_jinja2.template("knowledge_entry.html")
 async def entry(request: web.Request) -> dict[str, Any]:
-    bot, eid = _bot(request), request.match_info["id"]
+    bot, eid = bot_of(request), request.match_info["id"]
     kb = bot.get(KNOWLEDGE)
     async with bot.db.read() as s:
         data, row, file_entry = await kb.current(s, eid)
@@ -90,8 +86,8 @@ async def entry_edit(request: web.Request) -> web.StreamResponse:
     if field not in EDIT_FIELDS:
         raise web.HTTPBadRequest(text="不能修改这个字段", content_type="text/plain")
     body = f"kb edit {eid} {field} {value if field == '答案' else _one_line(value)}"
-    outcome = await run_command(_bot(request), request[STAFF], body)
-    bot = _bot(request)
+    outcome = await run_command(bot_of(request), request[STAFF], body)
+    bot = bot_of(request)
     async with bot.db.read() as s:
         data, row, file_entry = await bot.get(KNOWLEDGE).current(s, eid)
     context = {"page": "knowledge", "id": eid, "data": data, "row": row, "file_entry": file_entry,
@@ -103,7 +99,7 @@ async def entry_edit(request: web.Request) -> web.StreamResponse:
 async def entry_add(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     question, answer = _one_line(str(form.get("question", ""))), str(form.get("answer", "")).strip()
-    outcome = await run_command(_bot(request), request[STAFF], f"kb add {question}\n{answer}")
+    outcome = await run_command(bot_of(request), request[STAFF], f"kb add {question}\n{answer}")
     return aiohttp_jinja2.render_template("outcome.html", request, {
         "page": "knowledge", "title": "新增知识", "outcome": outcome, "back": "/console/knowledge"})
 
@@ -113,7 +109,7 @@ async def try_question(request: web.Request) -> web.StreamResponse:
     """The answer a question would get now: verdict, score, the answer text and the runner-ups (htmx partial)."""
     form = await request.post()
     text = str(form.get("text", "")).strip()[:500]
-    kb = _bot(request).get(KNOWLEDGE)
+    kb = bot_of(request).get(KNOWLEDGE)
     result = kb.matcher.match(text) if text else None
     return aiohttp_jinja2.render_template("knowledge_try.html", request, {
         "text": text, "result": result, "threshold": kb.base.settings.threshold})
@@ -122,7 +118,7 @@ async def try_question(request: web.Request) -> web.StreamResponse:
 @requires(OPERATOR)
 @aiohttp_jinja2.template("knowledge_misses.html")
 async def misses(request: web.Request) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     kb = bot.get(KNOWLEDGE)
     try:
         days = min(365, max(1, int(request.query.get("days", str(kb.cfg.misses_days)))))
@@ -141,7 +137,7 @@ async def add_phrasing(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     eid = str(form.get("other_id", "")).strip() or str(form.get("id", "")).strip()
     text = _one_line(str(form.get("text", "")))
-    outcome = await run_command(_bot(request), request[STAFF], f"kb edit {eid} +问题 {text}")
+    outcome = await run_command(bot_of(request), request[STAFF], f"kb edit {eid} +问题 {text}")
     return aiohttp_jinja2.render_template("outcome.html", request, {
         "page": "knowledge", "title": "加为问法", "outcome": outcome, "back": "/console/knowledge/misses"})
 

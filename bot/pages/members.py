@@ -12,23 +12,19 @@ from bot.compliance import MODERATION
 from bot.compliance.service import AlertFilter
 from bot.pages.actions import run_command
 from bot.pages.security import STAFF, requires
+from bot.pages.views import bot_of
 from bot.roles import OPERATOR
 from bot.tiers import LADDER
 
 if TYPE_CHECKING:
-    from bot.app import BotApp
+    pass
 
-
-def _bot(request: web.Request) -> BotApp:
-    from bot.pages.views import bot_of  # one accessor for the console's bot
-
-    return bot_of(request)
 
 
 @requires(OPERATOR)
 @aiohttp_jinja2.template("members.html")
 async def search(request: web.Request) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     ladder = bot.maybe(LADDER)
     if ladder is None:
         return {"page": "members", "installed": False}
@@ -45,7 +41,7 @@ async def profile(request: web.Request) -> dict[str, Any]:
 
 
 async def _profile(request: web.Request, outcome: Any) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     ladder = bot.get(LADDER)
     member_id = request.match_info["id"]
     async with bot.db.read() as s:
@@ -66,7 +62,7 @@ async def grant(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     points, reason = str(form.get("points", "")).strip(), " ".join(str(form.get("reason", "")).split())[:200]
     member_id = request.match_info["id"]
-    outcome = await run_command(_bot(request), request[STAFF], f"points add @{member_id} {points} {reason}")
+    outcome = await run_command(bot_of(request), request[STAFF], f"points add @{member_id} {points} {reason}")
     return aiohttp_jinja2.render_template("member.html", request, await _profile(request, outcome))
 
 

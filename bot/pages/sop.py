@@ -15,25 +15,21 @@ from aiohttp import web
 from bot.commands import CommandError
 from bot.pages.actions import run_command
 from bot.pages.security import STAFF, requires
+from bot.pages.views import bot_of
 from bot.roles import OPERATOR, REVIEWER
 from bot.sop import MOMENTS, SOP
 from bot.sop.engine import OUTCOME_NAMES, RUN_STATES, STATE_NAMES
 
 if TYPE_CHECKING:
-    from bot.app import BotApp
+    pass
 
 
-
-def _bot(request: web.Request) -> BotApp:
-    from bot.pages.views import bot_of  # one accessor for the console's bot
-
-    return bot_of(request)
 
 
 @requires(OPERATOR)
 @aiohttp_jinja2.template("sop.html")
 async def overview(request: web.Request) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     sop = bot.maybe(SOP)
     if sop is None:
         return {"page": "sop", "installed": False}
@@ -51,7 +47,7 @@ async def run(request: web.Request) -> dict[str, Any]:
 
 
 async def _run(request: web.Request, outcome: Any) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     sop = bot.get(SOP)
     try:
         run_id = int(request.match_info["id"])
@@ -73,7 +69,7 @@ async def run_action(request: web.Request) -> web.StreamResponse:
     action, run_id = str(form.get("action", "")), request.match_info["id"]
     if action not in ("pause", "resume", "stop") or not run_id.isdigit():
         raise web.HTTPBadRequest(text="未知的操作", content_type="text/plain")
-    outcome = await run_command(_bot(request), request[STAFF], f"sop {action} {run_id}")
+    outcome = await run_command(bot_of(request), request[STAFF], f"sop {action} {run_id}")
     if outcome.confirm_code:  # /sop stop asks to confirm: the page shows the button
         return aiohttp_jinja2.render_template("outcome.html", request, {
             "page": "sop", "title": f"停止运行 #{run_id}", "outcome": outcome, "back": f"/console/sop/runs/{run_id}"})
@@ -87,7 +83,7 @@ async def week(request: web.Request) -> dict[str, Any]:
 
 
 async def _week(request: web.Request, outcome: Any) -> dict[str, Any]:
-    bot = _bot(request)
+    bot = bot_of(request)
     moments = bot.maybe(MOMENTS)
     if moments is None or moments.calendar is None:
         return {"page": "sop", "installed": False, "problems": moments.problems if moments else []}
@@ -117,7 +113,7 @@ async def day_action(request: web.Request) -> web.StreamResponse:
         body = f"moments skip {day}" + (f" {slot}" if slot else "")
     else:
         raise web.HTTPBadRequest(text="未知的操作", content_type="text/plain")
-    outcome = await run_command(_bot(request), request[STAFF], body)
+    outcome = await run_command(bot_of(request), request[STAFF], body)
     return aiohttp_jinja2.render_template("moments.html", request, await _week(request, outcome))
 
 
