@@ -39,6 +39,7 @@ from bot.senders.base import Sender
 from bot.services import ServiceKey, Services
 from bot.storage import migrate
 from bot.storage.db import Database
+from bot.storage.keys import bounded_key
 from bot.storage.models import InboxRow
 from bot.templates import Templates
 from handlers import FEATURES
@@ -312,5 +313,5 @@ class BotApp:
                                       error=f"{type(exc).__name__}: {exc}"[:300])
         async with self.db.session() as s:
             fx = Effects(self, s, source=event.key)
-            await fx.send("app_message", key=f"error|{event.key}|{spec.name}"[:200], text=text_, to=ops)
+            await fx.send("app_message", key=bounded_key(f"error|{event.key}|{spec.name}"), text=text_, to=ops)
         fx.kick()

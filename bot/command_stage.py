@@ -18,6 +18,7 @@ from bot.commands import CommandError, CommandRegistry, CommandSpec, Token, toke
 from bot.context import Context
 from bot.events import MessageEvent
 from bot.routing import Router, command_text, is_command_text
+from bot.storage.keys import bounded_key
 from bot.storage.models import AuditLog, PendingConfirmation
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 async def audit(session: Any, app: BotApp, event: MessageEvent, spec_name: str, args: str, outcome: str,
                 detail: str = "") -> None:
     session.add(AuditLog(actor=event.sender.id, chat_id=event.chat.id, command=spec_name[:64], args=args[:2000],
-                         outcome=outcome, detail=detail[:2000], event_key=event.key[:255], at=app.clock.now()))
+                         outcome=outcome, detail=detail[:2000], event_key=bounded_key(event.key, 255),
+                         at=app.clock.now()))
 
 
 def build_router() -> Router:

@@ -6,6 +6,11 @@ usage and ``/help`` are generated from that. Parsing understands quotes
 ("…", '…', “…”, 「…」) and a trailing ``rest`` argument that keeps the raw text,
 newlines included (for multi-line answers). Bad arguments get the usage and
 change nothing. Running a command (roles, confirmation, audit) is bot.command_stage.
+
+Numbers and dates have bounds, so nothing typed can overflow what stores or
+computes them: an ``int`` has at most 15 digits, a ``float`` is written in plain
+decimals (no ``nan``, ``inf`` or exponent) with at most 15 digits before the point
+and ``decimals`` after it, and dates and times lie in the years 2000–2100.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ if TYPE_CHECKING:
     from bot.routing import Router
 
 HandlerFn = Callable[..., Awaitable[None]]
+
+# Bounds of typed numbers and dates (documented in docs/commands.md).
+NUMBER_DIGITS = 15          # digits before the decimal point
+YEARS = (2000, 2100)        # dates and times in command arguments
+_INT = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.(\d*))?|\.(\d+))")
 
 QUOTES = {'"': '"', "'": "'", "“": "”", "「": "」", "‘": "’", "『": "』"}
 WHITESPACE = " \t\r\n\u3000"
@@ -78,6 +89,7 @@ class Arg:
     default: Any = None
     min: float | None = None
     max: float | None = None
+    decimals: int | None = None  # float: at most this many digits after the point
 
     @property
     def shown(self) -> str:
@@ -93,41 +105,73 @@ class Arg:
 
     def convert(self, raw: str) -> Any:
         what = self.label or self.name
+        value: Any
         if self.type == "int":
-            if not re.fullmatch(r"[+-]?\d+", raw):
-                raise CommandError(f"{what} 应是整数，收到 {raw!r}")
-            value: Any = int(raw)
+            value = _integer(raw, what)
         elif self.type == "float":
-            try:
-                value = float(raw)
-            except ValueError:
-                raise CommandError(f"{what} 应是数字，收到 {raw!r}") from None
+            value = self._decimal(raw, what)
         elif self.type == "mention":
             value = raw[1:] if raw.startswith(("@", "＠")) else raw
             if not value:
                 raise CommandError(f"{what} 应是 @成员 或成员 ID")
         elif self.type == "choice":
             if raw.lower() not in self.choices:
-                raise CommandError(f"{what} 只能是 {' / '.join(self.choices)}，收到 {raw!r}")
+                raise CommandError(f"{what} 只能是 {' / '.join(self.choices)}，收到 {_shown(raw)}")
             value = raw.lower()
         elif self.type == "date":
             try:
                 value = date.fromisoformat(raw)
             except ValueError:
-                raise CommandError(f"{what} 应是日期 YYYY-MM-DD，收到 {raw!r}") from None
+                raise CommandError(f"{what} 应是日期 YYYY-MM-DD，收到 {_shown(raw)}") from None
+            check_year(value.year, what)
         elif self.type == "time":
             m = re.fullmatch(r"(\d{1,2})[:：](\d{2})", raw)
             if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-                raise CommandError(f"{what} 应是时间 HH:MM，收到 {raw!r}")
+                raise CommandError(f"{what} 应是时间 HH:MM，收到 {_shown(raw)}")
             value = time(int(m.group(1)), int(m.group(2)))
         else:
             value = raw
         if self.type in ("int", "float"):
             if self.min is not None and value < self.min:
-                raise CommandError(f"{what} 不能小于 {self.min:g}")
+                raise CommandError(f"{what} 不能小于 {_number(self.min)}")
             if self.max is not None and value > self.max:
-                raise CommandError(f"{what} 不能大于 {self.max:g}")
+                raise CommandError(f"{what} 不能大于 {_number(self.max)}")
         return value
+
+    def _decimal(self, raw: str, what: str) -> float:
+        m = _DECIMAL.fullmatch(raw)
+        if not m:
+            raise CommandError(f"{what} 应是普通写法的数字（如 268 或 19.9），收到 {_shown(raw)}")
+        whole = raw.lstrip("+-").split(".")[0]
+        if len(whole.lstrip("0")) > NUMBER_DIGITS:
+            raise CommandError(f"{what} 太大了（整数部分最多 {NUMBER_DIGITS} 位）")
+        places = m.group(1) or m.group(2) or ""
+        if self.decimals is not None and len(places.rstrip("0")) > self.decimals:
+            raise CommandError(f"{what} 最多 {self.decimals} 位小数，收到 {_shown(raw)}")
+        return float(raw)
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,g}"
+
+
+def _shown(raw: str, limit: int = 40) -> str:
+    """What the user typed, quoted and cut for a reply."""
+    return repr(raw if len(raw) <= limit else raw[:limit] + "…")
+
+
+def _integer(raw: str, what: str) -> int:
+    if not _INT.fullmatch(raw):
+        raise CommandError(f"{what} 应是整数，收到 {_shown(raw)}")
+    if len(raw.lstrip("+-").lstrip("0")) > NUMBER_DIGITS:
+        raise CommandError(f"{what} 太大了（最多 {NUMBER_DIGITS} 位）")
+    return int(raw)
+
+
+def check_year(year: int, what: str = "日期") -> None:
+    """Refuse a date outside :data:`YEARS` (nothing the bot plans lies beyond them)."""
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise CommandError(f"{what} 的年份应在 {YEARS[0]}–{YEARS[1]} 之间，收到 {year}")
 
 
 class Args(dict[str, Any]):
@@ -291,5 +335,6 @@ def parse_when(value: str, tz: Any) -> datetime:
     try:
         dt = datetime.fromisoformat(value.strip().replace("T", " "))
     except ValueError:
-        raise CommandError(f"时间格式应为 YYYY-MM-DD HH:MM，收到 {value!r}") from None
+        raise CommandError(f"时间格式应为 YYYY-MM-DD HH:MM，收到 {_shown(value)}") from None
+    check_year(dt.year, "时间")
     return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt

@@ -23,6 +23,7 @@ from bot.events import EnteredAgent, Event, MessageEvent
 from bot.roles import ADMIN
 from bot.routing import HandlerSpec, Router
 from bot.storage.db import insert_ignoring_conflicts
+from bot.storage.keys import bounded_key
 from bot.storage.models import HandledEvent
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Dispatcher:
                 async with session.begin_nested():
                     receipt = insert_ignoring_conflicts(self.app.db.dialect, HANDLED, ["event_key", "handler"])
                     res = await session.execute(receipt.values(
-                        event_key=event.key[:255], handler=spec.name, at=self.app.clock.now()
+                        event_key=bounded_key(event.key, 255), handler=spec.name, at=self.app.clock.now()
                     ).returning(HANDLED.c.handler))
                     if res.first() is None:
                         return False  # this handler already committed its effects for this event

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.events import Chat, Event
+from bot.storage.keys import bounded_key
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -45,7 +46,7 @@ class Effects:
         if suffix is None:
             self._n += 1
             suffix = str(self._n)
-        return f"{self.scope}|{suffix}"[:KEY_LIMIT]
+        return bounded_key(f"{self.scope}|{suffix}", KEY_LIMIT)
 
     async def send(self, kind: str, *, text: str = "", chat: Chat | dict[str, Any] | None = None,
                    to: Iterable[str] = (), key: str | None = None, **kw: Any) -> int:

@@ -3,7 +3,9 @@
 Every channel turns what it receives into one *normalised payload* — the generic
 ``POST /webhook`` JSON shape — which is what the inbox stores. The worker turns a
 payload back into typed events with :func:`events_from_payload`, so a WeCom
-callback and the equivalent generic event give the same typed event.
+callback and the equivalent generic event give the same typed event. Names of
+members and groups are cleaned there (:func:`bot.textsafe.clean_name`), so no
+reply, template or table ever sees a control, ANSI or bidi character in a name.
 
 Features may declare their own event types (``tier_changed`` …) with
 :func:`event_type` and emit them through the inbox for durable delivery.
@@ -16,10 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
+from bot.storage.keys import bounded_key
+from bot.textsafe import clean_name
+
 ChatType = Literal["group", "single"]
 JoinScene = Literal["invite", "qrcode", "other"]
 
 EXTERNAL_PREFIXES = ("wm", "wo")
+NAME_LIMIT = 128  # member and group names: control, ANSI and bidi characters removed (bot.textsafe.clean_name)
 
 
 class PayloadError(ValueError):
@@ -248,7 +254,7 @@ def _actor(data: Any, where: str, staff_ids: frozenset[str] = frozenset()) -> Ac
         staff = data["id"] in staff_ids
     elif not isinstance(staff, bool):
         raise PayloadError(f"{where}.staff must be true or false")
-    return Actor(id=data["id"], name=name, staff=staff)
+    return Actor(id=data["id"], name=clean_name(name, NAME_LIMIT), staff=staff)
 
 
 def _chat(data: Any) -> Chat:
@@ -260,7 +266,7 @@ def _chat(data: Any) -> Chat:
     name = data.get("name") or ""
     if not isinstance(name, str):
         raise PayloadError("chat.name must be a string")
-    return Chat(id=data["id"], type=ctype, name=name)
+    return Chat(id=data["id"], type=ctype, name=clean_name(name, NAME_LIMIT))
 
 
 def _time(value: Any, fallback: datetime) -> datetime:
@@ -386,8 +392,8 @@ def chat_key_of(payload: dict[str, Any]) -> str:
     """The ordering key of a normalised payload, before decoding."""
     chat = payload.get("chat")
     if isinstance(chat, dict) and isinstance(chat.get("id"), str):
-        return f"chat:{chat['id']}"[:160]
+        return bounded_key(f"chat:{chat['id']}", 160)
     member = payload.get("member")
     if isinstance(member, dict) and isinstance(member.get("id"), str):
-        return f"contact:{member['id']}"[:160]
+        return bounded_key(f"contact:{member['id']}", 160)
     return ""

@@ -28,6 +28,7 @@ from bot.clock import Clock
 from bot.metrics import Metrics
 from bot.pump import Pump
 from bot.storage.db import Database, insert_ignoring_conflicts
+from bot.storage.keys import bounded_key
 from bot.storage.models import CronRun, ScheduledTask
 
 log = logging.getLogger("siyu.scheduler")
@@ -155,7 +156,7 @@ class Timers(Pump):
         if name not in self.handlers:
             raise ValueError(f"no task named {name!r} is registered")
         stmt = insert_ignoring_conflicts(self.db.dialect, TASKS, ["key"]).values(
-            key=key[:255], name=name, payload=payload, due_at=due_at, status="pending", attempts=0,
+            key=bounded_key(key, 255), name=name, payload=payload, due_at=due_at, status="pending", attempts=0,
         ).returning(TASKS.c.id)
         return (await session.execute(stmt)).first() is not None
 

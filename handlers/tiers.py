@@ -9,14 +9,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.commands import Arg
+from bot.commands import Arg, CommandError
 from bot.context import Context
 from bot.events import ContactAdded, GroupCreated, GroupDismissed, MemberJoined, MemberLeft, MessageEvent
 from bot.roles import OPERATOR
 from bot.routing import Predicate, Router, command_text
 from bot.tiers import LADDER
 from bot.tiers.ladder import Award
-from bot.tiers.rules import ACTIONS, REQUIREMENTS
+from bot.tiers.rules import (
+    ACTIONS,
+    AMOUNT_LIMIT_YUAN,
+    POINTS_PER_ENTRY,
+    POINTS_TOTAL_LIMIT,
+    REQUIREMENTS,
+    SPEND_TOTAL_LIMIT_CENTS,
+)
 
 TAG_RX = re.compile(r"[^\s@＠/／]{1,32}")  # tier:… tags belong to the ladder
 
@@ -150,9 +157,11 @@ async def tier_set(event: MessageEvent, ctx: Context) -> None:
                                tier=ladder.rules.tier(decision.tier), auto=wanted == "auto"))
 
 
-@router.command("points add", Arg("member", "成员", type="mention"), Arg("points", "积分", type="int"),
+@router.command("points add", Arg("member", "成员", type="mention"),
+                Arg("points", "积分", type="int", min=-POINTS_PER_ENTRY, max=POINTS_PER_ENTRY),
                 Arg("reason", "原因", rest=True), roles=[OPERATOR],
-                help="为成员加积分（负数为扣分），记入积分流水", examples=["/points add @Alice 20 分享了使用心得"])
+                help=f"为成员加积分（负数为扣分，每次最多 ±{POINTS_PER_ENTRY:,}），记入积分流水",
+                examples=["/points add @Alice 20 分享了使用心得"])
 async def points_add(event: MessageEvent, ctx: Context) -> None:
     m = await _one(ctx, ctx.args["member"])
     if m is None:
@@ -163,12 +172,15 @@ async def points_add(event: MessageEvent, ctx: Context) -> None:
     award = await ctx.get(LADDER).award(
         ctx.session, ctx, m.id, "grant", source_event=f"grant:{event.key}", at=ctx.now(),
         points=ctx.args["points"], reason=f"{ctx.args['reason']}（{event.sender.display}）")
+    if award.limited:
+        raise CommandError(f"{m.name or m.id} 的积分总额不能超过 ±{POINTS_TOTAL_LIMIT:,}，这次没有记录")
     await ctx.reply(ctx.render("tiers/points_added.j2", member=m, award=award, tier=_tier_of(ctx, award)))
 
 
 @router.command("purchase", Arg("member", "成员", type="mention"),
-                Arg("amount", "金额（元）", type="float", min=0.01), Arg("sku", "商品", optional=True, default=""),
-                roles=[OPERATOR], help="记录一笔购买（计入购买次数、消费金额和购买积分）",
+                Arg("amount", "金额（元）", type="float", min=0.01, max=AMOUNT_LIMIT_YUAN, decimals=2),
+                Arg("sku", "商品", optional=True, default=""), roles=[OPERATOR],
+                help=f"记录一笔购买（计入购买次数、消费金额和购买积分；金额 0.01–{AMOUNT_LIMIT_YUAN:,} 元）",
                 examples=["/purchase @Alice 268 正山小种礼盒"])
 async def purchase(event: MessageEvent, ctx: Context) -> None:
     m = await _one(ctx, ctx.args["member"])
@@ -177,6 +189,9 @@ async def purchase(event: MessageEvent, ctx: Context) -> None:
     cents = round(ctx.args["amount"] * 100)
     award = await ctx.get(LADDER).purchase(ctx.session, ctx, m.id, cents, sku=ctx.args["sku"],
                                            recorded_by=event.sender.id, source=f"purchase:{event.key}", at=ctx.now())
+    if award is not None and award.limited:
+        raise CommandError(f"{m.name or m.id} 的积分或累计消费将超出上限（积分 ±{POINTS_TOTAL_LIMIT:,}，"
+                           f"消费 {SPEND_TOTAL_LIMIT_CENTS // 100:,} 元），这笔没有记录")
     await ctx.reply(ctx.render("tiers/purchase_done.j2", member=m, cents=cents, sku=ctx.args["sku"], award=award,
                                tier=_tier_of(ctx, award)))
 
@@ -197,8 +212,11 @@ async def tier_stats(event: MessageEvent, ctx: Context) -> None:
 @router.command("tier recompute", roles=[OPERATOR], confirm=True,
                 help="按积分流水全量重算所有成员的积分与等级，并报告差异（需确认）")
 async def tier_recompute(event: MessageEvent, ctx: Context) -> None:
-    diffs = await ctx.get(LADDER).recompute(ctx.session, ctx, ctx.now(), apply=True)
-    await ctx.reply(ctx.render("tiers/recompute.j2", diffs=diffs[:10], total=len(diffs)))
+    ladder = ctx.get(LADDER)
+    diffs = await ladder.recompute(ctx.session, ctx, ctx.now(), apply=True)
+    await ctx.reply(ctx.render("tiers/recompute.j2", diffs=diffs[:10], total=len(diffs),
+                               ignored=await ladder.entries_out_of_bounds(ctx.session),
+                               limit=f"{POINTS_PER_ENTRY:,}"))
 
 
 @router.command("tag add", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR],

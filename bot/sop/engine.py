@@ -31,6 +31,7 @@ from bot.sop.render import Renderer, StepView, needs_checkins, needs_profile
 from bot.sop.script import WELCOME_WINDOW, Script, Step
 from bot.sop.store import OPEN_STEP, SopStore
 from bot.sop.timing import due_time
+from bot.storage.keys import bounded_key
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -73,7 +74,7 @@ class Subject:
 
     def active_key(self, script_id: str) -> str:
         who = self.member_id if self.per == "member" else ""
-        return f"{script_id}|{self.per}|{self.chat_id}|{who}"[:255]
+        return bounded_key(f"{script_id}|{self.per}|{self.chat_id}|{who}", 255)
 
     @property
     def display(self) -> str:

@@ -7,11 +7,15 @@ import asyncio
 import csv
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from bot.storage.keys import bounded_key
+from bot.tiers.rules import AMOUNT_LIMIT_YUAN, POINTS_PER_ENTRY
 
 EPILOG = """\
 examples:
@@ -50,7 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                         tiers=[{"id": t.id, "name": t.name, "requires": t.requires} for t in rules.tiers])
 
 
-async def _recompute(args: argparse.Namespace) -> list[Any]:
+async def _recompute(args: argparse.Namespace) -> tuple[list[Any], int]:
     from bot.cliargs import config_from_args, make_app
     from bot.effects import Effects
     from bot.senders.console import RecordingSender
@@ -65,9 +69,10 @@ async def _recompute(args: argparse.Namespace) -> list[Any]:
         async with app.db.session() as s:
             fx = Effects(app, s, "tiers-recompute")
             diffs = await ladder.recompute(s, fx, app.clock.now(), apply=not args.dry_run)
+            ignored = await ladder.entries_out_of_bounds(s)
             if args.dry_run:
                 await s.rollback()
-        return diffs
+        return diffs, ignored
     finally:
         await app.stop()
 
@@ -75,16 +80,22 @@ async def _recompute(args: argparse.Namespace) -> list[Any]:
 def cmd_recompute(args: argparse.Namespace) -> int:
     from bot.cliargs import emit_json
 
-    diffs = asyncio.run(_recompute(args))
+    diffs, ignored = asyncio.run(_recompute(args))
     if args.json:
         for d in diffs:
             emit_json({"member": d.member_id, "fields": {k: list(v) for k, v in d.fields.items()}})
-        emit_json({"summary": {"differences": len(diffs), "applied": not args.dry_run}})
+        summary: dict[str, Any] = {"differences": len(diffs), "applied": not args.dry_run}
+        if ignored:
+            summary["entries_out_of_bounds"] = ignored
+        emit_json({"summary": summary})
     else:
         for d in diffs:
             print(f"{d.member_id}: " + ", ".join(f"{k} {a} → {b}" for k, (a, b) in d.fields.items()))
         verb = "would change" if args.dry_run else "corrected"
         print(f"{len(diffs)} member(s) {verb}" if diffs else "every member matches the ledger")
+        if ignored:
+            print(f"{ignored} ledger entr{'y' if ignored == 1 else 'ies'} beyond the bounds "
+                  f"(±{POINTS_PER_ENTRY:,} points, 0–{AMOUNT_LIMIT_YUAN:,} yuan) left out of every total")
     return 0
 
 
@@ -154,12 +165,13 @@ def _purchase_record(n: int, order_id: str, r: dict[str, Any], tz: Any) -> Purch
         return "id (the order id) is required"
     if not member:
         return "member (the member's WeCom id) is required"
+    raw = str(r.get("amount", "")).strip()
     try:
-        amount = float(str(r.get("amount", "")).strip())
+        amount = float(raw) if len(raw) <= 32 else math.nan
     except ValueError:
-        return f"amount must be a number of yuan, got {r.get('amount')!r}"
-    if not (0 < amount < 10_000_000):
-        return f"amount must be more than 0, got {amount:g}"
+        return f"amount must be a number of yuan, got {raw[:40]!r}"
+    if not (0 < amount <= AMOUNT_LIMIT_YUAN):  # NaN and inf fail this too
+        return f"amount must be more than 0 and at most {AMOUNT_LIMIT_YUAN:,} yuan, got {raw[:40]!r}"
     at: datetime | None = None
     when = str(r.get("time") or "").strip()
     if when:
@@ -169,7 +181,7 @@ def _purchase_record(n: int, order_id: str, r: dict[str, Any], tz: Any) -> Purch
             return f"time must look like 2026-11-20 10:00 or ISO 8601, got {when!r}"
         if at.tzinfo is None:
             at = at.replace(tzinfo=tz)
-    return PurchaseRecord(n, order_id[:200], member[:128], round(amount * 100),
+    return PurchaseRecord(n, bounded_key(order_id), member[:128], round(amount * 100),
                           str(r.get("sku") or "").strip()[:64], at, str(r.get("name") or "").strip())
 
 
@@ -196,6 +208,9 @@ async def _import_purchases(args: argparse.Namespace, records: list[PurchaseReco
                                                   recorded_by=args.recorded_by, source=f"import:{rec.order_id}", at=at)
                     if award is None:
                         skipped += 1
+                    elif award.limited:
+                        print(f"✗ line {rec.line}: {rec.member}'s totals would leave their bounds; not imported",
+                              file=sys.stderr)
                     else:
                         imported += 1
                         changes += int(award.change is not None)

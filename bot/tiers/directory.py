@@ -1,7 +1,9 @@
 """The member directory (``bot.members.MEMBERS``): members and groups as the tiers feature stores them.
 
 Other features (knowledge, SOP, compliance) read members, groups and check-ins
-through this and never the tiers tables.
+through this and never the tiers tables. Names are cleaned on the way out too
+(rows stored before names were cleaned at the edge may still hold control or bidi
+characters).
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from bot.events import NAME_LIMIT
 from bot.members import GroupInfo, MemberProfile
+from bot.textsafe import clean_name
 from bot.tiers.rules import Rules
 from bot.tiers.store import TiersStore
 
 
 def group_info(row: Any) -> GroupInfo:
-    return GroupInfo(chat_id=row.chat_id, name=row.name or "", owner_id=row.owner_id or "",
+    return GroupInfo(chat_id=row.chat_id, name=clean_name(row.name or "", NAME_LIMIT),
+                     owner_id=row.owner_id or "",
                      member_count=row.member_count or 0, tier=row.tier or "", dismissed_at=row.dismissed_at)
 
 
@@ -29,7 +34,8 @@ class TiersDirectory:
 
     async def _profile(self, session: Any, m: Any) -> MemberProfile:
         tier = self.rules().tier(m.tier)
-        return MemberProfile(id=m.id, name=m.name, tier=m.tier, tier_name=tier.name if tier else m.tier,
+        return MemberProfile(id=m.id, name=clean_name(m.name or "", NAME_LIMIT), tier=m.tier,
+                             tier_name=tier.name if tier else m.tier,
                              points=m.points, checkins=m.checkins, homework=m.homework, purchases=m.purchases,
                              tags=tuple(await self.store.member_tags(session, m.id)),
                              groups=tuple(await self.store.member_groups(session, m.id)),
@@ -54,4 +60,5 @@ class TiersDirectory:
 
     async def checkins(self, session: Any, chat_id: str, since: date, until: date) -> list[tuple[str, str, str]]:
         rows = await self.store.checkins(session, chat_id, since.isoformat(), until.isoformat())
-        return [(member_id, day, name or member_id) for member_id, day, name in rows]
+        return [(member_id, day, clean_name(name or "", NAME_LIMIT) or member_id)
+                for member_id, day, name in rows]

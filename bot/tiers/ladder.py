@@ -20,8 +20,19 @@ from typing import TYPE_CHECKING, Any
 from bot.commands import strip_bot_mention
 from bot.events import Actor, Chat, MessageEvent, TagAdded, TierChanged
 from bot.routing import command_text
+from bot.storage.keys import bounded_key
 from bot.tiers.models import TierChange
-from bot.tiers.rules import ACTIONS, REQUIREMENTS, Decision, Rules, Stats, Tier, evaluate
+from bot.tiers.rules import (
+    ACTIONS,
+    POINTS_TOTAL_LIMIT,
+    REQUIREMENTS,
+    SPEND_TOTAL_LIMIT_CENTS,
+    Decision,
+    Rules,
+    Stats,
+    Tier,
+    evaluate,
+)
 from bot.tiers.store import TiersStore
 
 if TYPE_CHECKING:
@@ -47,6 +58,7 @@ class Award:
     points: int = 0          # points actually added (after the cap)
     duplicate: bool = False  # the source event was already in the ledger
     capped: bool = False     # the daily cap swallowed some or all of it
+    limited: bool = False    # not recorded: the member's totals would leave their bounds (rules.POINTS_TOTAL_LIMIT …)
     change: TierChange | None = None
     decision: Decision | None = None
 
@@ -55,6 +67,14 @@ class Award:
 class Difference:
     member_id: str
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (stored, recomputed)
+
+
+def beyond_limits(member: Any, points: int, amount_cents: int) -> bool:
+    """Whether adding ``points`` and ``amount_cents`` takes the member's totals beyond their bounds."""
+    after = member.points + points
+    # a correction towards zero is always allowed (a total already out of bounds can be brought back)
+    return (abs(after) > POINTS_TOTAL_LIMIT and abs(after) >= abs(member.points) and points != 0) or (
+        amount_cents > 0 and member.spend_cents + amount_cents > SPEND_TOTAL_LIMIT_CENTS)
 
 
 def stats_of(row: Any) -> Stats:
@@ -178,7 +198,8 @@ class Ladder:
         """
         rule = self.rules.action(action) if action in ACTIONS else None
         granted = points if points is not None else (rule.points if rule else 0)
-        if not self.app.db.is_sqlite and await self.store.lock(session, member_id) is None:
+        current = await self.store.lock(session, member_id)
+        if current is None:
             raise LookupError(f"no member {member_id!r}")
         result = Award(member_id, action)
         day = self.local_day(at)
@@ -188,9 +209,15 @@ class Ladder:
             if await self.store.entries_on_day(session, member_id, action, day) >= rule.daily_cap:
                 result.capped = True
                 return result
+        if beyond_limits(current, granted, amount_cents):
+            result.limited = True
+            log.warning("member %s: %+d points / %d cents not recorded, their totals would leave the bounds",
+                        member_id, granted, amount_cents)
+            return result
         entry = await self.store.add_entry(
             session, member_id=member_id, action=action, points=granted, amount_cents=amount_cents,
-            reason=reason[:500], source_event=source_event[:255], chat_id=chat.id if chat else "", day=day, at=at)
+            reason=reason[:500], source_event=bounded_key(source_event, 255), chat_id=chat.id if chat else "",
+            day=day, at=at)
         if entry is None:
             result.duplicate = True
             return result
@@ -205,9 +232,15 @@ class Ladder:
 
     async def purchase(self, session: Any, fx: Effects, member_id: str, amount_cents: int, *, sku: str,
                        recorded_by: str, source: str, at: datetime, chat: Chat | None = None) -> Award | None:
-        """Record a purchase (once per source) and its points; None if the source was already recorded."""
+        """Record a purchase (once per source) and its points; None if the source was already recorded,
+        ``limited`` when it would take the member's totals beyond their bounds (nothing recorded)."""
+        current = await self.store.lock(session, member_id)
+        rule = self.rules.action("purchase")
+        if current is not None and beyond_limits(current, rule.points if rule else 0, amount_cents):
+            return Award(member_id, "purchase", limited=True)
         purchase_id = await self.store.add_purchase(session, member_id=member_id, amount_cents=amount_cents,
-                                                    sku=sku, recorded_by=recorded_by, source=source[:255], at=at)
+                                                    sku=sku, recorded_by=recorded_by,
+                                                    source=bounded_key(source, 255), at=at)
         if purchase_id is None:
             return None
         return await self.award(session, fx, member_id, "purchase", source_event=f"purchase:{purchase_id}", at=at,
@@ -236,7 +269,7 @@ class Ladder:
         await self.store.set_member(session, member.id, tier=new, tier_since=at)
         change_id = await self.store.add_change(
             session, member_id=member.id, from_tier=old, to_tier=new, direction=direction, rule=decision.rule,
-            operator=operator, reason=reason[:500], source_event=source_event[:255], at=at)
+            operator=operator, reason=reason[:500], source_event=bounded_key(source_event, 255), at=at)
         change = TierChange(id=change_id, member_id=member.id, from_tier=old, to_tier=new, direction=direction,
                             rule=decision.rule, operator=operator, reason=reason, source_event=source_event, at=at)
         await self.store.remove_tag(session, member.id, f"tier:{old}")
@@ -256,7 +289,7 @@ class Ladder:
         if not await self.store.add_tag(session, member.id, tag, source=source[:32], at=at, named=True):
             return False
         chat = Chat(id=member.last_chat_id, type="group") if member.last_chat_id else None
-        await fx.emit(TagAdded(key=f"tag_added:{key}"[:200], time=at, tag=tag, chat=chat,
+        await fx.emit(TagAdded(key=bounded_key(f"tag_added:{key}"), time=at, tag=tag, chat=chat,
                                member=Actor(id=member.id, name=member.name, staff=member.staff)))
         return True
 
@@ -384,6 +417,11 @@ class Ladder:
                 if apply:
                     await self._correct(session, fx, m.id, diff, totals, decision, at)
         return diffs
+
+    async def entries_out_of_bounds(self, session: Any) -> int:
+        """Ledger entries beyond the documented bounds, written before there were any; recompute leaves
+        them out of every total."""
+        return await self.store.entries_out_of_bounds(session)
 
     async def _ledger_totals(self, session: Any) -> dict[str, dict[str, int]]:
         sums: dict[str, dict[str, int]] = {}

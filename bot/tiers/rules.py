@@ -21,6 +21,13 @@ REQUIREMENTS: dict[str, str] = {
     "spend": "累计消费（元）",
     "days_since_join": "入群天数",
 }
+# Bounds (docs/tiers.md) that keep every ledger entry, every running total and every sum of the
+# ledger far inside the database's integer columns: nothing an operator types can overflow them.
+POINTS_PER_ENTRY = 1_000_000              # one /points add (either sign), or one action's points in tiers.yaml
+POINTS_TOTAL_LIMIT = 1_000_000_000        # a member's points, either sign
+AMOUNT_LIMIT_YUAN = 10_000_000            # one purchase: more than 0, at most this, 2 decimals
+SPEND_TOTAL_LIMIT_CENTS = 2_000_000_000   # a member's total spend (20,000,000 元)
+
 ACTIONS: dict[str, str] = {
     "message": "发言", "checkin": "打卡", "homework": "作业", "referral": "邀请新成员", "purchase": "购买",
 }

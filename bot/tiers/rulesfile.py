@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from bot.tiers.rules import ACTIONS, REQUIREMENTS, ActionRule, Downgrade, Rules, Tier
+from bot.tiers.rules import ACTIONS, POINTS_PER_ENTRY, REQUIREMENTS, ActionRule, Downgrade, Rules, Tier
 from bot.yamldoc import load_yaml, read_text
 from bot.yamlmodel import FileModel, validate
 
@@ -159,8 +159,8 @@ class PointsSpec(Part):
     @field_validator("points", mode="before")
     @classmethod
     def _points(cls, v: Any) -> Any:
-        if not _whole(v, 0):
-            raise ValueError(f"{cls.action}.points 应是不小于 0 的整数")
+        if not _whole(v, 0) or v > POINTS_PER_ENTRY:
+            raise ValueError(f"{cls.action}.points 应是 0 到 {POINTS_PER_ENTRY:,} 之间的整数")
         return v
 
     @field_validator("daily_cap", mode="before")

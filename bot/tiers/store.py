@@ -27,6 +27,7 @@ from bot.tiers.models import (
     Tag,
     TierChange,
 )
+from bot.tiers.rules import AMOUNT_LIMIT_YUAN, POINTS_PER_ENTRY
 
 MEMBER = Member.__table__
 LEDGER = PointsEntry.__table__
@@ -37,6 +38,16 @@ TAG_NAMES = Tag.__table__
 CHANGES = TierChange.__table__
 PURCHASES = Purchase.__table__
 ACTIVITY = MemberActivity.__table__
+
+
+def in_bounds() -> Any:
+    """Ledger entries within the documented bounds (between, not abs(): abs() of the lowest integer overflows)."""
+    return and_(LEDGER.c.points.between(-POINTS_PER_ENTRY, POINTS_PER_ENTRY),
+                LEDGER.c.amount_cents.between(0, AMOUNT_LIMIT_YUAN * 100))
+
+
+def _sum(column: Any) -> Any:
+    return func.coalesce(func.sum(column), 0)
 
 
 class TiersStore:
@@ -219,19 +230,27 @@ class TiersStore:
         return None if row is None else row.id
 
     async def ledger_sums(self, session: Any) -> Sequence[Any]:
-        """(member id, action, points, entries, cents) for every member and action in the ledger."""
+        """(member id, action, points, entries, cents) for every member and action in the ledger.
+
+        Entries beyond the bounds (:func:`in_bounds`: written before there were bounds) are not counted,
+        so no sum can overflow; :meth:`entries_out_of_bounds` counts them.
+        """
         return (await session.execute(
-            select(LEDGER.c.member_id, LEDGER.c.action, func.coalesce(func.sum(LEDGER.c.points), 0),
-                   func.count(), func.coalesce(func.sum(LEDGER.c.amount_cents), 0))
-            .group_by(LEDGER.c.member_id, LEDGER.c.action))).all()
+            select(LEDGER.c.member_id, LEDGER.c.action, _sum(LEDGER.c.points),
+                   func.count(), _sum(LEDGER.c.amount_cents))
+            .where(in_bounds()).group_by(LEDGER.c.member_id, LEDGER.c.action))).all()
+
+    async def entries_out_of_bounds(self, session: Any) -> int:
+        """Ledger entries beyond the bounds (not counted by the sums)."""
+        return (await session.execute(select(func.count()).select_from(LEDGER).where(~in_bounds()))).scalar_one()
 
     async def recent_entries(self, session: Any, member_id: str, limit: int) -> Sequence[Any]:
         return (await session.execute(select(LEDGER).where(LEDGER.c.member_id == member_id)
                                       .order_by(LEDGER.c.id.desc()).limit(limit))).all()
 
     async def points_on_day(self, session: Any, member_id: str, day: str) -> int:
-        return (await session.execute(select(func.coalesce(func.sum(LEDGER.c.points), 0)).where(and_(
-            LEDGER.c.member_id == member_id, LEDGER.c.day == day)))).scalar_one()
+        return (await session.execute(select(_sum(LEDGER.c.points)).where(and_(
+            LEDGER.c.member_id == member_id, LEDGER.c.day == day, in_bounds())))).scalar_one()
 
     async def checkins(self, session: Any, chat_id: str, since: str, until: str) -> Sequence[Any]:
         """(member id, day, member name or None) of the check-ins in a chat, by day then by entry."""
