@@ -150,9 +150,12 @@ def _guarded(fn: Callable[..., Any], env: BudgetedSandbox) -> Callable[..., Any]
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        env._check_args(fn, args[1:], kwargs)  # the first argument is the value being filtered
-        if args and isinstance(args[0], str) and fn.__name__ == "do_format" and _WIDE_FORMAT.search(args[0]):
-            raise env._too_big("格式宽度")
+        if fn.__name__ == "do_format":
+            # its arguments are values to show ("%+d"|format(points)), not sizes: only the width counts
+            if args and isinstance(args[0], str) and _WIDE_FORMAT.search(args[0]):
+                raise env._too_big("格式宽度")
+        else:
+            env._check_args(fn, args[1:], kwargs)  # the first argument is the value being filtered
         return fn(*args, **kwargs)
 
     return guarded
