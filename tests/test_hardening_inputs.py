@@ -37,8 +37,8 @@ async def last_outcome(app: BotApp) -> str:
 
 
 def test_effects_keys_sharing_a_long_prefix_stay_apart(bot: BotApp) -> None:
-    a = Effects(bot, None, "x", scope="e" * 190 + "-one")
-    b = Effects(bot, None, "x", scope="e" * 190 + "-two")
+    a = Effects(bot, None, "x", scope="e" * 200 + "-one")
+    b = Effects(bot, None, "x", scope="e" * 200 + "-two")
     assert a.key() != b.key() and len(a.key("z")) <= 200
     assert Effects(bot, None, "short").key("1") == "short|1"  # keys that fit are unchanged
 
