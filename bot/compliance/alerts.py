@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.compliance.config import ModerationConfig, ModerationRoute
 from bot.effects import Effects
 from bot.members import MEMBERS
+from bot.storage.keys import bounded_key
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -86,13 +87,14 @@ class AlertRouting:
         queued = 0
         for robot, items in robots.items():
             queued += await fx.send("group_robot", text=render("moderation/alert.j2", alerts=_unique(items), **values),
-                                    destination={"robot": robot}, key=f"moderation:alert:{msg.key}:robot:{robot}"[:200])
+                                    destination={"robot": robot},
+                                    key=bounded_key(f"moderation:alert:{msg.key}:robot:{robot}"))
         by_text: dict[str, list[str]] = defaultdict(list)
         for user, items in users.items():
             by_text[render("moderation/alert.j2", alerts=_unique(items), **values)].append(user)
         for i, (text, to) in enumerate(by_text.items()):
             queued += await fx.send("app_message", text=text, to=sorted(to),
-                                    key=f"moderation:alert:{msg.key}:app:{i}"[:200])
+                                    key=bounded_key(f"moderation:alert:{msg.key}:app:{i}"))
         for a in alerts:
             targets = [f"robot:{r}" for r, items in robots.items() if a in items]
             targets += [f"app:{u}" for u, items in users.items() if a in items]
@@ -108,7 +110,7 @@ class AlertRouting:
         owners = await self.group_owners(fx.session, msg.chat.id)
         text = self.app.templates.render("moderation/customer_alert.j2", msg=msg, alerts=alerts, context=context,
                                          at=self.local(msg.at), mark=LEVEL_MARK)
-        queued = await fx.send("app_message", text=text, to=owners, key=f"moderation:customer:{msg.key}"[:200])
+        queued = await fx.send("app_message", text=text, to=owners, key=bounded_key(f"moderation:customer:{msg.key}"))
         await self.store.set_notified(fx.session, [a["id"] for a in alerts], [f"app:{u}" for u in owners])
         return queued
 

@@ -23,6 +23,7 @@ from bot.compliance.alerts import ALERTING, ESCALATE_TASK, AlertRouting, escalat
 from bot.compliance.digest import Digest
 from bot.compliance.store import Store
 from bot.events import Actor, Chat, MessageEvent
+from bot.storage.keys import bounded_key
 from moderation import words
 from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text, with_allow
 from moderation.matcher import Hit, Matcher
@@ -341,7 +342,7 @@ def matcher_for(cfg: ModerationConfig, lexicon: Lexicon) -> Matcher:
 def _alert_row(msg: Observed, h: Hit, audience: str, version: str, context: list[dict[str, Any]],
                recalled: datetime | None, now: datetime) -> dict[str, Any]:
     return dict(
-        dedup_key=f"{msg.key}|{h.category}|{h.term}"[:255], msg_key=msg.key[:255], msg_id=msg.msg_id[:255],
+        dedup_key=bounded_key(f"{msg.key}|{h.category}|{h.term}", 255), msg_key=msg.key[:255], msg_id=msg.msg_id[:255],
         source=msg.source, audience=audience, chat_id=msg.chat.id[:200], chat_type=msg.chat.type,
         chat_name=msg.chat.name[:128], sender_id=msg.sender.id[:128], sender_name=msg.sender.name[:128],
         message_at=msg.at, created_at=now, text=msg.text[:2000], term=h.term[:64], category=h.category[:64],
