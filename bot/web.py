@@ -21,10 +21,16 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot.app import BotApp
-from bot.channels.edge import MAX_EVENT_ID, EdgeProblem, check_id, clean_payload, clean_text, loads
-from bot.channels.parse import Parsed, ParseProblem, outer_encrypt, parse_aibot_message, parse_app_message
+from bot.channels.edge import EdgeProblem, clean_payload, clean_text, loads
+from bot.channels.parse import (
+    Parsed,
+    ParseProblem,
+    outer_encrypt,
+    parse_aibot_message,
+    parse_app_message,
+    parse_webhook,
+)
 from bot.crypto import CryptoError, WeComCrypto
-from bot.events import PayloadError, events_from_payload
 from bot.inbox import Incoming
 from bot.signing import signed_by
 from bot.storage.health import WriteProbe
@@ -270,30 +276,16 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     if not signed_by(secret, body, given):
         raise _refuse(401, "signature", "missing or wrong X-Siyu-Signature (sha256=<hex of HMAC-SHA256>)")
     try:
-        payload = clean_payload(loads(body))
-    except EdgeProblem as exc:
-        raise _refuse(400, "malformed", f"body is not acceptable JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise _refuse(400, "malformed", "事件必须是 JSON 对象 (the event must be a JSON object)")
-    try:
-        event_id = check_id(payload.get("id"), "id", MAX_EVENT_ID)
-    except EdgeProblem as exc:
-        raise _refuse(400, "malformed", f"id: a string of 1-{MAX_EVENT_ID} characters is required ({exc})") \
-            from None
+        parsed = parse_webhook(body, bot.clock.now(), frozenset(bot.config.bot.staff_ids))
+    except ParseProblem as exc:
+        raise _refuse(400, "malformed", str(exc)) from None
     skew = bot.config.webhook.max_clock_skew_s
     if skew > 0:
-        when = payload.get("time")
+        when = parsed.payload.get("time")
         if isinstance(when, bool) or not isinstance(when, int | float):
             raise _refuse(401, "stale", "需要 time（UNIX 秒数）(time is required when webhook.max_clock_skew_s is set)")
         if abs(bot.clock.now().timestamp() - when) > skew:
             raise _refuse(401, "stale", "time 超出允许的时钟偏差 (time outside the allowed clock skew)")
-    payload.setdefault("channel", "webhook")
-    key = f"webhook:{event_id}"
-    try:
-        events_from_payload(payload, key, bot.clock.now(), frozenset(bot.config.bot.staff_ids))
-    except PayloadError as exc:
-        raise _refuse(400, "malformed", str(exc)) from None
-    parsed = Parsed(key, str(payload["type"]), payload)
     new = await _commit(bot, "webhook", parsed, "")
     return web.json_response({"accepted": True, "duplicate": not new})
 

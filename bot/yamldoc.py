@@ -180,7 +180,11 @@ class _Builder:
 def load_yaml(text: str, path: str) -> tuple[Any, Lines]:
     """Parse one document; raise FileProblems on a syntax error, duplicate keys or a crossed limit."""
     lines = Lines(path)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character anywhere in the text
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise FileProblems([Problem(path, line, f"文件里有不允许的控制字符 U+{exc.character:04X}")]) from None
     problems: list[Problem] = []
     try:
         try:

@@ -9,14 +9,24 @@ on its second pass).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bot.testing.database import drop, fresh_pg_database, on_postgres, pg_url
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The fuzz suite (tests/test_fuzz.py): a bounded run in the test command, many more examples on demand
+# (HYPOTHESIS_PROFILE=fuzz; docs/testing.md). No deadline: the machine may be busy.
+settings.register_profile("ci", max_examples=40, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.register_profile("fuzz", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

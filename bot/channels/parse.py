@@ -11,13 +11,14 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element
 
 from defusedxml.ElementTree import ParseError, fromstring
 
-from bot.channels.edge import EdgeProblem, check_id, clean_payload, loads
-from bot.events import EXTERNAL_PREFIXES, chat_key_of
+from bot.channels.edge import MAX_EVENT_ID, EdgeProblem, check_id, clean_payload, loads
+from bot.events import EXTERNAL_PREFIXES, PayloadError, chat_key_of, events_from_payload
 
 
 class ParseProblem(ValueError):
@@ -259,3 +260,25 @@ def parse_aibot_message(plain: str, staff_ids: frozenset[str] = frozenset(),
     payload = {**base, "type": "message", "text": text, "mentions_bot": True,
                "msg_id": msgid}
     return Parsed(f"aibot:msg:{msgid}", "message", payload)
+
+
+def parse_webhook(body: bytes | str, received_at: datetime, staff_ids: frozenset[str] = frozenset()) -> Parsed:
+    """A generic ``POST /webhook`` body (already authenticated) → its event; ParseProblem (→ 400) for a body
+    that is not acceptable JSON, not an object, has no usable ``id`` or does not describe a valid event."""
+    try:
+        payload = clean_payload(loads(body))
+    except EdgeProblem as exc:
+        raise ParseProblem(f"body is not acceptable JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ParseProblem("事件必须是 JSON 对象 (the event must be a JSON object)")
+    try:
+        event_id = check_id(payload.get("id"), "id", MAX_EVENT_ID)
+    except EdgeProblem as exc:
+        raise ParseProblem(f"id: a string of 1-{MAX_EVENT_ID} characters is required ({exc})") from None
+    payload.setdefault("channel", "webhook")
+    key = f"webhook:{event_id}"
+    try:
+        events_from_payload(payload, key, received_at, staff_ids)
+    except PayloadError as exc:
+        raise ParseProblem(str(exc)) from None
+    return Parsed(key, str(payload["type"]), payload)

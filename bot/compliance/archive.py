@@ -15,12 +15,12 @@ to the original message and its alerts, in whichever order they arrive.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.channels.edge import EdgeProblem, clean_payload, loads
 from bot.channels.parse import is_staff_id
 from bot.compliance.service import Moderation, Observed
 from bot.compliance.store import Store
@@ -85,8 +85,8 @@ def _record(obj: Any, line: int) -> ArchiveRecord:
     if not isinstance(obj, dict):
         raise ValueError("a record must be a JSON object")
     seq = obj.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise ValueError("seq: a non-negative integer is required")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        raise ValueError("seq: a non-negative 64-bit integer is required")
     msgid = obj.get("msgid")
     if not isinstance(msgid, str) or not msgid or len(msgid) > 200:
         raise ValueError("msgid: a string of 1-200 characters is required")
@@ -146,9 +146,9 @@ def parse_lines(lines: Iterable[str | bytes]) -> tuple[list[ArchiveRecord], list
         if not line:
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(LineProblem(n, f"not JSON: {exc.msg} (column {exc.colno})"))
+            obj = clean_payload(loads(line))  # nesting, NaN, huge numbers, NUL and lone surrogates refused
+        except EdgeProblem as exc:
+            problems.append(LineProblem(n, f"not JSON: {exc}"))
             continue
         try:
             rec = _record(obj, n)

@@ -27,9 +27,13 @@ examples:
 
 import-purchases reads CSV with a header row (id,member,amount[,sku][,time][,name]) or JSON Lines
 ({"id": "…", "member": "wmAbc…", "amount": 268, "sku": "…", "time": "2026-11-20 10:00"}), from a
-file or "-" for stdin. amount is in yuan; time is local (bot.timezone) or ISO 8601 with an offset and
-defaults to now. Every line is checked first: one bad line imports nothing. An order id already
-imported is skipped, so the same export can be imported again safely.
+file or "-" for stdin. amount is in yuan (more than 0, at most 10,000,000); time is local
+(bot.timezone) or ISO 8601 with an offset and defaults to now. Every line is checked first: one bad
+line imports nothing. An order id already imported is skipped, so the same export can be imported
+again safely; a purchase that would take a member's spend beyond 20,000,000 yuan is not imported.
+
+recompute leaves ledger entries beyond the bounds (more than ±1,000,000 points, written before there
+were bounds) out of every total and says how many there are: it repairs an overflowed ledger.
 """
 
 
