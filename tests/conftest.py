@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # (HYPOTHESIS_PROFILE=fuzz; docs/testing.md). No deadline: the machine may be busy.
 settings.register_profile("ci", max_examples=40, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-settings.register_profile("fuzz", max_examples=5000, deadline=None,
+settings.register_profile("fuzz", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
