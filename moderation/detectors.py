@@ -72,7 +72,7 @@ def _patterns() -> _Patterns:
         rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
         rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
         rf"|(?P<wxw>{_WX_WEAK}\s*(?P<wxwlabel>(?:号|号码|id)?\s*[:：是]?)\s*(?P<wxwid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
-        rf"|(?P<email>[a-z0-9][a-z0-9._%+-]*\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{{2,10}})"
+        rf"|(?P<email>[a-z0-9][a-z0-9._%+-]{{0,63}}\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{{2,10}})"
         rf"|(?P<url>(?:https?://|www\.)[^\s<>\"'，。！？；、）)]+"
         rf"|(?<![a-z0-9@.])[a-z0-9][-a-z0-9]{{0,62}}(?:\.[a-z0-9][-a-z0-9]{{0,62}})*"
         rf"\s*(?:\.|点|。|dot)\s*{_TLD}(?![a-z0-9])(?:/[^\s，。！？；、]*)?)",
@@ -106,9 +106,15 @@ def _digits_of(s: str, table: dict[str, str]) -> str:
     return "".join(c if c.isascii() and c.isdigit() else table.get(c, "") for c in s)
 
 
+_SCHEME = re.compile(r"^(?:https?://)")
+_DOT = re.compile(r"\s*(?:点|。|dot)\s*")
+_AT = re.compile(r"\s*(?:＠|\(at\)|（at）)\s*")
+_ID_MARK = re.compile(r"[0-9_-]")
+
+
 def _host(url: str) -> str:
-    u = re.sub(r"^(?:https?://)", "", url.lower())
-    u = re.sub(r"\s*(?:点|。|dot)\s*", ".", u)
+    u = _SCHEME.sub("", url.lower())
+    u = _DOT.sub(".", u)
     return u.split("/", 1)[0].split(":", 1)[0]
 
 
@@ -117,17 +123,21 @@ def _matches(text: str, p: _Patterns) -> Iterator[tuple[str, int, int, re.Match[
     first, ``words`` first where both start at one place, each search going on after the last match."""
     letters, qq_words = p.has_words
     words = p.words if letters.search(text) or qq_words.search(text) else None
+    number: re.Pattern[str] | None = p.number
     mw = mn = None
     pos = ns = 0
     while True:
-        # a match found from an earlier position still stands if it starts at pos or later
+        # a match found from an earlier position still stands if it starts at pos or later; a search that
+        # found nothing is not repeated (each would read to the end of the text again)
         if words is not None and (mw is None or mw.start() < pos):
             mw = words.search(text, pos)
             if mw is None:
                 words = None
-        if mn is None or ns < pos:
-            mn = p.number.search(text, pos)
-            if mn is not None:
+        if number is not None and (mn is None or ns < pos):
+            mn = number.search(text, pos)
+            if mn is None:
+                number = None
+            else:
                 ns = mn.start()
                 if ns > pos and text[ns - 1] in "+＋":
                     ns -= 1
@@ -158,7 +168,7 @@ def detect(text: str, allowed_domains: Iterable[str] = ()) -> list[Detection]:
             continue
         if kind == "wx":
             wxid = m.group("wxid")
-            if not (m.group("wxlabel").strip() or re.search(r"[0-9_-]", wxid)):
+            if not (m.group("wxlabel").strip() or _ID_MARK.search(wxid)):
                 continue  # "微信 welcome" is a word, not an id
             out.append(Detection("wechat_id", start, end, m.group("wxid").lower()))
             continue
@@ -168,7 +178,7 @@ def detect(text: str, allowed_domains: Iterable[str] = ()) -> list[Detection]:
                 out.append(Detection("wechat_id", start, end, wxid.lower()))
             continue
         if kind == "email":
-            value = re.sub(r"\s*(?:＠|\(at\)|（at）)\s*", "@", m.group("email").lower()).replace(" ", "")
+            value = _AT.sub("@", m.group("email").lower()).replace(" ", "")
             out.append(Detection("email", start, end, value))
             continue
         if kind == "url":

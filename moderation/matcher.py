@@ -55,6 +55,7 @@ DEFAULT_DETECTOR_LEVELS = {"phone": "reject", "qq": "reject", "wechat_id": "reje
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _TWICE = re.compile("([\ue000-\ue7ff])(?=\\1)")  # a syllable code followed by itself (normalize.is_code)
 _BATCH = 512  # messages per automaton pass in scan_many
+_LEVELS = max(LEVEL_RANK.values()) + 1
 _VERDICTS = 100_000  # remembered (pattern, characters) verdicts before the memo starts afresh
 
 
@@ -507,13 +508,36 @@ def _best(cands: list[_Cand]) -> list[_Cand]:
         if old is None or ((STAGE_RANK[c.hit.stage], -LEVEL_RANK[c.hit.level])
                            < (STAGE_RANK[old.hit.stage], -LEVEL_RANK[old.hit.level])):
             by_key[key] = c
-    out = list(by_key.values())
-    return [c for c in out if not any(_inside(c, o) for o in out)]
+    return _outermost(list(by_key.values()))
 
 
-def _inside(c: _Cand, o: _Cand) -> bool:
-    """Whether ``c`` lies inside the longer hit ``o`` of its category, of at least its level."""
-    return (o is not c and o.hit.category == c.hit.category
-            and o.compact_start <= c.compact_start and c.compact_end <= o.compact_end
-            and o.compact_end - o.compact_start > c.compact_end - c.compact_start
-            and LEVEL_RANK[o.hit.level] >= LEVEL_RANK[c.hit.level])
+def _outermost(cands: list[_Cand]) -> list[_Cand]:
+    """``cands`` (in their order) without those lying inside a longer one of their category with at least
+    their level. A sweep in the order of (start, longest first): a candidate is inside another when one of
+    its category and a level at least its own, seen before its own place, reached its end — n log n,
+    not every pair (a long message holds thousands of candidates)."""
+    order = sorted(range(len(cands)), key=lambda k: (cands[k].compact_start, -cands[k].compact_end))
+    reach: dict[tuple[str, int], int] = {}  # (category, level rank) → the furthest end seen so far
+    inside: set[int] = set()
+    i = 0
+    while i < len(order):
+        place = _place(cands[order[i]])
+        j = i
+        while j < len(order) and _place(cands[order[j]]) == place:
+            j += 1
+        group = order[i:j]  # one place: none is inside another
+        for k in group:
+            c = cands[k]
+            if any(reach.get((c.hit.category, rank), -1) >= c.compact_end
+                   for rank in range(LEVEL_RANK[c.hit.level], _LEVELS)):
+                inside.add(k)
+        for k in group:
+            c = cands[k]
+            key = (c.hit.category, LEVEL_RANK[c.hit.level])
+            reach[key] = max(reach.get(key, -1), c.compact_end)
+        i = j
+    return [c for k, c in enumerate(cands) if k not in inside]
+
+
+def _place(c: _Cand) -> tuple[int, int]:
+    return c.compact_start, c.compact_end

@@ -47,7 +47,7 @@ ENTRIES = """\
   answer: 这是菜单
 - id: order
   match: regex
-  keywords: ['(?<!\\d)\\d{12,}(?!\\d)']
+  keywords: ['(?:^|\\D)(\\d{12,})(?:\\D|$)']
   answer: 收到订单号
 - id: vip
   questions: [VIP专属福利有哪些]

@@ -13,7 +13,6 @@ template problem names the line inside a block answer.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,7 @@ from pydantic import BeforeValidator, ConfigDict, Strict, ValidationInfo, field_
 
 from bot.hours import parse_spans, spans_text
 from bot.knowledge.entry import CHAT_SCOPES, ID_RX, MATCH_MODES, ActiveHours, Entry, Scope, Source
+from bot.knowledge.patterns import PatternRefused, compile_pattern
 from bot.yamldoc import kind_of
 from bot.yamlmodel import FileModel, ProblemAt
 
@@ -261,7 +261,7 @@ def _regex(item: Any) -> Any:
     if not isinstance(item, str):
         return item
     try:
-        re.compile(item.strip())
-    except re.error as exc:
-        return _Refused(f"正则表达式 {item.strip()!r} 有误：{exc}")
+        compile_pattern(item.strip())
+    except PatternRefused as exc:
+        return _Refused(f"正则表达式 {item.strip()!r} 不能用：{exc}")
     return item

@@ -40,6 +40,7 @@ import ahocorasick_rs
 from bot.knowledge.chatter import SHORT_NUMBER, asks_something, chatter_kind
 from bot.knowledge.entry import Entry, Where
 from bot.knowledge.fuzzy import Speller, vocabulary
+from bot.knowledge.patterns import compile_pattern, found_text
 from bot.knowledge.text import INTENTS, Analyzer, char_features, clauses, intents
 from bot.textnorm import fold
 
@@ -219,7 +220,7 @@ class Matcher:
         self._index: dict[str, int] = {e.id: i for i, e in enumerate(self.entries)}
         self._exact: dict[str, list[int]] = defaultdict(list)
         trigger_words: dict[str, list[int]] = defaultdict(list)
-        self._regexes: list[tuple[int, re.Pattern[str]]] = []
+        self._regexes: list[tuple[int, Any]] = []  # RE2 patterns (bot.knowledge.patterns): linear time
         self._docs: list[_Doc] = []
         self._profiles: dict[int, _Profile] = {}
         question_terms: list[list[str]] = []
@@ -234,7 +235,7 @@ class Matcher:
                     self._exact[key].append(i)
             if e.match == "regex":
                 for pattern in e.keywords:
-                    self._regexes.append((i, re.compile(pattern, re.IGNORECASE)))
+                    self._regexes.append((i, compile_pattern(pattern)))
             elif e.match in TRIGGER_MODES:
                 for w in e.keywords or (e.questions if e.match == "contains" else ()):
                     key = analyzer.canon(w)
@@ -290,6 +291,7 @@ class Matcher:
         # and single characters the vocabulary file names (寄, 泡, 碎).
         self._known = frozenset(w for w in (*self.weight, *analyzer.tags) if w[0] != "~" and
                                 (len(w) >= 2 or w in analyzer.tags))
+        self._longest_known = max(map(len, self._known), default=0)
         self._pieces_cache: dict[str, tuple[str, ...]] = {}
 
     def _weigh(self, question_terms: list[list[str]]) -> None:
@@ -380,14 +382,18 @@ class Matcher:
             return (term,)
         got = self._pieces_cache.get(term)
         if got is None:
-            # A single character only where the word starts (寄 of 寄过来, not 杯 of 世界杯).
-            found = [(i, j) for i in range(len(term)) for j in range(len(term), i, -1)
-                     if (j - i < len(term)) and (j - i >= 2 or i == 0) and term[i:j] in known]
+            # A single character only where the word starts (寄 of 寄过来, not 杯 of 世界杯). No piece is
+            # longer than the longest known word: the work grows with the word's length, not its square.
+            n, longest = len(term), self._longest_known
+            found = [(i, j) for i in range(n) for j in range(min(n, i + longest), i, -1)
+                     if (j - i < n) and (j - i >= 2 or i == 0) and term[i:j] in known]
             covered: set[int] = set()
             pieces: list[str] = []
-            for i, j in sorted(found, key=lambda r: (r[0], r[0] - r[1])):
-                if any(i >= a and j <= b for a, b in found if (a, b) != (i, j)):
+            reached = -1  # in order of start, longest first: a piece ending by the furthest end seen is inside
+            for i, j in found:  # already in that order
+                if j <= reached:
                     continue   # inside a longer piece
+                reached = j
                 pieces.append(term[i:j])
                 covered.update(range(i, j))
             # What is left between the known pieces stays as it is (过来 of 寄过来).
@@ -502,7 +508,7 @@ class Matcher:
             for i, rx in self._regexes:
                 m = rx.search(folded)
                 if m:
-                    hits.setdefault(i, []).append(m.group(0))
+                    hits.setdefault(i, []).append(found_text(m))
         return hits
 
     def _ranked(self, meaning: dict[int, Candidate], hits: dict[int, list[str]],
