@@ -47,6 +47,7 @@ class Context(Effects):
         self.stopped = False  # set by stop(): the handlers after this one do not see the event
         self.rollback_hooks: list[Callable[[], Awaitable[None]]] = []
         self.commit_hooks: list[Callable[[], None]] = []
+        self.prepared: Any = None  # what the handler's ``prepare`` computed before the transaction (routing)
 
     @property
     def config(self) -> Any:

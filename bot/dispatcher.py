@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,14 +90,34 @@ class Dispatcher:
 
     async def dispatch(self, event: Event) -> Outcome:
         """Run the handlers for one event in its own transaction (see :meth:`dispatch_in`)."""
+        prepared = await self.prepare(event)
         after = AfterCommit()
         async with self.app.db.session() as session:
-            outcome = await self.dispatch_in(session, event, after)
+            outcome = await self.dispatch_in(session, event, after, prepared)
         await self.finish(after)
         return outcome
 
-    async def dispatch_in(self, session: Any, event: Event, after: AfterCommit) -> Outcome:
-        """Run the handlers for one event inside the caller's transaction, each in a savepoint.
+    async def prepare(self, event: Event) -> dict[str, Any]:
+        """What the matching handlers' ``prepare`` functions compute for ``event`` (by handler name); call it
+        while no transaction is open, so long work (off the event loop) never holds the database writer.
+        A prepare that fails is logged and left out: its handler then does that work itself."""
+        out: dict[str, Any] = {}
+        for spec in self._specs:
+            if spec.prepare is None or not isinstance(event, spec.event_type):
+                continue
+            try:
+                if not spec.predicate(event, self.app):
+                    continue
+                out[spec.name] = await asyncio.wait_for(spec.prepare(event, self.app),
+                                                        self.app.config.inbox.handler_timeout_s)
+            except Exception:
+                log.exception("preparing %s for %s failed; the handler works without it", spec.name, event.key)
+        return out
+
+    async def dispatch_in(self, session: Any, event: Event, after: AfterCommit,
+                          prepared: Mapping[str, Any] | None = None) -> Outcome:
+        """Run the handlers for one event inside the caller's transaction, each in a savepoint; ``prepared``:
+        what :meth:`prepare` computed before the transaction opened (``ctx.prepared`` of each handler).
 
         What must wait for the commit (after-commit hooks, pump kicks, rollback hooks and the error
         handler of failed handlers) is collected in ``after``; call :meth:`finish` once committed.
@@ -119,13 +139,13 @@ class Dispatcher:
                 roles = await self.roles_of(session, actor) if actor else frozenset()
                 if ADMIN not in roles and not (spec.roles & roles):
                     continue
-            stopped = await self.run_handler(session, spec, event, outcome, after)
+            stopped = await self.run_handler(session, spec, event, outcome, after, (prepared or {}).get(spec.name))
             if spec.block or stopped:
                 break
         return outcome
 
     async def run_handler(self, session: Any, spec: HandlerSpec, event: Event, outcome: Outcome,
-                          after: AfterCommit) -> bool:
+                          after: AfterCommit, prepared: Any = None) -> bool:
         """One handler in a savepoint with its receipt: it commits with the caller's transaction, or rolls
         back alone (retried here up to ``handler_attempts`` times when the failure is transient).
         True if it ran and asked to stop the event there (``ctx.stop()``)."""
@@ -142,6 +162,7 @@ class Dispatcher:
                     actor = _actor_id(event)
                     roles = await self.roles_of(session, actor) if actor else frozenset()
                     ctx = Context(self.app, event, session, spec.name, roles=roles)
+                    ctx.prepared = prepared
                     await asyncio.wait_for(spec.fn(event, ctx), self.app.config.inbox.handler_timeout_s)
                 outcome.ran.append(spec.name)
                 after.committed.append(ctx)

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 E = TypeVar("E", bound=Event)
 HandlerFn = Callable[[Any, "Context"], Awaitable[None]]
+# Work a handler needs that takes no transaction (a scan, matching): run before the handler's transaction
+# opens, so a long computation (off the event loop) never holds SQLite's one writer; the result is
+# ``ctx.prepared``. Called with (event, app).
+PrepareFn = Callable[[Any, Any], Awaitable[Any]]
 
 
 # ── predicates ─────────────────────────────────────────────────────────────────
@@ -115,6 +119,7 @@ class HandlerSpec:
     priority: int = 50
     block: bool = False
     roles: frozenset[str] = frozenset()
+    prepare: PrepareFn | None = None
 
 
 class Router:
@@ -128,11 +133,13 @@ class Router:
         self.command_aliases: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def on(self, event_type: type[E], predicate: Predicate | None = None, *, priority: int = 50,
-           block: bool = False, roles: Iterable[str] = ()) -> Callable[[HandlerFn], HandlerFn]:
+           block: bool = False, roles: Iterable[str] = (),
+           prepare: PrepareFn | None = None) -> Callable[[HandlerFn], HandlerFn]:
+        """A handler of ``event_type``; ``prepare`` (see PrepareFn) runs first, outside its transaction."""
         def deco(fn: HandlerFn) -> HandlerFn:
             self.handlers.append(HandlerSpec(
                 name=f"{self.name}.{fn.__name__}", event_type=event_type, fn=fn, predicate=predicate or always,
-                priority=priority, block=block, roles=frozenset(roles)))
+                priority=priority, block=block, roles=frozenset(roles), prepare=prepare))
             return fn
 
         return deco

@@ -46,6 +46,8 @@ class Budget:
 
 
 DEFAULT_BUDGET = Budget()
+MESSAGE_BYTES = 2048      # one WeCom text message (docs/wecom-protocol.md); longer texts are split (bot.outbox)
+OPERATOR_MESSAGES = 2     # an operator's text (an answer, a step, a Moments text) may fill at most this many
 _WIDE_FORMAT = re.compile(r"%[-+ #0]*(\d{4,}|\*)|\{[^{}]*:[^{}]*?\d{4,}[^{}]*\}")
 
 
@@ -257,15 +259,35 @@ class Templates:
         except (RecursionError, MemoryError, OverflowError) as exc:
             raise TemplateProblem(f"模板无法渲染（{type(exc).__name__}）") from exc
 
-    def trial(self, source: str, /, limit: int | None = None, **values: Any) -> str:
+    def trial(self, source: str, /, limit: int | None = None, messages: int | None = None, **values: Any) -> str:
         """Render a new operator template once with sample ``values``: a template that goes over the budget,
-        fails, or renders longer than ``limit`` characters raises TemplateProblem with the reason in Chinese,
-        so it is refused when it is added."""
+        fails, renders longer than ``limit`` characters or into more than ``messages`` WeCom text messages
+        raises TemplateProblem with the reason in Chinese, so it is refused when it is added."""
         self.check(source)
         text = self.render_string(source, **values)
         if limit is not None and len(text) > limit:
             raise TemplateProblem(f"渲染后有 {len(text):,} 字，超过上限 {limit:,} 字")
+        if messages is not None:
+            problem = too_many_messages(text, messages)
+            if problem:
+                raise TemplateProblem(problem)
         return text
+
+
+def too_many_messages(text: str, messages: int = OPERATOR_MESSAGES) -> str | None:
+    """Why ``text`` is too long to send (the reason in Chinese), or None: sent as WeCom text messages of
+    MESSAGE_BYTES bytes (split at line breaks as the outbox does), it may fill at most ``messages``."""
+    size = len(text.encode())
+    if size <= MESSAGE_BYTES:
+        return None
+    # function-level: bot.outbox imports bot.config, which imports every feature's config section
+    from bot.outbox import split_text
+
+    parts = len(split_text(text, MESSAGE_BYTES))
+    if parts <= messages:
+        return None
+    return (f"渲染后有 {size:,} 字节，要拆成 {parts} 条消息发送（企业微信一条文字消息最多 {MESSAGE_BYTES:,} 字节，"
+            f"这里最多 {messages} 条），请缩短")
 
 
 def _budgeted_range(*args: int) -> Iterator[int]:

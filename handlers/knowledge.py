@@ -75,12 +75,24 @@ async def pick_suggestion(event: MessageEvent, ctx: Context) -> None:
         await ctx.get(KNOWLEDGE).answering.pick(ctx, event, number)
 
 
-@router.message(is_question_text, priority=50, block=True)
-async def answer(event: MessageEvent, ctx: Context) -> None:
-    text = _clean(event, ctx)
+def _question(event: MessageEvent, app: Any) -> str | None:
+    text = strip_bot_mention(event.text, app.bot_names).strip()
     if _pick_number(text) is not None or command_text(text) is not None:
-        return  # a number answers "did you mean" (priority 25); "@bot /cmd" is a command, not a question
-    await ctx.get(KNOWLEDGE).answering.respond(ctx, event, text)
+        return None  # a number answers "did you mean" (priority 25); "@bot /cmd" is a command, not a question
+    return text
+
+
+async def match_first(event: MessageEvent, app: Any) -> Any:
+    """Matching the question before the handler's transaction (and off the event loop)."""
+    question = _question(event, app)
+    return await app.get(KNOWLEDGE).answering.prepare(event, question) if question else None
+
+
+@router.message(is_question_text, priority=50, block=True, prepare=match_first)
+async def answer(event: MessageEvent, ctx: Context) -> None:
+    question = _question(event, ctx.app)
+    if question is not None:
+        await ctx.get(KNOWLEDGE).answering.respond(ctx, event, question, prepared=ctx.prepared)
 
 
 @router.command("ask", Arg("question", "问题", rest=True, optional=True),

@@ -9,6 +9,9 @@ goes is ``bot.compliance.alerts.AlertRouting.route``.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from bot.commands import Arg
 from bot.compliance import MODERATION
 from bot.compliance.alerts import LEVEL_MARK, STAGE_LABEL, STATUS_LABEL
@@ -18,6 +21,7 @@ from bot.events import MessageEvent
 from bot.roles import ADMIN, REVIEWER
 from bot.routing import Router, command_text
 from moderation.lexicon import LEVELS, check_term_text
+from moderation.matcher import Hit, Matcher
 
 __all__ = ["MODERATION", "router"]
 
@@ -30,11 +34,21 @@ ALERT_ID = Arg("id", "编号", type="int", min=1)
 
 
 # ── the watcher ──
-@router.message(priority=5)
+async def scan_first(event: MessageEvent, app: Any) -> tuple[Matcher, list[Hit]] | None:
+    """The scan of a message costs time in proportion to its length: off the event loop, before the
+    transaction opens (Router.on(prepare=…)); the watcher reads it as ``ctx.prepared``."""
+    if command_text(event.text) is not None:
+        return None
+    matcher = app.get(MODERATION).matcher
+    return matcher, await asyncio.to_thread(matcher.scan, event.text)
+
+
+@router.message(priority=5, prepare=scan_first)
 async def watch(event: MessageEvent, ctx: Context) -> None:
     if command_text(event.text) is not None:
         return  # /word add 私下联系 加我微信 is an admin at work, not a violation
-    await ctx.get(MODERATION).observe(ctx, Observed.from_event(event, frozenset(ctx.config.bot.staff_ids)))
+    await ctx.get(MODERATION).observe(ctx, Observed.from_event(event, frozenset(ctx.config.bot.staff_ids)),
+                                      ctx.prepared)
 
 
 # ── reviewers ──

@@ -6,7 +6,9 @@ place an answer is sent (:meth:`Answering.deliver`: the group cooldown).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,16 @@ if TYPE_CHECKING:
     from bot.events import MessageEvent
     from bot.knowledge.base import KnowledgeBase
     from bot.knowledge.config import KnowledgeConfig
+    from bot.knowledge.matcher import Result
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A question matched before the handler's transaction opened (:meth:`Answering.prepare`)."""
+
+    question: str
+    profile: MemberProfile
+    result: Result
 
 log = logging.getLogger("siyu.knowledge")
 
@@ -35,7 +47,21 @@ class Answering:
         self.kb = kb
         self.cfg = cfg
 
-    async def respond(self, ctx: Context, event: MessageEvent, question: str, *, asked: bool = False) -> None:
+    async def prepare(self, event: MessageEvent, question: str) -> Prepared | None:
+        """The member's profile and the match of ``question``, before the handler's transaction: the
+        matching runs off the event loop and holds no database writer (``respond(prepared=…)``)."""
+        if not question:
+            return None
+        async with self.app.db.read() as s:
+            profile = await profile_of(self.app, s, event.sender)
+        return Prepared(question, profile, await self.match(question, event, profile))
+
+    async def match(self, question: str, event: MessageEvent, profile: MemberProfile) -> Result:
+        """The matcher's verdict on ``question`` for this member and chat, computed off the event loop."""
+        return await asyncio.to_thread(self.kb.matcher.match, question, self.where(event, profile))
+
+    async def respond(self, ctx: Context, event: MessageEvent, question: str, *, asked: bool = False,
+                      prepared: Prepared | None = None) -> None:
         """Answer ``question`` — or stay quiet, suggest, or say there is no answer — by these rules:
 
         - **Chatter** (acknowledgements, thanks, greetings, emoji, laughter, small talk, and remarks that ask
@@ -69,8 +95,11 @@ class Answering:
         direct = asked or event.mentions_bot or (not chat.is_group and not sender.staff)
         if sender.staff and not direct:
             return
-        profile = await profile_of(self.app, ctx.session, sender)
-        result = self.kb.matcher.match(question, self.where(event, profile))
+        if prepared is not None and prepared.question == question:
+            profile, result = prepared.profile, prepared.result
+        else:
+            profile = await profile_of(self.app, ctx.session, sender)
+            result = await self.match(question, event, profile)
         if result.chatter:
             if result.chatter == "greeting" and direct and not chat.is_group and not sender.staff:
                 await self.greet(ctx, event, profile)
@@ -164,9 +193,12 @@ class Answering:
                     await ctx.reply(ctx.render("knowledge/cooldown.j2", minutes=minutes, title=entry.title),
                                     mention=True)
                 return False
+        text = await asyncio.to_thread(self.render, entry, profile, event, now)  # a budgeted render: off the loop
+        if not text:
+            return False  # an answer over its budget renders nothing (logged once, in render_answer)
         if group:
             await store.mark_answered(ctx.session, event.chat.id, entry.id, now)
-        await ctx.reply(self.render(entry, profile, event, now), mention=group)
+        await ctx.reply(text, mention=group)
         return True
 
     async def count(self, ctx: Context, event: MessageEvent, outcome: str) -> None:

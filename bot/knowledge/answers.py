@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.knowledge.entry import Entry
-from bot.templates import TemplateProblem, Templates
+from bot.members import MemberProfile
+from bot.templates import OPERATOR_MESSAGES, TemplateProblem, Templates, too_many_messages
 
 log = logging.getLogger("siyu.knowledge")
 TEMPLATES = Path(__file__).with_name("templates")  # knowledge/*.j2: what the knowledge base says in chat
+_LOGGED_MAX = 1000
+_logged: set[tuple[str, str]] = set()  # (entry id, text) whose failure was logged: once each, not per question
+
+
+def sample_values(templates: Templates) -> dict[str, Any]:
+    """What an answer is tried with when it is added: a sample member, group and the time now."""
+    return {"member": MemberProfile(id="sample", name="小明").for_template(),
+            "group": {"id": "sample", "name": "示例群", "type": "group"}, "now": templates.now()}
+
+
+def answer_check(templates: Templates) -> Callable[[str], None]:
+    """The check of a new answer (``/kb add``, ``/kb edit``, knowledge files, ``kb check``): it compiles,
+    renders within the budget with sample values, and fits OPERATOR_MESSAGES text messages."""
+
+    def check(source: str) -> None:
+        templates.trial(source, messages=OPERATOR_MESSAGES, **sample_values(templates))
+
+    return check
 
 
 def render_answer(templates: Templates, tz: ZoneInfo, entry: Entry, member: dict[str, Any],
@@ -29,7 +49,16 @@ def render_answer(templates: Templates, tz: ZoneInfo, entry: Entry, member: dict
                                     hours=entry.active_hours.text)
         source = entry.off_hours
     try:
-        return templates.render_string(source, member=member, group=group, now=local)
+        text = templates.render_string(source, member=member, group=group, now=local)
+        problem = too_many_messages(text)
     except TemplateProblem as exc:
-        log.warning("knowledge answer %s failed to render: %s", entry.id, exc)
-        return templates.render("knowledge/answer_failed.j2")
+        problem = str(exc)
+    if problem is None:
+        return text
+    # Over its budget or too long to send: the failure text instead, never a flood of messages.
+    if (entry.id, source) not in _logged:
+        if len(_logged) >= _LOGGED_MAX:
+            _logged.clear()
+        _logged.add((entry.id, source))
+        log.warning("knowledge answer %s cannot be sent: %s", entry.id, problem)
+    return templates.render("knowledge/answer_failed.j2")

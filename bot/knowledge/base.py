@@ -63,10 +63,14 @@ class Reload:
 
 class KnowledgeBase:
     def __init__(self, directory: Path | None, *, settings: MatchSettings | None = None,
-                 check: TemplateCheck | None = None, use_db: bool = True) -> None:
+                 check: TemplateCheck | None = None, use_db: bool = True,
+                 db_check: TemplateCheck | None = None) -> None:
         self.directory = directory
         self.settings = settings or MatchSettings()
         self.check = check
+        # Database rows were tried with ``check`` when they were added; on every reload (on the event loop)
+        # they are only compiled (``db_check``, default ``check``).
+        self.db_check = db_check or check
         self.use_db = use_db
         self.files = KnowledgeFiles(directory, check=check) if directory is not None else None
         self.db: dict[str, store.DbEntry] = {}
@@ -117,7 +121,7 @@ class KnowledgeBase:
                 async with db.read() as s:
                     fp = await store.fingerprint(s)
                     if force or fp != self.db_fingerprint:
-                        self.db = await store.load_entries(s, self.check)
+                        self.db = await store.load_entries(s, self.db_check)
                         out.db_changed = fp != self.db_fingerprint
                         self.db_fingerprint = fp
                         changed = changed or out.db_changed or force

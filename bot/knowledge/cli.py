@@ -57,7 +57,7 @@ def _load_db_entries(cfg: Any, kb: Any) -> str:
         db = Database(url)
         try:
             async with db.read() as s:
-                return await store.load_entries(s, kb.check)
+                return await store.load_entries(s, kb.db_check)
         finally:
             await db.dispose()
 
@@ -165,6 +165,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, report_check, report_missing_dir
+    from bot.knowledge.answers import answer_check
     from bot.knowledge.files import KnowledgeFiles
 
     if args.dir:
@@ -178,7 +179,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return report_missing_dir(args.json, directory, files=0, entries=0)
     from zoneinfo import ZoneInfo
 
-    files = KnowledgeFiles(directory, check=_templates(tz or ZoneInfo("Asia/Shanghai")).check)
+    files = KnowledgeFiles(directory, check=answer_check(_templates(tz or ZoneInfo("Asia/Shanghai"))))
     report = files.refresh(force=True)
     return report_check(args.json, str(directory), report.problems,
                         f"{files.file_count} file(s) valid, {len(files.entries)} entries, "

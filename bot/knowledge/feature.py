@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.knowledge import KNOWLEDGE
-from bot.knowledge.answers import TEMPLATES
+from bot.knowledge.answers import TEMPLATES, answer_check
 from bot.knowledge.base import KnowledgeBase
 from bot.knowledge.matcher import MatchSettings
 from bot.knowledge.service import KnowledgeService
@@ -18,7 +18,7 @@ def install(app: BotApp) -> None:
     cfg = app.config.knowledge
     app.templates.add_dir(TEMPLATES)
     base = KnowledgeBase(app.config.resolve(cfg.dir), settings=MatchSettings.from_config(cfg),
-                         check=app.templates.check)
+                         check=answer_check(app.templates), db_check=app.templates.check)
     service = KnowledgeService(app, base, cfg)
     app.provide(KNOWLEDGE, service)
     app.pumps.append(service.reloader)

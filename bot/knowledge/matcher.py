@@ -48,6 +48,9 @@ TRIGGER_MODES = {"auto": "keyword", "contains": "contains"}
 # Question words: what is asked (a time, a place …), never what it is about.
 ASKING = frozenset(w for ws in INTENTS.values() for w in ws)
 TEMPLATE_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+# A question longer than this is matched on its first MAX_QUESTION characters: matching costs time in
+# proportion to the text, a question is far shorter, and every message a member sends may be matched.
+MAX_QUESTION = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +341,9 @@ class Matcher:
     # ── matching ──
     def match(self, text: str, where: Where | None = None) -> Result:
         """The entry that answers ``text`` (or suggestions), as typed or with typing slips corrected;
-        nothing for chatter (:func:`bot.knowledge.chatter.chatter_kind`)."""
+        nothing for chatter (:func:`bot.knowledge.chatter.chatter_kind`). A text longer than MAX_QUESTION
+        characters is matched on its first MAX_QUESTION."""
+        text = text[:MAX_QUESTION]
         kind = chatter_kind(text, self.analyzer)
         if kind is not None:
             return Result(chatter=kind)

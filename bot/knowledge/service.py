@@ -8,6 +8,7 @@ it committed (``reloader.request``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from datetime import datetime, timedelta
@@ -86,7 +87,7 @@ class KnowledgeService:
             first = (data.get("questions") or data.get("keywords"))[0]
             data = {"id": self.new_id(first, set(rows) | file_ids), **data}
         try:
-            entry = entry_from_data(data, Source("db"), check=self.app.templates.check)
+            entry = entry_from_data(data, Source("db"), check=self.base.check)
         except EntryInvalid as exc:
             await form_error(ctx, "kb add", "这条知识有问题，没有保存：", [p.message for p in exc.problems])
             return
@@ -108,7 +109,7 @@ class KnowledgeService:
             return
         overrides = f"{file_entry.source.path}:{file_entry.source.line}" if file_entry is not None else ""
         try:
-            entry = entry_from_data(changed, Source("db", overrides=overrides), check=self.app.templates.check)
+            entry = entry_from_data(changed, Source("db", overrides=overrides), check=self.base.check)
         except EntryInvalid as exc:
             await form_error(ctx, "kb edit", "改完以后这条知识有问题，没有保存：", [p.message for p in exc.problems])
             return
@@ -187,7 +188,7 @@ class KnowledgeService:
 
     async def search(self, ctx: Context, text: str) -> None:
         """``/kb search``: what a wording would get — scores, match modes and reasons."""
-        result = self.matcher.match(text)
+        result = await asyncio.to_thread(self.matcher.match, text)
         verdict = "chatter" if result.chatter else \
             ("answer" if result.answer else ("suggest" if result.suggestions else "none"))
         await ctx.reply(ctx.render("knowledge/search.j2", text=text, verdict=verdict, answer=result.answer,
@@ -198,18 +199,8 @@ class KnowledgeService:
         """``/kb misses``: unanswered questions of the last days, similar ones grouped, still unanswerable first."""
         days = days or self.cfg.misses_days
         rows = await store.recent_misses(ctx.session, ctx.now() - timedelta(days=days))
-        analyzer = self.matcher.analyzer
-        # Chatter is never a miss; rows stored before it was recognised are left out here.
-        rows = [r for r in rows if not is_chatter(r.text, analyzer)]
-        open_groups, answerable = [], 0
-        for g in group_misses(rows, analyzer):
-            found = self.matcher.match(g.text)
-            if found.chatter:
-                continue
-            if found.answer is not None:
-                answerable += 1
-            else:
-                open_groups.append(g)
+        # Chatter is never a miss; rows stored before it was recognised are left out (in _open_misses).
+        open_groups, answerable = await asyncio.to_thread(self._open_misses, rows)
         await ctx.reply(ctx.render("knowledge/misses.j2", groups=open_groups[: self.cfg.misses_top], days=days,
                                    total=sum(g.count for g in open_groups), open=len(open_groups),
                                    answerable=answerable))
@@ -227,6 +218,22 @@ class KnowledgeService:
                                    bot=self.app.config.bot.name))
 
     # ── helpers of the operations ──
+    def _open_misses(self, rows: list[Any]) -> tuple[list[Any], int]:
+        """(the groups of misses the base still cannot answer, how many it can now): matching, off the loop."""
+        matcher = self.matcher
+        analyzer = matcher.analyzer
+        rows = [r for r in rows if not is_chatter(r.text, analyzer)]
+        open_groups, answerable = [], 0
+        for g in group_misses(rows, analyzer):
+            found = matcher.match(g.text)
+            if found.chatter:
+                continue
+            if found.answer is not None:
+                answerable += 1
+            else:
+                open_groups.append(g)
+        return open_groups, answerable
+
     async def current(self, session: Any, entry_id: str) -> tuple[dict[str, Any] | None, Any, Entry | None]:
         """(the entry's data as it serves now, its database row, the file entry) — from the database itself."""
         row = await store.row_of(session, entry_id)
