@@ -135,7 +135,7 @@ async def test_set_and_unset_a_weekly_text_from_chat(
     ("/moments set funday 08:30 文案", "星期应是 周一…周日 或 monday…sunday，收到 'funday'"),
     ("/moments set 周一 8点 文案", "时间 应是时间 HH:MM"),
     ("/moments set 周一 08:30", "缺少参数 <文案…>"),
-    ("/moments set 周一 08:30 {{ oops", "文案里的模板写法有误"),
+    ("/moments set 周一 08:30 {{ oops", "文案里的模板有问题"),
     ("/moments unset 周二 07:00", "周二 07:00 没有聊天里设置的文案"),
     ("/moments week 下周", "开始日期 应是日期 YYYY-MM-DD"),
 ])

@@ -87,7 +87,8 @@ class KnowledgeService:
             first = (data.get("questions") or data.get("keywords"))[0]
             data = {"id": self.new_id(first, set(rows) | file_ids), **data}
         try:
-            entry = entry_from_data(data, Source("db"), check=self.base.check)
+            # the answer is tried (a budgeted render): off the event loop
+            entry = await asyncio.to_thread(entry_from_data, data, Source("db"), check=self.base.check)
         except EntryInvalid as exc:
             await form_error(ctx, "kb add", "这条知识有问题，没有保存：", [p.message for p in exc.problems])
             return
@@ -109,7 +110,8 @@ class KnowledgeService:
             return
         overrides = f"{file_entry.source.path}:{file_entry.source.line}" if file_entry is not None else ""
         try:
-            entry = entry_from_data(changed, Source("db", overrides=overrides), check=self.base.check)
+            entry = await asyncio.to_thread(entry_from_data, changed, Source("db", overrides=overrides),
+                                            check=self.base.check)
         except EntryInvalid as exc:
             await form_error(ctx, "kb edit", "改完以后这条知识有问题，没有保存：", [p.message for p in exc.problems])
             return

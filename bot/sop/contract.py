@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, ValidationError, ValidationInfo, model_validator
 
+from bot.templates import OPERATOR_MESSAGES
 from bot.yamldoc import Key, Lines, Problem, kind_of
 from bot.yamlmodel import FileModel, ProblemAt, problems_of
 
@@ -157,12 +158,20 @@ def too_many_attachments(found: tuple[dict[str, Any], ...]) -> str | None:
 # ── texts and templates ────────────────────────────────────────────────────────
 
 
-def template_error(templates: Templates | None, source: str) -> str | None:
-    """Why ``source`` does not compile as jinja2 (``None``: it does, or nothing checks it)."""
+def template_error(templates: Templates | None, source: str, context: dict[str, Any] | None = None) -> str | None:
+    """Why ``source`` cannot be an operator's text (``None``: it can, or nothing checks it). With the
+    context's ``sample`` values it is also rendered once: it must render within the budget and fit
+    OPERATOR_MESSAGES text messages, or the context's ``limit`` characters when given (a Moments text)."""
     if templates is None:
         return None
+    context = context or {}
+    sample, limit = context.get("sample"), context.get("limit")
     try:
-        templates.check(source)
+        if sample is None:
+            templates.check(source)
+        else:
+            templates.trial(source, limit=limit, messages=None if limit is not None else OPERATOR_MESSAGES,
+                            **sample)
     except Exception as exc:
         return str(exc)
     return None
@@ -179,7 +188,8 @@ def inline_text(value: Any, info: ValidationInfo, limit: int, too_long: Callable
     source = value.strip()
     if len(source) > limit:
         raise ValueError(too_long(len(source)))
-    bad = template_error((info.context or {}).get("templates"), source) if checking(info) else None
+    context = info.context or {}
+    bad = template_error(context.get("templates"), source, context) if checking(info) else None
     if bad:
         raise ValueError(f"text 模板有误：{bad}")
     return source
@@ -202,7 +212,7 @@ def template_file(name: Any, info: ValidationInfo, rx: Any, wrong_name: str) -> 
         why = "不存在" if isinstance(exc, FileNotFoundError) else f"无法读取（{exc}）"
         raise ValueError(f"模板 {directory.name}/{name} {why}") from None
     sources[name] = source
-    bad = template_error(context.get("templates"), source)
+    bad = template_error(context.get("templates"), source, context)
     if bad:
         raise ValueError(f"模板 {directory.name}/{name} 有误：{bad}")
     return name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -46,8 +47,8 @@ def install_sop(app: BotApp) -> None:
     service = SopService(app, files, engine, pump)
     app.provide(SOP, service)
 
-    def reload(_files: bool) -> bool:
-        service.reload()
+    async def reload(_files: bool) -> bool:
+        await asyncio.to_thread(service.reload)  # a changed file's texts are tried (budgeted renders)
         return False
 
     app.pumps.extend([pump, Reloader("sop-reload", app.clock, app.config.sop.reload_interval_s, reload)])
@@ -70,8 +71,10 @@ def install_moments(app: BotApp) -> None:
     app.provide(MOMENTS, service)
     if not cfg.enabled:
         return
-    reloader = Reloader("moments-reload", app.clock, app.config.sop.reload_interval_s,
-                        lambda _files: service.reload())
+    async def reload(_files: bool) -> bool:
+        return await asyncio.to_thread(service.reload)  # a changed calendar's texts are tried (budgeted renders)
+
+    reloader = Reloader("moments-reload", app.clock, app.config.sop.reload_interval_s, reload)
     app.pumps.extend([reloader, MomentsPump(service), MomentResultsPump(service)])
 
     async def remind_approvers(fire_time: datetime) -> None:

@@ -34,6 +34,7 @@ from bot.sop.contract import (
     names,
     one_text,
     refused,
+    template_error,
     template_file,
     too_many_attachments,
 )
@@ -203,8 +204,21 @@ class Calendar:
 
 def slot_text(templates: Templates, slot: Slot, day: date) -> str:
     """A slot's text for ``day`` (its template sees ``date``, ``weekday``, ``theme`` and ``slot``)."""
-    return templates.render_string(slot.source, date=day.isoformat(), weekday=WEEKDAY_CN[day.weekday()],
-                                   theme=slot.theme, slot={"id": slot.id, "time": slot.hhmm, "theme": slot.theme})
+    return templates.render_string(slot.source, **slot_values(slot.id, slot.hhmm, slot.theme, day))
+
+
+def slot_values(slot_id: str, hhmm: str, theme: str, day: date) -> dict[str, Any]:
+    return {"date": day.isoformat(), "weekday": WEEKDAY_CN[day.weekday()], "theme": theme,
+            "slot": {"id": slot_id, "time": hhmm, "theme": theme}}
+
+
+SAMPLE_SLOT = slot_values("sample", "09:00", "", date(2026, 1, 5))  # what a text is tried with when checked
+
+
+def text_problem(templates: Templates | None, source: str) -> str | None:
+    """Why ``source`` cannot be a Moments text (None when it can): it must render within the budget with
+    sample values, in at most MAX_MOMENT_TEXT characters."""
+    return template_error(templates, source, {"sample": SAMPLE_SLOT, "limit": MAX_MOMENT_TEXT})
 
 
 # ── the file contract ──────────────────────────────────────────────────────────
@@ -545,7 +559,8 @@ def parse_calendar(text: str, path: str, *, templates: Templates | None = None,
         raise FileProblems([Problem(path, lines.line(),
                                     "日历文件应是映射：approval、staff、audience、week、overrides、campaigns")])
     sources: dict[str, str] = {}
-    units = Units(lines, {"templates": templates, "templates_dir": templates_dir, "sources": sources, "check": True})
+    units = Units(lines, {"templates": templates, "templates_dir": templates_dir, "sources": sources, "check": True,
+                          "sample": SAMPLE_SLOT, "limit": MAX_MOMENT_TEXT})
     head = units.check(CalendarModel, data)
     week = _week(units, data.get("week"))
     overrides = _day_overrides(units, data.get("overrides"))

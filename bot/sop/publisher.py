@@ -16,6 +16,7 @@ the WeCom API service (the console sender) it records that nothing was polled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +26,18 @@ from typing import TYPE_CHECKING, Any
 from bot.commands import CommandError
 from bot.effects import Effects
 from bot.pump import Pump
-from bot.sop.moments import ORIGIN_NAMES, Calendar, ChatChanges, DayPlan, PlannedSlot, Slot, parse_calendar, slot_text
+from bot.sop.moments import (
+    MAX_MOMENT_TEXT,
+    ORIGIN_NAMES,
+    Calendar,
+    ChatChanges,
+    DayPlan,
+    PlannedSlot,
+    Slot,
+    parse_calendar,
+    slot_text,
+    text_problem,
+)
 from bot.sop.store import MomentsStore
 from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, parse_duration
 from bot.watched import WatchedFile
@@ -238,12 +250,11 @@ class MomentsService:
     async def set_text(self, session: Any, weekday: int, hhmm: str, text: str, actor: str, now: datetime
                        ) -> Slot | None:
         """Every ``weekday`` at ``hhmm`` posts ``text``; the file's slot it replaces, if any."""
-        if len(text) > 2000:
-            raise CommandError(f"朋友圈文字最多 2000 字，这里有 {len(text)} 字")
-        try:
-            self.app.templates.check(text)
-        except Exception as exc:
-            raise CommandError(f"文案里的模板写法有误：{exc}") from None
+        if len(text) > MAX_MOMENT_TEXT:
+            raise CommandError(f"朋友圈文字最多 {MAX_MOMENT_TEXT} 字，这里有 {len(text)} 字")
+        problem = await asyncio.to_thread(text_problem, self.app.templates, text)  # a budgeted render
+        if problem:
+            raise CommandError(f"文案里的模板有问题：{problem}")
         name = WEEKDAYS[weekday]
         await self._change(session, f"set:{name}:{hhmm}", now, kind="set", weekday=name, time=hhmm, text=text,
                            actor=actor)

@@ -589,8 +589,9 @@ def _body(data: dict[str, Any], head: ScriptModel, sources: dict[str, str], file
 def _load(data: dict[str, Any], lines: Lines, *, sources: dict[str, str], file: str, version: str, check: bool,
           templates: Templates | None = None, templates_dir: Path | None = None,
           defaults: Defaults | None = None) -> tuple[Script | None, list[Problem]]:
+    # a step's text is rendered once with sample values when checked (within the budget, ≤ two messages)
     units = Units(lines, {"templates": templates, "templates_dir": templates_dir, "sources": sources,
-                          "check": check, "defaults": defaults})
+                          "check": check, "defaults": defaults, "sample": sample_context() if check else None})
     head = units.check(ScriptModel, data)
     trigger = head.trigger if head else script_trigger(data.get("trigger"))
     per = script_per(head.per if head else data.get("per"), trigger)
