@@ -181,6 +181,7 @@ class _Prepared:
     enriched: dict[str, Any] | None = None   # the payload the enrichers changed, written in the batch
     status: str | None = None                # set when the row is settled without dispatching
     error: str | None = None
+    prepared: dict[str, dict[str, Any]] = field(default_factory=dict)  # event key → Dispatcher.prepare
 
 
 class InboxPump(Pump):
@@ -200,7 +201,7 @@ class InboxPump(Pump):
         self.staff_ids = staff_ids
         self.enrichers: list[Enricher] = []
         self._waiters: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
-        self.max_attempts = 5
+        self.max_attempts = cfg.max_attempts
 
     async def drain_once(self) -> int:
         rows = await self.claim(self.cfg.batch_size)
@@ -209,11 +210,15 @@ class InboxPump(Pump):
         return len(rows)
 
     async def claim(self, limit: int) -> list[Any]:
+        """Claim up to ``limit`` rows; each claim counts as an attempt when it is made. A row whose lease ran
+        out after its last attempt (its processing crashed or hung the process each time) is ``failed``
+        here instead of being claimed again: no crash loop, and its chat's later events go on."""
         now = self.clock.now()
+        expired = and_(INBOX.c.status == "processing", INBOX.c.locked_until < now)
         # A pending row's locked_until is its retry time after a transient failure.
         claimable = or_(and_(INBOX.c.status == "pending",
                              or_(INBOX.c.locked_until.is_(None), INBOX.c.locked_until <= now)),
-                        and_(INBOX.c.status == "processing", INBOX.c.locked_until < now))
+                        and_(expired, INBOX.c.attempts < self.max_attempts))
         pick = select(INBOX.c.id).where(claimable).order_by(INBOX.c.id).limit(limit)
         if not self.db.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
@@ -226,7 +231,17 @@ class InboxPump(Pump):
                        INBOX.c.chat_key, INBOX.c.attempts)
         )
         async with self.db.connection() as conn:
+            given_up = (await conn.execute(
+                update(INBOX).where(and_(expired, INBOX.c.attempts >= self.max_attempts))
+                .values(status="failed", locked_by=None, locked_until=None, processed_at=now,
+                        error=f"claimed {self.max_attempts} times and never finished (the process crashed "
+                              "or hung while handling it)")
+                .returning(INBOX.c.id, INBOX.c.dedup_key))).all()
             rows = (await conn.execute(stmt)).all()
+        for r in given_up:
+            log.error("inbox row %s failed: claimed %d times, never finished", r.id, self.max_attempts)
+            self.metrics.processed.labels("failed").inc()
+            self._notify(r.dedup_key, False)
         return sorted(rows, key=lambda r: r.id)
 
     async def process(self, rows: list[Any]) -> None:
@@ -327,7 +342,9 @@ class InboxPump(Pump):
                 self._notify(row.dedup_key, status == "done")
 
     async def _prepare(self, row: Any) -> _Prepared:
-        """Run the enrichers and decode the row's events (no transaction is open)."""
+        """Run the enrichers, decode the row's events and run their handlers' ``prepare`` (the CPU-heavy work
+        that needs no transaction: a long message's scan and matching, off the event loop) — while no
+        transaction is open, so the batch's transaction never waits for them."""
         payload = dict(row.payload)
         item = _Prepared(row)
         try:
@@ -342,6 +359,8 @@ class InboxPump(Pump):
         except Exception as exc:
             log.exception("enriching inbox row %s failed", row.id)
             item.status, item.error = self._retry_or_fail(row), f"enrich: {exc!r}"
+        for event in item.events if item.status is None else ():
+            item.prepared[event.key] = await self.dispatcher.prepare(event)
         return item
 
     async def _dispatch_row(self, session: Any, item: _Prepared, after: AfterCommit) -> tuple[Any, str, str | None]:
@@ -350,7 +369,8 @@ class InboxPump(Pump):
             await session.execute(update(INBOX).where(INBOX.c.id == row.id).values(payload=item.enriched))
         if item.status is not None:
             return row, item.status, item.error
-        outcomes = [await self.dispatcher.dispatch_in(session, event, after) for event in item.events]
+        outcomes = [await self.dispatcher.dispatch_in(session, event, after, item.prepared.get(event.key))
+                    for event in item.events]
         errors = "; ".join(e for o in outcomes for e in o.errors) or None
         if any(o.retry for o in outcomes):
             return row, self._retry_or_fail(row), errors
