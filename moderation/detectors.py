@@ -47,6 +47,7 @@ LEAD = "".join(map(chr, [*range(0x30, 0x3A), *range(0x41, 0x5B), *range(0x61, 0x
 @dataclass(frozen=True, slots=True)
 class _Patterns:
     words: re.Pattern[str]   # QQ numbers, WeChat ids, e-mail addresses, links
+    words_no_email: re.Pattern[str]  # the same for a text without an at sign (_AT_SIGN)
     number: re.Pattern[str]  # a run of digits (a phone number when it reads as one)
     gate: re.Pattern[str]
     has_words: tuple[re.Pattern[str], re.Pattern[str]]
@@ -68,15 +69,19 @@ def _patterns() -> _Patterns:
     # C speed through a message of Chinese text.
     digit = re.escape(digit_chars())
     gate = re.compile(f"[{re.escape(LEAD)}{digit}](?:(?<=[{re.escape(LEAD)}])|(?:{_SPLIT}{{0,3}}[{digit}]){{4}})")
-    words = re.compile(
-        rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
-        rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
-        rf"|(?P<wxw>{_WX_WEAK}\s*(?P<wxwlabel>(?:号|号码|id)?\s*[:：是]?)\s*(?P<wxwid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
-        rf"|(?P<email>[a-z0-9][a-z0-9._%+-]{{0,63}}\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{{2,10}})"
-        rf"|(?P<url>(?:https?://|www\.)[^\s<>\"'，。！？；、）)]+"
-        rf"|(?<![a-z0-9@.])[a-z0-9][-a-z0-9]{{0,62}}(?:\.[a-z0-9][-a-z0-9]{{0,62}})*"
-        rf"\s*(?:\.|点|。|dot)\s*{_TLD}(?![a-z0-9])(?:/[^\s，。！？；、]*)?)",
-        re.IGNORECASE)
+    ids = (rf"(?P<qq>{_QQ_WORD}\s*(?:号|号码)?\s*[:：是为]?\s*(?P<qqnum>{num}))"
+           rf"|(?P<wx>{_WX_WORD}\s*(?P<wxlabel>(?:号|号码|id)?\s*[:：是为]?)\s*(?P<wxid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))"
+           rf"|(?P<wxw>{_WX_WEAK}\s*(?P<wxwlabel>(?:号|号码|id)?\s*[:：是]?)\s*(?P<wxwid>[a-z][-_a-z0-9]{{5,19}})(?![-_a-z0-9]))")
+    # an e-mail address's local part is at most 64 characters: each place is tried in bounded time
+    email = (r"|(?P<email>[a-z0-9][a-z0-9._%+-]{0,63}\s*(?:@|＠|\(at\)|（at）)\s*[a-z0-9-]+(?:\.[a-z0-9-]+)*"
+             r"\.[a-z]{2,10})")
+    url = (rf"|(?P<url>(?:https?://|www\.)[^\s<>\"'，。！？；、）)]+"
+           rf"|(?<![a-z0-9@.])[a-z0-9][-a-z0-9]{{0,62}}(?:\.[a-z0-9][-a-z0-9]{{0,62}})*"
+           rf"\s*(?:\.|点|。|dot)\s*{_TLD}(?![a-z0-9])(?:/[^\s，。！？；、]*)?)")
+    words = re.compile(ids + email + url, re.IGNORECASE)
+    # the same without the e-mail branch, for a text without an at sign (its costliest branch: every
+    # letter or digit starts an attempt), which finds the same
+    words_no_email = re.compile(ids + url, re.IGNORECASE)
     # the digits of a number (a + before them is taken by ``_matches``); digits have no case, and
     # starting with a character class this skips through Chinese text at C speed
     number = re.compile(f"[{digit}](?:{_SPLIT}{{0,3}}[{digit}]){{4,}}")
@@ -84,7 +89,7 @@ def _patterns() -> _Patterns:
     # otherwise (扣扣: then followed by a number)
     others = [w for w in _QQ_WORD[3:-1].split("|") if not w[0].isascii()]
     has_words = (re.compile(f"[a-zA-Z{_CASE_EXTRA}]"), re.compile("|".join(map(re.escape, others)), re.IGNORECASE))
-    return _Patterns(words, number, gate, has_words, pre, digits)
+    return _Patterns(words, words_no_email, number, gate, has_words, pre, digits)
 
 
 def gate() -> re.Pattern[str]:
@@ -110,6 +115,7 @@ _SCHEME = re.compile(r"^(?:https?://)")
 _DOT = re.compile(r"\s*(?:点|。|dot)\s*")
 _AT = re.compile(r"\s*(?:＠|\(at\)|（at）)\s*")
 _ID_MARK = re.compile(r"[0-9_-]")
+_AT_SIGN = re.compile(r"[@＠]|[(（]at[)）]", re.IGNORECASE)  # what an e-mail address holds
 
 
 def _host(url: str) -> str:
@@ -122,7 +128,9 @@ def _matches(text: str, p: _Patterns) -> Iterator[tuple[str, int, int, re.Match[
     """(kind, start, end, match) as one alternation ``words|[+＋]?number`` would find them: leftmost
     first, ``words`` first where both start at one place, each search going on after the last match."""
     letters, qq_words = p.has_words
-    words = p.words if letters.search(text) or qq_words.search(text) else None
+    words: re.Pattern[str] | None = None
+    if letters.search(text) or qq_words.search(text):
+        words = p.words if _AT_SIGN.search(text) else p.words_no_email
     number: re.Pattern[str] | None = p.number
     mw = mn = None
     pos = ns = 0

@@ -16,6 +16,7 @@ from bot.handoffs import in_handoff
 from bot.knowledge import store
 from bot.knowledge.answers import render_answer
 from bot.knowledge.entry import Entry, Where
+from bot.knowledge.matcher import MAX_QUESTION
 from bot.knowledge.text import looks_like_question
 from bot.members import MemberProfile, profile_of
 from bot.templates import TemplateProblem
@@ -50,6 +51,7 @@ class Answering:
     async def prepare(self, event: MessageEvent, question: str) -> Prepared | None:
         """The member's profile and the match of ``question``, before the handler's transaction: the
         matching runs off the event loop and holds no database writer (``respond(prepared=…)``)."""
+        question = question[:MAX_QUESTION]
         if not question:
             return None
         async with self.app.db.read() as s:
@@ -85,6 +87,7 @@ class Answering:
         - **With a person.** A member whose handoff (转人工) is open gets nothing from the knowledge base — no
           answer, no suggestion, no miss — until staff close it (:func:`bot.handoffs.in_handoff`).
         """
+        question = question[:MAX_QUESTION]  # what the matcher reads of it, and what a miss stores
         if not question:
             return
         if await in_handoff(self.app, ctx.session, event.sender.id):
