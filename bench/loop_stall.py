@@ -94,7 +94,7 @@ async def phase(port: int, seconds: float, heavy: bool, calls: Callbacks, seq0: 
                 ) -> dict[str, Any]:
     import aiohttp
 
-    from bot.web import webhook_signature
+    from bot.signing import webhook_signature
 
     base = f"http://127.0.0.1:{port}"
     health: list[float] = []
