@@ -55,14 +55,16 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
     if spec is None:
         await _unknown(ctx, registry, tokens, top)
         return
-    if spec.private and event.chat.is_group and event.chat.id not in app.config.bot.staff_groups:
-        ctx.private = True  # staff, customer or compliance data: answered 1:1, a short notice in the group
     raw_args = body[tokens[consumed - 1].end:].strip() if consumed else ""
     if not spec.allowed(ctx.roles):
         if spec.audited:
             await audit(ctx.session, app, event, spec.name, raw_args, "denied")
-        await ctx.reply(app.templates.render("core/denied.j2", spec=spec))
+        await ctx.reply(app.templates.render("core/denied.j2", spec=spec))  # no data: said where it was typed
         return
+    if spec.private and event.chat.is_group and event.chat.id not in app.config.bot.staff_groups:
+        # Staff, customer or compliance data: answered 1:1 (usage errors and confirmation codes too),
+        # a short neutral notice in the group.
+        ctx.private = True
     if spec.where != "any" and spec.where != event.chat.type:
         await ctx.reply(app.templates.render("core/wrong_place.j2", spec=spec))
         return

@@ -220,11 +220,13 @@ class Config(Section):
     def database_url(self) -> str:
         return normalise_db_url(self.database.url, self.base_dir)
 
-    def robot_key(self, chat_id: str) -> str:
+    def robot_key(self, chat_id: str, *, named_only: bool = False) -> str:
+        """The webhook key of robot ``chat_id``; ``group_robot.default_key`` when it has none, unless
+        ``named_only`` (compliance content: the default key may be a customer group's robot)."""
         key = self.group_robot.keys.get(chat_id)
         if key is not None:
             return key.get_secret_value()
-        return self.group_robot.default_key.get_secret_value()
+        return "" if named_only else self.group_robot.default_key.get_secret_value()
 
 
 def normalise_db_url(url: str, base_dir: Path) -> str:

@@ -125,7 +125,7 @@ class Outbox:
             return robot_rate_key(key, robot) if key else bounded_key(f"appchat:{chat['id']}", RATE_KEY_COLUMN)
         if kind == "group_robot":
             robot = destination.get("robot") or chat.get("id", "")
-            return robot_rate_key(self.config.robot_key(robot), robot)
+            return robot_rate_key(self.config.robot_key(robot, named_only=bool(destination.get("named_only"))), robot)
         if kind in ("app_message", "remind_staff"):
             return bounded_key(f"user:{to[0]}", RATE_KEY_COLUMN) if to else None
         if kind == "appchat":

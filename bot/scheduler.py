@@ -114,7 +114,8 @@ class Scheduler:
             self.aps.shutdown(wait=False)
 
     def jobs(self) -> list[tuple[str, datetime | None]]:
-        return [(j.id, j.next_run_time) for j in self.aps.get_jobs()]
+        # a job added before the scheduler started has no next_run_time yet
+        return [(j.id, getattr(j, "next_run_time", None)) for j in self.aps.get_jobs()]
 
 
 @dataclass(frozen=True, slots=True)

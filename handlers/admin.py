@@ -52,7 +52,7 @@ async def whoami(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("role grant", Arg("user", "成员", type="mention"),
                 Arg("role", type="choice", choices=(OPERATOR, REVIEWER)),
-                roles=[ADMIN], help="授予运营（operator）或合规审核（reviewer）角色",
+                roles=[ADMIN], private=True, help="授予运营（operator）或合规审核（reviewer）角色",
                 examples=["/role grant @zhangsan operator"])
 async def role_grant(event: MessageEvent, ctx: Context) -> None:
     new = await ctx.app.roles.grant(ctx.session, ctx.args["user"], ctx.args["role"], event.sender.id)
@@ -62,7 +62,7 @@ async def role_grant(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("role revoke", Arg("user", "成员", type="mention"),
                 Arg("role", type="choice", choices=(OPERATOR, REVIEWER)),
-                roles=[ADMIN], help="撤销运营或合规审核角色")
+                roles=[ADMIN], private=True, help="撤销运营或合规审核角色")
 async def role_revoke(event: MessageEvent, ctx: Context) -> None:
     gone = await ctx.app.roles.revoke(ctx.session, ctx.args["user"], ctx.args["role"])
     await ctx.reply(ctx.render("admin/role_changed.j2", action="revoke", changed=gone, user=ctx.args["user"],
@@ -70,7 +70,7 @@ async def role_revoke(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("role list", Arg("role", type="choice", choices=(ADMIN, OPERATOR, REVIEWER), optional=True),
-                roles=[ADMIN], help="列出拥有角色的成员（管理员来自配置文件）")
+                roles=[ADMIN], private=True, help="列出拥有角色的成员（管理员来自配置文件）")
 async def role_list(event: MessageEvent, ctx: Context) -> None:
     holders = await ctx.app.roles.holders(ctx.session, ctx.args["role"])
     await ctx.reply(ctx.render("admin/role_list.j2", holders=holders, names=ROLE_NAMES))

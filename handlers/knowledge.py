@@ -107,7 +107,7 @@ async def ask(event: MessageEvent, ctx: Context) -> None:
 
 # ── operators ──
 
-@router.command("kb add", Arg("content", "问题 答案", rest=True), roles=[OPERATOR],
+@router.command("kb add", Arg("content", "问题 答案", rest=True), roles=[OPERATOR], private=True,
                 help="新增一条知识：一行写「问题 答案」；或第一行问题、后面几行答案；"
                      "或按「字段: 值」逐行写，答案放最后",
                 examples=ADD_EXAMPLES)
@@ -115,7 +115,7 @@ async def kb_add(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).add(ctx, ctx.args["content"], actor=event.sender.id)
 
 
-@router.command("kb edit", Arg("id", "id"), Arg("change", "字段 新值", rest=True), roles=[OPERATOR],
+@router.command("kb edit", Arg("id", "id"), Arg("change", "字段 新值", rest=True), roles=[OPERATOR], private=True,
                 help="修改一条知识的某个字段（答案、问题、+问题、-问题、关键词、匹配、优先级、时间、非服务时间回复、"
                      "群内自动、会话、群、等级；写 - 清空）；改文件里的条目会在数据库里保存一份覆盖版本",
                 examples=EDIT_EXAMPLES)
@@ -123,44 +123,47 @@ async def kb_edit(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).edit(ctx, ctx.args["id"], ctx.args["change"], actor=event.sender.id)
 
 
-@router.command("kb del", Arg("id", "id"), roles=[OPERATOR], confirm=True,
+@router.command("kb del", Arg("id", "id"), roles=[OPERATOR], private=True, confirm=True,
                 help="删除一条知识（文件里的条目会被隐藏，/kb reset 可恢复）", examples=["/kb del invoice"])
 async def kb_del(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).delete(ctx, ctx.args["id"], actor=event.sender.id)
 
 
-@router.command("kb reset", Arg("id", "id"), roles=[OPERATOR],
+@router.command("kb reset", Arg("id", "id"), roles=[OPERATOR], private=True,
                 help="撤销群内对一条知识的修改或删除，恢复文件里的版本", examples=["/kb reset refund-policy"])
 async def kb_reset(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).reset(ctx, ctx.args["id"], actor=event.sender.id)
 
 
-@router.command("kb show", Arg("id", "id"), roles=[OPERATOR], help="查看一条知识的全部内容和来源",
+@router.command("kb show", Arg("id", "id"), roles=[OPERATOR], private=True, help="查看一条知识的全部内容和来源",
                 examples=["/kb show refund-policy"])
 async def kb_show(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).show(ctx, ctx.args["id"])
 
 
 @router.command("kb list", Arg("page", "页码", type="int", optional=True, default=1, min=1), roles=[OPERATOR],
+                private=True,
                 help="分页列出全部知识", examples=["/kb list", "/kb list 2"])
 async def kb_list(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).list_page(ctx, ctx.args["page"])
 
 
-@router.command("kb search", Arg("text", "问题", rest=True), roles=[OPERATOR],
+@router.command("kb search", Arg("text", "问题", rest=True), roles=[OPERATOR], private=True,
                 help="看一个问法会匹配到哪些知识：分数、匹配方式和原因", examples=["/kb search 退款多久到账"])
 async def kb_search(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).search(ctx, ctx.args["text"])
 
 
 @router.command("kb misses", Arg("days", "天数", type="int", optional=True, min=1, max=365), roles=[OPERATOR],
+                private=True,
                 help="成员问了但没答上的问题，相似问法归为一组，按次数排序",
                 examples=["/kb misses", "/kb misses 7"])
 async def kb_misses(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).misses(ctx, ctx.args["days"])
 
 
-@router.command("kb reload", roles=[OPERATOR], help="立即重新加载知识库文件，并报告有错误的文件、行号和原因",
+@router.command("kb reload", roles=[OPERATOR], private=True,
+                help="立即重新加载知识库文件，并报告有错误的文件、行号和原因",
                 examples=["/kb reload"])
 async def kb_reload(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).reload_now(ctx)

@@ -57,23 +57,24 @@ async def listing(ctx: Context, scope: str, page: int) -> None:
     await ctx.reply(ctx.render("moderation/alerts_list.j2", **found, mark=LEVEL_MARK, statuses=STATUS_LABEL))
 
 
-@router.command("alerts", roles=[REVIEWER], help="查看待处理的合规预警（第 1 页）")
+@router.command("alerts", roles=[REVIEWER], private=True, help="查看待处理的合规预警（第 1 页）")
 async def alerts_default(event: MessageEvent, ctx: Context) -> None:
     await listing(ctx, "open", 1)
 
 
-@router.command("alerts open", PAGE, roles=[REVIEWER], help="待处理的预警，最新的在前",
+@router.command("alerts open", PAGE, roles=[REVIEWER], private=True, help="待处理的预警，最新的在前",
                 examples=["/alerts open", "/alerts open 2"])
 async def alerts_open(event: MessageEvent, ctx: Context) -> None:
     await listing(ctx, "open", ctx.args["page"])
 
 
-@router.command("alerts all", PAGE, roles=[REVIEWER], help="全部预警（含已处理、误报）", examples=["/alerts all 3"])
+@router.command("alerts all", PAGE, roles=[REVIEWER], private=True,
+                help="全部预警（含已处理、误报）", examples=["/alerts all 3"])
 async def alerts_all(event: MessageEvent, ctx: Context) -> None:
     await listing(ctx, "all", ctx.args["page"])
 
 
-@router.command("alerts show", ALERT_ID, roles=[REVIEWER],
+@router.command("alerts show", ALERT_ID, roles=[REVIEWER], private=True,
                 help="一条预警的全部信息：谁、在哪、何时、命中什么、为什么、上文", examples=["/alerts show 12"])
 async def alerts_show(event: MessageEvent, ctx: Context) -> None:
     row = await ctx.get(MODERATION).alert(ctx.session, ctx.args["id"])
@@ -91,20 +92,21 @@ async def change(ctx: Context, event: MessageEvent, action: str, note: str = "")
                                category=done.category, status=done.status, proposal=done.proposal))
 
 
-@router.command("alerts ack", ALERT_ID, roles=[REVIEWER], help="确认收到一条预警（停止升级提醒）",
+@router.command("alerts ack", ALERT_ID, roles=[REVIEWER], private=True, help="确认收到一条预警（停止升级提醒）",
                 examples=["/alerts ack 12"])
 async def alerts_ack(event: MessageEvent, ctx: Context) -> None:
     await change(ctx, event, "ack")
 
 
 @router.command("alerts resolve", ALERT_ID, Arg("note", "备注", rest=True, optional=True, default=""),
-                roles=[REVIEWER], help="标记一条预警已处理，可附备注",
+                roles=[REVIEWER], private=True, help="标记一条预警已处理，可附备注",
                 examples=["/alerts resolve 12 已提醒员工，客户已道歉"])
 async def alerts_resolve(event: MessageEvent, ctx: Context) -> None:
     await change(ctx, event, "resolve", ctx.args["note"] or "")
 
 
 @router.command("alerts fp", ALERT_ID, Arg("note", "说明", rest=True, optional=True, default=""), roles=[REVIEWER],
+                private=True,
                 help="标记误报：记录下来，并建议一个允许词", examples=["/alerts fp 12 说的是微信支付"])
 async def alerts_fp(event: MessageEvent, ctx: Context) -> None:
     await change(ctx, event, "fp", ctx.args["note"] or "")
@@ -127,7 +129,7 @@ async def checked_term(ctx: Context, path: str) -> str | None:
 
 @router.command("word add", Arg("category", "分类"), Arg("term", "词"),
                 Arg("level", "级别", type="choice", choices=LEVELS, optional=True, default="reject"),
-                roles=[ADMIN], help="添加敏感词（默认 reject），立即对所有副本生效",
+                roles=[ADMIN], private=True, help="添加敏感词（默认 reject），立即对所有副本生效",
                 examples=["/word add 私下联系 加我私人号", "/word add 广告法/夸大宣传 秒杀全网 review",
                           "/word add 竞品 某某茶 info"])
 async def word_add(event: MessageEvent, ctx: Context) -> None:
@@ -141,7 +143,7 @@ async def word_add(event: MessageEvent, ctx: Context) -> None:
                                level=ctx.args["level"], existed=existed))
 
 
-@router.command("word allow", Arg("category", "分类"), Arg("term", "允许词"), roles=[ADMIN],
+@router.command("word allow", Arg("category", "分类"), Arg("term", "允许词"), roles=[ADMIN], private=True,
                 help="添加允许词：覆盖命中的允许词会取消这次命中（如 微信支付）",
                 examples=["/word allow 私下联系 微信支付"])
 async def word_allow(event: MessageEvent, ctx: Context) -> None:
@@ -155,7 +157,7 @@ async def word_allow(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("word del", Arg("term", "词"), Arg("category", "分类", optional=True, default=""),
-                roles=[ADMIN], help="删除敏感词或允许词（文件里的词也会被隐藏）",
+                roles=[ADMIN], private=True, help="删除敏感词或允许词（文件里的词也会被隐藏）",
                 examples=["/word del 加我私人号", "/word del 微信 私下联系"])
 async def word_del(event: MessageEvent, ctx: Context) -> None:
     if (term := await checked_term(ctx, "word del")) is None:
@@ -169,7 +171,7 @@ async def word_del(event: MessageEvent, ctx: Context) -> None:
                                removed=removed))
 
 
-@router.command("word list", Arg("category", "分类", optional=True, default=""), roles=[ADMIN],
+@router.command("word list", Arg("category", "分类", optional=True, default=""), roles=[ADMIN], private=True,
                 help="词库概况，或某个分类的全部词", examples=["/word list", "/word list 私下联系"])
 async def word_list(event: MessageEvent, ctx: Context) -> None:
     svc = ctx.get(MODERATION)

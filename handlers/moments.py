@@ -29,7 +29,7 @@ def _weekday(raw: str) -> int:
     return found
 
 
-@router.command("moments week", Arg("start", "开始日期", type="date", optional=True), roles=[OPERATOR],
+@router.command("moments week", Arg("start", "开始日期", type="date", optional=True), roles=[OPERATOR], private=True,
                 help="未来 7 天的朋友圈计划：每天每个时段的时间、主题、文案、可见范围、发布员工和状态",
                 examples=["/moments week", "/moments week 2026-12-08"])
 async def moments_week(event: MessageEvent, ctx: Context) -> None:
@@ -40,7 +40,7 @@ async def moments_week(event: MessageEvent, ctx: Context) -> None:
                                problems=[str(p) for p in moments.problems]))
 
 
-@router.command("moments today", roles=[OPERATOR], help="今天的朋友圈：每个时段的状态，已发布的任务结果")
+@router.command("moments today", roles=[OPERATOR], private=True, help="今天的朋友圈：每个时段的状态，已发布的任务结果")
 async def moments_today(event: MessageEvent, ctx: Context) -> None:
     moments = ctx.get(MOMENTS)
     view = await moments.days_view(ctx.session, [moments.local_today()], ctx.now())
@@ -48,7 +48,7 @@ async def moments_today(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("moments skip", Arg("date", "日期", type="date"), Arg("slot", "时段id或时间", optional=True),
-                roles=[OPERATOR], confirm=True,
+                roles=[OPERATOR], private=True, confirm=True,
                 help="某天不发朋友圈（或只跳过其中一个时段，写时段 id 或 HH:MM），需确认",
                 examples=["/moments skip 2026-11-27", "/moments skip 2026-11-27 08:30"])
 async def moments_skip(event: MessageEvent, ctx: Context) -> None:
@@ -59,7 +59,7 @@ async def moments_skip(event: MessageEvent, ctx: Context) -> None:
                                slots=[ps.slot for ps in skipped], done=done, whole=not wanted))
 
 
-@router.command("moments approve", Arg("date", "日期", type="date"), roles=[OPERATOR, REVIEWER],
+@router.command("moments approve", Arg("date", "日期", type="date"), roles=[OPERATOR, REVIEWER], private=True,
                 help="审批某天的朋友圈（开启审批时，未审批的时段不会发出）",
                 examples=["/moments approve 2026-11-24"])
 async def moments_approve(event: MessageEvent, ctx: Context) -> None:
@@ -72,7 +72,7 @@ async def moments_approve(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("moments set", Arg("weekday", "星期"), Arg("time", "时间", type="time"),
                 Arg("text", "文案", rest=True),
-                roles=[OPERATOR],
+                roles=[OPERATOR], private=True,
                 help="修改每周某天某个时间的朋友圈文案（该时间已有时段则替换文案，否则新增时段）；"
                      "保存在数据库里，之后可以写进 moments.yaml 再 /moments unset",
                 examples=["/moments set 周三 12:00 午休时间，泡一杯白牡丹吧🍵",
@@ -87,7 +87,7 @@ async def moments_set(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("moments unset", Arg("weekday", "星期"), Arg("time", "时间", type="time"), roles=[OPERATOR],
-                help="撤销 /moments set 的修改，恢复文件里的安排", examples=["/moments unset 周三 12:00"])
+                private=True, help="撤销 /moments set 的修改，恢复文件里的安排", examples=["/moments unset 周三 12:00"])
 async def moments_unset(event: MessageEvent, ctx: Context) -> None:
     weekday = _weekday(ctx.args["weekday"])
     hhmm = ctx.args["time"].strftime("%H:%M")
@@ -95,7 +95,8 @@ async def moments_unset(event: MessageEvent, ctx: Context) -> None:
     await ctx.reply(ctx.render("moments/unset.j2", weekday=WEEKDAY_CN[weekday], hhmm=hhmm))
 
 
-@router.command("moments reload", roles=[OPERATOR], help="立即重新加载 moments.yaml，并列出每个问题（文件:行号）")
+@router.command("moments reload", roles=[OPERATOR], private=True,
+                help="立即重新加载 moments.yaml，并列出每个问题（文件:行号）")
 async def moments_reload(event: MessageEvent, ctx: Context) -> None:
     moments = ctx.get(MOMENTS)
     changed = moments.reload(force=True)

@@ -149,7 +149,7 @@ def parse_preview_args(ctx: Context, rest: str) -> tuple[str, datetime | None]:
     return rest.strip(), None
 
 
-@router.command("sop list", roles=[OPERATOR],
+@router.command("sop list", roles=[OPERATOR], private=True,
                 help="列出所有 SOP 脚本：触发方式、步骤数、版本、正在运行的次数，以及文件问题")
 async def sop_list(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
@@ -159,7 +159,7 @@ async def sop_list(event: MessageEvent, ctx: Context) -> None:
                                problems=[str(p) for p in sop.files.problems]))
 
 
-@router.command("sop show", Arg("id", "脚本id"), roles=[OPERATOR],
+@router.command("sop show", Arg("id", "脚本id"), roles=[OPERATOR], private=True,
                 help="查看一个脚本的触发条件、适用范围、免打扰、超时规则和每一步",
                 examples=["/sop show newcomer-7d"])
 async def sop_show(event: MessageEvent, ctx: Context) -> None:
@@ -169,7 +169,7 @@ async def sop_show(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("sop preview", Arg("id", "脚本id"),
                 Arg("rest", "群 开始时间", optional=True, rest=True, default=""),
-                roles=[OPERATOR], help="预览时间线：每一步的真实日期时间（已按免打扰顺延）和渲染后的文字",
+                roles=[OPERATOR], private=True, help="预览时间线：每一步的真实日期时间（已按免打扰顺延）和渲染后的文字",
                 examples=["/sop preview newcomer-7d", "/sop preview newcomer-7d 禾屿茶友会1群 2026-11-23 10:00",
                           "/sop preview checkin-21d 本群 20:30"])
 async def sop_preview(event: MessageEvent, ctx: Context) -> None:
@@ -190,7 +190,7 @@ async def sop_preview(event: MessageEvent, ctx: Context) -> None:
                                weekday=lambda d: WEEKDAY_CN[d.weekday()]))
 
 
-@router.command("sop start", Arg("id", "脚本id"), Arg("target", "群|@成员"), roles=[OPERATOR],
+@router.command("sop start", Arg("id", "脚本id"), Arg("target", "群|@成员"), roles=[OPERATOR], private=True,
                 help="为一个群（群名、群 ID 或「本群」）或一位成员（@成员）启动脚本，从现在开始计时",
                 examples=["/sop start live-weekly 本群", "/sop start newcomer-7d @wmBob"])
 async def sop_start(event: MessageEvent, ctx: Context) -> None:
@@ -212,7 +212,7 @@ async def sop_start(event: MessageEvent, ctx: Context) -> None:
                                first=first, vias=VIA_NAMES))
 
 
-@router.command("sop pause", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR],
+@router.command("sop pause", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR], private=True,
                 help="暂停一次运行：到点的步骤先不发，恢复后按超时规则补发或跳过", examples=["/sop pause 12"])
 async def sop_pause(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
@@ -222,7 +222,7 @@ async def sop_pause(event: MessageEvent, ctx: Context) -> None:
                                states=RUN_STATES))
 
 
-@router.command("sop resume", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR],
+@router.command("sop resume", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR], private=True,
                 help="恢复一次暂停的运行", examples=["/sop resume 12"])
 async def sop_resume(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
@@ -234,7 +234,7 @@ async def sop_resume(event: MessageEvent, ctx: Context) -> None:
                                states=RUN_STATES))
 
 
-@router.command("sop stop", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR], confirm=True,
+@router.command("sop stop", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR], private=True, confirm=True,
                 help="停止一次运行：还没发的步骤全部取消（需确认）", examples=["/sop stop 12"])
 async def sop_stop(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
@@ -245,7 +245,7 @@ async def sop_stop(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("sop status", Arg("target", "群|运行编号", optional=True, rest=True, default=""),
-                roles=[OPERATOR], help="正在运行的脚本（全部、某个群，或 #编号 查看一次运行的每一步）",
+                roles=[OPERATOR], private=True, help="正在运行的脚本（全部、某个群，或 #编号 查看一次运行的每一步）",
                 examples=["/sop status", "/sop status 本群", "/sop status #12"])
 async def sop_status(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
@@ -269,7 +269,7 @@ async def sop_status(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("sop migrate", Arg("id", "脚本id"), Arg("run", "运行编号", type="int", optional=True, min=1),
-                roles=[OPERATOR], confirm=True,
+                roles=[OPERATOR], private=True, confirm=True,
                 help="把正在运行的（或某一次）运行迁移到脚本的当前版本：已发的不重发，没发的按新版本重新排期（需确认）",
                 examples=["/sop migrate newcomer-7d", "/sop migrate newcomer-7d 12"])
 async def sop_migrate(event: MessageEvent, ctx: Context) -> None:
@@ -281,7 +281,7 @@ async def sop_migrate(event: MessageEvent, ctx: Context) -> None:
     await ctx.reply(ctx.render("sop/migrated.j2", s=script, totals=totals, already=already))
 
 
-@router.command("sop reload", roles=[OPERATOR], help="立即重新加载脚本文件，并列出每个问题（文件:行号）")
+@router.command("sop reload", roles=[OPERATOR], private=True, help="立即重新加载脚本文件，并列出每个问题（文件:行号）")
 async def sop_reload(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
     report = sop.reload(force=True)

@@ -129,7 +129,7 @@ async def homework(event: MessageEvent, ctx: Context) -> None:
 
 # ── operators ──
 
-@router.command("tier show", Arg("member", "成员", type="mention"), roles=[OPERATOR],
+@router.command("tier show", Arg("member", "成员", type="mention"), roles=[OPERATOR], private=True,
                 help="查看某位成员的等级、积分明细和最近变动", examples=["/tier show @Alice"])
 async def tier_show(event: MessageEvent, ctx: Context) -> None:
     m = await _one(ctx, ctx.args["member"])
@@ -138,7 +138,7 @@ async def tier_show(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("tier set", Arg("member", "成员", type="mention"), Arg("tier", "等级|auto"),
-                Arg("reason", "原因", rest=True), roles=[OPERATOR], confirm=True,
+                Arg("reason", "原因", rest=True), roles=[OPERATOR], private=True, confirm=True,
                 help="把成员固定在某个等级（auto 恢复按规则评定），需确认并记录审计",
                 examples=["/tier set @Alice quality 线下活动表现突出", "/tier set @Alice auto 恢复规则评定"])
 async def tier_set(event: MessageEvent, ctx: Context) -> None:
@@ -159,7 +159,7 @@ async def tier_set(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("points add", Arg("member", "成员", type="mention"),
                 Arg("points", "积分", type="int", min=-POINTS_PER_ENTRY, max=POINTS_PER_ENTRY),
-                Arg("reason", "原因", rest=True), roles=[OPERATOR],
+                Arg("reason", "原因", rest=True), roles=[OPERATOR], private=True,
                 help=f"为成员加积分（负数为扣分，每次最多 ±{POINTS_PER_ENTRY:,}），记入积分流水",
                 examples=["/points add @Alice 20 分享了使用心得"])
 async def points_add(event: MessageEvent, ctx: Context) -> None:
@@ -179,7 +179,7 @@ async def points_add(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("purchase", Arg("member", "成员", type="mention"),
                 Arg("amount", "金额（元）", type="float", min=0.01, max=AMOUNT_LIMIT_YUAN, decimals=2),
-                Arg("sku", "商品", optional=True, default=""), roles=[OPERATOR],
+                Arg("sku", "商品", optional=True, default=""), roles=[OPERATOR], private=True,
                 help=f"记录一笔购买（计入购买次数、消费金额和购买积分；金额 0.01–{AMOUNT_LIMIT_YUAN:,} 元）",
                 examples=["/purchase @Alice 268 正山小种礼盒"])
 async def purchase(event: MessageEvent, ctx: Context) -> None:
@@ -202,14 +202,14 @@ async def tier_rules(event: MessageEvent, ctx: Context) -> None:
                                actions=ACTIONS))
 
 
-@router.command("tier stats", roles=[OPERATOR], help="各等级人数与本周升降级次数")
+@router.command("tier stats", roles=[OPERATOR], private=True, help="各等级人数与本周升降级次数")
 async def tier_stats(event: MessageEvent, ctx: Context) -> None:
     ladder = ctx.get(LADDER)
     stats = await ladder.weekly_stats(ctx.session, ctx.now())
     await ctx.reply(ctx.render("tiers/stats.j2", stats=stats, tiers=ladder.rules.tiers))
 
 
-@router.command("tier recompute", roles=[OPERATOR], confirm=True,
+@router.command("tier recompute", roles=[OPERATOR], private=True, confirm=True,
                 help="按积分流水全量重算所有成员的积分与等级，并报告差异（需确认）")
 async def tier_recompute(event: MessageEvent, ctx: Context) -> None:
     ladder = ctx.get(LADDER)
@@ -219,7 +219,7 @@ async def tier_recompute(event: MessageEvent, ctx: Context) -> None:
                                limit=f"{POINTS_PER_ENTRY:,}"))
 
 
-@router.command("tag add", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR],
+@router.command("tag add", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR], private=True,
                 help="给成员打标签（来源、兴趣、进度…），会触发 trigger: tag_added 的 SOP",
                 examples=["/tag add @Alice 红茶爱好者", "/tag add wmAbc123 直播课学员"])
 async def tag_add(event: MessageEvent, ctx: Context) -> None:
@@ -231,7 +231,7 @@ async def tag_add(event: MessageEvent, ctx: Context) -> None:
     await ctx.reply(ctx.render("tiers/tag_done.j2", member=m, tag=tag, added=added, removed=None))
 
 
-@router.command("tag del", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR],
+@router.command("tag del", Arg("member", "成员", type="mention"), Arg("tag", "标签"), roles=[OPERATOR], private=True,
                 help="去掉成员的一个标签", examples=["/tag del @Alice 直播课学员"])
 async def tag_del(event: MessageEvent, ctx: Context) -> None:
     tag = await _tag_name(ctx)
@@ -242,7 +242,7 @@ async def tag_del(event: MessageEvent, ctx: Context) -> None:
     await ctx.reply(ctx.render("tiers/tag_done.j2", member=m, tag=tag, added=None, removed=removed))
 
 
-@router.command("tag list", Arg("member", "成员", type="mention", optional=True), roles=[OPERATOR],
+@router.command("tag list", Arg("member", "成员", type="mention", optional=True), roles=[OPERATOR], private=True,
                 help="列出某位成员的标签；不写成员则列出所有标签及人数", examples=["/tag list", "/tag list @Alice"])
 async def tag_list(event: MessageEvent, ctx: Context) -> None:
     ladder = ctx.get(LADDER)
@@ -279,7 +279,7 @@ async def group_owner(event: MessageEvent, ctx: Context) -> None:
     await ctx.reply(ctx.render("tiers/group.j2", group=row, tier=ladder.rules.tier(row.tier or "")))
 
 
-@router.command("group list", roles=[OPERATOR], help="列出已分层的群：服务等级、人数/容量、负责人")
+@router.command("group list", roles=[OPERATOR], private=True, help="列出已分层的群：服务等级、人数/容量、负责人")
 async def group_list(event: MessageEvent, ctx: Context) -> None:
     ladder = ctx.get(LADDER)
     rows = await ladder.tiered_groups(ctx.session)

@@ -41,6 +41,11 @@ def routes_of(cfg: ModerationConfig) -> list[ModerationRoute]:
     return [ModerationRoute(categories=[], levels=["reject", "review"], robot=cfg.robot, users=list(cfg.reviewers))]
 
 
+def robot_destination(robot: str) -> dict[str, Any]:
+    """A compliance robot by name only: never ``group_robot.default_key``, which may post into a customer group."""
+    return {"robot": robot, "named_only": True}
+
+
 def escalation_key(alert_id: int) -> str:
     return f"moderation:escalate:{alert_id}"
 
@@ -87,7 +92,7 @@ class AlertRouting:
         queued = 0
         for robot, items in robots.items():
             queued += await fx.send("group_robot", text=render("moderation/alert.j2", alerts=_unique(items), **values),
-                                    destination={"robot": robot},
+                                    destination=robot_destination(robot),
                                     key=bounded_key(f"moderation:alert:{msg.key}:robot:{robot}"))
         by_text: dict[str, list[str]] = defaultdict(list)
         for user, items in users.items():
@@ -136,7 +141,7 @@ class AlertRouting:
         if self.cfg.escalate_to:
             await fx.send("app_message", text=text, to=self.cfg.escalate_to, key=f"moderation:escalate:{alert_id}:app")
         if self.cfg.escalate_robot:
-            await fx.send("group_robot", text=text, destination={"robot": self.cfg.escalate_robot},
+            await fx.send("group_robot", text=text, destination=robot_destination(self.cfg.escalate_robot),
                           key=f"moderation:escalate:{alert_id}:robot")
         await self.store.update_alert(session, alert_id, escalated_at=now)
 

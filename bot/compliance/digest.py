@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.compliance.alerts import LEVEL_MARK
+from bot.compliance.alerts import LEVEL_MARK, robot_destination
 from bot.effects import Effects
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class Digest:
             fx = Effects(self.app, s, source=f"moderation-digest:{day}")
             text = self.app.templates.render("moderation/digest.j2", d=await self.data(s, fire_time), mark=LEVEL_MARK)
             if self.cfg.robot:
-                await fx.send("group_robot", text=text, destination={"robot": self.cfg.robot},
+                await fx.send("group_robot", text=text, destination=robot_destination(self.cfg.robot),
                               key=f"moderation:digest:{day}:robot")
             if self.cfg.reviewers:
                 await fx.send("app_message", text=text, to=self.cfg.reviewers, key=f"moderation:digest:{day}:app")

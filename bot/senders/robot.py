@@ -82,10 +82,12 @@ class GroupRobotClient:
     async def send(self, d: Delivery) -> SendResult:
         """Post ``d`` to its robot (``group_robot`` rows and group replies)."""
         name = robot_name(d)
-        key = self.config.robot_key(name)
+        named_only = bool(d.destination.get("named_only"))
+        key = self.config.robot_key(name, named_only=named_only)
         if not key:
-            raise SendError(f"no group robot key for {name!r}: set group_robot.keys.{name or '<chat id>'} "
-                            "or group_robot.default_key", retryable=False)
+            fallback = "" if named_only else " or group_robot.default_key"
+            raise SendError(f"no group robot key for {name!r}: set group_robot.keys.{name or '<chat id>'}{fallback}",
+                            retryable=False)
         limit = TEXT_LIMITS.get(d.msgtype, TEXT_LIMITS["text"])
         if len(d.text.encode()) > limit:
             raise SendError(f"text of {len(d.text.encode())} bytes is over the robot's {limit}", retryable=False)
