@@ -64,6 +64,8 @@ is_not_command = ~Predicate(lambda e: command_text(e.text) is not None, "command
 
 router = Router("knowledge")
 router.describe("kb", "知识库：新增、修改、删除、查看、搜索知识，查看未答问题（运营）")
+for alias, path in (("知识库", "kb"), ("问", "ask"), ("提问", "ask"), ("未答", "kb misses")):
+    router.alias(alias, path)
 
 
 # ── members ──

@@ -28,6 +28,8 @@ __all__ = ["MODERATION", "router"]
 router = Router("moderation")
 router.describe("alerts", "合规预警：查看、确认、处理、标记误报（合规审核）")
 router.describe("word", "敏感词库：添加、删除、允许词、查看（管理员）")
+for alias, path in (("告警", "alerts"), ("预警", "alerts"), ("alerts list", "alerts open"), ("敏感词", "word")):
+    router.alias(alias, path)
 
 PAGE = Arg("page", "页码", type="int", optional=True, default=1, min=1)
 ALERT_ID = Arg("id", "编号", type="int", min=1)

@@ -19,6 +19,7 @@ from bot.sop import MOMENTS
 from bot.sop.timing import WEEKDAY_ALIASES, WEEKDAY_CN, WEEKDAYS
 
 router = Router("moments")
+router.alias("朋友圈", "moments")
 router.describe("moments", "朋友圈日历：未来 7 天、今天、跳过、审批、修改（运营）")
 
 
@@ -49,7 +50,7 @@ async def moments_today(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("moments skip", Arg("date", "日期", type="date"), Arg("slot", "时段id或时间", optional=True),
                 roles=[OPERATOR], private=True, confirm=True,
-                help="某天不发朋友圈（或只跳过其中一个时段，写时段 id 或 HH:MM），需确认",
+                help="某天不发朋友圈（或只跳过其中一个时段，写时段 id 或 HH:MM）",
                 examples=["/moments skip 2026-11-27", "/moments skip 2026-11-27 08:30"])
 async def moments_skip(event: MessageEvent, ctx: Context) -> None:
     day: date = ctx.args["date"]

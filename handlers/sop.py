@@ -38,6 +38,7 @@ from bot.sop.script import TRIGGER_NAMES, VIA_NAMES
 from bot.sop.timing import WEEKDAY_CN
 
 router = Router("sop")
+router.alias("脚本", "sop")
 router.describe("sop", "SOP 脚本：查看、预览、启动、暂停、停止、迁移运行（运营）")
 
 
@@ -235,7 +236,7 @@ async def sop_resume(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("sop stop", Arg("run", "运行编号", type="int", min=1), roles=[OPERATOR], private=True, confirm=True,
-                help="停止一次运行：还没发的步骤全部取消（需确认）", examples=["/sop stop 12"])
+                help="停止一次运行：还没发的步骤全部取消", examples=["/sop stop 12"])
 async def sop_stop(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)
     run = await sop.one_run(ctx.session, ctx.args["run"])
@@ -270,7 +271,7 @@ async def sop_status(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("sop migrate", Arg("id", "脚本id"), Arg("run", "运行编号", type="int", optional=True, min=1),
                 roles=[OPERATOR], private=True, confirm=True,
-                help="把正在运行的（或某一次）运行迁移到脚本的当前版本：已发的不重发，没发的按新版本重新排期（需确认）",
+                help="把正在运行的（或某一次）运行迁移到脚本的当前版本：已发的不重发，没发的按新版本重新排期",
                 examples=["/sop migrate newcomer-7d", "/sop migrate newcomer-7d 12"])
 async def sop_migrate(event: MessageEvent, ctx: Context) -> None:
     sop = ctx.get(SOP)

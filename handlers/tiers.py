@@ -32,6 +32,10 @@ router.describe("tier", "会员等级：查看、调整、规则、统计、全�
 router.describe("points", "积分：为成员加减积分（运营）")
 router.describe("group", "群分层：设置群服务的等级与容量、群主（运营）")
 router.describe("tag", "成员标签：打标签、去标签、查看（运营）；打标签会触发 tag_added 类 SOP")
+for alias, path in (("我的", "me"), ("积分", "me"), ("我的积分", "me"), ("排行", "rank"), ("排行榜", "rank"),
+                    ("作业", "homework"), ("等级", "tier"), ("等级规则", "tier rules"), ("加积分", "points add"),
+                    ("购买", "purchase"), ("标签", "tag"), ("群分层", "group")):
+    router.alias(alias, path)
 
 is_submission = Predicate(lambda e, app: bool(app.get(LADDER).submissions(e)), "is_checkin_or_homework",
                           with_app=True)
@@ -139,7 +143,7 @@ async def tier_show(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("tier set", Arg("member", "成员", type="mention"), Arg("tier", "等级|auto"),
                 Arg("reason", "原因", rest=True), roles=[OPERATOR], private=True, confirm=True,
-                help="把成员固定在某个等级（auto 恢复按规则评定），需确认并记录审计",
+                help="把成员固定在某个等级（auto 恢复按规则评定），记录审计",
                 examples=["/tier set @Alice quality 线下活动表现突出", "/tier set @Alice auto 恢复规则评定"])
 async def tier_set(event: MessageEvent, ctx: Context) -> None:
     ladder = ctx.get(LADDER)
@@ -210,7 +214,7 @@ async def tier_stats(event: MessageEvent, ctx: Context) -> None:
 
 
 @router.command("tier recompute", roles=[OPERATOR], private=True, confirm=True,
-                help="按积分流水全量重算所有成员的积分与等级，并报告差异（需确认）")
+                help="按积分流水全量重算所有成员的积分与等级，并报告差异")
 async def tier_recompute(event: MessageEvent, ctx: Context) -> None:
     ladder = ctx.get(LADDER)
     diffs = await ladder.recompute(ctx.session, ctx, ctx.now(), apply=True)

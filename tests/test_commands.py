@@ -129,7 +129,7 @@ async def test_help_is_generated_from_declarations(h: Harness) -> None:
     (text,) = await h.admin("/help")
     assert "/note … — 笔记（测试用）" in text
     (text,) = await h.admin("/help note")
-    assert "/note add <标题> <内容…>" in text and "记一条笔记" in text and "（需确认）" in text
+    assert "/note add <标题> <内容…>" in text and "记一条笔记" in text and "［需确认］" in text
 
 
 async def test_confirmation_runs_once_and_expires(h: Harness) -> None:

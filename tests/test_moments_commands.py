@@ -97,7 +97,8 @@ async def test_approve_with_approval_on(
     text = await said(h, "/moments week")
     assert "【11-23 周一】 · 待审批：/moments approve 2026-11-23" in text and "08:30 早安茶语 · 待审批" in text
     await h.admin("/role grant @rev01 reviewer", group=False)
-    (text,) = await h.say_texts("/moments approve 2026-11-23", sender="rev01", name="审核员", staff=True)
+    (text,) = await h.say_texts("/moments approve 2026-11-23", sender="rev01", name="审核员", staff=True,
+                                group=False)
     assert "审核员 已审批 2026-11-23 周一 的朋友圈" in text and "08:30 早安茶语 · 待发布" in text
     (text,) = await h.say_texts("/moments skip 2026-11-24", sender="rev01", name="审核员", staff=True)
     assert "需要运营权限" in text
@@ -177,3 +178,34 @@ async def test_a_broken_calendar_keeps_the_old_plan_and_reload_names_the_line(
 async def test_members_may_not_use_moments_commands(harness: Harness) -> None:
     (text,) = await harness.say_texts("/moments week", sender="wmBob", name="Bob")
     assert "需要运营权限" in text
+
+
+async def test_a_past_slot_never_queued_is_not_called_publishing(
+        make_config: Callable[..., Any], make_bot: Callable[..., BotApp], tmp_path: Path) -> None:
+    app = await started(make_bot, sop_config(make_config, REPO / "sop_templates", moments=False))
+    h = Harness(app)
+    at(h.app.clock, 2026, 11, 27, 22, 10)  # 20:00 is past the 2h grace, 20:30 within it; publishing is off
+    text = await said(h, "/moments today")
+    assert "发布中" not in text
+    assert "20:00 周末茶单 · 已错过（朋友圈发布没有开启：moments.enabled = false）" in text
+    assert "20:30 VIP 新品优先 · 未发布（朋友圈发布没有开启：moments.enabled = false）" in text
+
+
+def test_slot_status_says_why_a_past_slot_has_no_post() -> None:
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from bot.sop.publisher import slot_status
+
+    now = datetime(2026, 11, 27, 21, 0)
+    plan = SimpleNamespace(approval_required=False, approved_by="")
+    waiting = SimpleNamespace(approval_required=True, approved_by="")
+    recent = SimpleNamespace(skipped_by="", at=now - timedelta(minutes=30))
+    old = SimpleNamespace(skipped_by="", at=now - timedelta(hours=3))
+    later = SimpleNamespace(skipped_by="", at=now + timedelta(hours=1))
+    kw: Any = {"grace": timedelta(hours=2), "late_grace": "2h"}
+    assert slot_status(plan, later, None, now, **kw) == "待发布"  # type: ignore[arg-type]
+    assert slot_status(plan, recent, None, now, **kw).startswith("未发布（已到时间，还没有排队")  # type: ignore[arg-type]
+    assert slot_status(plan, old, None, now, **kw).startswith("已错过（超过宽限期 2h 仍没有排队")  # type: ignore[arg-type]
+    assert slot_status(waiting, recent, None, now, **kw).startswith("待审批（已到时间，2h 内审批")  # type: ignore[arg-type]
+    assert slot_status(waiting, old, None, now, **kw) == "已错过（没有在宽限期内审批）"  # type: ignore[arg-type]

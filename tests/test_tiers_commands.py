@@ -66,7 +66,8 @@ async def test_operator_commands_need_the_operator_role(harness: Harness) -> Non
     assert (await member(harness.app, "wmBob")).points == 1
     await grant_op(harness)
     sent = await harness.say("/points add @wmBob 50 分享了冲泡心得", sender="op01", name="小运", staff=True)
-    (ok,) = [d.text for d in sent if d.kind == "reply"]
+    (ok,) = [d.text for d in sent if d.kind == "app_message"]  # typed in the group: answered 1:1
+    assert [d.text for d in sent if d.kind == "reply"] == ["已私信回复你～"]
     assert "已为 Bob 加 50 分" in ok and "活跃成员" in ok
     assert any(d.kind == "group_robot" and "恭喜 Bob 升级" in d.text for d in sent)  # announced in Bob's group
     m = await member(harness.app, "wmBob")
@@ -98,7 +99,7 @@ async def test_bad_arguments_print_the_usage_and_change_nothing(harness: Harness
 async def test_purchases_count_once_and_move_buyers_to_vip(harness: Harness) -> None:
     await harness.say("hi", sender="wmBob", name="Bob", mention=False)
     (text,) = [d.text for d in await harness.say("/purchase @Bob 268 正山小种礼盒", sender="admin01", staff=True)
-               if d.kind == "reply"]
+               if d.kind == "app_message"]
     assert "¥268.00（正山小种礼盒）" in text and "+50 积分" in text and "VIP" in text
     m = await member(harness.app, "wmBob")
     assert (m.purchases, m.spend_cents, m.tier) == (1, 26800, "vip")

@@ -52,7 +52,11 @@ POST_STATES = {"queued": "已提交，等待结果", "reminded": "已提醒员�
                "skipped": "已跳过", "missed": "已错过", "unpolled": "已提交（未查询结果）", "unknown": "结果未知"}
 
 
-def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime) -> str:
+def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime, *, grace: timedelta,
+                late_grace: str = "", enabled: bool = True) -> str:
+    """What ``/moments week|today`` says of a slot. A slot is sent (or recorded as skipped or missed) only
+    when the publisher writes its post row, so a past slot without one was never queued: 未发布 while the
+    publisher may still take it (within ``late_grace``), 已错过 after that — with the reason."""
     if post is not None:
         label = POST_STATES.get(post.state, post.state)
         return f"{label}（{post.detail}）" if post.detail and post.state != "reminded" else label
@@ -61,7 +65,14 @@ def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime) -> str
     waiting = plan.approval_required and not plan.approved_by
     if ps.at > now:
         return "待审批" if waiting else "待发布"
-    return "待审批（已到时间）" if waiting else "发布中"
+    late = now - ps.at > grace
+    if not enabled:
+        return f"{'已错过' if late else '未发布'}（朋友圈发布没有开启：moments.enabled = false）"
+    if waiting:
+        return "已错过（没有在宽限期内审批）" if late else f"待审批（已到时间，{late_grace} 内审批仍会发出）"
+    if late:
+        return f"已错过（超过宽限期 {late_grace} 仍没有排队，不会再发出：机器人当时没有运行？）"
+    return "未发布（已到时间，还没有排队：机器人运行时会在宽限期内发出）"
 
 
 def post_key(day: date | str, slot_id: str) -> str:
@@ -208,8 +219,10 @@ class MomentsService:
             for ps in plan.slots:
                 post = posts.get((day.isoformat(), ps.slot.id))
                 tags, tiers = self.audience(ps.slot)
+                status = slot_status(plan, ps, post, now, grace=self.grace, late_grace=self.cfg.late_grace,
+                                     enabled=self.cfg.enabled)
                 slots.append({"ps": ps, "slot": ps.slot, "text": self.render_or_why(ps.slot, day),
-                              "status": slot_status(plan, ps, post, now), "via": self.via(ps.slot),
+                              "status": status, "via": self.via(ps.slot),
                               "staff": self.staff(ps.slot), "tags": tags, "tiers": tiers,
                               "origin": ORIGIN_NAMES.get(ps.slot.origin, ps.slot.origin), "post": post})
             out.append({"plan": plan, "day": day, "weekday": WEEKDAY_CN[day.weekday()], "slots": slots})

@@ -64,7 +64,12 @@ class Harness:
         return await self.push(self.message(text, **kw))
 
     async def say_texts(self, text: str, **kw: Any) -> list[str]:
-        return [d.text for d in await self.say(text, **kw)]
+        """The texts of the answer. A private answer typed in a group (``private=True`` commands) is the
+        app message to the author; the group's neutral notice is left out — ``say`` shows every delivery."""
+        notice = self.app.templates.render("core/answered_privately.j2")
+        sent = await self.say(text, **kw)
+        private = any(d.kind == "app_message" for d in sent)
+        return [d.text for d in sent if not (private and d.kind == "reply" and d.text == notice)]
 
     async def admin(self, text: str, **kw: Any) -> list[str]:
         kw.setdefault("sender", "admin01")
