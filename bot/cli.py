@@ -19,6 +19,7 @@ from typing import Any
 from bot import __version__
 from bot.cliargs import add_config_arg, config_from_args, emit_json
 from bot.config import Config, ConfigError, default_config_path, describe, load_config
+from bot.golive import refuse_example, warnings
 
 CLI_MODULES: list[str] = [
     "bot.tiers.cli",
@@ -82,6 +83,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         cfg.server.port = args.port
     setup_logging(cfg.log.level, cfg.log.format)
+    if (why := refuse_example(cfg)) is not None:
+        logging.getLogger("siyu.cli").critical("%s", why)
+        print(f"siyu: {why}", file=sys.stderr)
+        return 2
     logging.getLogger("siyu.cli").info("serving on http://%s:%d (config: %s)", cfg.server.host, cfg.server.port,
                                        cfg.source)
     try:
@@ -166,14 +171,38 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         else:
             print(f"✗ {exc}", file=sys.stderr)
         return 1
+    found = warnings(cfg)
     if args.json:
-        emit_json({"ok": True, "source": cfg.source, "config": describe(cfg)})
+        emit_json({"ok": True, "source": cfg.source, "warnings": found, "config": describe(cfg)})
     else:
         print(f"✓ {cfg.source}: configuration is valid")
         for section, values in describe(cfg).items():
             print(f"[{section}]")
             for k, v in values.items():
                 print(f"  {k} = {json.dumps(v, ensure_ascii=False)}")
+        if found:
+            print(f"\n⚠ {len(found)} go-live warning(s):")
+            for w in found:
+                print(f"  ⚠ {w}")
+    return 3 if found and args.strict else 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot.scaffold import scaffold
+
+    directory = Path(args.dir)
+    written, kept = scaffold(directory)
+    for path in written:
+        print(f"+ {path}")
+    for path in kept:
+        print(f"= {path} (exists, left as it is)")
+    print(f"\n{directory}: 把【待填写】换成自己的内容，然后检查：\n"
+          f"  siyu kb check {directory / 'knowledge_base'}\n  siyu sop check {directory / 'sop_templates'}\n"
+          f"  siyu tiers check {directory / 'tiers.yaml'}\n"
+          f"配置文件放在 {directory} 里（从 config.example.toml 复制为 config.toml），路径按默认值就会用到这些文件；"
+          f"上线前：siyu check-config --strict")
     return 0
 
 
@@ -213,11 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and print it with secrets masked",
                        description="Validate a config file (and SIYU_* environment overrides). Exit 0 when valid, "
-                                   "1 with one line per bad key otherwise.")
+                                   "1 with one line per bad key otherwise. Valid configs also get go-live warnings "
+                                   "(example secrets and ids, no reviewers or alert route, missing callback "
+                                   "token/AES key, loopback host or example content with a real sender); "
+                                   "--strict exits 3 when there are any.")
     p.add_argument("path", nargs="?", help="config file (default: --config, ./config.toml, ./config.example.toml)")
     add_config_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--strict", action="store_true", help="exit 3 when there are go-live warnings")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("init", help="scaffold a brand's own knowledge base, SOP script, Moments calendar and tiers",
+                       description="Write a brand's own content with 【待填写】 placeholders into DIR: "
+                                   "knowledge_base/, sop_templates/ (a manual script and the Moments calendar, "
+                                   "approval on) and tiers.yaml. Valid as written (kb check, sop check, tiers check "
+                                   "pass); existing files are left as they are.")
+    p.add_argument("dir", nargs="?", default=".", help="where to write (default: the current directory)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("migrate", help="apply database migrations (serve does this on start)",
                        description="Apply every pending schema migration to database.url and print the revision.")

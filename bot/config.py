@@ -126,6 +126,8 @@ class BotConfig(Section):
                                     "that show staff, customer or compliance data may answer in the group")
     instance_id: str = ""
     plugins: list[str] = Field(default_factory=list)
+    allow_example_content: bool = Field(False, description="let serve send the shipped example brand's content "
+                                        "with a real sender (wecom, robot)")
 
     @field_validator("plugins")
     @classmethod
