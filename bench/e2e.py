@@ -276,6 +276,7 @@ class Serve:
         self.log = tmp / f"serve-{name}-{self.port}.log"
         env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(REPO), "SIYU_DATABASE__URL": db,
                "SIYU_SERVER__PORT": str(self.port), "SIYU_BOT__SENDER": "wecom", "SIYU_WECOM__API_BASE": fake_url,
+               "SIYU_BOT__ALLOW_EXAMPLE_CONTENT": "true",  # the example brand, sent to the fake WeCom
                "SIYU_BOT__STAFF_IDS": json.dumps(STAFF), "SIYU_MODERATION__REVIEWERS": json.dumps([REVIEWER]),
                "SIYU_MODERATION__ROBOT": "", "SIYU_AIBOT__REPLY_WAIT_MS": "0", "SIYU_LOG__LEVEL": "WARNING",
                "SIYU_BOT__INSTANCE_ID": f"bench-{name}", **extra}

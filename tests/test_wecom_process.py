@@ -28,7 +28,8 @@ def test_serve_replies_through_the_fake_wecom(db_url: str, tmp_path: Path,
                                               servers: list[Server]) -> None:  # noqa: F811
     with fake_wecom_in_thread() as fake:
         env = {k: v for k, v in TEST_ENV.items() if k.startswith(("SIYU_WECOM__", "SIYU_AIBOT__", "SIYU_BOT__"))}
-        env.update(SIYU_BOT__SENDER="wecom", SIYU_WECOM__API_BASE=fake.url, SIYU_WECOM__MAX_CLOCK_SKEW_S="600",
+        env.update(SIYU_BOT__SENDER="wecom", SIYU_BOT__ALLOW_EXAMPLE_CONTENT="true", SIYU_WECOM__API_BASE=fake.url,
+                   SIYU_WECOM__MAX_CLOCK_SKEW_S="600",
                    SIYU_AIBOT__REPLY_WAIT_MS="0", SIYU_OUTBOX__BACKOFF_BASE_S="0.2", SIYU_LOG__LEVEL="INFO")
         server = Server(db_url, tmp_path, **env)
         servers.append(server)
