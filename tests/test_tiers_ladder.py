@@ -184,8 +184,8 @@ async def test_recompute_reports_and_corrects_drift(harness: Harness) -> None:
         await s.execute(update(Member).where(Member.id == "wmBob").values(points=999, tier="quality"))
     (text,) = await harness.admin("/tier recompute")
     code = text.split("/confirm ")[1][:4]
-    (text,) = [d.text for d in await harness.say(f"/confirm {code}", sender="admin01", staff=True)
-               if d.kind == "reply"]
+    sent = await harness.say(f"/confirm {code}", sender="admin01", staff=True)
+    (text,) = [d.text for d in sent if d.kind == "app_message" and d.to == ["admin01"]]  # typed in the group: 1:1
     assert "1 位成员有差异" in text and "points 999 → 6" in text and "tier quality → prospect" in text
     m = await member(harness.app)
     assert (m.points, m.tier) == (6, "prospect")
