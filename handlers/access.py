@@ -28,7 +28,7 @@ async def console_invite(event: MessageEvent, ctx: Context) -> None:
                                minutes=ctx.config.console.invite_minutes))
 
 
-@router.command("console signout", Arg("user", "成员", type="mention"), roles=[ADMIN],
+@router.command("console signout", Arg("user", "成员", type="mention"), roles=[ADMIN], private=True,
                 help="让某人在所有浏览器上退出控制台", examples=["/console signout @zhangsan"])
 async def console_signout(event: MessageEvent, ctx: Context) -> None:
     n = await ctx.get(ACCESS).sign_out_everywhere(ctx.session, ctx.args["user"])

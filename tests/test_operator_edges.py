@@ -14,6 +14,8 @@ ALIASES = {  # alias → the command it names (docs/admin.md lists them)
     "我的": "me", "积分": "me", "我的积分": "me", "排行": "rank", "排行榜": "rank", "作业": "homework",
     "等级": "tier", "等级规则": "tier rules", "加积分": "points add", "购买": "purchase", "标签": "tag",
     "群分层": "group", "脚本": "sop", "朋友圈": "moments",
+    "统计": "stats", "数据": "stats", "转人工 列表": "handoff list", "转人工 接手": "handoff take",
+    "转人工 结束": "handoff close", "转人工 关闭": "handoff close",
 }
 
 

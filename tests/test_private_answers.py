@@ -74,6 +74,11 @@ PRIVATE = {
     "role revoke": ("/role revoke @staff02 operator", "staff02"),
     "role list": ("/role list", "admin01"),
     "status": ("/status", "发件箱"),
+    "console signout": ("/console signout @staff02", "staff02"),
+    "handoff list": ("/handoff list", ""),
+    "handoff take": ("/handoff take 1", ""),
+    "handoff close": ("/handoff close 1", ""),
+    "stats": ("/stats", ""),
 }
 
 
