@@ -8,12 +8,15 @@ value (from the :class:`~bot.yamldoc.Lines` map), with a "did you mean" hint for
 a misspelt key. A validator that needs to say something specific raises
 ``ValueError("中文说明")``; that text is shown as it is. A validator that knows a
 more precise line than its value's (a template error inside a block of text)
-raises :class:`ProblemAt`.
+raises :class:`ProblemAt`. A file made of many units (a script's steps, a
+calendar's slots) is checked with :class:`Units`, so that every problem of the
+file is found at once.
 """
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -149,3 +152,31 @@ def validate(model: type[M], data: Any, lines: Lines, *, at: tuple[Key, ...] = (
         return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise FileProblems(problems_of(model, exc, lines, at=at)) from None
+
+
+@dataclass(slots=True)
+class Units:
+    """A file's problems, gathered unit by unit; each unit is a declared model checked at its place."""
+
+    lines: Lines
+    context: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+
+    def check(self, model: type[M], raw: Any, *at: Key, label: str = "", **context: Any) -> M | None:
+        """``raw`` as ``model`` (validated where ``at`` says it sits), or None with its problems noted.
+
+        ``label`` starts the problem of an unknown key (``第 2 步：``) when it depends on the place;
+        ``context`` adds to the file's validation context for this unit (``line``: the unit's own line)."""
+        try:
+            return model.model_validate(raw, context={**self.context, "line": self.lines.line(*at), **context})
+        except ValidationError as exc:
+            found = problems_of(model, exc, self.lines, at=at)
+            self.problems += [Problem(p.path, p.line, label + p.message) if label and p.message.startswith("未知字段")
+                              else p for p in found]
+            return None
+
+    def problem(self, message: str, *keys: Key) -> None:
+        self.problems.append(self.lines.problem(message, *keys))
+
+    def sorted(self) -> list[Problem]:
+        return sorted(self.problems, key=lambda p: p.line)

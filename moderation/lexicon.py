@@ -12,28 +12,29 @@ terms:
 allow: [微信支付, 企业微信]   # a hit covered by one of these is cancelled
 ```
 
-A file with any problem is refused whole (``file:line: problem``) and its previous
+The contract is declared (:class:`CategoryModel`, :class:`TermModel`, checked with
+``bot.yamlmodel``). A file with any problem is refused whole (``file:line: problem``) and its previous
 version keeps serving; the other files load (:class:`LexiconFiles`, a ``bot.watched.WatchedDir``).
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from bot.watched import WatchedDir, ids_used_twice, shown_name
 from bot.yamldoc import FileProblems, Lines, Problem, load_yaml
+from bot.yamlmodel import FileModel, Units
 from moderation.normalize import fold_text, is_han
 
 LEVELS = ("reject", "review", "info")
 LEVEL_RANK = {"info": 0, "review": 1, "reject": 2}
 SCOPES = ("anywhere", "word")
-FILE_FIELDS = ("category", "level", "scope", "description", "terms", "allow")
-TERM_FIELDS = ("term", "level", "scope", "note")
 
 
 def lower_level(level: str) -> str:
@@ -88,11 +89,6 @@ class Lexicon:
         return len(self.terms)
 
 
-def _did_you_mean(key: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f"（是不是 {close[0]}？）" if close else ""
-
-
 def check_term_text(text: str) -> tuple[str, str]:
     """(normalised form, problem or "") for a term typed by an operator or read from a file."""
     text = text.strip()
@@ -114,91 +110,158 @@ def default_scope(form: str, file_scope: str | None) -> str:
     return "anywhere"
 
 
-def parse_category(data: Any, lines: Lines, path: str, digest: str = "") -> CategoryFile:
-    problems: list[Problem] = []
-    if not isinstance(data, dict):
-        raise FileProblems([Problem(path, lines.line(), "文件应是一个映射：{category: …, level: …, terms: […]}")])
-    for key in data:
-        if key not in FILE_FIELDS:
-            problems.append(lines.problem(f"未知字段 {key}{_did_you_mean(str(key), FILE_FIELDS)}", key))
-    category = data.get("category")
-    if not isinstance(category, str) or not category.strip():
-        problems.append(lines.problem("缺少 category（分类名，如 私下联系）", "category"))
-        category = ""
-    category = str(category).strip()
-    level = data.get("level", "review")
-    if level not in LEVELS:
-        problems.append(lines.problem(f"level 只能是 reject / review / info，收到 {level!r}", "level"))
-        level = "review"
-    file_scope = data.get("scope")
-    if file_scope is not None and file_scope not in SCOPES:
-        problems.append(lines.problem(f"scope 只能是 anywhere / word，收到 {file_scope!r}", "scope"))
-        file_scope = None
-    description = data.get("description", "") or ""
-    if not isinstance(description, str):
-        problems.append(lines.problem("description 应是文字", "description"))
-        description = ""
-    terms: list[Term] = []
+# ── the file contract ──────────────────────────────────────────────────────────
+
+
+def _level(value: Any) -> str:
+    if value not in LEVELS:
+        raise ValueError(f"level 只能是 reject / review / info，收到 {value!r}")
+    return str(value)
+
+
+def _scope(value: Any) -> str | None:
+    if value is not None and value not in SCOPES:
+        raise ValueError(f"scope 只能是 anywhere / word，收到 {value!r}")
+    return value
+
+
+def _word(value: Any, wrong: str) -> str:
+    """A term or allow word as written (a number reads as text), stripped; ``wrong`` when it is not text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(wrong)
+    problem = check_term_text(value)[1]
+    if problem:
+        raise ValueError(problem)
+    return value.strip()
+
+
+class TermModel(FileModel):
+    """One of ``terms:`` — a word (``加我微信``) or ``{term: 私聊, level: review, scope: word, note: …}``;
+    ``level`` and ``scope`` default to the file's."""
+
+    term: str = Field(default=None, validate_default=True)
+    level: str | None = None
+    scope: str | None = None
+    note: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_word_alone(cls, raw: Any) -> Any:
+        return raw if isinstance(raw, dict) else {"term": raw}
+
+    @field_validator("term", mode="before")
+    @classmethod
+    def _term(cls, v: Any) -> str:
+        return _word(v, "词应是文字，或 {term: …, level: …}")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _term_level(cls, v: Any) -> str | None:
+        return None if v is None else _level(v)
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _term_scope(cls, v: Any) -> str | None:
+        return _scope(v)
+
+
+AllowWord = Annotated[str, BeforeValidator(lambda v: _word(v, "允许词应是文字"))]
+
+
+class CategoryModel(FileModel):
+    """One lexicon file: a category, its default level and scope, its terms and allow words."""
+
+    category: str = Field(default=None, validate_default=True)
+    level: str = "review"
+    scope: str | None = None
+    description: str = ""
+    terms: tuple[TermModel, ...] = Field(default=None, validate_default=True)
+    allow: tuple[AllowWord, ...] = ()
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _category(cls, v: Any) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("缺少 category（分类名，如 私下联系）")
+        return v.strip()
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _file_level(cls, v: Any) -> str:
+        return _level(v)
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _file_scope(cls, v: Any) -> str | None:
+        return _scope(v)
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, v: Any) -> str:
+        if not v:
+            return ""
+        if not isinstance(v, str):
+            raise ValueError("description 应是文字")
+        return v
+
+    @field_validator("terms", mode="before")
+    @classmethod
+    def _terms(cls, v: Any) -> list[Any]:
+        if not isinstance(v, list) or not v:
+            raise ValueError("terms 应是非空列表")
+        return v
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _allow(cls, v: Any) -> list[Any]:
+        if not v:
+            return []
+        if not isinstance(v, list):
+            raise ValueError("allow 应是列表")
+        return v
+
+
+def _repeated_terms(raw: Any, lines: Lines) -> list[Problem]:
+    """A term written twice (the same once normalised), named at its second line — found even when the
+    file has other problems."""
     seen: dict[str, int] = {}
-    raw_terms = data.get("terms")
-    if not isinstance(raw_terms, list) or not raw_terms:
-        problems.append(lines.problem("terms 应是非空列表", "terms"))
-        raw_terms = []
-    for i, item in enumerate(raw_terms):
-        where = ("terms", i)
-        t_level, t_scope = level, file_scope
-        if isinstance(item, dict):
-            for key in item:
-                if key not in TERM_FIELDS:
-                    problems.append(lines.problem(f"未知字段 {key}{_did_you_mean(str(key), TERM_FIELDS)}", *where, key))
-            text = item.get("term")
-            if item.get("level") is not None:
-                t_level = item["level"]
-                if t_level not in LEVELS:
-                    problems.append(lines.problem(f"level 只能是 reject / review / info，收到 {t_level!r}",
-                                                  *where, "level"))
-                    t_level = level
-            if item.get("scope") is not None:
-                t_scope = item["scope"]
-                if t_scope not in SCOPES:
-                    problems.append(lines.problem(f"scope 只能是 anywhere / word，收到 {t_scope!r}", *where, "scope"))
-                    t_scope = file_scope
-        else:
-            text = item
+    out: list[Problem] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        text = item.get("term") if isinstance(item, dict) else item
         if isinstance(text, int) and not isinstance(text, bool):
             text = str(text)
         if not isinstance(text, str):
-            problems.append(lines.problem("词应是文字，或 {term: …, level: …}", *where))
             continue
         form, problem = check_term_text(text)
         if problem:
-            problems.append(lines.problem(problem, *where))
             continue
         if form in seen:
-            problems.append(lines.problem(f"{text} 重复了（规范化后与第 {seen[form]} 行相同）", *where))
-            continue
-        seen[form] = lines.line(*where)
-        terms.append(Term(text=text.strip(), form=form, category=category, level=t_level,
-                          scope=default_scope(form, t_scope), source=f"{path}:{lines.line(*where)}"))
-    allow: list[Term] = []
-    raw_allow = data.get("allow") or []
-    if not isinstance(raw_allow, list):
-        problems.append(lines.problem("allow 应是列表", "allow"))
-        raw_allow = []
-    for i, item in enumerate(raw_allow):
-        if not isinstance(item, str | int) or isinstance(item, bool):
-            problems.append(lines.problem("允许词应是文字", "allow", i))
-            continue
-        form, problem = check_term_text(str(item))
-        if problem:
-            problems.append(lines.problem(problem, "allow", i))
-            continue
-        allow.append(Term(text=str(item).strip(), form=form, category=category, level="info", scope="anywhere",
-                          source=f"{path}:{lines.line('allow', i)}", allow=True))
-    if problems:
-        raise FileProblems(problems)
-    return CategoryFile(path=path, category=category, level=level, description=description, terms=terms,
-                        allow=allow, digest=digest)
+            out.append(lines.problem(f"{text.strip()} 重复了（规范化后与第 {seen[form]} 行相同）", "terms", i))
+        else:
+            seen[form] = lines.line("terms", i)
+    return out
+
+
+def parse_category(data: Any, lines: Lines, path: str, digest: str = "") -> CategoryFile:
+    """One lexicon file's data as :class:`CategoryModel`; any problem refuses the file whole."""
+    if not isinstance(data, dict):
+        raise FileProblems([Problem(path, lines.line(), "文件应是一个映射：{category: …, level: …, terms: […]}")])
+    units = Units(lines, {})
+    model = units.check(CategoryModel, data)
+    units.problems += _repeated_terms(data.get("terms"), lines)
+    if model is None or units.problems:
+        raise FileProblems(units.sorted())
+    terms = [Term(text=t.term, form=fold_text(t.term), category=model.category, level=t.level or model.level,
+                  scope=default_scope(fold_text(t.term), t.scope or model.scope),
+                  source=f"{path}:{lines.line('terms', i)}")
+             for i, t in enumerate(model.terms)]
+    allow = [Term(text=word, form=fold_text(word), category=model.category, level="info", scope="anywhere",
+                  source=f"{path}:{lines.line('allow', i)}", allow=True)
+             for i, word in enumerate(model.allow)]
+    return CategoryFile(path=path, category=model.category, level=model.level, description=model.description,
+                        terms=terms, allow=allow, digest=digest)
 
 
 def parse_category_text(text: str, shown: str) -> CategoryFile:

@@ -5,8 +5,9 @@
 - ``images`` / ``links``: a message's WeCom attachments (at most 9);
 - a message's text: inline jinja2 text, or a template file of
   ``sop_templates/templates/`` read once and kept in the unit's ``sources``;
-- :class:`Units`: a file checked unit by unit (the script's head, each step;
-  the calendar's head, each slot …) so that every problem of a file is found at once.
+
+Both files are checked unit by unit with :class:`bot.yamlmodel.Units` (the script's head, each
+step; the calendar's head, each slot …) so that every problem of a file is found at once.
 
 Validation context (``model_validate(raw, context=...)``): ``templates`` checks
 jinja2 text (``None``: not checked), ``templates_dir`` is where template files
@@ -18,21 +19,19 @@ added), ``check`` says whether texts, templates and conditions are checked
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BeforeValidator, ValidationError, ValidationInfo, model_validator
+from pydantic import BeforeValidator, ValidationInfo, model_validator
 
 from bot.templates import OPERATOR_MESSAGES
-from bot.yamldoc import Key, Lines, Problem, kind_of
-from bot.yamlmodel import FileModel, ProblemAt, problems_of
+from bot.yamldoc import kind_of
+from bot.yamlmodel import FileModel, ProblemAt
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from bot.templates import Templates
 
-M = TypeVar("M", bound=FileModel)
 MAX_ATTACHMENTS = 9
 LINK_FIELDS = ("title", "url", "desc", "picurl")
 
@@ -224,34 +223,3 @@ def one_text(raw: Any) -> Any:
         raw = {k: v for k, v in raw.items() if k != "text"}
         raw["template"] = Refused("text 和 template 只能写一个")
     return raw
-
-
-# ── a file, unit by unit ───────────────────────────────────────────────────────
-
-
-@dataclass(slots=True)
-class Units:
-    """A file's problems, gathered unit by unit; each unit is a declared model checked at its place."""
-
-    lines: Lines
-    context: dict[str, Any]
-    problems: list[Problem] = field(default_factory=list)
-
-    def check(self, model: type[M], raw: Any, *at: Key, label: str = "", **context: Any) -> M | None:
-        """``raw`` as ``model`` (validated where ``at`` says it sits), or None with its problems noted.
-
-        ``label`` starts the problem of an unknown key (``第 2 步：``) when it depends on the place;
-        ``context`` adds to the file's validation context for this unit (``line``: the unit's own line)."""
-        try:
-            return model.model_validate(raw, context={**self.context, "line": self.lines.line(*at), **context})
-        except ValidationError as exc:
-            found = problems_of(model, exc, self.lines, at=at)
-            self.problems += [Problem(p.path, p.line, label + p.message) if label and p.message.startswith("未知字段")
-                              else p for p in found]
-            return None
-
-    def problem(self, message: str, *keys: Key) -> None:
-        self.problems.append(self.lines.problem(message, *keys))
-
-    def sorted(self) -> list[Problem]:
-        return sorted(self.problems, key=lambda p: p.line)

@@ -27,7 +27,6 @@ from bot.sop.contract import (
     Name,
     Refused,
     Staff,
-    Units,
     attachments,
     inline_text,
     must_be,
@@ -41,7 +40,7 @@ from bot.sop.contract import (
 from bot.sop.script import TEMPLATE_RX
 from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, at_local, parse_clock
 from bot.yamldoc import FileProblems, Problem, load_yaml, read_text
-from bot.yamlmodel import FileModel
+from bot.yamlmodel import FileModel, Units
 
 if TYPE_CHECKING:
     from bot.templates import Templates
@@ -223,7 +222,7 @@ def text_problem(templates: Templates | None, source: str) -> str | None:
 
 # ── the file contract ──────────────────────────────────────────────────────────
 #
-# The calendar is checked unit by unit (bot.sop.contract.Units): its own fields
+# The calendar is checked unit by unit (bot.yamlmodel.Units): its own fields
 # (CalendarModel), the week (WeekModel), each override and campaign, and each
 # slot (SlotModel); then the rules across them (ids and dates used once).
 

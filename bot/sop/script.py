@@ -30,7 +30,6 @@ from bot.sop.contract import (
     Name,
     Refused,
     Staff,
-    Units,
     attachments,
     checking,
     inline_text,
@@ -43,7 +42,7 @@ from bot.sop.contract import (
 )
 from bot.sop.timing import At, Late, QuietHours, Repeat, format_duration, parse_at, parse_duration, parse_quiet
 from bot.yamldoc import FileProblems, Lines, Problem, load_yaml
-from bot.yamlmodel import FileModel
+from bot.yamlmodel import FileModel, Units
 
 if TYPE_CHECKING:
     from bot.templates import Templates
@@ -166,7 +165,7 @@ class Script:
 
 # ── the file contract ──────────────────────────────────────────────────────────
 #
-# A file is checked unit by unit (bot.sop.contract.Units): the script's own
+# A file is checked unit by unit (bot.yamlmodel.Units): the script's own
 # fields (ScriptModel), then each step (StepModel), then the rules across steps.
 
 
