@@ -260,3 +260,10 @@ async def test_moderation_failure_never_breaks_the_answer_path(h: Harness, mbot:
     assert out and "staff01" in out[0]
     async with mbot.db.read() as s:
         assert (await s.execute(select(MESSAGES))).all() == []  # the failing handler rolled back alone
+
+
+async def test_a_term_said_many_times_in_one_message_is_one_alert(h: Harness, mbot: BotApp) -> None:
+    await staff_says(h, "加我微信 " * 300)
+    rows = [r for r in await alerts(mbot) if r.term == "加我微信"]
+    assert len(rows) == 1
+    assert (rows[0].span_start, rows[0].repeats) == (0, 0)  # the first place it is said, and not a repeat

@@ -15,6 +15,7 @@ to the original message and its alerts, in whichever order they arrive.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -194,7 +195,9 @@ async def import_records(app: BotApp, service: Moderation, records: list[Archive
         chunk = ordered[i:i + CHUNK]
         kick = False
         matcher = service.matcher
-        scanned = matcher.scan_many([rec.text if rec.msgtype == "text" else "" for rec in chunk])
+        # the scan is CPU work: in a thread, so the event loop keeps answering while a chunk is scanned
+        scanned = await asyncio.to_thread(matcher.scan_many,
+                                          [rec.text if rec.msgtype == "text" else "" for rec in chunk])
         async with app.db.session() as s:
             for rec, hits in zip(chunk, scanned, strict=True):
                 if rec.action == "switch":
