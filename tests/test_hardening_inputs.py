@@ -133,13 +133,14 @@ async def _overflow_the_ledger(app: BotApp) -> None:
     ``/points add @wmBob 9223372036854775807`` (and back)."""
     ladder = app.get(LADDER)
     at = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    big = INT64_MAX if app.db.is_sqlite else 2**31 - 1  # the largest the column holds (PostgreSQL: integer)
     async with app.db.session() as s:
-        for n, points in enumerate((INT64_MAX, INT64_MAX, -INT64_MAX)):
+        for n, points in enumerate((big, big, -big)):
             await ladder.store.add_entry(s, member_id="wmBob", action="grant", points=points, amount_cents=0,
                                          reason="旧版本", source_event=f"grant:old-{n}", chat_id="", day="2026-11-23",
                                          at=at)
         await s.execute(Member.__table__.update().where(Member.__table__.c.id == "wmBob")
-                        .values(points=Member.__table__.c.points + INT64_MAX))
+                        .values(points=big))
 
 
 async def test_an_overflowed_ledger_is_repaired_in_chat(harness: Harness) -> None:
