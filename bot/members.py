@@ -99,7 +99,7 @@ async def profile_of(app: Any, session: Any, actor: Actor) -> MemberProfile:
     if directory is not None:
         found = await directory.profile(session, actor.id)
         if found is not None:
-            if actor.name and not found.name:
+            if actor.name and actor.name != found.name:  # the name the member goes by now
                 from dataclasses import replace
 
                 return replace(found, name=actor.name)
