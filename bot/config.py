@@ -159,6 +159,7 @@ class InboxConfig(Section):
     retention_days: int = Field(7, ge=1)
     handler_timeout_s: float = Field(30.0, gt=0)
     batch_max_s: float = Field(0.25, gt=0, le=30)
+    optimistic: bool = True
     lag_degraded_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=50)
 

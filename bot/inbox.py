@@ -24,7 +24,7 @@ from sqlalchemy import and_, or_, select, update
 
 from bot.clock import Clock
 from bot.config import InboxConfig
-from bot.dispatcher import AfterCommit
+from bot.dispatcher import AfterCommit, BatchAborted, Receipts
 from bot.events import Event, PayloadError, chat_key_of, events_from_payload
 from bot.metrics import Metrics
 from bot.pump import Pump
@@ -269,17 +269,27 @@ class InboxPump(Pump):
     async def process_batch(self, items: list[_Prepared]) -> None:
         """Process a batch of claimed inbox rows in ONE write transaction (group commit).
 
-        The transaction's shape::
+        The transaction's shape, optimistic (``inbox.optimistic``, the default)::
 
             BEGIN                                  (BEGIN IMMEDIATE on SQLite)
-              for each chat, its rows in order; for each event of a row; for each matching handler:
+              SELECT the receipts (event key, handler) stored for the batch's events  -- present: skipped
+              for each chat, its rows in order; for each event of a row:
                 SAVEPOINT
-                  INSERT receipt (event key, handler) ON CONFLICT DO NOTHING  -- present: skip the handler
-                  the handler: its state changes, outbox rows, emitted events, timers
-                RELEASE SAVEPOINT                  (ROLLBACK TO SAVEPOINT when it raised: only that handler's
-                                                    effects are undone; it is retried alone, see Dispatcher)
+                  each matching handler: its state changes, outbox rows, emitted events, timers
+                RELEASE SAVEPOINT                  (a handler raised: ROLLBACK TO SAVEPOINT, and the event
+                                                    runs again carefully, as below)
+              INSERT the batch's new receipts      (a few multi-row statements)
               UPDATE the rows: done / pending with a backoff (a transient failure) / failed; enriched payloads
             COMMIT                                 (one fsync for the whole batch)
+
+        Carefully (``inbox.optimistic = false``, and an event whose handler raised), each handler has its own
+        savepoint and receipt::
+
+                SAVEPOINT
+                  INSERT receipt (event key, handler) ON CONFLICT DO NOTHING  -- present: skip the handler
+                  the handler
+                RELEASE SAVEPOINT                  (ROLLBACK TO SAVEPOINT when it raised: only that handler's
+                                                    effects are undone; it is retried alone, see Dispatcher)
 
         Only after the commit: after-commit hooks and pump kicks, the failed handlers' rollback hooks and the
         error handler, the metrics, and the callers waiting for a row. A reply therefore never leaves before
@@ -294,23 +304,33 @@ class InboxPump(Pump):
         row that fails alone is set back to pending (or failed after its attempts).
         """
         rest = list(items)
+        careful = not self.cfg.optimistic
         while rest:
             after = AfterCommit()
             results: list[tuple[Any, str, str | None]] = []
             opened = time.monotonic()
             try:
                 async with self.db.session() as session:
+                    receipts = None if careful else await Receipts.load(
+                        session, [e.key for item in rest for e in item.events], self.clock.now())
                     for item in rest:
-                        results.append(await self._dispatch_row(session, item, after))
+                        results.append(await self._dispatch_row(session, item, after, receipts))
                         if self._yield_now(opened):
                             break
+                    if receipts is not None:
+                        await receipts.write(session, self.db.dialect)
                     await self._mark(session, results)
+            except BatchAborted as exc:  # a receipt stored meanwhile: nothing stays, the rows run again carefully
+                log.info("a batch of %d inbox rows runs again with a savepoint per handler: %s", len(rest), exc)
+                careful = True
+                continue
             except Exception as exc:
                 taken = rest[:len(results) + 1]
                 rest = rest[len(taken):]
                 await self._one_by_one(taken, exc)
                 continue
             rest = rest[len(results):]
+            careful = not self.cfg.optimistic  # the next part of the batch may go fast again
             await self._settled(results, after)
 
     def _yield_now(self, opened: float) -> bool:
@@ -363,13 +383,14 @@ class InboxPump(Pump):
             item.prepared[event.key] = await self.dispatcher.prepare(event)
         return item
 
-    async def _dispatch_row(self, session: Any, item: _Prepared, after: AfterCommit) -> tuple[Any, str, str | None]:
+    async def _dispatch_row(self, session: Any, item: _Prepared, after: AfterCommit,
+                            receipts: Receipts | None = None) -> tuple[Any, str, str | None]:
         row = item.row
         if item.enriched is not None:
             await session.execute(update(INBOX).where(INBOX.c.id == row.id).values(payload=item.enriched))
         if item.status is not None:
             return row, item.status, item.error
-        outcomes = [await self.dispatcher.dispatch_in(session, event, after, item.prepared.get(event.key))
+        outcomes = [await self.dispatcher.dispatch_in(session, event, after, item.prepared.get(event.key), receipts)
                     for event in item.events]
         errors = "; ".join(e for o in outcomes for e in o.errors) or None
         if any(o.retry for o in outcomes):
