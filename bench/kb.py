@@ -2,6 +2,7 @@
 
     python bench/kb.py [--entries 5000] [--queries 2000] [--json]
     python bench/kb.py --dev [--failures]     # the dev sets only (never reads the held-out questions)
+    python bench/kb.py --dev --show-wrong     # only the dev questions answered outright with a wrong entry
     python bench/kb.py --tune                 # choose the weights on the dev sets (two-fold cross-validation)
     python bench/kb.py --check-dev            # dev questions that copy or nearly copy a held-out one
     python bench/kb.py --try-phrasings FILE   # would these stored phrasings help? (two-fold, dev sets)
@@ -284,14 +285,15 @@ def evaluate(m: Matcher, entries: list[Entry], items: list[Item]) -> dict[str, A
     return out
 
 
-def failures(m: Matcher, name: str, items: list[Item]) -> list[str]:
-    """A dev set's misses, one line each (never for the held-out set)."""
+def failures(m: Matcher, name: str, items: list[Item], wrong_only: bool = False) -> list[str]:
+    """A dev set's misses, one line each (never for the held-out set); ``wrong_only``: only the questions
+    answered outright with a wrong entry (not those left to suggestions or "can't answer")."""
     assert name != HELD_OUT, "the held-out set's failures are not looked at"
     lines = []
     for q, e, w in items:
         r = m.match(q, w)
         got = r.entry.id if r.entry else None
-        if not right(got, e):
+        if not right(got, e) and (got is not None or not wrong_only):
             cands = ", ".join(f"{c.entry.id} {c.score:.2f}" for c in r.candidates[:3])
             lines.append(f"{name}: {q}  want {e or 'none'}  got {got or r.mode}  [{cands}]")
     return lines
@@ -401,6 +403,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--dev", action="store_true", help="measure the dev sets only (the held-out set is not read)")
     ap.add_argument("--failures", action="store_true", help="with --dev: list every dev question the matcher misses")
+    ap.add_argument("--show-wrong", action="store_true",
+                    help="with --dev: list only the dev questions answered outright with a wrong entry")
     ap.add_argument("--chatter-failures", action="store_true",
                     help="list every chatter line the bot would reply to, and the chatter-like questions it misses")
     ap.add_argument("--tune", action="store_true", help="search the weights on the dev sets and print the choice")
@@ -449,16 +453,17 @@ def main() -> int:
     for name in names:
         items = dev_items.get(name) or load_eval(EVAL / f"{name}.yaml")
         out[name] = evaluate(m, entries, items)
-        if args.dev and args.failures:
-            out[name]["failures"] = failures(m, name, items)
+        if args.dev and (args.failures or args.show_wrong):
+            out[name]["failures"] = failures(m, name, items, wrong_only=not args.failures)
     if args.dev:
         all_dev = [i for items in dev_items.values() for i in items]
         out["dev_all"] = evaluate(m, entries, all_dev)
     chatter_lines, chatter_questions = load_chatter(EVAL / f"{CHATTER}.yaml")
     out["chatter"] = chatter_replies(m, chatter_lines)
     out["chatter_questions"] = evaluate(m, entries, chatter_questions)
-    if args.chatter_failures:
-        out["chatter_questions"]["failures"] = failures(m, "chatter_questions", chatter_questions)
+    if args.chatter_failures or args.show_wrong:
+        out["chatter_questions"]["failures"] = failures(m, "chatter_questions", chatter_questions,
+                                                        wrong_only=not args.chatter_failures)
     else:
         out["chatter"].pop("failures")
     question_sets = [out[n] for n in (*names, "chatter_questions")]
