@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
@@ -254,6 +255,11 @@ class BotApp:
             n += await self.outbox_pump.drain()
             if n == 0:
                 return
+
+    async def next_due(self) -> datetime | None:
+        """The earliest time a due task or a feature's pump waits for (see :meth:`Pump.next_due`)."""
+        times = [t for t in [await self.timers.next_due(), *[await p.next_due() for p in self.pumps]] if t]
+        return min(times, default=None)
 
     async def health(self) -> dict[str, Any]:
         status: dict[str, Any] = {"status": "ok", "replica": self.replica, "database": self.db.dialect}

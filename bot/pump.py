@@ -62,6 +62,12 @@ class Pump:
         """Claim and finish one batch; return how many items it held (0 when nothing is due)."""
         raise NotImplementedError
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest work it knows of falls due (None: nothing waits for a time, or it cannot tell).
+
+        A clock that is moved by hand (``siyu simulate``'s ``:wait``) stops at each of these times."""
+        return None
+
 
 class Reloader(Pump):
     """Looks at operator-edited files every ``interval_s`` by the app clock, and at once when asked.

@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from bot.clock import Clock
 from bot.metrics import Metrics
@@ -105,6 +105,16 @@ class Scheduler:
                             .values(finished_at=self.clock.now(), outcome=outcome))
         return outcome == "ok"
 
+    def firings(self, after: datetime, until: datetime) -> list[tuple[datetime, str]]:
+        """Every cron firing in (``after``, ``until``], in order, as (fire time, job id)."""
+        out: list[tuple[datetime, str]] = []
+        for job_id, (trigger, _) in self.crons.items():
+            probe = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+            while probe is not None and probe <= until:
+                out.append((probe, job_id))
+                probe = trigger.get_next_fire_time(probe, probe + timedelta(microseconds=1))
+        return sorted(out)
+
     def start(self) -> None:
         if not self.aps.running:
             self.aps.start()
@@ -174,6 +184,10 @@ class Timers(Pump):
             for cb in self.after_run:
                 cb()
         return len(claimed)
+
+    async def next_due(self) -> datetime | None:
+        async with self.db.read() as s:
+            return (await s.execute(select(func.min(TASKS.c.due_at)).where(TASKS.c.status == "pending"))).scalar()
 
     async def _claim(self, limit: int) -> list[TaskInfo]:
         now = self.clock.now()

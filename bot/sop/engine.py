@@ -307,6 +307,9 @@ class StepPump(Pump):
         await self.process(claimed)
         return len(claimed)
 
+    async def next_due(self) -> datetime | None:
+        return await self.store.next_due()
+
     async def claim(self, limit: int) -> list[Claim]:
         """Lease up to ``limit`` due occurrences: first those whose lease ran out, then the pending ones."""
         rows = await self.store.claim(self.replica, limit, self.app.clock.now(), timedelta(seconds=self.cfg.lease_s))

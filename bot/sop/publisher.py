@@ -293,20 +293,24 @@ class MomentsService:
             self.since = await self.store.started_at(now)
         return self.since
 
-    async def publish_due(self) -> int:
-        """Publish (or record) every slot of yesterday and today whose time has come; returns rows written."""
-        if self.calendar is None:
-            return 0
-        now = self.app.clock.now()
+    async def _recent(self, now: datetime) -> tuple[datetime, list[tuple[date, DayPlan | None]], dict[Any, Any]]:
+        """(when publishing started, the plans of yesterday and today, their posts by (date, slot id))."""
         since = await self.started_at(now)
         today = self.local_today(now)
         days = [today - timedelta(days=1), today]
         async with self.app.db.read() as s:
             changes = await self.changes(s)
             done = await self.posts(s, days)
+        return since, [(day, self.plan(day, changes)) for day in days], done
+
+    async def publish_due(self) -> int:
+        """Publish (or record) every slot of yesterday and today whose time has come; returns rows written."""
+        if self.calendar is None:
+            return 0
+        now = self.app.clock.now()
+        since, plans, done = await self._recent(now)
         decisions: list[Decision] = []
-        for day in days:
-            plan = self.plan(day, changes)
+        for day, plan in plans:
             if plan is None:
                 continue
             for planned in plan.slots:
@@ -326,6 +330,42 @@ class MomentsService:
         for fx in effects.values():
             fx.kick()
         return len(decisions)
+
+    async def next_slot(self) -> datetime | None:
+        """The time of the next slot of today or tomorrow that is still to come."""
+        if self.calendar is None:
+            return None
+        now = self.app.clock.now()
+        today = self.local_today(now)
+        async with self.app.db.read() as s:
+            changes = await self.changes(s)
+        times = [ps.at for day in (today, today + timedelta(days=1)) if (plan := self.plan(day, changes))
+                 for ps in plan.slots if ps.at > now]
+        return min(times, default=None)
+
+    async def activity(self, now: datetime, seen: set[str]) -> list[str]:
+        """What ``siyu simulate`` tells of the slots of yesterday and today whose time has come: held for an
+        approval, skipped or missed (each once: ``seen`` collects their keys). Published ones are deliveries."""
+        if self.calendar is None:
+            return []
+        since, plans, done = await self._recent(now)
+        lines: list[str] = []
+        for day, plan in plans:
+            for ps in plan.slots if plan else ():
+                key = post_key(day, ps.slot.id)
+                post = done.get((day.isoformat(), ps.slot.id))
+                if ps.at > now or ps.at < since or key in seen:
+                    continue
+                what = f"朋友圈 {day:%m-%d} {ps.at.astimezone(self.tz):%H:%M}「{ps.slot.theme}」"
+                if post is None and plan is not None and plan.approval_required and not plan.approved_by:
+                    if f"held:{key}" not in seen:
+                        lines.append(f"暂缓 {what}：待审批（/moments approve {day}，"
+                                     f"{self.cfg.late_grace} 内审批仍会发出）")
+                        seen.add(f"held:{key}")
+                elif post is not None and post.state in ("skipped", "missed"):
+                    lines.append(f"未发布 {what}：{slot_status(plan, ps, post, now, grace=self.grace)}")
+                    seen.add(key)
+        return lines
 
     async def _record(self, fx: Effects, d: Decision, now: datetime) -> int:
         """Record the slot's post once and, when it is published, its delivery (``moment_task`` or
@@ -445,6 +485,9 @@ class MomentsPump(Pump):
 
     async def drain_once(self) -> int:
         return await self.service.publish_due()
+
+    async def next_due(self) -> datetime | None:
+        return await self.service.next_slot()
 
 
 class MomentResultsPump(Pump):

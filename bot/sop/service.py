@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from bot.commands import CommandError
 from bot.events import EXTERNAL_PREFIXES, Actor, Chat
 from bot.members import MEMBERS, GroupInfo, MemberDirectory, MemberProfile, profile_of
-from bot.sop.engine import RUN_STATES, SopEngine, StepPump, Subject
+from bot.sop.engine import OUTCOME_NAMES, RUN_STATES, SopEngine, StepPump, Subject
 from bot.sop.preview import PreviewItem, timeline
+from bot.sop.timing import WEEKDAY_CN
 from bot.watched import Refresh
 
 if TYPE_CHECKING:
@@ -212,6 +213,40 @@ class SopService:
             existing = await self.store.active_run_id(session, subject.active_key(script.id))
             return Started(subject, None, existing)
         return Started(subject, run_id)
+
+    async def activity(self, session: Any, *, after_run: int, since: datetime, now: datetime,
+                       seen: set[int], limit: int = 50) -> tuple[list[str], int]:
+        """What ``siyu simulate`` tells after each move: the runs started after run ``after_run`` (with their
+        steps' count and next due time), the occurrences held by quiet hours and those finished since
+        ``since`` without being sent (each once: ``seen`` collects their ids). Returns (lines, last run id)."""
+        lines: list[str] = []
+        last = after_run
+        for r in await self.store.runs_after(session, after_run, limit):
+            nxt = f"，下一步 {self.when(r.next_due, now)}" if r.next_due else ""
+            lines.append(f"已启动 SOP：{r.script_id}（共 {r.steps or 0} 步{nxt}）→ {Subject.of_run(r).display}")
+            last = r.id
+        for st in await self.store.held_steps(session, now, limit):
+            if st.id not in seen:
+                seen.add(st.id)
+                script = self.scripts.get(st.script_id)
+                quiet = f"（{script.quiet.text}）" if script is not None and script.quiet else ""
+                lines.append(f"暂缓 SOP：{st.script_id} 的 {st.step_key} 在免打扰时段{quiet}，"
+                             f"推迟到 {self.when(st.due_at, now)}")
+        for st in await self.store.finished_since(session, since, limit):
+            if -st.id not in seen:
+                seen.add(-st.id)
+                why = OUTCOME_NAMES.get(st.outcome, st.outcome)
+                detail = f"（{st.detail}）" if st.detail else ""
+                lines.append(f"未发送 SOP：{st.script_id} 的 {st.step_key}：{why}{detail}")
+        return lines, last
+
+    def when(self, at: datetime, now: datetime) -> str:
+        """A time as 今天 / 明天 / 后天 HH:MM, or MM-DD（周几）HH:MM further away."""
+        tz = self.engine.tz
+        local, today = at.astimezone(tz), now.astimezone(tz).date()
+        days = (local.date() - today).days
+        day = {0: "今天", 1: "明天", 2: "后天"}.get(days, f"{local:%m-%d}（{WEEKDAY_CN[local.weekday()]}）")
+        return f"{day} {local:%H:%M}"
 
     async def one_run(self, session: Any, run_id: int) -> Any:
         run = await self.store.run(session, run_id)

@@ -157,6 +157,35 @@ class SopStore:
         return list((await s.execute(select(STEPS).where(STEPS.c.run_id == run_id)
                                      .order_by(STEPS.c.due_at, STEPS.c.id))).all())
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending occurrence falls due (own read)."""
+        async with self.db.read() as s:
+            return (await s.execute(select(func.min(STEPS.c.due_at)).where(STEPS.c.state == "pending"))).scalar()
+
+    async def runs_after(self, s: Any, run_id: int, limit: int) -> list[Any]:
+        """The runs started after run ``run_id`` (the first ``limit``), each with its steps' count and the
+        earliest due time of its pending ones."""
+        steps = (select(STEPS.c.run_id, func.count().label("steps"),
+                        func.min(STEPS.c.due_at).filter(STEPS.c.state == "pending").label("next_due"))
+                 .where(STEPS.c.run_id > run_id).group_by(STEPS.c.run_id).subquery())
+        return list((await s.execute(
+            select(RUNS, steps.c.steps, steps.c.next_due).join(steps, steps.c.run_id == RUNS.c.id, isouter=True)
+            .where(RUNS.c.id > run_id).order_by(RUNS.c.id).limit(limit))).all())
+
+    async def held_steps(self, s: Any, now: datetime, limit: int) -> list[Any]:
+        """Pending occurrences whose time has come but that wait for the end of the quiet hours."""
+        return list((await s.execute(
+            select(STEPS, RUNS.c.script_id).join(RUNS, RUNS.c.id == STEPS.c.run_id)
+            .where(and_(STEPS.c.state == "pending", STEPS.c.nominal_at <= now, STEPS.c.due_at > now))
+            .order_by(STEPS.c.due_at, STEPS.c.id).limit(limit))).all())
+
+    async def finished_since(self, s: Any, since: datetime, limit: int) -> list[Any]:
+        """Occurrences finished at or after ``since`` without being sent (skipped, no chat, an error …)."""
+        return list((await s.execute(
+            select(STEPS, RUNS.c.script_id).join(RUNS, RUNS.c.id == STEPS.c.run_id)
+            .where(and_(STEPS.c.done_at >= since, STEPS.c.outcome.not_in(("sent", "sent_late", ""))))
+            .order_by(STEPS.c.done_at, STEPS.c.id).limit(limit))).all())
+
     async def set_steps(self, s: Any, step_ids: Sequence[int], values: dict[str, Any]) -> None:
         for i in range(0, len(step_ids), _CHUNK):
             await s.execute(update(STEPS).where(STEPS.c.id.in_(step_ids[i:i + _CHUNK])).values(**values))
