@@ -152,7 +152,7 @@ class Simulation:
             stop = min(t for t in (end, now + MAX_STEP, firings[0][0] if firings else None,
                                    due if due is not None and due > now else None) if t is not None)
             clock.set(stop)
-            if (due is not None and due <= stop) or firings:
+            if (due is not None and now < due <= stop) or firings:
                 self.say(f"⏰ {self.local(stop)}")
             for at, job in firings:
                 if at <= stop:
@@ -271,16 +271,16 @@ async def run(args: argparse.Namespace) -> int:
     from bot.senders.console import ConsoleSender
 
     cfg = config_from_args(args)
-    tmp = None
-    if args.fresh:
-        tmp = tempfile.TemporaryDirectory(prefix="siyu-sim-")
-        cfg.database.url = f"sqlite:///{tmp.name}/sim.db"
-    setup_logging("WARNING" if not args.verbose else "DEBUG", "text")
     try:
         clock = FakeClock(start_time(args.start, cfg.bot.tz))
     except ValueError:
         print(f"--start {args.start!r} 应写成 \"YYYY-MM-DD HH:MM\"（{cfg.bot.timezone} 时间）", file=sys.stderr)
         return 2
+    tmp = None
+    if args.fresh:
+        tmp = tempfile.TemporaryDirectory(prefix="siyu-sim-")
+        cfg.database.url = f"sqlite:///{tmp.name}/sim.db"
+    setup_logging("WARNING" if not args.verbose else "DEBUG", "text")
     # The simulated clock moves only with :wait; nothing runs in the background: after each line the
     # simulator processes what is due (BotApp.settle) and, on :wait, fires the cron jobs as they fall due.
     app = BotApp(cfg, sender=ConsoleSender(cfg.console.format, stream=sys.stdout), clock=clock, run_workers=False)

@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 WELCOME_REPLY = "── [回复] → 新人群(sim-新人群) @wmAlice"
 
 
-def simulate(db_url: str, tmp_path: Path, script: str, *args: str) -> str:
-    env = {**os.environ, "SIYU_DATABASE__URL": db_url, "PYTHONPATH": str(REPO)}
+def simulate(db_url: str, tmp_path: Path, script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, "SIYU_DATABASE__URL": db_url, "PYTHONPATH": str(REPO), **(env or {})}
     env.pop("SIYU_TEST_DATABASE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "bot", "simulate", "--config", str(REPO / "config.example.toml"), *args],
@@ -73,3 +73,24 @@ def test_a_staff_one_to_one_violation_reaches_a_reviewer(db_url: str, tmp_path: 
     # the staff member's messages to the customer are not questions to the bot
     talk = out[out.index("[私聊 wmAlice] staff01>"):out.index("[私聊] rev01>")]
     assert "[回复] → wmAlice" not in talk
+
+
+def test_a_slot_waits_for_its_approval_and_goes_out_once_approved(db_url: str, tmp_path: Path) -> None:
+    script = ":wait 1h\n:as admin01 admin\n/moments approve 2026-12-07\n:wait 10m\n:quit\n"
+    env_approval = {"SIYU_MOMENTS__APPROVAL": "true"}
+    out = simulate(db_url, tmp_path, script, "--start", "2026-12-07 19:00", env=env_approval)
+    held = out.index("暂缓 朋友圈 12-07 19:30「")
+    assert "待审批（/moments approve 2026-12-07，2h 内审批仍会发出）" in out[held:]
+    assert "[朋友圈任务]" not in out[:held]
+    approved = out.index("admin01> /moments approve 2026-12-07")
+    assert out.count("── [朋友圈任务]") == 1 and out.index("── [朋友圈任务]") > approved
+
+
+def test_a_bad_start_time_is_refused(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "SIYU_DATABASE__URL": db_url, "PYTHONPATH": str(REPO)}
+    env.pop("SIYU_TEST_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "bot", "simulate", "--config", str(REPO / "config.example.toml"),
+                           "--start", "tomorrow"], input="", capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "--start 'tomorrow' 应写成" in done.stderr
