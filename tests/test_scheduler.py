@@ -84,3 +84,36 @@ async def test_the_scheduler_owns_the_pollers(make_bot: Callable[..., BotApp]) -
     assert app.scheduler.running
     await app.stop()
     assert not app.scheduler.running
+
+
+def test_firings_lists_every_cron_firing_in_a_window_in_order(make_bot: Callable[..., BotApp]) -> None:
+    app = make_bot()
+
+    async def job(_at: datetime) -> None:
+        return None
+
+    app.scheduler.add_cron("test-digest", job, crontab="0 9 * * *")
+    app.scheduler.add_cron("test-prune", job, hour=4, minute=41)
+    start = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 local: a firing at the start is not in (start, end]
+    got = app.scheduler.firings(start, start + timedelta(days=2))
+    assert [(at.astimezone(app.config.bot.tz).strftime("%d %H:%M"), job_id[5:]) for at, job_id in got
+            if job_id.startswith("test-")] == [
+        ("24 04:41", "prune"), ("24 09:00", "digest"), ("25 04:41", "prune"), ("25 09:00", "digest")]
+
+
+async def test_next_due_is_the_earliest_pending_task(make_bot: Callable[..., BotApp]) -> None:
+    app = make_bot()
+
+    async def noop(session: object, payload: dict[str, object], task: TaskInfo) -> None:
+        return None
+
+    app.timers.register("noop", noop)
+    await app.start()
+    assert await app.timers.next_due() is None
+    now = app.clock.now()
+    async with app.db.session() as s:
+        for key, minutes in (("later", 30), ("soon", 5)):
+            await app.timers.schedule(s, key=key, name="noop", due_at=now + timedelta(minutes=minutes), payload={})
+    assert await app.timers.next_due() == now + timedelta(minutes=5)
+    assert await app.next_due() is not None and await app.next_due() <= now + timedelta(minutes=5)
+    await app.stop()
