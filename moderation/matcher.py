@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import ahocorasick_rs
 
 from moderation import detectors, words
-from moderation.lexicon import LEVEL_RANK, Lexicon, Term, cap_level, lower_level
+from moderation.lexicon import LEVEL_RANK, Lexicon, Term, cap_level, default_scope, lower_level
 from moderation.normalize import (
     Normalised,
     code,
     collapse,
     collapses,
     fold1,
+    fold_text,
     is_han,
     normalise,
     reduplication_words,
@@ -541,3 +542,14 @@ def _outermost(cands: list[_Cand]) -> list[_Cand]:
 
 def _place(c: _Cand) -> tuple[int, int]:
     return c.compact_start, c.compact_end
+
+
+def phrase_found(phrase: str, texts: Iterable[str], *, max_gap: int = 3) -> bool:
+    """Whether ``phrase``, read as a term is read (normalised, its variants, sound-alikes), is found in any of
+    ``texts``. An allow term found in the bare words of a hit would cancel that hit wherever it is written."""
+    form = fold_text(phrase)
+    if not form:
+        return False
+    probe = Matcher(Lexicon(terms=[Term(text=phrase, form=form, category="probe", level="review",
+                                        scope=default_scope(form, None))]), max_gap=max_gap, detect=False)
+    return any(probe.scan(t) for t in texts)

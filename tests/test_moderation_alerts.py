@@ -267,3 +267,93 @@ async def test_a_term_said_many_times_in_one_message_is_one_alert(h: Harness, mb
     rows = [r for r in await alerts(mbot) if r.term == "加我微信"]
     assert len(rows) == 1
     assert (rows[0].span_start, rows[0].repeats) == (0, 0)  # the first place it is said, and not a repeat
+
+
+FP_CASES = [
+    "有事发微信，我用微信支付给你转",   # review 微信 beside 微信支付
+    "发个微信吧",                      # review 微信 → 微信吧
+    "我们的茶是最好的",                # review 最好的
+    "全网最低价哦",                    # review 全网最 / 最低价
+    "参加微博活动",                    # a cut hit: 加微 inside 参加微博
+    "加我唯芯",                        # a sound-alike: the whole message is the hit
+    "微 信",                          # separators inside the hit
+    "微信",                           # the term alone
+    "加 我 v x 吧",                    # reject at full strength
+    "这款茶包治百病",
+]
+
+
+@pytest.mark.parametrize("text", FP_CASES)
+async def test_a_false_positive_never_proposes_an_allow_term_covering_its_own_hit(mbot: BotApp, text: str) -> None:
+    from types import SimpleNamespace
+
+    from bot.compliance.service import matcher_for, proposal_for
+    from moderation.lexicon import with_allow
+
+    service = mbot.get(MODERATION)
+    hits = service.matcher.scan(text)
+    assert hits, text
+    for h in hits:
+        row = SimpleNamespace(text=text, span_start=h.start, span_end=h.end, term=h.term, level=h.level, cut=h.cut,
+                              stage=h.stage, matched=h.matched, category=h.category)
+        proposal = proposal_for(row)
+        if not proposal:
+            continue
+        allowed = matcher_for(service.cfg, with_allow(service.matcher.lexicon, {h.category: [proposal]}))
+        # the allow term cancels the hit where the reviewer saw it …
+        assert (h.category, h.term) not in {(x.category, x.term) for x in allowed.scan(text)}, (text, proposal)
+        # … but the words of the hit alone, and the term itself, still raise it
+        for bare in (h.matched, h.term):
+            assert (h.category, h.term) in {(x.category, x.term) for x in allowed.scan(bare)}, (text, proposal, bare)
+
+
+async def test_a_sound_alike_false_positive_proposes_nothing(h: Harness, mbot: BotApp) -> None:
+    await staff_says(h, "加我唯芯")
+    a = next(r for r in await alerts(mbot) if r.stage == "pinyin")
+    fp = (await h.admin(f"/alerts fp {a.id}", group=False))[0]
+    assert "误报" in fp and "/word allow" not in fp
+    async with mbot.db.read() as s:
+        from bot.compliance.models import ModerationFalsePositive
+
+        row = (await s.execute(select(ModerationFalsePositive.__table__))).one()
+    assert row.proposed_allow == ""
+
+
+async def test_repeats_of_an_acknowledged_alert_reopen_it_and_tell_the_reviewers_once(
+        h: Harness, mbot: BotApp, clock: FakeClock) -> None:
+    first = await staff_says(h, "加我微信")
+    a = next(r for r in await alerts(mbot) if r.term == "加我微信")
+    assert any(d.kind == "group_robot" for d in first)
+    await h.admin(f"/alerts ack {a.id}", group=False)
+    told: list[Any] = []
+    for i in range(5):  # repeat_notify_after = 3 (default): the third repeat tells, once
+        clock.advance(timedelta(minutes=2))
+        sent = await staff_says(h, f"加我微信{i}")
+        told.append([d for d in sent if "重复违规" in d.text])
+    assert [len(t) for t in told] == [0, 0, 2, 0, 0]
+    assert {(d.kind, tuple(d.to)) for d in told[2]} == {("group_robot", ()), ("app_message", ("rev01",))}
+    text = told[2][0].text
+    for piece in ("张三", f"#{a.id}", "加我微信", "重复 3 次", "重新打开", "加我微信2"):
+        assert piece in text, text
+    row = next(r for r in await alerts(mbot) if r.id == a.id)
+    assert (row.status, row.repeats) == ("open", 5)
+    assert len([r for r in await alerts(mbot) if r.term == "加我微信"]) == 1
+    # the digest counts them
+    clock.advance(timedelta(hours=23))
+    assert await mbot.scheduler.fire("moderation-digest", at=clock.now())
+    digest = next(d for d in await h.settle() if "合规日报" in d.text).text
+    assert "重复 5 次" in digest and "张三「加我微信」重复 5 次" in digest
+
+
+async def test_repeats_of_an_open_alert_tell_without_reopening(make_bot: Callable[..., BotApp],
+                                                               make_config: Callable[..., Config]) -> None:
+    app = make_bot(cfg=make_config(MODERATION__REVIEWERS='["rev01"]', MODERATION__REPEAT_NOTIFY_AFTER="2"))
+    await app.start()
+    h = Harness(app)
+    told = [[d for d in await staff_says(h, "好评返现哦") if "重复违规" in d.text] for _ in range(4)]
+    assert [len(t) for t in told] == [0, 0, 2, 0]
+    assert "重复 2 次" in told[2][0].text and "重新打开" not in told[2][0].text
+    off = make_bot(cfg=make_config(MODERATION__REVIEWERS='["rev01"]', MODERATION__REPEAT_NOTIFY_AFTER="0"))
+    await off.start()
+    h = Harness(off)
+    assert not [d for _ in range(4) for d in await staff_says(h, "好评返现哦") if "重复违规" in d.text]

@@ -16,7 +16,7 @@ from bot.compliance import MODERATION, archive
 from bot.compliance.store import ALERTS, MESSAGES
 from bot.config import Config
 from bot.signing import webhook_signature as archive_signature
-from bot.testing import serve
+from bot.testing import Harness, serve
 
 SECRET = "archive-secret"
 T0 = 1763863200000  # 2025-11-23 10:00 +08:00, in ms
@@ -186,3 +186,64 @@ def test_cli_import_archive(db_url: str, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(jsonl(rec(40, "m40", "加我微信")).encode())))
     assert main(["import-archive", "-", "--json", "--no-send"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cursor"] == 40
+
+
+BEHAVIOUR_FEED = jsonl(
+    rec(1, "b1", None, msgtype="redpacket", redpacket={"type": 1, "wish": "恭喜发财", "totalcnt": 1,
+                                                         "totalamount": 500}),
+    rec(2, "b2", None, msgtype="card", card={"corpname": "", "userid": "zhangsan_personal"}),
+    rec(3, "b3", None, msgtype="transfer", room="wrGroup1", transfer={"amount": 2000}),
+    rec(4, "b4", None, msgtype="weapp", weapp={"title": "茶叶商城", "displayname": "禾屿小店"}),
+    rec(5, "b5", None, msgtype="file", file={"filename": "价目表.pdf"}),
+    # a customer's red packet and card to a staff member, and a red packet between colleagues: no alert
+    rec(6, "b6", None, sender="wmCustomer", to="zhangsan", msgtype="redpacket", redpacket={"wish": "谢谢"}),
+    rec(7, "b7", None, sender="wmCustomer", to="zhangsan", msgtype="card", card={"userid": "wmFriend"}),
+    rec(8, "b8", None, to="lisi", msgtype="redpacket", redpacket={"wish": "生日快乐"}),
+)
+
+
+async def test_red_packets_cards_and_transfers_to_customers_are_behaviour_alerts(app: BotApp) -> None:
+    report = await run_import(app, BEHAVIOUR_FEED)
+    async with app.db.read() as s:
+        rows = (await s.execute(select(ALERTS).order_by(ALERTS.c.id))).all()
+    by_msg = {r.msg_id: r for r in rows}
+    assert set(by_msg) == {"b1", "b2", "b3", "b4", "b5"} and report.alerts == 5
+    # the documented defaults: red packet and card review, transfer reject, mini-program and file only noted
+    assert {m: (r.category, r.term, r.level, r.status) for m, r in by_msg.items()} == {
+        "b1": ("行为：发红包", "发红包", "review", "open"), "b2": ("行为：推名片", "推名片", "review", "open"),
+        "b3": ("行为：转账", "转账", "reject", "open"), "b4": ("行为：发小程序", "发小程序", "info", "noted"),
+        "b5": ("行为：发文件", "发文件", "info", "noted")}
+    red = by_msg["b1"]
+    assert (red.stage, red.sender_id, red.chat_type, red.text) == ("behaviour", "zhangsan", "single",
+                                                                   "[红包] 恭喜发财 ¥5.00")
+    assert by_msg["b3"].chat_id == "wrGroup1" and by_msg["b2"].text == "[名片] zhangsan_personal"
+    await app.settle()
+    sent = [d for d in app.sender.deliveries if "敏感行为预警" in d.text]  # type: ignore[attr-defined]
+    routed = {(d.kind, tuple(d.to)) for d in sent}
+    assert routed == {("group_robot", ()), ("app_message", ("rev01",))}
+    assert len(sent) == 6  # three messages alerted, each to the robot and the reviewer
+    card = next(d for d in sent if "行为：推名片" in d.text)
+    assert "zhangsan_personal" in card.text and f"/alerts ack {by_msg['b2'].id}" in card.text
+    # a false positive proposes no allow term: there are no words to allow
+    h = Harness(app)
+    await h.admin("/role grant @rev01 reviewer", group=False)
+    fp = await h.say_texts(f"/alerts fp {red.id} 节日福利", sender="rev01", staff=True, group=False)
+    assert "误报" in fp[0] and "/word allow" not in fp[0]
+
+
+async def test_behaviour_levels_come_from_the_config(make_bot: Callable[..., BotApp],
+                                                    make_config: Callable[..., Config]) -> None:
+    cfg = make_config(MODERATION__REVIEWERS='["rev01"]',
+                      MODERATION__BEHAVIOUR_LEVELS='{"card": "reject", "redpacket": "off", "file": "review"}')
+    assert cfg.moderation.behaviour_levels["transfer"] == "reject"  # a key left out keeps its default
+    app = make_bot(cfg=cfg)
+    await app.start()
+    await run_import(app, BEHAVIOUR_FEED)
+    async with app.db.read() as s:
+        rows = (await s.execute(select(ALERTS).order_by(ALERTS.c.id))).all()
+    assert {r.msg_id: r.level for r in rows} == {"b2": "reject", "b3": "reject", "b4": "info", "b5": "review"}
+
+
+def test_unknown_behaviour_is_refused(make_config: Callable[..., Config]) -> None:
+    with pytest.raises(Exception, match="redpackt"):
+        make_config(MODERATION__BEHAVIOUR_LEVELS='{"redpackt": "review"}')

@@ -29,7 +29,7 @@ ALERTING = ("reject", "review")  # the levels that are sent; info hits are only 
 LEVEL_MARK = {"reject": "🔴", "review": "🟠", "info": "⚪"}
 STAGE_LABEL = {"exact": "原词", "normalised": "规范化后命中（全半角/繁简/大小写/拆字符/重复字）",
                "variant": "变体词表（字母、谐音、数字写法）", "pinyin": "拼音谐音（待人工确认）",
-               "detector": "联系方式/链接识别"}
+               "detector": "联系方式/链接识别", "behaviour": "消息类型（会话存档：红包、转账、名片、小程序、文件）"}
 STATUS_LABEL = {"open": "待处理", "acked": "已确认", "resolved": "已处理", "false_positive": "误报", "noted": "仅记录"}
 
 
@@ -77,16 +77,7 @@ class AlertRouting:
         """
         if audience == "customer":
             return await self._to_group_owner(fx, msg, alerts, context)
-        robots: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        users: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for a in alerts:
-            for r in routes_of(self.cfg):
-                if (r.categories and a["category"] not in r.categories) or a["level"] not in r.levels:
-                    continue
-                if r.robot:
-                    robots[r.robot].append(a)
-                for u in r.users:
-                    users[u].append(a)
+        robots, users = self.targets(alerts)
         render = self.app.templates.render
         values = {"msg": msg, "context": context, "at": self.local(msg.at), "mark": LEVEL_MARK, "stages": STAGE_LABEL}
         queued = 0
@@ -108,6 +99,38 @@ class AlertRouting:
                 await fx.schedule(escalation_key(a["id"]), ESCALATE_TASK,
                                   self.app.clock.now() + timedelta(hours=self.cfg.escalate_after_h),
                                   {"alert_id": a["id"]})
+        return queued
+
+    def targets(self, alerts: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]],
+                                                             dict[str, list[dict[str, Any]]]]:
+        """The robots and the users whose routes match the alerts' category and level: name → its alerts."""
+        robots: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        users: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for a in alerts:
+            for r in routes_of(self.cfg):
+                if (r.categories and a["category"] not in r.categories) or a["level"] not in r.levels:
+                    continue
+                if r.robot:
+                    robots[r.robot].append(a)
+                for u in r.users:
+                    users[u].append(a)
+        return robots, users
+
+    async def repeated(self, fx: Effects, msg: Observed, row: Any, *, reopened: bool) -> int:
+        """A staff member repeated an alert's violation ``repeat_notify_after`` times within the dedup window:
+        tell the alert's routes once (by key), saying whether the acknowledged alert was reopened."""
+        if row.audience != "staff":
+            return 0
+        robots, users = self.targets([dict(row._mapping)])
+        text = self.app.templates.render("moderation/repeat.j2", a=row, msg=msg, reopened=reopened,
+                                         at=self.local(msg.at), mark=LEVEL_MARK)
+        queued = 0
+        for robot in robots:
+            queued += await fx.send("group_robot", text=text, destination=robot_destination(robot),
+                                    key=bounded_key(f"moderation:repeat:{row.id}:robot:{robot}"))
+        if users:
+            queued += await fx.send("app_message", text=text, to=sorted(users),
+                                    key=bounded_key(f"moderation:repeat:{row.id}:app"))
         return queued
 
     async def _to_group_owner(self, fx: Effects, msg: Observed, alerts: list[dict[str, Any]],

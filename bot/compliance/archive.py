@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 CHUNK = 200
 PLACEHOLDER = {"image": "[图片]", "voice": "[语音]", "video": "[视频]", "file": "[文件]", "emotion": "[表情]",
                "link": "[链接]", "weapp": "[小程序]", "card": "[名片]", "location": "[位置]", "redpacket": "[红包]",
-               "chatrecord": "[聊天记录]", "revoke": "[撤回]", "agree": "[同意存档]", "disagree": "[拒绝存档]"}
+               "external_redpacket": "[红包]", "transfer": "[转账]", "chatrecord": "[聊天记录]",
+               "revoke": "[撤回]", "agree": "[同意存档]", "disagree": "[拒绝存档]"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +128,23 @@ def _record(obj: Any, line: int) -> ArchiveRecord:
         pre = body["pre_msgid"]
         msgtype = "revoke"
     else:
-        text = PLACEHOLDER.get(msgtype, f"[{msgtype}]")
+        text = placeholder(msgtype, obj.get(msgtype))
     return ArchiveRecord(line=line, seq=seq, msgid=msgid, action=action, sender=sender, tolist=tuple(tolist),
                          roomid=roomid, at=at, msgtype=msgtype, text=text, pre_msgid=pre)
+
+
+def placeholder(msgtype: str, body: Any) -> str:
+    """How a message that is not text is logged: [红包] and what the record tells of it (wish and amount, the
+    card's user, the mini-program's name, the file's name)."""
+    label = PLACEHOLDER.get(msgtype, f"[{msgtype}]")
+    if not isinstance(body, dict):
+        return label
+    details = [str(body[k])[:60] for k in ("wish", "title", "displayname", "corpname", "userid", "filename")
+               if isinstance(body.get(k), str) and body[k].strip()]
+    amount = body.get("totalamount", body.get("amount"))
+    if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0:
+        details.append(f"¥{amount / 100:.2f}")  # fen
+    return " ".join([label, *details])
 
 
 def parse_lines(lines: Iterable[str | bytes]) -> tuple[list[ArchiveRecord], list[LineProblem]]:

@@ -11,6 +11,11 @@ from bot.configbase import Section
 from moderation.lexicon import DEFAULT_IN_APP_CONTACT
 
 Level = Literal["reject", "review", "info"]
+BehaviourLevel = Literal["reject", "review", "info", "off"]
+# what a staff member sends a customer, seen in the message archive (msgtype → level); "off": not watched
+BEHAVIOURS = ("redpacket", "external_redpacket", "transfer", "card", "weapp", "file")
+DEFAULT_BEHAVIOUR_LEVELS: dict[str, str] = {"redpacket": "review", "external_redpacket": "review",
+                                            "transfer": "reject", "card": "review", "weapp": "info", "file": "info"}
 
 
 class ModerationRoute(Section):
@@ -33,6 +38,8 @@ class ModerationConfig(Section):
     robot: str = "compliance"
     routes: list[ModerationRoute] = Field(default_factory=list)
     dedup_window_min: int = Field(30, ge=0)
+    repeat_notify_after: int = Field(3, ge=0, description="repeats of an alert within the dedup window after which "
+                                     "the reviewers are told once (an acknowledged alert is reopened); 0 = never")
     escalate_after_h: float = Field(4.0, gt=0)
     escalate_to: list[str] = Field(default_factory=list)
     escalate_robot: str = ""
@@ -44,6 +51,10 @@ class ModerationConfig(Section):
     page_size: int = Field(10, ge=1, le=50)
     allowed_domains: list[str] = Field(default_factory=list)
     detector_levels: dict[str, Level] = Field(default_factory=dict)
+    behaviour_levels: dict[str, BehaviourLevel] = Field(
+        default_factory=lambda: dict(DEFAULT_BEHAVIOUR_LEVELS),
+        description="archive msgtypes a staff member sends a customer (red packet, transfer, contact card, "
+                    "mini-program, file) and the level of their alert; keys left out keep their default")
     in_app_contact: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_IN_APP_CONTACT.items()},
         description="per category, phrases that ask for contact inside WeCom (a private chat there): allowed, "
@@ -57,6 +68,14 @@ class ModerationConfig(Section):
         if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
             raise ValueError("must be a local time HH:MM such as \"09:00\"")
         return v
+
+    @field_validator("behaviour_levels")
+    @classmethod
+    def _behaviours(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if k not in BEHAVIOURS:
+                raise ValueError(f"unknown message type {k!r}; one of {', '.join(BEHAVIOURS)}")
+        return {**DEFAULT_BEHAVIOUR_LEVELS, **v}
 
     @field_validator("detector_levels")
     @classmethod

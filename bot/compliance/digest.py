@@ -57,6 +57,9 @@ class Digest:
             terms[r.term] += 1 + r.repeats
         open_rows = await self.store.oldest_open(session, top)
         return {"start": self.local(start), "end": self.local(end), "total": len(rows),
+                "repeats": sum(r.repeats for r in rows),
+                "repeated": sorted(((r.sender_name or r.sender_id, r.term, r.repeats) for r in rows if r.repeats),
+                                   key=lambda x: -x[2])[:top],
                 "by_category": by_cat.most_common(), "by_level": dict(by_level),
                 "by_staff": [(names[s], s, n) for s, n in by_staff.most_common(top)],
                 "terms": terms.most_common(top), "open_count": await self.store.count_alerts(session, "open"),

@@ -26,7 +26,7 @@ from bot.events import Actor, Chat, MessageEvent
 from bot.storage.keys import bounded_key
 from moderation import words
 from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text, with_allow
-from moderation.matcher import Hit, Matcher
+from moderation.matcher import Hit, Matcher, phrase_found
 from moderation.normalize import fold_text
 
 if TYPE_CHECKING:
@@ -189,10 +189,10 @@ class Moderation:
                 log.info("recall linked to %d alert(s)", n)
             return out
         audience = msg.audience
-        if audience is None or msg.msgtype != "text" or not msg.text.strip():
+        if audience is None or not msg.text.strip():
             return out
         matcher, found = scanned if scanned is not None else (self.matcher, None)
-        out.hits = [h for h in (matcher.scan(msg.text) if found is None else found) if self.applies(h, audience)]
+        out.hits = self._hits(msg, audience, matcher, found)
         if not out.hits:
             return out
         context = await self._context(session, msg, row_id)
@@ -200,9 +200,7 @@ class Moderation:
         now = self.app.clock.now()
         new_alerts: list[dict[str, Any]] = []
         for h in first_of_each_term(out.hits):
-            if self.cfg.dedup_window_min and h.level in ALERTING and await self.store.fold_repeat(
-                    session, msg.sender.id, h.term, msg.chat.id, now - timedelta(minutes=self.cfg.dedup_window_min),
-                    now):
+            if await self._fold_repeat(fx, msg, h, now):
                 out.repeats += 1
                 continue
             values = _alert_row(msg, h, audience, matcher.version, context, recalled, now)
@@ -215,6 +213,31 @@ class Moderation:
         if new_alerts:
             out.queued = await self.routing.route(fx, msg, audience, new_alerts, context)
         return out
+
+    def _hits(self, msg: Observed, audience: str, matcher: Matcher, found: list[Hit] | None) -> list[Hit]:
+        """A text's hits for its audience; a staff member's red packet, transfer, card, mini-program or file
+        to a customer (the archive's msgtype) is one hit at its ``behaviour_levels`` level."""
+        if msg.msgtype == "text":
+            return [h for h in (matcher.scan(msg.text) if found is None else found) if self.applies(h, audience)]
+        hit = behaviour_hit(msg, self.cfg.behaviour_levels) if audience == "staff" else None
+        return [hit] if hit is not None else []
+
+    async def _fold_repeat(self, fx: Effects, msg: Observed, h: Hit, now: datetime) -> bool:
+        """Whether the hit only repeats the sender's alert of this term in this chat within the dedup window
+        (counted on it). The repeat that reaches ``repeat_notify_after`` tells the reviewers once and reopens
+        the alert if it was acknowledged or resolved."""
+        if not self.cfg.dedup_window_min or h.level not in ALERTING:
+            return False
+        prev = await self.store.fold_repeat(fx.session, msg.sender.id, h.term, msg.chat.id,
+                                            now - timedelta(minutes=self.cfg.dedup_window_min), now)
+        if prev is None:
+            return False
+        if self.cfg.repeat_notify_after and prev.repeats == self.cfg.repeat_notify_after:
+            reopen = prev.status in ("acked", "resolved")
+            if reopen:
+                await self.store.update_alert(fx.session, prev.id, status="open")
+            await self.routing.repeated(fx, msg, prev, reopened=reopen)
+        return True
 
     async def _context(self, session: Any, msg: Observed, row_id: int) -> list[dict[str, Any]]:
         n = self.cfg.context_messages
@@ -339,6 +362,21 @@ def matcher_for(cfg: ModerationConfig, lexicon: Lexicon) -> Matcher:
                    detector_levels=cfg.detector_levels)
 
 
+BEHAVIOUR_TERMS = {"redpacket": "发红包", "external_redpacket": "发红包", "transfer": "转账", "card": "推名片",
+                   "weapp": "发小程序", "file": "发文件"}
+
+
+def behaviour_hit(msg: Observed, levels: dict[str, str]) -> Hit | None:
+    """The hit of a message that is itself the behaviour (category 「行为：发红包」), or None when its type is
+    not watched (``behaviour_levels``: absent or ``off``)."""
+    term = BEHAVIOUR_TERMS.get(msg.msgtype)
+    level = levels.get(msg.msgtype, "off")
+    if term is None or level == "off":
+        return None
+    return Hit(term=term, category=f"行为：{term}", level=level, start=0, end=len(msg.text), matched=msg.text,
+               stage="behaviour", normalised=term, source=f"msgtype:{msg.msgtype}")
+
+
 def first_of_each_term(hits: list[Hit]) -> list[Hit]:
     """The first hit of each (category, term): a message makes one alert per term however often it says it
     (a message of 5,000 repeats costs two statements, not 10,000)."""
@@ -367,7 +405,7 @@ def proposal_for(row: Any) -> str:
     """An allow term for a false positive: the whole words around the hit (微信 → 微信支付) — none for a hit at
     full strength (the term's characters, not cut, at ``reject``: 包治百病 in 这款茶包治百病), where any phrase
     around it would hide that very violation from then on."""
-    if row.level == "reject" and not row.cut and row.stage != "pinyin":
+    if row.stage == "behaviour" or (row.level == "reject" and not row.cut and row.stage != "pinyin"):
         return ""
     text = row.text
     a, b = row.span_start, row.span_end
@@ -375,4 +413,6 @@ def proposal_for(row: Any) -> str:
     window = text[lo:min(len(text), b + 8)]
     proposal = words.propose_allow(window, a - lo, b - lo, fold_text(row.term))
     form, problem = check_term_text(proposal)
-    return proposal if form and not problem and form != fold_text(row.term) else ""
+    if not form or problem or form == fold_text(row.term) or phrase_found(proposal, (row.matched, row.term)):
+        return ""  # an allow term inside the hit's own words would cancel that hit wherever it is written
+    return proposal

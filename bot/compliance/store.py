@@ -81,16 +81,17 @@ class Store:
 
     # ── alerts ──
     async def fold_repeat(self, session: Any, sender_id: str, term: str, chat_id: str, since: datetime,
-                          now: datetime) -> bool:
-        """Count a hit as a repeat of the sender's latest alert of this term in this chat since ``since``."""
+                          now: datetime) -> Any:
+        """Count a hit as a repeat of the sender's latest alert of this term in this chat since ``since``
+        — that alert after the count, or None."""
         prev = (await session.execute(select(ALERTS.c.id).where(and_(
             ALERTS.c.sender_id == sender_id[:128], ALERTS.c.term == term[:64], ALERTS.c.chat_id == chat_id[:200],
             ALERTS.c.created_at >= since, ALERTS.c.status != "noted")).order_by(ALERTS.c.id.desc()).limit(1))).first()
         if prev is None:
-            return False
+            return None
         await session.execute(update(ALERTS).where(ALERTS.c.id == prev.id).values(
             repeats=ALERTS.c.repeats + 1, last_seen_at=now))
-        return True
+        return await self.alert(session, prev.id)
 
     async def add_alert(self, session: Any, values: dict[str, Any]) -> int | None:
         """Store an alert once by its ``dedup_key``; its id, or None when it exists."""
