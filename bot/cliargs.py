@@ -40,14 +40,18 @@ def emit_json(obj: Any) -> None:
 
 
 def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: str, *, field: str = "dir",
-                 **counts: Any) -> int:
-    """How every ``… check`` command answers: one ``file:line: problem`` line per problem and a summary
-    (or one JSON object ``{"ok", "dir" (or "file"), <counts>, "problems"}``); exit 0 when valid, 1 with problems."""
+                 warnings: Sequence[str] = (), **counts: Any) -> int:
+    """How every ``… check`` command answers: one ``file:line: problem`` line per problem, one ``⚠`` line per
+    warning (not a problem: the exit status ignores it) and a summary (or one JSON object
+    ``{"ok", "dir" (or "file"), <counts>, "problems", "warnings"}``); exit 0 when valid, 1 with problems."""
     if as_json:
-        emit_json({"ok": not problems, field: where, **counts, "problems": [p.to_json() for p in problems]})
+        emit_json({"ok": not problems, field: where, **counts, "problems": [p.to_json() for p in problems],
+                   "warnings": list(warnings)})
     else:
         for p in problems:
             print(f"✗ {p}")
+        for w in warnings:
+            print(f"⚠ {w}")
         print(f"{'✗' if problems else '✓'} {where}: {summary}, {len(problems)} problem(s)")
     return 1 if problems else 0
 

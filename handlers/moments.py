@@ -82,9 +82,10 @@ async def moments_set(event: MessageEvent, ctx: Context) -> None:
     weekday = _weekday(ctx.args["weekday"])
     hhmm = ctx.args["time"].strftime("%H:%M")
     text = ctx.args["text"].strip()
-    replaced = await ctx.get(MOMENTS).set_text(ctx.session, weekday, hhmm, text, event.sender.id, ctx.now())
+    replaced, warnings = await ctx.get(MOMENTS).set_text(ctx.session, weekday, hhmm, text, event.sender.id,
+                                                         ctx.now())
     await ctx.reply(ctx.render("moments/set.j2", weekday=WEEKDAY_CN[weekday], name=WEEKDAYS[weekday], hhmm=hhmm,
-                               text=text, replaced=replaced))
+                               text=text, replaced=replaced, warnings=warnings))
 
 
 @router.command("moments unset", Arg("weekday", "星期"), Arg("time", "时间", type="time"), roles=[OPERATOR],
@@ -102,4 +103,4 @@ async def moments_reload(event: MessageEvent, ctx: Context) -> None:
     moments = ctx.get(MOMENTS)
     changed = moments.reload(force=True)
     await ctx.reply(ctx.render("moments/reload.j2", changed=changed, calendar=moments.calendar,
-                               problems=[str(p) for p in moments.problems]))
+                               problems=[str(p) for p in moments.problems], findings=moments.findings()))

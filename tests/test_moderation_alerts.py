@@ -287,7 +287,8 @@ FP_CASES = [
 async def test_a_false_positive_never_proposes_an_allow_term_covering_its_own_hit(mbot: BotApp, text: str) -> None:
     from types import SimpleNamespace
 
-    from bot.compliance.service import matcher_for, proposal_for
+    from bot.compliance.service import proposal_for
+    from bot.textcheck import matcher_for
     from moderation.lexicon import with_allow
 
     service = mbot.get(MODERATION)

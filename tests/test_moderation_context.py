@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from bot.app import BotApp
 from bot.compliance.config import ModerationConfig
-from bot.compliance.service import matcher_for
 from bot.compliance.store import ALERTS
 from bot.config import Config
 from bot.testing import Harness
+from bot.textcheck import matcher_for
 from bot.yamldoc import FileProblems
 from moderation.lexicon import lexicon_from_dir
 from moderation.matcher import Matcher

@@ -75,7 +75,7 @@ def _db_words(cfg: Any) -> tuple[list[Any], str]:
 
 def cmd_moderate(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, emit_json
-    from bot.compliance.service import matcher_for
+    from bot.textcheck import matcher_for
     from moderation.lexicon import LexiconFiles
 
     cfg = config_from_args(args)

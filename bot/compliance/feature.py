@@ -11,6 +11,7 @@ from bot.compliance.alerts import ESCALATE_TASK
 from bot.compliance.archive_route import archive_import
 from bot.compliance.service import Moderation
 from bot.pump import Reloader
+from bot.textcheck import TEXT_CHECK
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 def install(app: BotApp) -> None:
     service = Moderation(app)
     app.provide(MODERATION, service)
+    app.provide(TEXT_CHECK, service.text_check())
     app.templates.add_dir(Path(__file__).with_name("templates"))
 
     async def reload(files: bool) -> bool:

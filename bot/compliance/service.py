@@ -24,8 +24,9 @@ from bot.compliance.digest import Digest
 from bot.compliance.store import Store
 from bot.events import Actor, Chat, MessageEvent
 from bot.storage.keys import bounded_key
+from bot.textcheck import LexiconCheck, matcher_for, staff_categories
 from moderation import words
-from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text, with_allow
+from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text
 from moderation.matcher import Hit, Matcher, phrase_found
 from moderation.normalize import fold_text
 
@@ -125,21 +126,18 @@ class Moderation:
         self.words_changed: Callable[[], None] = lambda: None  # feature.install: ask the lexicon reloader
         self._db_fingerprint: tuple[Any, ...] | None = None
         self._lock = asyncio.Lock()
+        self._staff = staff_categories(self.cfg)
 
     # ── the lexicon ──
-    def categories_for(self, audience: str) -> set[str] | None:
-        """The categories checked for an audience (None = every category but the customer-only ones)."""
-        if audience == "customer":
-            return set(self.cfg.customer_categories)
-        if self.cfg.staff_categories:
-            return set(self.cfg.staff_categories)
-        return None
-
     def applies(self, hit: Hit, audience: str) -> bool:
-        cats = self.categories_for(audience)
-        if cats is None:
-            return hit.category not in self.cfg.customer_only_categories
-        return hit.category in cats
+        if audience == "staff":
+            return self._staff(hit)
+        return hit.category in set(self.cfg.customer_categories)
+
+    def text_check(self) -> LexiconCheck:
+        """What other features check the bot's own texts with (``bot.textcheck.TEXT_CHECK``): the live
+        matcher, the categories of staff messages."""
+        return LexiconCheck(lambda: self.matcher, self._staff)
 
     def build(self, db_words: list[DbWord]) -> Matcher:
         words.load()  # (in the reload's thread: the first message scanned does not wait for jieba)
@@ -354,12 +352,6 @@ class Moderation:
         for t in self.matcher.lexicon.terms:
             counts[t.category] = counts.get(t.category, 0) + 1
         return sorted(counts.items())
-
-
-def matcher_for(cfg: ModerationConfig, lexicon: Lexicon) -> Matcher:
-    """The engine as the ``[moderation]`` section configures it (the live service and ``siyu moderate``)."""
-    return Matcher(with_allow(lexicon, cfg.in_app_contact), max_gap=cfg.max_gap, allowed_domains=cfg.allowed_domains,
-                   detector_levels=cfg.detector_levels)
 
 
 BEHAVIOUR_TERMS = {"redpacket": "发红包", "external_redpacket": "发红包", "transfer": "转账", "card": "推名片",

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from bot.knowledge.entry import Entry
 from bot.members import MemberProfile
 from bot.templates import OPERATOR_MESSAGES, TemplateProblem, Templates, too_many_messages
+from bot.textcheck import TextCheck, refuse, warnings_of
 
 log = logging.getLogger("siyu.knowledge")
 TEMPLATES = Path(__file__).with_name("templates")  # knowledge/*.j2: what the knowledge base says in chat
@@ -25,14 +26,40 @@ def sample_values(templates: Templates) -> dict[str, Any]:
             "group": {"id": "sample", "name": "示例群", "type": "group"}, "now": templates.now()}
 
 
-def answer_check(templates: Templates) -> Callable[[str], None]:
+def sample_answer(templates: Templates, source: str) -> str:
+    """The answer as a sample member would get it (budgeted; raises when it cannot be sent)."""
+    return templates.trial(source, messages=OPERATOR_MESSAGES, **sample_values(templates))
+
+
+def answer_check(templates: Templates, lexicon: Callable[[], TextCheck | None] = lambda: None
+                 ) -> Callable[[str], None]:
     """The check of a new answer (``/kb add``, ``/kb edit``, knowledge files, ``kb check``): it compiles,
-    renders within the budget with sample values, and fits OPERATOR_MESSAGES text messages."""
+    renders within the budget with sample values, fits OPERATOR_MESSAGES text messages, and the text
+    rendered holds no ``reject`` term of the compliance lexicon (``lexicon()``: None checks no words)."""
 
     def check(source: str) -> None:
-        templates.trial(source, messages=OPERATOR_MESSAGES, **sample_values(templates))
+        text = sample_answer(templates, source)
+        words = lexicon()
+        if words is not None:
+            refuse(words.findings(text))
 
     return check
+
+
+def lexicon_warnings(templates: Templates, lexicon: TextCheck | None, entry: Entry) -> list[str]:
+    """The ``review`` terms in an entry's answers as a sample member gets them: warned of, not refused."""
+    if lexicon is None:
+        return []
+    out = []
+    for name, source in (("answer", entry.answer), ("off_hours", entry.off_hours)):
+        if not source:
+            continue
+        try:
+            text = sample_answer(templates, source)
+        except Exception:  # noqa: S112 - the answer check refused it already: no text to warn of
+            continue
+        out += [f"{name} {w}" for w in warnings_of(lexicon.findings(text))]
+    return out
 
 
 def render_answer(templates: Templates, tz: ZoneInfo, entry: Entry, member: dict[str, Any],

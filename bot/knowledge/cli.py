@@ -30,6 +30,10 @@ examples:
   python -m bot kb check                    the directory named by knowledge.dir
   python -m bot kb check knowledge_base --json
 
+Each answer, rendered for a sample member, is scanned with the compliance lexicon
+(moderation.lexicon_dir): a reject term is a problem (file:line: 条目 id：answer 第 1 行：
+文案含违规词“包治百病”（广告法/夸大宣传，reject）), a review term a warning (⚠, exit status
+unchanged); --no-lexicon skips it.
 Exit status: 0 when every file is valid, 1 when a file has problems (each printed as
 file:line: problem), 2 when the directory does not exist.
 """
@@ -163,9 +167,23 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lexicon(args: argparse.Namespace) -> Any:
+    """The compliance lexicon the answers are checked with (its files; none with --no-lexicon, or when the
+    config cannot be read and a directory was named)."""
+    from bot.config import ConfigError, default_config_path, load_config
+    from bot.textcheck import files_check
+
+    if args.no_lexicon:
+        return None
+    try:
+        return files_check(load_config(default_config_path(getattr(args, "config", None))))
+    except ConfigError:
+        return None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, report_check, report_missing_dir
-    from bot.knowledge.answers import answer_check
+    from bot.knowledge.answers import answer_check, lexicon_warnings
     from bot.knowledge.files import KnowledgeFiles
 
     if args.dir:
@@ -179,12 +197,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         return report_missing_dir(args.json, directory, files=0, entries=0)
     from zoneinfo import ZoneInfo
 
-    files = KnowledgeFiles(directory, check=answer_check(_templates(tz or ZoneInfo("Asia/Shanghai"))))
+    templates = _templates(tz or ZoneInfo("Asia/Shanghai"))
+    lexicon = _lexicon(args)
+    files = KnowledgeFiles(directory, check=answer_check(templates, lambda: lexicon))
     report = files.refresh(force=True)
+    warnings = [f"{e.source.path}:{e.source.line}: 条目 {e.id}：{w}"
+                for e in files.entries for w in lexicon_warnings(templates, lexicon, e)]
     return report_check(args.json, str(directory), report.problems,
                         f"{files.file_count} file(s) valid, {len(files.entries)} entries, "
                         f"{len(files.synonyms.groups)} synonym groups",
-                        files=files.file_count, entries=len(files.entries), synonyms=len(files.synonyms.groups))
+                        warnings=warnings, files=files.file_count, entries=len(files.entries),
+                        synonyms=len(files.synonyms.groups))
 
 
 def register(sub: Any) -> None:
@@ -221,4 +244,6 @@ def register(sub: Any) -> None:
     add_config_arg(p)
     p.add_argument("dir", nargs="?", help="knowledge directory (default: knowledge.dir from the config)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-lexicon", action="store_true",
+                   help="do not check the answers against the compliance lexicon (moderation.lexicon_dir)")
     p.set_defaults(func=cmd_check)

@@ -21,6 +21,7 @@ from pydantic import BeforeValidator, ConfigDict, Strict, ValidationInfo, field_
 from bot.hours import parse_spans, spans_text
 from bot.knowledge.entry import CHAT_SCOPES, ID_RX, MATCH_MODES, ActiveHours, Entry, Scope, Source
 from bot.knowledge.patterns import PatternRefused, compile_pattern
+from bot.textcheck import TextRefused
 from bot.yamldoc import kind_of
 from bot.yamlmodel import FileModel, ProblemAt
 
@@ -63,11 +64,12 @@ def _template_problem(info: ValidationInfo, name: str, source: str) -> None:
     try:
         check(source)
     except Exception as exc:
-        cause = exc.__cause__ or exc
+        cause = exc if isinstance(exc, TextRefused) else exc.__cause__ or exc
         line = int(getattr(cause, "lineno", None) or 1)
         message = getattr(cause, "message", None) or str(cause)
         start = context["text_line"](name) if "text_line" in context else 0
-        raise ProblemAt(f"{name} 模板有误：{message}", start + line - 1 if start else 0) from None
+        what = f"{name} " if isinstance(cause, TextRefused) else f"{name} 模板有误："
+        raise ProblemAt(what + message, start + line - 1 if start else 0) from None
 
 
 class ScopeModel(FileModel):

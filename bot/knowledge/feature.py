@@ -9,6 +9,7 @@ from bot.knowledge.answers import TEMPLATES, answer_check
 from bot.knowledge.base import KnowledgeBase
 from bot.knowledge.matcher import MatchSettings
 from bot.knowledge.service import KnowledgeService
+from bot.textcheck import TEXT_CHECK
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -18,7 +19,7 @@ def install(app: BotApp) -> None:
     cfg = app.config.knowledge
     app.templates.add_dir(TEMPLATES)
     base = KnowledgeBase(app.config.resolve(cfg.dir), settings=MatchSettings.from_config(cfg),
-                         check=answer_check(app.templates), db_check=app.templates.check)
+                         check=answer_check(app.templates, lambda: app.maybe(TEXT_CHECK)), db_check=app.templates.check)
     service = KnowledgeService(app, base, cfg)
     app.provide(KNOWLEDGE, service)
     app.pumps.append(service.reloader)

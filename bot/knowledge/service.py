@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from bot.commands import CommandError
 from bot.knowledge import store
 from bot.knowledge.answering import Answering
+from bot.knowledge.answers import lexicon_warnings
 from bot.knowledge.chatform import apply_edit, fields_to_data, parse_add
 from bot.knowledge.chatter import CHATTER_NAMES, is_chatter
 from bot.knowledge.entry import Entry, Source
 from bot.knowledge.loader import EntryInvalid, entry_from_data
 from bot.knowledge.misses import group_misses
 from bot.pump import Reloader
+from bot.textcheck import TEXT_CHECK
 
 if TYPE_CHECKING:
     from bot.context import Context
@@ -95,7 +97,7 @@ class KnowledgeService:
         await store.save_entry(ctx.session, entry, actor=actor, now=ctx.now())
         ctx.after_commit(self.reloader.request)
         await ctx.reply(ctx.render("knowledge/saved.j2", action="已新增", entry=entry, note="保存在数据库",
-                                   warnings=self.duplicate_questions(entry)))
+                                   warnings=await self.warnings(entry)))
 
     async def edit(self, ctx: Context, eid: str, change: str, *, actor: str) -> None:
         """``/kb edit``: one field changed; a file entry gets a database version that overrides it."""
@@ -119,7 +121,7 @@ class KnowledgeService:
         ctx.after_commit(self.reloader.request)
         note = f"覆盖文件 {overrides} 的版本，文件重新加载也保留；/kb reset {eid} 可撤销" if overrides else "已保存"
         await ctx.reply(ctx.render("knowledge/saved.j2", action="已修改", entry=entry, note=note,
-                                   warnings=self.duplicate_questions(entry)))
+                                   warnings=await self.warnings(entry)))
 
     async def delete(self, ctx: Context, eid: str, *, actor: str) -> None:
         """``/kb del``: a ``deleted`` row (hides a file entry until ``/kb reset``)."""
@@ -259,6 +261,11 @@ class KnowledgeService:
         while candidate in taken:
             candidate, n = f"{base}-{n}", n + 1
         return candidate
+
+    async def warnings(self, entry: Entry) -> list[str]:
+        """What a saved entry is warned of: questions another entry has, review terms of the compliance lexicon."""
+        lexicon = await asyncio.to_thread(lexicon_warnings, self.app.templates, self.app.maybe(TEXT_CHECK), entry)
+        return self.duplicate_questions(entry) + lexicon
 
     def duplicate_questions(self, entry: Entry) -> list[str]:
         """Warnings for questions another entry also has (members asking them get the higher priority)."""

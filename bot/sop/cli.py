@@ -40,8 +40,12 @@ examples:
   python -m bot sop check sop_templates --json
 
 Checks every script (*.yaml except the Moments calendar) and the calendar file in
-the directory. Exit status: 0 when every file is valid, 1 when a file has problems
-(each printed as file:line: problem), 2 when the directory does not exist.
+the directory. Each text, rendered with sample values, is scanned with the compliance
+lexicon (moderation.lexicon_dir): a reject term in a step refuses its script (a
+problem); in the calendar it holds the slot for /moments approve (a ⚠ warning, as is
+every review term); --no-lexicon skips it. Exit status: 0 when every file is valid,
+1 when a file has problems (each printed as file:line: problem), 2 when the directory
+does not exist.
 """
 
 WEEK_EPILOG = """\
@@ -169,10 +173,25 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _step_warnings(files: Any, templates: Any, tz: ZoneInfo, lexicon: Any) -> list[str]:
+    """The review terms of the compliance lexicon in each step's text, rendered as its first occurrence
+    would be for a sample member (a reject term has refused the script already)."""
+    from bot.sop.preview import timeline
+    from bot.textcheck import warnings_of
+
+    if lexicon is None:
+        return []
+    anchor = datetime.now(tz)
+    return [f"{script.file}: 步骤 {item.key}：{w}" for script in files.scripts.values()
+            for item in timeline(script, anchor, templates, tz, max_occurrences=1)
+            for w in warnings_of(lexicon.findings(item.text))]
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from bot.cliargs import config_from_args, report_check, report_missing_dir
     from bot.sop.files import ScriptFiles
-    from bot.sop.moments import load_calendar
+    from bot.sop.moments import calendar_findings, load_calendar
+    from bot.textcheck import files_check
     from bot.yamldoc import FileProblems
 
     cfg = config_from_args(args)
@@ -181,18 +200,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         return report_missing_dir(args.json, directory, scripts=0)
     templates = _templates(cfg.bot.tz)
-    files = ScriptFiles(directory, templates=templates, defaults=_defaults(cfg), exclude=(calendar.name,))
+    lexicon = None if args.no_lexicon else files_check(cfg)
+    files = ScriptFiles(directory, templates=templates, defaults=_defaults(cfg), exclude=(calendar.name,),
+                        lexicon=lexicon)
     report = files.refresh(force=True)
     problems = list(report.problems)
+    warnings = _step_warnings(files, templates, cfg.bot.tz, lexicon)
     has_calendar = calendar.is_file()
     if has_calendar:
         try:
-            load_calendar(calendar, files.name(calendar), templates=templates, templates_dir=directory / "templates")
+            loaded = load_calendar(calendar, files.name(calendar), templates=templates,
+                                   templates_dir=directory / "templates")
+            warnings += calendar_findings(loaded, templates, lexicon)
         except FileProblems as exc:
             problems.extend(exc.problems)
     cal = f", calendar {files.name(calendar)}" if has_calendar else ""
     return report_check(args.json, str(directory), problems, f"{len(files.scripts)} script(s) valid{cal}",
-                        scripts=len(files.scripts), calendar=files.name(calendar) if has_calendar else None)
+                        warnings=warnings, scripts=len(files.scripts),
+                        calendar=files.name(calendar) if has_calendar else None)
 
 
 def cmd_week(args: argparse.Namespace) -> int:
@@ -312,6 +337,8 @@ def register(sub: Any) -> None:
     add_config_arg(p)
     p.add_argument("dir", nargs="?", help="script directory (default: sop.dir from the config)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-lexicon", action="store_true",
+                   help="do not check the texts against the compliance lexicon (moderation.lexicon_dir)")
     p.set_defaults(func=_quietly(cmd_check))
 
     moments = sub.add_parser("moments", help="the Moments (朋友圈) calendar: the plan for the coming days",

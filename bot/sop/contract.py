@@ -176,6 +176,20 @@ def template_error(templates: Templates | None, source: str, context: dict[str, 
     return None
 
 
+def lexicon_refusal(templates: Templates | None, source: str, context: dict[str, Any]) -> str | None:
+    """The first ``reject`` term of the compliance lexicon (the context's ``lexicon``, a
+    ``bot.textcheck.TextCheck``) in ``source`` rendered with the sample values, e.g. 第 3 行：文案含违规词“包治百病”
+    （广告法/夸大宣传，reject）; None when there is none, or no lexicon, or nothing to render with."""
+    lexicon, sample = context.get("lexicon"), context.get("sample")
+    if templates is None or lexicon is None or sample is None:
+        return None
+    try:
+        text = templates.trial(source, limit=context.get("limit"), **sample)
+    except Exception:
+        return None
+    return next((str(f) for f in lexicon.findings(text) if f.refuses), None)
+
+
 def checking(info: ValidationInfo) -> bool:
     return bool((info.context or {}).get("check"))
 
@@ -188,9 +202,14 @@ def inline_text(value: Any, info: ValidationInfo, limit: int, too_long: Callable
     if len(source) > limit:
         raise ValueError(too_long(len(source)))
     context = info.context or {}
-    bad = template_error(context.get("templates"), source, context) if checking(info) else None
+    if not checking(info):
+        return source
+    bad = template_error(context.get("templates"), source, context)
     if bad:
         raise ValueError(f"text 模板有误：{bad}")
+    refused = lexicon_refusal(context.get("templates"), source, context)
+    if refused:
+        raise ValueError(f"text {refused}")
     return source
 
 
@@ -214,6 +233,9 @@ def template_file(name: Any, info: ValidationInfo, rx: Any, wrong_name: str) -> 
     bad = template_error(context.get("templates"), source, context)
     if bad:
         raise ValueError(f"模板 {directory.name}/{name} 有误：{bad}")
+    refused = lexicon_refusal(context.get("templates"), source, context)
+    if refused:
+        raise ValueError(f"模板 {directory.name}/{name} {refused}")
     return name
 
 

@@ -19,6 +19,7 @@ from bot.yamldoc import Problem, tree_stamp
 
 if TYPE_CHECKING:
     from bot.templates import Templates
+    from bot.textcheck import TextCheck
 
 log = logging.getLogger("siyu.sop")
 
@@ -27,8 +28,9 @@ TEMPLATES_DIR = "templates"
 
 class ScriptFiles:
     def __init__(self, directory: Path, *, templates: Templates | None = None, defaults: Defaults | None = None,
-                 exclude: tuple[str, ...] = ()) -> None:
+                 exclude: tuple[str, ...] = (), lexicon: TextCheck | None = None) -> None:
         self.directory = directory
+        self.lexicon = lexicon  # ``sop check``: a step text with a reject term of the compliance lexicon is refused
         self.templates = templates
         self.defaults = defaults or Defaults()
         self.exclude = {e for e in exclude if e}
@@ -49,7 +51,7 @@ class ScriptFiles:
 
     def _parse(self, text: str, shown: str) -> Script:
         return parse_script(text, shown, templates=self.templates, templates_dir=self.templates_dir,
-                            defaults=self.defaults)
+                            defaults=self.defaults, lexicon=self.lexicon)
 
     @property
     def scripts(self) -> dict[str, Script]:

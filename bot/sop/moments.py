@@ -44,6 +44,7 @@ from bot.yamlmodel import FileModel, Units
 
 if TYPE_CHECKING:
     from bot.templates import Templates
+    from bot.textcheck import TextCheck
 
 MOMENT_VIAS = ("moment_task", "remind_staff")
 MAX_MOMENT_TEXT = 2000
@@ -218,6 +219,27 @@ def text_problem(templates: Templates | None, source: str) -> str | None:
     """Why ``source`` cannot be a Moments text (None when it can): it must render within the budget with
     sample values, in at most MAX_MOMENT_TEXT characters."""
     return template_error(templates, source, {"sample": SAMPLE_SLOT, "limit": MAX_MOMENT_TEXT})
+
+
+def calendar_findings(calendar: Calendar, templates: Templates, lexicon: TextCheck | None) -> list[str]:
+    """The compliance lexicon's terms in every slot of the calendar file, rendered with sample values
+    (``sop check``, ``/moments reload``): a ``reject`` one holds its slot for ``/moments approve``, a ``review``
+    one is a warning. Each named by file, line and slot."""
+    if lexicon is None:
+        return []
+    slots = [s for day in calendar.week.values() for s in day]
+    slots += [s for o in calendar.overrides.values() for s in (o.slots or ())]
+    slots += [s for c in calendar.campaigns for s in c.slots]
+    out = []
+    for slot in slots:
+        try:
+            text = templates.trial(slot.source, limit=MAX_MOMENT_TEXT, **SAMPLE_SLOT)
+        except Exception:  # noqa: S112 - the calendar's contract refused it already
+            continue
+        for f in lexicon.findings(text):
+            held = "；发布前需要 /moments approve 审批" if f.refuses else ""
+            out.append(f"{calendar.file}:{slot.line}: 时段 {slot.id}（{slot.hhmm}）{f}{held}")
+    return out
 
 
 # ── the file contract ──────────────────────────────────────────────────────────

@@ -29,17 +29,20 @@ from bot.pump import Pump
 from bot.sop.moments import (
     MAX_MOMENT_TEXT,
     ORIGIN_NAMES,
+    SAMPLE_SLOT,
     Calendar,
     ChatChanges,
     DayPlan,
     PlannedSlot,
     Slot,
+    calendar_findings,
     parse_calendar,
     slot_text,
     text_problem,
 )
 from bot.sop.store import MomentsStore
 from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, parse_duration
+from bot.textcheck import TEXT_CHECK, TextFinding
 from bot.watched import WatchedFile
 from bot.yamldoc import Problem, tree_stamp
 
@@ -53,18 +56,19 @@ POST_STATES = {"queued": "已提交，等待结果", "reminded": "已提醒员�
 
 
 def slot_status(plan: DayPlan, ps: PlannedSlot, post: Any, now: datetime, *, grace: timedelta,
-                late_grace: str = "", enabled: bool = True) -> str:
+                late_grace: str = "", enabled: bool = True, held: str = "") -> str:
     """What ``/moments week|today`` says of a slot. A slot is sent (or recorded as skipped or missed) only
     when the publisher writes its post row, so a past slot without one was never queued: 未发布 while the
-    publisher may still take it (within ``late_grace``), 已错过 after that — with the reason."""
+    publisher may still take it (within ``late_grace``), 已错过 after that — with the reason. ``held``: why the
+    slot waits for an approval although the day needs none (a reject term of the compliance lexicon)."""
     if post is not None:
         label = POST_STATES.get(post.state, post.state)
         return f"{label}（{post.detail}）" if post.detail and post.state != "reminded" else label
     if ps.skipped_by:
         return f"将跳过（{ps.skipped_by}）"
-    waiting = plan.approval_required and not plan.approved_by
+    waiting = (plan.approval_required or bool(held)) and not plan.approved_by
     if ps.at > now:
-        return "待审批" if waiting else "待发布"
+        return (f"待审批（{held}）" if held else "待审批") if waiting else "待发布"
     late = now - ps.at > grace
     if not enabled:
         return f"{'已错过' if late else '未发布'}（朋友圈发布没有开启：moments.enabled = false）"
@@ -137,6 +141,8 @@ class MomentsService:
         if now is None or (before is not None and now.version == before.version):
             return False
         log.info("moments calendar loaded (version %s)", now.version)
+        for finding in self.findings():
+            log.warning("moments calendar: %s", finding)
         return True
 
     # ── planning ──
@@ -179,12 +185,32 @@ class MomentsService:
     def render(self, slot: Slot, day: date) -> str:
         return slot_text(self.app.templates, slot, day)
 
+    def held(self, slot: Slot, day: date) -> str:
+        """Why a slot waits for ``/moments approve`` of its day whatever ``approval`` says: its text for
+        ``day`` holds a ``reject`` term of the compliance lexicon (bot.textcheck; "" when none, or when the
+        compliance feature is not installed)."""
+        lexicon = self.app.maybe(TEXT_CHECK)
+        if lexicon is None:
+            return ""
+        try:
+            text = self.render(slot, day)
+        except Exception:
+            return ""
+        return next((str(f) for f in lexicon.findings(text) if f.refuses), "")
+
+    def needs_approval(self, plan: DayPlan) -> bool:
+        """Whether the day waits for ``/moments approve``: approval is on, or a slot is held (:meth:`held`)."""
+        if plan.approved_by:
+            return False
+        return plan.approval_required or any(self.held(ps.slot, plan.day) for ps in plan.slots if not ps.skipped_by)
+
     def decide(self, plan: DayPlan, planned: PlannedSlot, now: datetime) -> Decision | None:
-        """What to do with a slot whose time has come (None: wait, e.g. for an approval)."""
+        """What to do with a slot whose time has come (None: wait, e.g. for an approval — of the day, or of a
+        slot held for a reject term)."""
         if planned.skipped_by:
             return Decision(planned, "skipped", f"{planned.skipped_by} 在聊天中跳过")
         late = now - planned.at > self.grace
-        if plan.approval_required and not plan.approved_by:
+        if (plan.approval_required or self.held(planned.slot, planned.day)) and not plan.approved_by:
             if late:
                 return Decision(planned, "missed", "没有在宽限期内审批")
             return None
@@ -220,7 +246,7 @@ class MomentsService:
                 post = posts.get((day.isoformat(), ps.slot.id))
                 tags, tiers = self.audience(ps.slot)
                 status = slot_status(plan, ps, post, now, grace=self.grace, late_grace=self.cfg.late_grace,
-                                     enabled=self.cfg.enabled)
+                                     enabled=self.cfg.enabled, held=self.held(ps.slot, day))
                 slots.append({"ps": ps, "slot": ps.slot, "text": self.render_or_why(ps.slot, day),
                               "status": status, "via": self.via(ps.slot),
                               "staff": self.staff(ps.slot), "tags": tags, "tiers": tiers,
@@ -261,19 +287,39 @@ class MomentsService:
         await self._change(session, f"approve:{day}", now, kind="approve", date=day.isoformat(), actor=actor)
 
     async def set_text(self, session: Any, weekday: int, hhmm: str, text: str, actor: str, now: datetime
-                       ) -> Slot | None:
-        """Every ``weekday`` at ``hhmm`` posts ``text``; the file's slot it replaces, if any."""
+                       ) -> tuple[Slot | None, list[str]]:
+        """Every ``weekday`` at ``hhmm`` posts ``text``: (the file's slot it replaces, if any; the review terms
+        of the compliance lexicon in it). A reject term refuses the text."""
         if len(text) > MAX_MOMENT_TEXT:
             raise CommandError(f"朋友圈文字最多 {MAX_MOMENT_TEXT} 字，这里有 {len(text)} 字")
         problem = await asyncio.to_thread(text_problem, self.app.templates, text)  # a budgeted render
         if problem:
             raise CommandError(f"文案里的模板有问题：{problem}")
+        findings = await asyncio.to_thread(self.text_findings, text)
+        refused = next((f for f in findings if f.refuses), None)
+        if refused is not None:
+            raise CommandError(f"文案没有保存：{refused}")
         name = WEEKDAYS[weekday]
         await self._change(session, f"set:{name}:{hhmm}", now, kind="set", weekday=name, time=hhmm, text=text,
                            actor=actor)
+        warnings = [str(f) for f in findings]
         if self.calendar is None:
-            return None
-        return next((s for s in self.calendar.week.get(weekday, ()) if s.hhmm == hhmm), None)
+            return None, warnings
+        return next((s for s in self.calendar.week.get(weekday, ()) if s.hhmm == hhmm), None), warnings
+
+    def text_findings(self, source: str) -> list[TextFinding]:
+        """The compliance lexicon's terms in a Moments text rendered with sample values (none without the
+        compliance feature)."""
+        lexicon = self.app.maybe(TEXT_CHECK)
+        if lexicon is None:
+            return []
+        return lexicon.findings(self.app.templates.trial(source, limit=MAX_MOMENT_TEXT, **SAMPLE_SLOT))
+
+    def findings(self) -> list[str]:
+        """The compliance lexicon's terms in the live calendar's slots (held or warned of)."""
+        if self.calendar is None:
+            return []
+        return calendar_findings(self.calendar, self.app.templates, self.app.maybe(TEXT_CHECK))
 
     async def unset_text(self, session: Any, weekday: int, hhmm: str, actor: str, now: datetime) -> None:
         if not await self.store.drop_change(session, f"set:{WEEKDAYS[weekday]}:{hhmm}", actor, now):
@@ -508,7 +554,7 @@ async def approval_reminder(app: BotApp, service: MomentsService, fire_time: dat
     tomorrow = service.local_today(fire_time) + timedelta(days=1)
     async with app.db.session() as s:
         plan = service.plan(tomorrow, await service.changes(s))
-        if plan is None or not plan.approval_required or plan.approved_by:
+        if plan is None or not service.needs_approval(plan):
             return
         slots = [ps for ps in plan.slots if not ps.skipped_by]
         if not slots:
@@ -518,8 +564,9 @@ async def approval_reminder(app: BotApp, service: MomentsService, fire_time: dat
             log.warning("moments for %s need approval but no moments.approvers / bot.ops_users are set", tomorrow)
             return
         texts = [service.render_or_why(ps.slot, tomorrow) for ps in slots]
+        held = [service.held(ps.slot, tomorrow) for ps in slots]
         text = app.templates.render("moments/approval_needed.j2", day=tomorrow, weekday=WEEKDAY_CN[tomorrow.weekday()],
-                                    slots=list(zip(slots, texts, strict=True)))
+                                    slots=list(zip(slots, texts, held, strict=True)))
         fx = Effects(app, s, source=f"moments:{tomorrow}")
         await fx.send("app_message", key=f"moments-approve:{tomorrow}", text=text, to=to)
     fx.kick()

@@ -46,6 +46,7 @@ from bot.yamlmodel import FileModel, Units
 
 if TYPE_CHECKING:
     from bot.templates import Templates
+    from bot.textcheck import TextCheck
 
 TRIGGERS = ("member_joined", "contact_added", "group_created", "tag_added", "tier_changed", "manual")
 STOP_EVENTS = ("member_left", "tier_changed", "tag_added", "contact_removed", "group_dismissed")
@@ -587,10 +588,12 @@ def _body(data: dict[str, Any], head: ScriptModel, sources: dict[str, str], file
 
 def _load(data: dict[str, Any], lines: Lines, *, sources: dict[str, str], file: str, version: str, check: bool,
           templates: Templates | None = None, templates_dir: Path | None = None,
-          defaults: Defaults | None = None) -> tuple[Script | None, list[Problem]]:
-    # a step's text is rendered once with sample values when checked (within the budget, ≤ two messages)
+          defaults: Defaults | None = None, lexicon: TextCheck | None = None) -> tuple[Script | None, list[Problem]]:
+    # a step's text is rendered once with sample values when checked (within the budget, ≤ two messages),
+    # and with a lexicon it must hold no reject term
     units = Units(lines, {"templates": templates, "templates_dir": templates_dir, "sources": sources,
-                          "check": check, "defaults": defaults, "sample": sample_context() if check else None})
+                          "check": check, "defaults": defaults, "sample": sample_context() if check else None,
+                          "lexicon": lexicon})
     head = units.check(ScriptModel, data)
     trigger = head.trigger if head else script_trigger(data.get("trigger"))
     per = script_per(head.per if head else data.get("per"), trigger)
@@ -607,13 +610,13 @@ def _load(data: dict[str, Any], lines: Lines, *, sources: dict[str, str], file: 
 
 
 def parse_script(text: str, path: str, *, templates: Templates | None = None, templates_dir: Path | None = None,
-                 defaults: Defaults | None = None) -> Script:
+                 defaults: Defaults | None = None, lexicon: TextCheck | None = None) -> Script:
     """Validate one script file's text; raise FileProblems naming file, line and problem."""
     data, lines = load_yaml(text, path)
     if not isinstance(data, dict):
         raise FileProblems([Problem(path, lines.line(), "脚本文件应是一个映射：id、name、trigger、steps …")])
     script, problems = _load(data, lines, sources={}, file=path, version="", check=True, templates=templates,
-                             templates_dir=templates_dir, defaults=defaults or Defaults())
+                             templates_dir=templates_dir, defaults=defaults or Defaults(), lexicon=lexicon)
     if problems or script is None:
         raise FileProblems(problems)
     return script
