@@ -242,16 +242,21 @@ class MomentsService:
             plan = self.plan(day, changes)
             assert plan is not None
             slots = []
+            held_any = False
             for ps in plan.slots:
                 post = posts.get((day.isoformat(), ps.slot.id))
                 tags, tiers = self.audience(ps.slot)
+                held = self.held(ps.slot, day)
+                held_any = held_any or bool(held and not ps.skipped_by)
                 status = slot_status(plan, ps, post, now, grace=self.grace, late_grace=self.cfg.late_grace,
-                                     enabled=self.cfg.enabled, held=self.held(ps.slot, day))
+                                     enabled=self.cfg.enabled, held=held)
                 slots.append({"ps": ps, "slot": ps.slot, "text": self.render_or_why(ps.slot, day),
                               "status": status, "via": self.via(ps.slot),
                               "staff": self.staff(ps.slot), "tags": tags, "tiers": tiers,
                               "origin": ORIGIN_NAMES.get(ps.slot.origin, ps.slot.origin), "post": post})
-            out.append({"plan": plan, "day": day, "weekday": WEEKDAY_CN[day.weekday()], "slots": slots})
+            # approval: the day waits for /moments approve (approval is on, or a slot is held for a reject term)
+            out.append({"plan": plan, "day": day, "weekday": WEEKDAY_CN[day.weekday()], "slots": slots,
+                        "approval": plan.approval_required or held_any})
         return out
 
     async def skip(self, session: Any, day: date, wanted: str, actor: str, now: datetime
