@@ -111,7 +111,8 @@ async def ask(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("kb add", Arg("content", "问题 答案", rest=True), roles=[OPERATOR], private=True,
                 help="新增一条知识：一行写「问题 答案」；或第一行问题、后面几行答案；"
-                     "或按「字段: 值」逐行写，答案放最后",
+                     "或按「字段: 值」逐行写，答案放最后；"
+                     "答案含合规词库的违规词（reject）不保存，敏感词（review）会提醒",
                 examples=ADD_EXAMPLES)
 async def kb_add(event: MessageEvent, ctx: Context) -> None:
     await ctx.get(KNOWLEDGE).add(ctx, ctx.args["content"], actor=event.sender.id)

@@ -75,7 +75,8 @@ async def moments_approve(event: MessageEvent, ctx: Context) -> None:
                 Arg("text", "文案", rest=True),
                 roles=[OPERATOR], private=True,
                 help="修改每周某天某个时间的朋友圈文案（该时间已有时段则替换文案，否则新增时段）；"
-                     "保存在数据库里，之后可以写进 moments.yaml 再 /moments unset",
+                     "保存在数据库里，之后可以写进 moments.yaml 再 /moments unset；"
+                     "文案含合规词库的违规词（reject）不保存，敏感词（review）会提醒",
                 examples=["/moments set 周三 12:00 午休时间，泡一杯白牡丹吧🍵",
                           "/moments set friday 20:00 周末茶单来啦"])
 async def moments_set(event: MessageEvent, ctx: Context) -> None:
