@@ -339,8 +339,10 @@ async def test_repeats_of_an_acknowledged_alert_reopen_it_and_tell_the_reviewers
     row = next(r for r in await alerts(mbot) if r.id == a.id)
     assert (row.status, row.repeats) == ("open", 5)
     assert len([r for r in await alerts(mbot) if r.term == "加我微信"]) == 1
-    # the digest counts them
+    # reopened, the reject alert is escalated when nobody acknowledges it again; the digest counts the repeats
     clock.advance(timedelta(hours=23))
+    escalated = [d for d in await h.settle() if d.to == ["boss01"]]
+    assert len(escalated) == 1 and f"#{a.id}" in escalated[0].text
     assert await mbot.scheduler.fire("moderation-digest", at=clock.now())
     digest = next(d for d in await h.settle() if "合规日报" in d.text).text
     assert "重复 5 次" in digest and "张三「加我微信」重复 5 次" in digest

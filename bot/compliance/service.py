@@ -234,6 +234,10 @@ class Moderation:
             reopen = prev.status in ("acked", "resolved")
             if reopen:
                 await self.store.update_alert(fx.session, prev.id, status="open")
+                if prev.level == "reject" and (self.cfg.escalate_to or self.cfg.escalate_robot):
+                    # escalated again if nobody acknowledges it this time either (the first timer was cancelled)
+                    await fx.schedule(f"{escalation_key(prev.id)}:reopened", ESCALATE_TASK,
+                                      now + timedelta(hours=self.cfg.escalate_after_h), {"alert_id": prev.id})
             await self.routing.repeated(fx, msg, prev, reopened=reopen)
         return True
 
