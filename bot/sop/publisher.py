@@ -194,7 +194,7 @@ class MomentsService:
             return ""
         try:
             text = self.render(slot, day)
-        except Exception:
+        except Exception:  # a text that cannot render is the publisher's to report, not a hold
             return ""
         return next((str(f) for f in lexicon.findings(text) if f.refuses), "")
 
