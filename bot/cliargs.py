@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.config import Config, ConfigError, default_config_path, load_config
+from bot.ladderfacts import LadderFacts, contradictions, read_ladder_file
 
 
 def make_app(args: argparse.Namespace, config: Config, **kw: Any) -> Any:
@@ -23,6 +25,43 @@ def make_app(args: argparse.Namespace, config: Config, **kw: Any) -> Any:
 def add_config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="PATH",
                    help="config file (default: ./config.toml, else ./config.example.toml)")
+
+
+def add_tiers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tiers", metavar="PATH",
+                   help="the ladder's rules file the texts are checked against "
+                        "(default: tiers.yaml beside the directory, else tiers.rules of the config)")
+
+
+def ladder_for_check(args: argparse.Namespace, directory: Path) -> LadderFacts | None:
+    """The ladder a ``… check`` checks texts against: --tiers, else tiers.yaml beside the directory, else the
+    config's tiers.rules; None when there is none (or it is not usable: ``tiers check`` says why)."""
+    if getattr(args, "tiers", None):
+        return read_ladder_file(Path(args.tiers))
+    beside = directory.parent / "tiers.yaml"
+    if beside.is_file():
+        return read_ladder_file(beside)
+    try:
+        cfg = load_config(default_config_path(getattr(args, "config", None)))
+    except ConfigError:
+        return None
+    return read_ladder_file(cfg.resolve(cfg.tiers.rules))
+
+
+def ladder_warnings(facts: LadderFacts | None, paths: Iterable[Path], base: Path) -> list[dict[str, Any]]:
+    """Every figure or tier name in these text files that the ladder contradicts (bot.ladderfacts.contradictions),
+    as ``{"file", "line", "warning"}`` with the file named relative to ``base``'s parent."""
+    if facts is None:
+        return []
+    found = []
+    for path in sorted(paths):
+        name = str(path.relative_to(base.parent)) if path.is_relative_to(base.parent) else str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        found += [{"file": name, "line": n, "warning": w} for n, w in contradictions(text, facts)]
+    return found
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -40,10 +79,12 @@ def emit_json(obj: Any) -> None:
 
 
 def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: str, *, field: str = "dir",
-                 warnings: Sequence[str] = (), **counts: Any) -> int:
+                 warnings: Sequence[dict[str, Any]] = (), **counts: Any) -> int:
     """How every ``… check`` command answers: one ``file:line: problem`` line per problem, one ``⚠`` line per
     warning (not a problem: the exit status ignores it) and a summary (or one JSON object
-    ``{"ok", "dir" (or "file"), <counts>, "problems", "warnings"}``); exit 0 when valid, 1 with problems."""
+    ``{"ok", "dir" (or "file"), <counts>, "problems", "warnings"}``); exit 0 when valid, 1 with problems.
+    A warning is ``{"file", "line", "warning"}`` (``line`` 0: the file as a whole): a compliance term in a
+    text, or a figure the ladder contradicts."""
     if as_json:
         emit_json({"ok": not problems, field: where, **counts, "problems": [p.to_json() for p in problems],
                    "warnings": list(warnings)})
@@ -51,8 +92,10 @@ def report_check(as_json: bool, where: str, problems: Sequence[Any], summary: st
         for p in problems:
             print(f"✗ {p}")
         for w in warnings:
-            print(f"⚠ {w}")
-        print(f"{'✗' if problems else '✓'} {where}: {summary}, {len(problems)} problem(s)")
+            at = f"{w['file']}:{w['line']}" if w.get("line") else w["file"]
+            print(f"⚠ {at}: {w['warning']}")
+        shown = f", {len(warnings)} warning(s)" if warnings else ""
+        print(f"{'✗' if problems else '✓'} {where}: {summary}, {len(problems)} problem(s){shown}")
     return 1 if problems else 0
 
 

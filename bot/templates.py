@@ -31,6 +31,8 @@ from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, StrictUnd
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from bot.ladderfacts import NO_LADDER, LadderFacts, LiveLadder
+
 CORE_DIR = Path(__file__).with_name("templates")
 TEMPLATE_CODE = "<template>"   # jinja2's compiled code carries this file name (or the template file's)
 
@@ -191,6 +193,7 @@ class Templates:
         self.tz = tz
         self.clock = clock
         self._dirs = [CORE_DIR, *dirs]
+        self._ladder: Callable[[], LadderFacts] = lambda: NO_LADDER
         self.env = self._make_env(StrictUndefined)
         # Operator-written text: a missing field renders empty instead of failing a delivery.
         self.lenient = self._make_env(ChainableUndefined)
@@ -206,7 +209,16 @@ class Templates:
         env.filters["localtime"] = self._localtime
         env.globals["now"] = self.now
         env.globals["range"] = _budgeted_range
+        env.globals["ladder"] = LiveLadder(self.ladder)
         return env
+
+    def provide_ladder(self, source: Callable[[], LadderFacts]) -> None:
+        """Where ``ladder`` in every template reads the member ladder from (bot.ladderfacts): the tiers
+        feature gives the rules in service, the command-line checks the rules file."""
+        self._ladder = source
+
+    def ladder(self) -> LadderFacts:
+        return self._ladder()
 
     def add_dir(self, path: Path) -> None:
         if path not in self._dirs:

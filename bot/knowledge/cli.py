@@ -36,14 +36,22 @@ Each answer, rendered for a sample member, is scanned with the compliance lexico
 unchanged); --no-lexicon skips it.
 Exit status: 0 when every file is valid, 1 when a file has problems (each printed as
 file:line: problem), 2 when the directory does not exist.
+
+Warnings (⚠ file:line: …, JSON "warnings") name a figure or tier name written in an
+answer that the ladder (tiers.yaml, or --tiers) contradicts: a quoted tier name that
+is not a tier (您现在是「茶客」), "+N 积分" beside an action whose points differ, points
+promised for a streak. They do not change the exit status; write {{ ladder.… }} instead.
 """
 
 
-def _templates(tz: Any) -> Any:
+def _templates(tz: Any, ladder: Any = None) -> Any:
     from bot.knowledge.answers import TEMPLATES
     from bot.templates import Templates
 
-    return Templates(tz, [TEMPLATES])
+    templates = Templates(tz, [TEMPLATES])
+    if ladder is not None:
+        templates.provide_ladder(lambda: ladder)
+    return templates
 
 
 def _load_db_entries(cfg: Any, kb: Any) -> str:
@@ -99,11 +107,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from bot.knowledge.base import KnowledgeBase
     from bot.knowledge.entry import Where
     from bot.knowledge.matcher import MatchSettings
+    from bot.ladderfacts import read_ladder_file
     from bot.members import MemberProfile
 
     cfg = config_from_args(args)
     tz = cfg.bot.tz
-    templates = _templates(tz)
+    templates = _templates(tz, read_ladder_file(cfg.resolve(cfg.tiers.rules)))  # {{ ladder.… }} as the bot has it
     k = cfg.knowledge
     settings = MatchSettings.from_config(k)
     directory = Path(args.kb) if args.kb else cfg.resolve(k.dir)
@@ -182,7 +191,7 @@ def _lexicon(args: argparse.Namespace) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cliargs import config_from_args, report_check, report_missing_dir
+    from bot.cliargs import config_from_args, ladder_for_check, ladder_warnings, report_check, report_missing_dir
     from bot.knowledge.answers import answer_check, lexicon_warnings
     from bot.knowledge.files import KnowledgeFiles
 
@@ -197,12 +206,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         return report_missing_dir(args.json, directory, files=0, entries=0)
     from zoneinfo import ZoneInfo
 
-    templates = _templates(tz or ZoneInfo("Asia/Shanghai"))
+    ladder = ladder_for_check(args, directory)
+    templates = _templates(tz or ZoneInfo("Asia/Shanghai"), ladder)
     lexicon = _lexicon(args)
     files = KnowledgeFiles(directory, check=answer_check(templates, lambda: lexicon))
     report = files.refresh(force=True)
-    warnings = [f"{e.source.path}:{e.source.line}: 条目 {e.id}：{w}"
+    warnings = [{"file": str(e.source.path), "line": e.source.line, "warning": f"条目 {e.id}：{w}"}
                 for e in files.entries for w in lexicon_warnings(templates, lexicon, e)]
+    warnings += ladder_warnings(ladder, directory.rglob("*.yaml"), directory)
     return report_check(args.json, str(directory), report.problems,
                         f"{files.file_count} file(s) valid, {len(files.entries)} entries, "
                         f"{len(files.synonyms.groups)} synonym groups",
@@ -211,7 +222,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from bot.cliargs import add_config_arg
+    from bot.cliargs import add_config_arg, add_tiers_arg
 
     kb = sub.add_parser("kb", help="knowledge base: answer a question, check the entry files",
                         description="The knowledge base from the command line: see how a question would be "
@@ -243,6 +254,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CHECK_EPILOG)
     add_config_arg(p)
     p.add_argument("dir", nargs="?", help="knowledge directory (default: knowledge.dir from the config)")
+    add_tiers_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-lexicon", action="store_true",
                    help="do not check the answers against the compliance lexicon (moderation.lexicon_dir)")

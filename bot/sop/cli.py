@@ -46,6 +46,12 @@ problem); in the calendar it holds the slot for /moments approve (a ⚠ warning,
 every review term); --no-lexicon skips it. Exit status: 0 when every file is valid,
 1 when a file has problems (each printed as file:line: problem), 2 when the directory
 does not exist.
+
+Warnings (⚠ file:line: …, JSON "warnings") also name a figure or tier name written in a
+step, template or Moments text that the ladder (tiers.yaml, or --tiers) contradicts: a
+quoted tier name that is not a tier (升到「茶师」), "+N 积分" beside an action whose points
+differ, points promised for a streak. They do not change the exit status; write
+{{ ladder.… }} instead.
 """
 
 WEEK_EPILOG = """\
@@ -61,10 +67,19 @@ already handled, what happened (queued, reminded, done, missed …).
 """
 
 
-def _templates(tz: ZoneInfo) -> Any:
+def _config_ladder(cfg: Any) -> Any:
+    from bot.ladderfacts import read_ladder_file
+
+    return read_ladder_file(cfg.resolve(cfg.tiers.rules))
+
+
+def _templates(tz: ZoneInfo, ladder: Any = None) -> Any:
     from bot.templates import Templates
 
-    return Templates(tz)
+    templates = Templates(tz)
+    if ladder is not None:  # {{ ladder.… }} as the bot has it (bot.ladderfacts)
+        templates.provide_ladder(lambda: ladder)
+    return templates
 
 
 def _quietly(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -121,7 +136,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     tz = cfg.bot.tz
-    templates = _templates(tz)
+    templates = _templates(tz, _config_ladder(cfg))
     target = Path(args.script)
     if target.suffix in (".yaml", ".yml") or target.is_file():
         try:
@@ -173,7 +188,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_warnings(files: Any, templates: Any, tz: ZoneInfo, lexicon: Any) -> list[str]:
+def _step_warnings(files: Any, templates: Any, tz: ZoneInfo, lexicon: Any) -> list[dict[str, Any]]:
     """The review terms of the compliance lexicon in each step's text, rendered as its first occurrence
     would be for a sample member (a reject term has refused the script already)."""
     from bot.sop.preview import timeline
@@ -182,15 +197,15 @@ def _step_warnings(files: Any, templates: Any, tz: ZoneInfo, lexicon: Any) -> li
     if lexicon is None:
         return []
     anchor = datetime.now(tz)
-    return [f"{script.file}: 步骤 {item.key}：{w}" for script in files.scripts.values()
+    return [{"file": script.file, "line": 0, "warning": f"步骤 {item.key}：{w}"} for script in files.scripts.values()
             for item in timeline(script, anchor, templates, tz, max_occurrences=1)
             for w in warnings_of(lexicon.findings(item.text))]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.cliargs import config_from_args, report_check, report_missing_dir
+    from bot.cliargs import config_from_args, ladder_for_check, ladder_warnings, report_check, report_missing_dir
     from bot.sop.files import ScriptFiles
-    from bot.sop.moments import calendar_findings, load_calendar
+    from bot.sop.moments import calendar_findings_at, load_calendar
     from bot.textcheck import files_check
     from bot.yamldoc import FileProblems
 
@@ -199,7 +214,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     calendar = directory / cfg.resolve(cfg.moments.calendar).name if args.dir else cfg.resolve(cfg.moments.calendar)
     if not directory.is_dir():
         return report_missing_dir(args.json, directory, scripts=0)
-    templates = _templates(cfg.bot.tz)
+    ladder = ladder_for_check(args, directory)
+    templates = _templates(cfg.bot.tz, ladder)
     lexicon = None if args.no_lexicon else files_check(cfg)
     files = ScriptFiles(directory, templates=templates, defaults=_defaults(cfg), exclude=(calendar.name,),
                         lexicon=lexicon)
@@ -211,12 +227,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             loaded = load_calendar(calendar, files.name(calendar), templates=templates,
                                    templates_dir=directory / "templates")
-            warnings += calendar_findings(loaded, templates, lexicon)
+            warnings += [{"file": loaded.file, "line": line, "warning": w}
+                         for line, w in calendar_findings_at(loaded, templates, lexicon)]
         except FileProblems as exc:
             problems.extend(exc.problems)
     cal = f", calendar {files.name(calendar)}" if has_calendar else ""
+    texts = [*directory.rglob("*.yaml"), *directory.rglob("*.j2")]
     return report_check(args.json, str(directory), problems, f"{len(files.scripts)} script(s) valid{cal}",
-                        warnings=warnings, scripts=len(files.scripts),
+                        warnings=warnings + ladder_warnings(ladder, texts, directory), scripts=len(files.scripts),
                         calendar=files.name(calendar) if has_calendar else None)
 
 
@@ -229,7 +247,7 @@ def cmd_week(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     tz = cfg.bot.tz
     path = Path(args.calendar) if args.calendar else cfg.resolve(cfg.moments.calendar)
-    templates = _templates(tz)
+    templates = _templates(tz, _config_ladder(cfg))
     try:
         calendar = load_calendar(path, str(path), templates=templates, templates_dir=path.parent / "templates")
     except FileProblems as exc:
@@ -306,7 +324,7 @@ def _week_slot(args: argparse.Namespace, cfg: Any, calendar: Any, templates: Any
 
 
 def register(sub: Any) -> None:
-    from bot.cliargs import add_config_arg
+    from bot.cliargs import add_config_arg, add_tiers_arg
 
     sop = sub.add_parser("sop", help="SOP scripts: preview a timeline, check the script files",
                          description="SOP scripts from the command line: see when each step of a script would go out "
@@ -336,6 +354,7 @@ def register(sub: Any) -> None:
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=CHECK_EPILOG)
     add_config_arg(p)
     p.add_argument("dir", nargs="?", help="script directory (default: sop.dir from the config)")
+    add_tiers_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-lexicon", action="store_true",
                    help="do not check the texts against the compliance lexicon (moderation.lexicon_dir)")

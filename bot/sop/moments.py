@@ -223,8 +223,14 @@ def text_problem(templates: Templates | None, source: str) -> str | None:
 
 def calendar_findings(calendar: Calendar, templates: Templates, lexicon: TextCheck | None) -> list[str]:
     """The compliance lexicon's terms in every slot of the calendar file, rendered with sample values
-    (``sop check``, ``/moments reload``): a ``reject`` one holds its slot for ``/moments approve``, a ``review``
-    one is a warning. Each named by file, line and slot."""
+    (``/moments reload``): a ``reject`` one holds its slot for ``/moments approve``, a ``review`` one is a
+    warning. Each named by file, line and slot."""
+    return [f"{calendar.file}:{line}: {text}" for line, text in calendar_findings_at(calendar, templates, lexicon)]
+
+
+def calendar_findings_at(calendar: Calendar, templates: Templates, lexicon: TextCheck | None
+                         ) -> list[tuple[int, str]]:
+    """:func:`calendar_findings` as (line, what was found in the slot) pairs (``sop check``)."""
     if lexicon is None:
         return []
     slots = [s for day in calendar.week.values() for s in day]
@@ -238,7 +244,7 @@ def calendar_findings(calendar: Calendar, templates: Templates, lexicon: TextChe
             continue
         for f in lexicon.findings(text):
             held = "；发布前需要 /moments approve 审批" if f.refuses else ""
-            out.append(f"{calendar.file}:{slot.line}: 时段 {slot.id}（{slot.hhmm}）{f}{held}")
+            out.append((slot.line, f"时段 {slot.id}（{slot.hhmm}）{f}{held}"))
     return out
 
 

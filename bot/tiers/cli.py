@@ -251,6 +251,9 @@ def cmd_import_purchases(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     from bot.cliargs import add_config_arg
+    from bot.tiers.facts import register_file_reader
+
+    register_file_reader()
 
     p = sub.add_parser("tiers", help="member tiers: validate the rules, recompute from the ledger",
                        description="The member ladder (tiers.yaml) and its points ledger.", epilog=EPILOG,

@@ -12,6 +12,7 @@ from bot.members import MEMBERS
 from bot.pump import Reloader
 from bot.tiers import LADDER
 from bot.tiers.directory import TiersDirectory
+from bot.tiers.facts import live_facts
 from bot.tiers.ladder import Ladder
 from bot.tiers.rules import Rules
 from bot.tiers.rulesfile import parse_rules
@@ -63,6 +64,7 @@ def install(app: BotApp) -> None:
     ladder = Ladder(app, rules)
     app.provide(LADDER, ladder)
     app.provide(MEMBERS, TiersDirectory(ladder.store, lambda: ladder.rules))
+    app.templates.provide_ladder(live_facts(lambda: ladder.rules))
     app.pumps.append(Reloader("tiers-rules", app.clock, cfg.reload_interval_s,
                               lambda _files: reload_rules(ladder, watched)))
     app.scheduler.add_cron("tiers-daily-review", lambda at: daily_review(app, at), crontab=cfg.daily_review)
