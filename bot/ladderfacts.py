@@ -62,6 +62,11 @@ class LadderFacts:
         return {k: a.points for k, a in self.actions.items()}
 
     @property
+    def first(self) -> LadderTier:
+        """The tier every member starts on (an empty one when there is no ladder)."""
+        return self.tiers[0] if self.tiers else LadderTier("", "")
+
+    @property
     def names(self) -> list[str]:
         return [t.name for t in self.tiers]
 

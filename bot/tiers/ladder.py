@@ -47,6 +47,17 @@ COUNTERS = {"message": "messages", "checkin": "checkins", "homework": "homework"
 TOTALS = ("points", "messages", "checkins", "homework", "referrals", "purchases", "spend_cents")
 LEAD_RX = re.compile(r"^[\s#＃【\[「(（]+")  # what may come before a keyword: #打卡, 【打卡】, 「交作业」
 KEYWORD_ACTIONS = ("checkin", "homework")
+# What makes a message that starts with a keyword a question about it (「打卡有积分吗」, 「交作业 要求是什么？」),
+# not a check-in or homework: a question mark or 吗/么/嘛 at its end, or a question word right after the keyword.
+QUESTION_END_RX = re.compile(r"([?？]|[吗么嘛][\s。.!！~～]*)$")
+QUESTION_WORDS = ("怎么", "怎样", "如何", "为什么", "为啥", "咋", "是什么", "有什么", "有没有", "有积分", "能不能",
+                  "可以", "可不可以", "规则", "要求", "在哪", "几点", "多少", "算不算", "是不是", "会不会")
+
+
+def asks_about(text: str, keyword: str) -> bool:
+    """Whether ``text`` (starting with ``keyword``) asks about the action instead of doing it."""
+    rest = text[len(keyword):].lstrip(" \t:：,，+＋")
+    return bool(QUESTION_END_RX.search(text.rstrip())) or rest.startswith(QUESTION_WORDS)
 
 
 @dataclass(slots=True)
@@ -95,12 +106,13 @@ class Ladder:
         return at.astimezone(self.app.config.bot.tz).strftime("%Y-%m-%d")
 
     def submissions(self, event: MessageEvent) -> list[str]:
-        """The actions a member's message performs by starting with their keyword (「打卡 白牡丹 清甜」)."""
+        """The actions a member's message performs by starting with their keyword (「打卡 白牡丹 清甜」);
+        a question about one (「打卡有积分吗」) performs none."""
         if event.sender.staff or command_text(event.text) is not None:
             return []
         text = LEAD_RX.sub("", strip_bot_mention(event.text, self.app.bot_names))
         return [a for a in KEYWORD_ACTIONS if (rule := self.rules.action(a)) is not None
-                and any(text.startswith(k) for k in rule.keywords)]
+                and any(text.startswith(k) and not asks_about(text, k) for k in rule.keywords)]
 
     # ── members and groups ──
 
