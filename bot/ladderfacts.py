@@ -49,9 +49,16 @@ class LadderAction:
 
 
 @dataclass(frozen=True, slots=True)
+class LadderStreak:
+    days: int     # check-ins on this many consecutive days …
+    points: int   # … earn this once a streak
+
+
+@dataclass(frozen=True, slots=True)
 class LadderFacts:
     tiers: tuple[LadderTier, ...] = ()
     actions: dict[str, LadderAction] = field(default_factory=dict)
+    streak: LadderStreak | None = None   # the streak bonus, if the ladder has one
     inactive_days: int | None = None  # the downgrade rule: silent this many days …
     downgrade_to: str = ""            # … goes back to this tier (its name)
     version: str = ""
@@ -120,6 +127,7 @@ _CLAUSE = re.compile(r"[，,]")
 _TIER_QUOTE = re.compile(r"(?:成为|升到|升级到|升级为|升为|升至|回到|降到|降为|等级|级别|(?:现在|目前|已经|您|你)是)"
                          r"\s*[「“\"]([^」”\"\s{}0-9]{1,10})[」”\"]")
 _POINTS = re.compile(r"[+＋]\s*(\d+)|(\d+)\s*积分")
+_STREAK_DAYS = re.compile(r"连续\s*(\d+)\s*天")
 # Words that name an action of the ladder in a text; a clause naming two of them is not judged.
 ACTION_WORDS = {"checkin": ("打卡",), "homework": ("作业",), "referral": ("邀请", "推荐好友", "进群"),
                 "purchase": ("购买", "购物", "下单", "实付"), "message": ("发言", "聊天")}
@@ -132,7 +140,7 @@ def contradictions(text: str, facts: LadderFacts) -> list[tuple[int, str]]:
     warning means a real contradiction: a tier name in quotes after a word that names a tier
     (成为「茶客」) that is not a tier of the ladder; "+N" or "N 积分" in a clause naming one
     action (打卡、作业、邀请、购买、发言) whose points differ; and points promised for a streak
-    (连续 7 天 +30), which no rule of the ladder gives.
+    (连续 7 天 +30) that the ladder's streak rule does not give (or that it has none).
     """
     if not facts.tiers:
         return []
@@ -168,7 +176,7 @@ def _sentence_problems(sentence: str, facts: LadderFacts) -> list[str]:
 
 def _clause_problem(clause: str, figures: list[int], named: list[str], facts: LadderFacts) -> str | None:
     if "连续" in clause:
-        return f"「{clause.strip()}」许诺了连续奖励，tiers.yaml 没有这样的规则"
+        return _streak_problem(clause, figures, facts)
     if len(named) != 1 or named[0] not in facts.actions:
         return None
     action = facts.actions[named[0]]
@@ -177,3 +185,14 @@ def _clause_problem(clause: str, figures: list[int], named: list[str], facts: La
         return None
     return (f"「{clause.strip()}」写的是 {wrong[0]} 积分，tiers.yaml 里{action.name}是 {action.points} 积分，"
             f"可以写 {{{{ ladder.points.{named[0]} }}}}")
+
+
+def _streak_problem(clause: str, figures: list[int], facts: LadderFacts) -> str | None:
+    streak = facts.streak
+    if streak is None:
+        return f"「{clause.strip()}」许诺了连续打卡奖励，tiers.yaml 没有 streak 规则"
+    days = [int(d) for d in _STREAK_DAYS.findall(clause)]
+    if any(d != streak.days for d in days) or any(n != streak.points for n in figures):
+        return (f"「{clause.strip()}」与 tiers.yaml 的连续打卡奖励不符（连续 {streak.days} 天 +{streak.points}），"
+                "可以写 {{ ladder.streak.days }} 和 {{ ladder.streak.points }}")
+    return None

@@ -260,7 +260,7 @@ CONTRACTS: dict[str, tuple[Any, list[tuple[str, str]], list[str]]] = {
     "tiers": (lambda text: parse_rules(text, "tiers.yaml"), [("tiers.yaml", (REPO / "tiers.yaml").read_text())],
               ["tiers", "points", "downgrade", "id", "name", "requires", "group_tag", "privileges", "message",
                "checkin", "homework", "referral", "purchase", "daily_cap", "keywords", "inactive_days", "to",
-               "keep", "spend"]),
+               "keep", "spend", "streak", "days"]),
     "lexicon": (lambda text: parse_category_text(text, "ads.yaml"), _repo_files("*.yaml", "moderation/lexicons"),
                 ["category", "level", "description", "terms", "allow", "term", "form", "scope", "note", "regex"]),
 }

@@ -30,7 +30,9 @@ SHIPPED_TEXTS = [*sorted((REPO / "knowledge_base").glob("*.yaml")), *sorted((REP
 EDITS = [("checkin:  {points: 5,", "checkin:  {points: 7,"), ("homework: {points: 20,", "homework: {points: 25,"),
          ("referral: {points: 30}", "referral: {points: 45}"), ("purchase: {points: 50}", "purchase: {points: 80}"),
          ("name: VIP,", "name: 金卡,"), ("name: 活跃成员,", "name: 常来茶友,"),
-         ("requires: {points: 30}}", "requires: {points: 40}}")]
+         ("requires: {points: 30}}", "requires: {points: 40}}"),
+         ("streak: {days: 7, points: 30}", "streak: {days: 5, points: 40}")]
+NO_STREAK = [("streak: {days: 7, points: 30}", "")]
 
 
 def edited_rules(directory: Path, edits: list[tuple[str, str]] = EDITS) -> Path:
@@ -77,7 +79,7 @@ async def test_shipped_answers_render_the_ladder_in_service(harness: Harness) ->
     assert "购买：每次 +50" in earn and "打卡（在群里发「打卡 …」）：每次 +5" in earn and "1 元 = 1 积分" not in earn
     assert "您 +30 积分" in await dm(harness, "邀请好友有奖励吗")
     checkin = await dm(harness, "打卡规则是什么")
-    assert "每次打卡 +5 积分" in checkin and "连续 7 天" not in checkin
+    assert "每次打卡 +5 积分（每天计 1 次），连续 7 天再额外 +30" in checkin
 
 
 async def test_an_edit_of_the_rules_changes_every_answer(edited: tuple[Harness, Path]) -> None:
@@ -86,6 +88,7 @@ async def test_an_edit_of_the_rules_changes_every_answer(edited: tuple[Harness, 
     assert "· 金卡：购买 1 次" in levels and "· 常来茶友：积分满 40" in levels and "VIP" not in levels
     earn = await dm(h, "积分怎么获得")
     assert "购买：每次 +80" in earn and "每次 +7" in earn and "每次 +25" in earn and "+50" not in earn
+    assert "连续 5 天再额外 +40" in await dm(h, "打卡规则是什么")
     assert "您 +45 积分" in await dm(h, "邀请好友有奖励吗")
     assert "升到「金卡」（购买 1 次）" in await dm(h, "怎么进VIP群")
     # and a reload while the bot runs changes them at once
@@ -111,12 +114,13 @@ def test_shipped_sop_and_moments_texts_render_the_ladder(rules: str, tmp_path: P
     templates = Templates(ZoneInfo("Asia/Shanghai"), [REPO / "sop_templates" / "templates"])
     templates.provide_ladder(lambda: facts)
     values = {"member": sample_member(), "group": {"name": "打卡群"}}
-    checkin, vip = facts.actions["checkin"], facts.tier("vip")
-    assert vip is not None
+    checkin, vip, streak = facts.actions["checkin"], facts.tier("vip"), facts.streak
+    assert vip is not None and streak is not None
+    promise = f"连续 {streak.days} 天再额外 +{streak.points}"
     day3 = templates.render_file("newcomer/day3_checkin.j2", **values)
-    assert f"每次 +{checkin.points} 积分" in day3 and "连续" not in day3
+    assert f"每次 +{checkin.points} 积分，{promise}" in day3
     opening = templates.render_file("checkin/opening.j2", **values)
-    assert f"每次打卡 +{checkin.points} 积分" in opening and "连续 7 天" not in opening
+    assert f"每次打卡 +{checkin.points} 积分，{promise}" in opening
     day7 = templates.render_file("newcomer/day7_review.j2", **values)
     active = facts.tier("active")
     assert active is not None and f"积分满 {active.requires['points']} 就能升到「{active.name}」" in day7
@@ -135,7 +139,7 @@ def test_no_shipped_text_writes_a_figure_or_tier_name_the_ladder_contradicts(tmp
         found = [(p.name, n, w) for p in SHIPPED_TEXTS for n, w in contradictions(p.read_text(encoding="utf-8"), facts)]
         assert found == []
     # the old shop ladder's names in texts (members may still ask with them: questions keep them)
-    old = re.compile("茶客及以上|茶师（VIP）|VIP 茶师|茶师专属权益|茶师 85 折|连续 7 天再额外")
+    old = re.compile("茶客及以上|茶师（VIP）|VIP 茶师|茶师专属权益|茶师 85 折|再加 50 积分|再 \\+200")
     assert [p.name for p in SHIPPED_TEXTS if old.search(p.read_text("utf-8"))] == []
 
 
@@ -154,7 +158,7 @@ BAD_KB = """\
   questions: [会员等级有哪些]
   answer: |
     {{ member.name }}，您现在是「茶客」。
-    每次打卡 +10 积分，连续 7 天再额外 +30。
+    每次打卡 +10 积分，连续 5 天再额外 +30。
     每次打卡 +{{ ladder.points.checkin }} 积分，您现在是「{{ member.tier_name }}」，升到「VIP」有专属顾问。
     100 积分 = 1 元，口令是「芝麻开门」，在群里发「打卡 白牡丹」。
     朋友扫码进群，您 +20 积分；下单满 99 元包邮。
@@ -177,7 +181,7 @@ def test_kb_check_warns_at_each_contradicting_line(tmp_path: Path, capsys: pytes
                                                        "⚠ kb/faq.yaml:8"]
     assert "「茶客」不是 tiers.yaml 里的等级" in warnings[0] and "潜客、活跃成员" in warnings[0]
     assert "写的是 10 积分，tiers.yaml 里打卡是 5 积分" in warnings[1] and "ladder.points.checkin" in warnings[1]
-    assert "连续奖励" in warnings[2]
+    assert "与 tiers.yaml 的连续打卡奖励不符（连续 7 天 +30）" in warnings[2]
     assert "写的是 20 积分，tiers.yaml 里邀请新成员是 30 积分" in warnings[3]
     assert "4 warning(s)" in out
     code, out = run(capsys, "kb", "check", str(kb), "--tiers", str(REPO / "tiers.yaml"), "--json")
@@ -189,6 +193,11 @@ def test_kb_check_warns_at_each_contradicting_line(tmp_path: Path, capsys: pytes
                                     ("referral: {points: 30}", "referral: {points: 20}")])
     code, out = run(capsys, "kb", "check", str(kb), "--tiers", str(other), "--json")
     assert [w["line"] for w in json.loads(out)["warnings"]] == [4, 5]
+    # a ladder without a streak rule: any streak promise is one no rule keeps
+    (tmp_path / "plain").mkdir()
+    code, out = run(capsys, "kb", "check", str(kb), "--tiers", str(edited_rules(tmp_path / "plain", NO_STREAK)),
+                    "--json")
+    assert any("没有 streak 规则" in w["warning"] for w in json.loads(out)["warnings"])
 
 
 def test_sop_check_warns_about_steps_and_templates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.ladderfacts import FILE_READERS, LadderAction, LadderFacts, LadderTier
+from bot.ladderfacts import FILE_READERS, LadderAction, LadderFacts, LadderStreak, LadderTier
 from bot.tiers.rules import ACTIONS, Rules
 from bot.tiers.rulesfile import load_rules
 
@@ -31,7 +31,8 @@ def facts_of(rules: Rules) -> LadderFacts:
     actions = {k: LadderAction(ACTIONS[k], a.points, a.daily_cap, a.keywords) for k, a in rules.points.items()}
     dg = rules.downgrade
     to = rules.tier(dg.to) if dg else None
-    return LadderFacts(tiers, actions, dg.inactive_days if dg else None, to.name if to else "", rules.version)
+    streak = LadderStreak(rules.streak.days, rules.streak.points) if rules.streak else None
+    return LadderFacts(tiers, actions, streak, dg.inactive_days if dg else None, to.name if to else "", rules.version)
 
 
 def live_facts(rules: Callable[[], Rules]) -> Callable[[], LadderFacts]:

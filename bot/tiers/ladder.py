@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.commands import strip_bot_mention
@@ -24,9 +24,11 @@ from bot.storage.keys import bounded_key
 from bot.tiers.models import TierChange
 from bot.tiers.rules import (
     ACTIONS,
+    LEDGER_ACTIONS,
     POINTS_TOTAL_LIMIT,
     REQUIREMENTS,
     SPEND_TOTAL_LIMIT_CENTS,
+    STREAK,
     Decision,
     Rules,
     Stats,
@@ -72,6 +74,7 @@ class Award:
     limited: bool = False    # not recorded: the member's totals would leave their bounds (rules.POINTS_TOTAL_LIMIT …)
     change: TierChange | None = None
     decision: Decision | None = None
+    streak: Award | None = None  # a check-in that completed a streak: the bonus it earned
 
 
 @dataclass(slots=True)
@@ -239,8 +242,26 @@ class Ladder:
             raise LookupError(f"no member {member_id!r}")  # rolls the entry back with the transaction
         result.decision, result.change = await self.reevaluate(
             session, fx, member_id, at, source_event=source_event, chat=chat,
-            reason=f"{ACTIONS.get(action, action)} +{granted}", member=member)
+            reason=f"{LEDGER_ACTIONS.get(action, action)} +{granted}", member=member)
+        if action == "checkin" and points is None:
+            result.streak = await self._streak_bonus(session, fx, member_id, day, at, chat)
         return result
+
+    async def _streak_bonus(self, session: Any, fx: Effects, member_id: str, day: str, at: datetime,
+                            chat: Chat | None) -> Award | None:
+        """The ``streak`` bonus when this check-in day is the ``days``-th of a run of consecutive check-in
+        days (the day before the run has none): once a streak, however long it goes on."""
+        streak = self.rules.streak
+        if streak is None:
+            return None
+        today = date.fromisoformat(day)
+        run = [(today - timedelta(days=i)).isoformat() for i in range(streak.days + 1)]
+        days = await self.store.days_with(session, member_id, "checkin", run[-1])
+        if not all(d in days for d in run[:-1]) or run[-1] in days:
+            return None
+        bonus = await self.award(session, fx, member_id, STREAK, source_event=f"streak:{member_id}:{day}", at=at,
+                                 points=streak.points, reason=f"连续打卡 {streak.days} 天", chat=chat)
+        return bonus if bonus.points else None
 
     async def purchase(self, session: Any, fx: Effects, member_id: str, amount_cents: int, *, sku: str,
                        recorded_by: str, source: str, at: datetime, chat: Chat | None = None) -> Award | None:
@@ -383,7 +404,7 @@ class Ladder:
             "recent": await self.store.recent_entries(session, member_id, 5),
             "changes": await self.store.recent_changes(session, member_id, 3),
             "today": await self.store.points_on_day(session, member_id, self.local_day(now)),
-            "actions": ACTIONS, "names": self.rules.names, "silent": decision.rule == "inactive",
+            "actions": LEDGER_ACTIONS, "names": self.rules.names, "silent": decision.rule == "inactive",
             "member": Actor(id=m.id, name=m.name),
         }
 

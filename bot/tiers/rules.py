@@ -31,6 +31,8 @@ SPEND_TOTAL_LIMIT_CENTS = 2_000_000_000   # a member's total spend (20,000,000 �
 ACTIONS: dict[str, str] = {
     "message": "发言", "checkin": "打卡", "homework": "作业", "referral": "邀请新成员", "purchase": "购买",
 }
+STREAK = "streak"   # the ledger action of a streak bonus (``streak:`` in tiers.yaml)
+LEDGER_ACTIONS: dict[str, str] = {**ACTIONS, STREAK: "连续打卡奖励"}   # every action a ledger entry may name
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,14 @@ class ActionRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Streak:
+    """Check-ins on ``days`` consecutive local days earn ``points`` once, on the last of them (once a streak)."""
+
+    days: int
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
 class Downgrade:
     inactive_days: int
     to: str
@@ -62,6 +72,7 @@ class Rules:
     points: dict[str, ActionRule]
     downgrade: Downgrade | None = None
     version: str = ""
+    streak: Streak | None = None
 
     def tier(self, tier_id: str) -> Tier | None:
         return next((t for t in self.tiers if t.id == tier_id), None)

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from bot.tiers.rules import ACTIONS, POINTS_PER_ENTRY, REQUIREMENTS, ActionRule, Downgrade, Rules, Tier
+from bot.tiers.rules import ACTIONS, POINTS_PER_ENTRY, REQUIREMENTS, ActionRule, Downgrade, Rules, Streak, Tier
 from bot.yamldoc import load_yaml, read_text
 from bot.yamlmodel import FileModel, validate
 
@@ -38,6 +38,13 @@ def _number(value: Any) -> bool:
 
 def _whole(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _entry_points(value: Any, where: str) -> Any:
+    """One ledger entry's points as the file gives them (``checkin.points``, ``streak.points``)."""
+    if not _whole(value, 0) or value > POINTS_PER_ENTRY:
+        raise ValueError(f"{where}.points 应是 0 到 {POINTS_PER_ENTRY:,} 之间的整数")
+    return value
 
 
 def _texts(value: Any) -> bool:
@@ -159,9 +166,7 @@ class PointsSpec(Part):
     @field_validator("points", mode="before")
     @classmethod
     def _points(cls, v: Any) -> Any:
-        if not _whole(v, 0) or v > POINTS_PER_ENTRY:
-            raise ValueError(f"{cls.action}.points 应是 0 到 {POINTS_PER_ENTRY:,} 之间的整数")
-        return v
+        return _entry_points(v, cls.action)
 
     @field_validator("daily_cap", mode="before")
     @classmethod
@@ -228,14 +233,35 @@ class DowngradeSpec(Part):
         return v
 
 
+class StreakSpec(Part):
+    unknown_key: ClassVar[str] = "streak 的未知字段 {key}（可用：{known}）"
+    not_a_mapping: ClassVar[str] = "streak 应是 {{days: 天数, points: 积分}} 映射"
+
+    days: int = Field(None, validate_default=True)  # type: ignore[assignment]
+    points: int = Field(None, validate_default=True)  # type: ignore[assignment]
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, v: Any) -> Any:
+        if not _whole(v, 2) or v > 366:
+            raise ValueError("streak.days 应是 2 到 366 之间的整数（连续打卡几天）")
+        return v
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, v: Any) -> Any:
+        return _entry_points(v, "streak")
+
+
 class TiersFile(Part):
-    """The whole file: ``tiers`` from the lowest up, ``points``, ``downgrade`` and ``privileges``."""
+    """The whole file: ``tiers`` from the lowest up, ``points``, ``streak``, ``downgrade`` and ``privileges``."""
 
     unknown_key: ClassVar[str] = "未知的字段 {key}（可用：{known}）"
     not_a_mapping: ClassVar[str] = "文件应是一个映射，至少包含 tiers: 等级列表"
 
     tiers: list[TierSpec] = Field(None, validate_default=True)  # type: ignore[assignment]
     points: Points | None = None  # type: ignore[valid-type]
+    streak: StreakSpec | None = None
     downgrade: DowngradeSpec | None = None
     privileges: dict[str, list[str]] = Field(default_factory=dict)
 
@@ -244,6 +270,14 @@ class TiersFile(Part):
     def _ladder(cls, v: Any) -> Any:
         if not isinstance(v, list) or not v:
             raise ValueError("tiers 应是非空的等级列表（从低到高）")
+        return v
+
+    @field_validator("streak", mode="before")
+    @classmethod
+    def _streak_needs_checkins(cls, v: Any, info: ValidationInfo) -> Any:
+        points = info.data.get("points")
+        if v is not None and (points is None or getattr(points, "checkin", None) is None):
+            raise ValueError("streak 奖励连续打卡，需要 points 里有 checkin 规则")
         return v
 
     @field_validator("privileges", mode="before")
@@ -265,7 +299,8 @@ class TiersFile(Part):
                            privileges.get(t.id, ())) for t in self.tiers)
         dg = self.downgrade
         return Rules(tiers=tiers, points=self.points.rules() if self.points else {},
-                     downgrade=Downgrade(dg.inactive_days, dg.to, tuple(dg.keep)) if dg else None, version=version)
+                     downgrade=Downgrade(dg.inactive_days, dg.to, tuple(dg.keep)) if dg else None, version=version,
+                     streak=Streak(self.streak.days, self.streak.points) if self.streak else None)
 
 
 def _declared_ids(data: Any) -> tuple[set[str], str | None]:

@@ -217,6 +217,11 @@ class TiersStore:
         return (await session.execute(select(func.count()).where(and_(
             LEDGER.c.member_id == member_id, LEDGER.c.action == action, LEDGER.c.day == day)))).scalar_one()
 
+    async def days_with(self, session: Any, member_id: str, action: str, since: str) -> set[str]:
+        """The local days (ISO) from ``since`` on with an entry of ``action`` for the member."""
+        return set((await session.execute(select(LEDGER.c.day).distinct().where(and_(
+            LEDGER.c.member_id == member_id, LEDGER.c.action == action, LEDGER.c.day >= since)))).scalars().all())
+
     async def add_entry(self, session: Any, **values: Any) -> int | None:
         """A ledger entry; its id, or None when its source event is already in the ledger."""
         row = (await session.execute(self._insert_new(LEDGER, ["source_event"]).values(**values)
