@@ -213,7 +213,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = files.refresh(force=True)
     warnings = [{"file": str(e.source.path), "line": e.source.line, "warning": f"条目 {e.id}：{w}"}
                 for e in files.entries for w in lexicon_warnings(templates, lexicon, e)]
-    warnings += ladder_warnings(ladder, directory.rglob("*.yaml"), directory)
+    warnings += ladder_warnings(ladder, files.dir.paths(), directory)  # the entry files the base loads
     return report_check(args.json, str(directory), report.problems,
                         f"{files.file_count} file(s) valid, {len(files.entries)} entries, "
                         f"{len(files.synonyms.groups)} synonym groups",

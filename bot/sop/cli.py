@@ -232,7 +232,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         except FileProblems as exc:
             problems.extend(exc.problems)
     cal = f", calendar {files.name(calendar)}" if has_calendar else ""
-    texts = [*directory.rglob("*.yaml"), *directory.rglob("*.j2")]
+    texts = [*directory.glob("*.yaml"), *(directory / "templates").rglob("*.j2")]  # scripts, calendar, templates
     return report_check(args.json, str(directory), problems, f"{len(files.scripts)} script(s) valid{cal}",
                         warnings=warnings + ladder_warnings(ladder, texts, directory), scripts=len(files.scripts),
                         calendar=files.name(calendar) if has_calendar else None)
