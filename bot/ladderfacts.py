@@ -82,10 +82,6 @@ class LadderFacts:
         return next((t for t in self.tiers if key in (t.id, t.name)), None) or \
             next((t for t in self.tiers if t.group_tag and t.group_tag == key), None)
 
-    def action_of(self, word: str) -> str | None:
-        """The action a word names (打卡 → checkin, by its name or a keyword)."""
-        return next((k for k, a in self.actions.items() if word == a.name or word in a.keywords), None)
-
 
 NO_LADDER = LadderFacts()
 
@@ -95,13 +91,14 @@ FILE_READERS: list[Callable[[Path], LadderFacts]] = []
 
 
 def read_ladder_file(path: Path) -> LadderFacts | None:
-    """The ladder of a rules file, or None when no reader is registered or the file is not usable."""
-    for reader in FILE_READERS:
-        try:
-            return reader(path)
-        except (OSError, ValueError):
-            return None
-    return None
+    """The ladder of a rules file, or None when no reader is registered or the file is not usable
+    (``tiers check`` says why)."""
+    if not FILE_READERS:
+        return None
+    try:
+        return FILE_READERS[0](path)
+    except (OSError, ValueError):
+        return None
 
 
 class LiveLadder:
