@@ -74,11 +74,7 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
         await _usage_error(ctx, event, spec, raw_args, exc)
         return
     if spec.confirm and not confirmed:
-        code = await _new_confirmation(ctx, event, body)
-        if spec.audited:
-            await audit(ctx.session, app, event, spec.name, raw_args, "awaiting_confirmation")
-        await ctx.reply(app.templates.render("core/confirm_prompt.j2", spec=spec, code=code, body=body,
-                                             ttl=app.config.bot.confirm_ttl_s))
+        await _ask_confirmation(ctx, event, spec, args, body, raw_args)
         return
     ctx.args = args
     ctx.confirmed = confirmed
@@ -103,6 +99,31 @@ async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bo
         return
     if spec.audited:
         await audit(ctx.session, app, event, spec.name, raw_args, "ok")
+
+
+async def _ask_confirmation(ctx: Context, event: MessageEvent, spec: CommandSpec, args: Any, body: str,
+                            raw_args: str) -> None:
+    """The confirmation code, after the command's preview when it has one (a preview that returns None has
+    answered itself — e.g. nothing to do — and no code is given; a CommandError is a usage error)."""
+    app = ctx.app
+    preview = ""
+    if spec.preview is not None:
+        ctx.args = args
+        try:
+            shown = await spec.preview(event, ctx)
+        except CommandError as exc:
+            await _usage_error(ctx, event, spec, raw_args, exc)
+            return
+        if shown is None:
+            if spec.audited:
+                await audit(ctx.session, app, event, spec.name, raw_args, "refused")
+            return
+        preview = str(shown)
+    code = await _new_confirmation(ctx, event, body)
+    if spec.audited:
+        await audit(ctx.session, app, event, spec.name, raw_args, "awaiting_confirmation")
+    await ctx.reply(app.templates.render("core/confirm_prompt.j2", spec=spec, code=code, body=body,
+                                         ttl=app.config.bot.confirm_ttl_s, preview=preview))
 
 
 async def _usage_error(ctx: Context, event: MessageEvent, spec: CommandSpec, raw_args: str, exc: CommandError) -> None:

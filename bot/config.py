@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from bot.access.config import ConsoleConfig
+from bot.campaigns.config import CampaignsConfig
 from bot.compliance.config import ModerationConfig
 from bot.configbase import Section, check_duration
 from bot.handoff.config import HandoffConfig
@@ -209,6 +210,7 @@ class Config(Section):
     sop: SopConfig = Field(default_factory=SopConfig)
     moments: MomentsConfig = Field(default_factory=MomentsConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
+    campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     # Where the file came from; relative paths in the config are resolved against it.

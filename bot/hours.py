@@ -1,13 +1,14 @@
 """Daily local-time windows written by operators: "09:00-21:00", "22:00-08:00" (overnight), several comma-separated.
 
-Read the same way for a knowledge entry's ``active_hours``, an SOP script's ``quiet_hours`` and the
-handoff's ``working_hours``.
+Read the same way for a knowledge entry's ``active_hours``, an SOP script's ``quiet_hours``, the
+handoff's ``working_hours`` and the quiet hours of segment sends (:class:`QuietHours`).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 SPAN_RX = re.compile(r"(\d{1,2})[:：](\d{2})\s*[-~～至到]\s*(\d{1,2})[:：](\d{2})")
 
@@ -62,3 +63,49 @@ def next_open(spans: Spans, when: datetime, tz: tzinfo) -> datetime:
             if at > local:
                 starts.append(at)
     return min(starts)
+
+
+def at_local(day: date, clock: time, tz: tzinfo) -> datetime:
+    """Local wall-clock ``day clock`` as an aware UTC datetime."""
+    return datetime.combine(day, clock, tzinfo=tz).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Daily local windows in which nothing is sent ("22:00-08:00" runs overnight)."""
+
+    spans: tuple[tuple[time, time], ...]
+
+    @property
+    def text(self) -> str:
+        return spans_text(self.spans)
+
+    def release(self, when: datetime, tz: tzinfo) -> datetime:
+        """``when`` if it is outside the window, else the end of the window it falls in."""
+        moved = when
+        for _ in range(len(self.spans) + 1):
+            local = moved.astimezone(tz)
+            t = local.time().replace(tzinfo=None)
+            end_at = None
+            for start, end in self.spans:
+                if start < end and start <= t < end:
+                    end_at = at_local(local.date(), end, tz)
+                elif start > end and t >= start:
+                    end_at = at_local(local.date() + timedelta(days=1), end, tz)
+                elif start > end and t < end:
+                    end_at = at_local(local.date(), end, tz)
+                if end_at is not None:
+                    break
+            if end_at is None:
+                return moved
+            moved = end_at
+        return moved
+
+
+def parse_quiet(text: str) -> QuietHours | None:
+    """``"22:00-08:00"`` (several comma-separated) → QuietHours; ``""`` / ``off`` → None."""
+    raw = str(text).strip()
+    if raw.lower() in ("", "off", "none", "无"):
+        return None
+    spans = parse_spans(raw, "22:00-08:00")
+    return QuietHours(spans) if spans else None

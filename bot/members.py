@@ -85,8 +85,33 @@ class MemberDirectory(Protocol):
         in order of day and then of check-in."""
         ...
 
+    def tier_id(self, tier: str) -> str | None:
+        """The id of the tier ``tier`` names (its id or its display name), or None when the ladder has none."""
+        ...
+
+    async def has_tag(self, session: Any, tag: str) -> bool:
+        """Whether any member carries ``tag`` now."""
+        ...
+
+    async def customers(self, session: Any, *, tier: str = "", tag: str = "", chat_id: str = "",
+                        limit: int = 100_000) -> list[MemberProfile]:
+        """The customers (not staff) of a segment — in tier ``tier`` (an id), carrying ``tag``, in the group
+        ``chat_id`` now — by id. Only ``id``, ``name``, ``tier`` and ``owner_staff`` are filled."""
+        ...
+
 
 MEMBERS: ServiceKey[MemberDirectory] = ServiceKey("members")
+
+
+class ChannelNames(Protocol):
+    """The name of the channel (渠道活码) a contact way's ``state`` stands for; provided by the campaigns
+    feature, read by the tiers feature to tag a customer added through it."""
+
+    async def channel_name(self, session: Any, state: str) -> str | None:
+        ...
+
+
+CHANNEL_NAMES: ServiceKey[ChannelNames] = ServiceKey("channel_names")
 
 
 def profile_from_actor(actor: Actor) -> MemberProfile:

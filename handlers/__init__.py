@@ -6,6 +6,7 @@ later feature looks up must be provided by an earlier one).
 """
 
 from bot.access import feature as access_feature
+from bot.campaigns import feature as campaigns_feature
 from bot.compliance import feature as compliance_feature
 from bot.feature import Feature, Setup
 from bot.handoff import feature as handoff_feature
@@ -13,7 +14,7 @@ from bot.insights import feature as insights_feature
 from bot.knowledge import feature as knowledge_feature
 from bot.sop import feature as sop_feature
 from bot.tiers import feature as tiers_feature
-from handlers import access, admin, handoff, insights, knowledge, moderation, moments, sop, tiers
+from handlers import access, admin, campaigns, handoff, insights, knowledge, moderation, moments, sop, tiers
 
 BY_NAME: dict[str, Feature | Setup] = {
     "moderation": Feature("moderation", routers=[moderation.router], install=compliance_feature.install,
@@ -31,6 +32,8 @@ BY_NAME: dict[str, Feature | Setup] = {
                        about="the Moments (朋友圈) calendar: publishing, /moments"),
     "access": Feature("access", routers=[access.router], install=access_feature.install,
                       about="the web console's sign-in links (/console invite)"),
+    "campaigns": Feature("campaigns", routers=[campaigns.router], install=campaigns_feature.install,
+                         about="segment sends (/send, /sends) and channel codes (/channel add|list)"),
     "insights": Feature("insights", routers=[insights.router], install=insights_feature.install,
                         about="the report: users, conversion, behaviour, referral, deals; /stats (needs tiers)"),
 }

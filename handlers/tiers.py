@@ -12,6 +12,7 @@ from typing import Any
 from bot.commands import Arg, CommandError
 from bot.context import Context
 from bot.events import ContactAdded, GroupCreated, GroupDismissed, MemberJoined, MemberLeft, MessageEvent
+from bot.members import CHANNEL_NAMES
 from bot.roles import OPERATOR
 from bot.routing import Predicate, Router, command_text
 from bot.tiers import LADDER
@@ -87,8 +88,13 @@ async def on_leave(event: MemberLeft, ctx: Context) -> None:
 
 @router.on(ContactAdded, priority=30)
 async def on_contact(event: ContactAdded, ctx: Context) -> None:
-    await ctx.get(LADDER).touch(ctx.session, event.member, event.time, state=event.state or None,
-                                owner_staff=event.staff.id)
+    ladder = ctx.get(LADDER)
+    m = await ladder.touch(ctx.session, event.member, event.time, state=event.state or None,
+                           owner_staff=event.staff.id)
+    channels = ctx.app.maybe(CHANNEL_NAMES)
+    channel = await channels.channel_name(ctx.session, event.state) if channels and event.state else None
+    if channel:  # added through a channel code (渠道活码): its name is the customer's source tag
+        await ladder.add_tag(ctx.session, ctx, m, channel, source="channel", at=event.time, key=f"channel:{event.key}")
 
 
 @router.on(GroupCreated, priority=30)

@@ -1,10 +1,11 @@
-"""The report assembled: the query layer over the tiers and knowledge stores, and /stats's templates."""
+"""The report assembled: the query layer over the tiers, knowledge and campaigns stores, and /stats's templates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.campaigns.store import CampaignsStore
 from bot.insights import INSIGHTS
 from bot.insights.report import Insights
 from bot.tiers import LADDER
@@ -16,5 +17,6 @@ if TYPE_CHECKING:
 def install(app: BotApp) -> None:
     """Needs the tiers feature installed first (the ladder's store and rules)."""
     ladder = app.get(LADDER)
-    app.provide(INSIGHTS, Insights(ladder.store, lambda: ladder.rules, silent_days=app.config.report.silent_days))
+    app.provide(INSIGHTS, Insights(ladder.store, lambda: ladder.rules, silent_days=app.config.report.silent_days,
+                                   channels=CampaignsStore(app.db)))
     app.templates.add_dir(Path(__file__).with_name("templates"))

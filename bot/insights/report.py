@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.campaigns.store import CampaignsStore
 from bot.insights.period import Period
 from bot.knowledge import store as kb_store
 from bot.tiers.rules import Rules
@@ -32,10 +33,12 @@ def days_between(a: datetime, b: datetime) -> float:
 class Insights:
     """The report over the tiers feature's members, ledger and purchases and the knowledge base's outcomes."""
 
-    def __init__(self, store: TiersStore, rules: Callable[[], Rules], *, silent_days: int) -> None:
+    def __init__(self, store: TiersStore, rules: Callable[[], Rules], *, silent_days: int,
+                 channels: CampaignsStore | None = None) -> None:
         self.store = store
         self.rules = rules          # the ladder in service (tiers.yaml is reloaded while the bot runs)
         self.silent_days = silent_days
+        self.channels = channels    # the names of channel codes (渠道活码) by their state
 
     async def report(self, session: Any, period: Period, chat_id: str | None = None) -> dict[str, Any]:
         """The whole report: ``period``, ``scope`` and one object per section, each with ``previous``."""
@@ -67,24 +70,30 @@ class Insights:
         new, total = await self.store.member_counts(session, p.start, p.end, chat_id)
         by_tier = await self.store.tier_counts_at(session, p.end, chat_id)
         order = {t.id: i for i, t in enumerate(self.rules().tiers)}
+        sources = await self.store.new_members_sources(session, p.start, p.end, chat_id)
+        names = await self.channels.channel_names(session, (r.source_state for r in sources if r.source_state)) \
+            if self.channels is not None else {}
         by_channel: dict[str, int] = {}
-        for channel in self._channels(await self.store.new_members_sources(session, p.start, p.end, chat_id)):
+        for channel in self._channels(sources, names):
             by_channel[channel] = by_channel.get(channel, 0) + 1
         return {"new": new, "total": total,
                 "by_tier": dict(sorted(by_tier.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))),
                 "by_channel": dict(sorted(by_channel.items(), key=lambda kv: (-kv[1], kv[0])))}
 
     @staticmethod
-    def _channels(rows: Any) -> Iterator[str]:
-        """Each new customer's channel: ``state:<code>`` (a contact way's state), else ``contact`` (added by
-        staff), else ``group:<scene>`` of their earliest group join (invite, qrcode, other), else ``unknown``."""
+    def _channels(rows: Any, names: dict[str, str]) -> Iterator[str]:
+        """Each new customer's channel: ``channel:<name>`` (the state of a channel code made with /channel add),
+        ``state:<code>`` (another contact way's state), else ``contact`` (added by staff), else
+        ``group:<scene>`` of their earliest group join (invite, qrcode, other), else ``unknown``."""
         first: dict[str, Any] = {}
         for r in rows:
             seen = first.get(r.id)
             if seen is None or (r.joined_at is not None and (seen.joined_at is None or r.joined_at < seen.joined_at)):
                 first[r.id] = r
         for r in first.values():
-            if r.source_state:
+            if r.source_state in names:
+                yield f"channel:{names[r.source_state]}"
+            elif r.source_state:
                 yield f"state:{r.source_state}"
             elif r.owner_staff:
                 yield "contact"

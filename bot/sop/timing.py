@@ -1,4 +1,4 @@
-"""When a step is due: its ``at``, its repetition, quiet hours and the late rule.
+"""When a step is due: its ``at``, its repetition, quiet hours (``bot.hours.QuietHours``) and the late rule.
 
 Every calendar computation happens in the bot's time zone (``bot.timezone``):
 ``day 1 09:30`` is 09:30 local time on the local calendar day after the trigger,
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.hours import parse_spans, spans_text
+from bot.hours import QuietHours, at_local, parse_quiet  # noqa: F401  (re-exported: the SOP reads them here)
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WEEKDAY_ALIASES: dict[str, int] = {}
@@ -107,13 +107,6 @@ def parse_at(text: str) -> At:
                      f"或 wed 19:30（触发后的第一个周三）")
 
 
-def at_local(day: date, clock: time, tz: ZoneInfo) -> datetime:
-    """Local wall-clock ``day clock`` as an aware UTC datetime."""
-    from datetime import UTC
-
-    return datetime.combine(day, clock, tzinfo=tz).astimezone(UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class Repeat:
     """``repeat: {every: 1d, times: 21}``; ``times`` absent = until the run is stopped."""
@@ -135,48 +128,6 @@ def occurrence_nominal(at: At, anchor: datetime, tz: ZoneInfo, repeat: Repeat | 
         local = first.astimezone(tz)
         return at_local(local.date() + timedelta(days=n * seconds // 86400), local.time().replace(tzinfo=None), tz)
     return first + repeat.every * n
-
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """Daily local windows in which nothing is sent ("22:00-08:00" runs overnight)."""
-
-    spans: tuple[tuple[time, time], ...]
-
-    @property
-    def text(self) -> str:
-        return spans_text(self.spans)
-
-    def release(self, when: datetime, tz: ZoneInfo) -> datetime:
-        """``when`` if it is outside the window, else the end of the window it falls in."""
-        moved = when
-        for _ in range(len(self.spans) + 1):
-            local = moved.astimezone(tz)
-            t = local.time().replace(tzinfo=None)
-            end_at = None
-            for start, end in self.spans:
-                if start < end and start <= t < end:
-                    end_at = at_local(local.date(), end, tz)
-                elif start > end and t >= start:
-                    end_at = at_local(local.date() + timedelta(days=1), end, tz)
-                elif start > end and t < end:
-                    end_at = at_local(local.date(), end, tz)
-                if end_at is not None:
-                    break
-            if end_at is None:
-                return moved
-            moved = end_at
-        return moved
-
-
-def parse_quiet(text: str) -> QuietHours | None:
-    """``"22:00-08:00"`` (several comma-separated) → QuietHours; ``""`` / ``off`` → None."""
-    raw = str(text).strip()
-    if raw.lower() in ("", "off", "none", "无"):
-        return None
-    spans = parse_spans(raw, "22:00-08:00")
-    return QuietHours(spans) if spans else None
 
 
 @dataclass(frozen=True, slots=True)

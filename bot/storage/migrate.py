@@ -31,6 +31,7 @@ MODEL_MODULES: list[str] = [
     "bot.sop.models",
     "bot.access.models",
     "bot.handoff.models",
+    "bot.campaigns.models",
 ]
 
 _MIGRATION_LOCK = 7_264_001  # pg_advisory_xact_lock key: one replica migrates at a time

@@ -4,7 +4,9 @@
 ``gettoken``, ``message/send``, ``appchat/send``, ``webhook/send`` (group robots),
 ``externalcontact/send_welcome_msg``, ``add_msg_template``, ``add_moment_task``,
 ``get_moment_task_result``, ``media/upload_attachment`` (multipart; Moments take
-pictures only as its media_ids), ``groupchat/list``, ``groupchat/get``, ``mark_tag`` and
+pictures only as its media_ids), ``groupchat/list``, ``groupchat/get``, ``mark_tag``,
+``get_groupmsg_send_result`` (a 群发 task's customers: sent, or unsent while its sender is in
+``unconfirmed``, or failed for ``invalid_externals``), ``add_contact_way`` (a channel code's QR) and
 the 智能机器人 ``aibot/response`` (what a ``response_url`` points at). Every
 answer carries ``errcode``/``errmsg``; required fields, byte limits and the
 access token are checked; every request is recorded.
@@ -121,6 +123,9 @@ class FakeWeCom:
         self.appchats: set[str] | None = None  # chat ids appchat/send knows; None: any
         self.tags: set[str] | None = None     # valid tag ids for mark_tag; None: any
         self.invalid_externals: set[str] = set()  # add_msg_template puts these in fail_list
+        self.unconfirmed: set[str] = set()    # senders who have not confirmed their 群发 tasks yet
+        self.mass_tasks: dict[str, dict[str, Any]] = {}   # msgid -> the add_msg_template body
+        self.contact_ways: dict[str, dict[str, Any]] = {}  # config_id -> the add_contact_way body
         self.moment_polls = 1                 # get_moment_task_result answers "done" from this poll on
         self.requests: list[Request] = []
         self.tokens: dict[str, float] = {}    # token -> expiry (self.now() seconds)
@@ -143,6 +148,8 @@ class FakeWeCom:
             "externalcontact/get_moment_task_result": self._moment_result,
             "externalcontact/groupchat/list": self._group_list, "externalcontact/groupchat/get": self._group_get,
             "externalcontact/mark_tag": self._mark_tag,
+            "externalcontact/get_groupmsg_send_result": self._mass_result,
+            "externalcontact/add_contact_way": self._contact_way,
         }
 
     # ── injecting failures ──
@@ -426,7 +433,49 @@ class FakeWeCom:
             _need(body, "sender")
         self._texts(body, 4000)
         fail = [e for e in _ids(body.get("external_userid")) if e in self.invalid_externals]
-        return {"fail_list": fail, "msgid": f"msgTpl{next(self._seq)}"}
+        msgid = f"msgTpl{next(self._seq)}"
+        self.mass_tasks[msgid] = body
+        return {"fail_list": fail, "msgid": msgid}
+
+    def _mass_result(self, rec: Request) -> dict[str, Any]:
+        """get_groupmsg_send_result: status 0 unsent (the sender has not confirmed), 1 sent, 2 not a contact."""
+        body = rec.body or {}
+        task = self.mass_tasks.get(_need(body, "msgid"))
+        if task is None:
+            raise Answer(41060, "invalid msgid")
+        staff = _need(body, "userid")
+        limit = body.get("limit", 500)
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise Answer(40058, "limit must be 1-1000")
+        if task.get("sender") and task["sender"] != staff:
+            return {"detail_list": [], "next_cursor": ""}
+        confirmed = staff not in self.unconfirmed
+        details = [{"external_userid": e, "userid": staff,
+                    "status": 2 if e in self.invalid_externals else 1 if confirmed else 0,
+                    **({"send_time": int(self.now())} if confirmed else {})}
+                   for e in _ids(task.get("external_userid"))]
+        start = int(body.get("cursor") or 0)
+        return {"detail_list": details[start:start + limit],
+                "next_cursor": str(start + limit) if start + limit < len(details) else ""}
+
+    def _contact_way(self, rec: Request) -> dict[str, Any]:
+        """add_contact_way: type 1 (one user) or 2 (several), scene 1 (button) or 2 (QR code), state ≤ 30."""
+        body = rec.body or {}
+        kind, scene, users = body.get("type"), body.get("scene"), _ids(body.get("user"))
+        if kind not in (1, 2) or scene not in (1, 2):
+            raise Answer(40058, "type must be 1 or 2 and scene 1 or 2")
+        if not users or (kind == 1 and len(users) != 1) or len(users) > 100:
+            raise Answer(40058, "user: one member for type 1, up to 100 for type 2")
+        if any(not self._valid_user(u) for u in users):
+            raise Answer(60111, "invalid userid")
+        if len(str(body.get("state", ""))) > 30:
+            raise Answer(40058, "state: at most 30 characters")
+        config_id = f"way{next(self._seq)}"
+        self.contact_ways[config_id] = body
+        answer: dict[str, Any] = {"config_id": config_id}
+        if scene == 2:
+            answer["qr_code"] = f"https://wework.qpic.cn/wwpic/{config_id}/0"
+        return answer
 
     def _moment(self, rec: Request) -> dict[str, Any]:
         body = rec.body or {}

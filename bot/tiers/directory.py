@@ -62,3 +62,19 @@ class TiersDirectory:
         rows = await self.store.checkins(session, chat_id, since.isoformat(), until.isoformat())
         return [(member_id, day, clean_name(name or "", NAME_LIMIT) or member_id)
                 for member_id, day, name in rows]
+
+    def tier_id(self, tier: str) -> str | None:
+        wanted = tier.strip().lower()
+        for t in self.rules().tiers:
+            if t.id.lower() == wanted or t.name.lower() == wanted:
+                return t.id
+        return None
+
+    async def has_tag(self, session: Any, tag: str) -> bool:
+        return await self.store.tag_used(session, tag)
+
+    async def customers(self, session: Any, *, tier: str = "", tag: str = "", chat_id: str = "",
+                        limit: int = 100_000) -> list[MemberProfile]:
+        rows = await self.store.segment(session, tier=tier, tag=tag, chat_id=chat_id, limit=limit)
+        return [MemberProfile(id=r.id, name=clean_name(r.name or "", NAME_LIMIT), tier=r.tier,
+                              owner_staff=r.owner_staff or "") for r in rows]

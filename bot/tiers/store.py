@@ -300,6 +300,21 @@ class TiersStore:
         return list((await session.execute(select(TAGS.c.tag).where(TAGS.c.member_id == member_id)
                                            .order_by(TAGS.c.tag))).scalars().all())
 
+    async def tag_used(self, session: Any, tag: str) -> bool:
+        return (await session.execute(select(TAGS.c.tag).where(TAGS.c.tag == tag).limit(1))).first() is not None
+
+    async def segment(self, session: Any, *, tier: str, tag: str, chat_id: str, limit: int) -> Sequence[Any]:
+        """Customers (not staff) in a tier, with a tag and/or in a group now, by id."""
+        q = select(MEMBER.c.id, MEMBER.c.name, MEMBER.c.tier, MEMBER.c.owner_staff).where(MEMBER.c.staff.is_(False))
+        if tier:
+            q = q.where(MEMBER.c.tier == tier)
+        if tag:
+            q = q.where(MEMBER.c.id.in_(select(TAGS.c.member_id).where(TAGS.c.tag == tag)))
+        if chat_id:
+            q = q.where(MEMBER.c.id.in_(select(MEMBERSHIP.c.member_id).where(and_(
+                MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.left_at.is_(None)))))
+        return (await session.execute(q.order_by(MEMBER.c.id).limit(limit))).all()
+
     async def tag_counts(self, session: Any) -> list[tuple[str, int]]:
         rows = (await session.execute(select(TAGS.c.tag, func.count()).group_by(TAGS.c.tag)
                                       .order_by(func.count().desc(), TAGS.c.tag))).all()

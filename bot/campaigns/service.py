@@ -1,0 +1,241 @@
+"""Segment sends: ``/send tier:vip 文案`` → a preview, a confirmation, then one 群发 task per staff member.
+
+A segment is ``tier:<等级>``, ``tag:<标签>`` or ``group:<群名>`` (``等级:`` / ``标签:`` / ``群:`` too), read
+through the member directory (:data:`bot.members.MEMBERS`). Each customer goes out through the staff member
+who owns them (``owner_staff``: who added them); customers without one are skipped, and so are those who
+already had a segment send on the day it goes out (WeCom delivers one 群发 per customer per day). A send
+confirmed in quiet hours (``campaigns.quiet_hours``) is queued for their end. The tasks' results are polled
+with ``externalcontact/get_groupmsg_send_result`` (:meth:`SegmentSends.poll_results`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.campaigns.config import CampaignsConfig
+from bot.campaigns.store import CampaignsStore
+from bot.members import MEMBERS, MemberDirectory, MemberProfile
+from bot.outbox import TEXT_LIMITS
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
+    from bot.context import Context
+
+log = logging.getLogger("siyu.campaigns")
+
+KINDS = {"tier": "tier", "等级": "tier", "tag": "tag", "标签": "tag", "group": "group", "群": "group"}
+SEGMENT_RX = re.compile(r"([^:：]+)[:：](.+)")
+TASK_RECIPIENTS = 10_000   # add_msg_template takes at most 10,000 external_userids
+TEXT_BYTES = TEXT_LIMITS["text"]
+RESULT_PAGE = 1000
+
+
+@dataclass(slots=True)
+class Plan:
+    """Who a send reaches, through whom and when; or ``refusal`` (a rendered answer) when it reaches nobody."""
+
+    segment: str = ""
+    refusal: str = ""
+    due: datetime | None = None
+    day: str = ""
+    quiet: bool = False
+    by_staff: dict[str, list[str]] = field(default_factory=dict)
+    sent_today: int = 0
+    no_staff: int = 0
+
+    @property
+    def customers(self) -> int:
+        return sum(len(v) for v in self.by_staff.values())
+
+
+class Part:
+    """What both services of the feature hold: the app, the ``[campaigns]`` section and the store."""
+
+    def __init__(self, app: BotApp, cfg: CampaignsConfig, store: CampaignsStore) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.store = store
+
+    def render(self, template: str, **values: Any) -> str:
+        return self.app.templates.render(template, **values)
+
+
+class SegmentSends(Part):
+
+    # ── planning ──
+
+    async def _segment(self, session: Any, directory: MemberDirectory, raw: str
+                       ) -> tuple[str, list[MemberProfile] | None]:
+        """(label, customers) of a typed segment; customers None (and label the answer) when it names nothing."""
+        m = SEGMENT_RX.fullmatch(raw.strip())
+        kind = KINDS.get(m.group(1).strip().lower()) if m else None
+        if m is None or kind is None:
+            return self.render("campaigns/bad_segment.j2", segment=raw), None
+        value = m.group(2).strip()
+        if kind == "tier":
+            tier = directory.tier_id(value)
+            if tier is None:
+                return self.render("campaigns/unknown_segment.j2", kind=kind, value=value), None
+            return f"tier:{tier}", await directory.customers(session, tier=tier)
+        if kind == "tag":
+            if not await directory.has_tag(session, value):
+                return self.render("campaigns/unknown_segment.j2", kind=kind, value=value), None
+            return f"tag:{value}", await directory.customers(session, tag=value)
+        groups = await directory.groups_named(session, value) or [
+            g for g in [await directory.group(session, value)] if g is not None and g.active]
+        if not groups:
+            return self.render("campaigns/unknown_segment.j2", kind=kind, value=value), None
+        found: dict[str, MemberProfile] = {}
+        for g in groups:
+            found.update((c.id, c) for c in await directory.customers(session, chat_id=g.chat_id))
+        return f"group:{value}", [found[k] for k in sorted(found)]
+
+    async def plan(self, ctx: Context, segment: str, text: str) -> Plan:
+        directory = ctx.app.maybe(MEMBERS)
+        if directory is None:
+            return Plan(refusal=self.render("campaigns/no_directory.j2"))
+        if len(text.encode()) > TEXT_BYTES:
+            return Plan(refusal=self.render("campaigns/too_long.j2", size=len(text.encode()), limit=TEXT_BYTES))
+        label, customers = await self._segment(ctx.session, directory, segment)
+        if customers is None:
+            return Plan(refusal=label)
+        if not customers:
+            return Plan(refusal=self.render("campaigns/empty_segment.j2", segment=label))
+        now, tz = ctx.now(), self.app.config.bot.tz
+        quiet = self.cfg.quiet
+        due = quiet.release(now, tz) if quiet is not None else now
+        plan = Plan(segment=label, due=due, day=due.astimezone(tz).date().isoformat(), quiet=due != now)
+        already = await self.store.sent_on(ctx.session, plan.day, (c.id for c in customers))
+        for c in customers:
+            if c.id in already:
+                plan.sent_today += 1
+            elif not c.owner_staff:
+                plan.no_staff += 1
+            else:
+                plan.by_staff.setdefault(c.owner_staff, []).append(c.id)
+        if not plan.by_staff:
+            plan.refusal = self.render("campaigns/nobody_left.j2", plan=plan, total=len(customers))
+        return plan
+
+    def _local(self, when: datetime | None) -> str:
+        return "" if when is None else when.astimezone(self.app.config.bot.tz).strftime("%m-%d %H:%M")
+
+    async def preview(self, ctx: Context, segment: str, text: str) -> str | None:
+        """What a send would do (shown with its confirmation code); None after answering a refusal."""
+        plan = await self.plan(ctx, segment, text)
+        if plan.refusal:
+            await ctx.reply(plan.refusal)
+            return None
+        sample = text if len(text) <= self.cfg.sample_chars else text[:self.cfg.sample_chars] + "…"
+        return self.render("campaigns/preview.j2", plan=plan, sample=sample, at=self._local(plan.due),
+                           quiet_hours=self.cfg.quiet_hours, staff=sorted(plan.by_staff.items()))
+
+    # ── sending ──
+
+    async def send(self, ctx: Context, actor: str, segment: str, text: str) -> None:
+        """The confirmed send: recorded, its customers claimed for the day, one mass_send per staff member."""
+        plan = await self.plan(ctx, segment, text)
+        if plan.refusal:
+            await ctx.reply(plan.refusal)
+            return
+        assert plan.due is not None
+        now = ctx.now()
+        send_id = await self.store.add_send(ctx.session, actor=actor[:128], segment=plan.segment[:200], text=text,
+                                            day=plan.day, created_at=now, due_at=plan.due,
+                                            skipped_today=plan.sent_today, skipped_no_staff=plan.no_staff)
+        tasks: list[dict[str, Any]] = []
+        for staff, members in sorted(plan.by_staff.items()):
+            got = await self.store.claim_recipients(ctx.session, send_id, plan.day, members)
+            plan.sent_today += len(members) - len(got)  # another send took them in between
+            mine = [m for m in members if m in got]
+            for n, first in enumerate(range(0, len(mine), TASK_RECIPIENTS)):
+                chunk = mine[first:first + TASK_RECIPIENTS]
+                key = f"send:{send_id}:{staff}" + (f":{n}" if n else "")
+                await ctx.send("mass_send", key=key, text=text, not_before=plan.due,
+                               destination={"sender": staff, "external_userids": chunk})
+                tasks.append({"send_id": send_id, "staff": staff[:128], "outbox_key": key, "customers": len(chunk),
+                              "state": "queued", "unsent": len(chunk), "created_at": now, "detail": "",
+                              "next_poll_at": plan.due + timedelta(seconds=self.cfg.poll_after_s)})
+        await self.store.add_tasks(ctx.session, tasks)
+        reached = sum(t["customers"] for t in tasks)
+        await self.store.set_send(ctx.session, send_id, customers=reached, skipped_today=plan.sent_today,
+                                  staff=len({t["staff"] for t in tasks}))
+        await ctx.reply(self.render("campaigns/queued.j2", send_id=send_id, plan=plan, reached=reached,
+                                    tasks=tasks, at=self._local(plan.due), quiet_hours=self.cfg.quiet_hours))
+
+    async def status(self, session: Any) -> str:
+        sends, tasks = await self.store.recent_sends(session, self.cfg.status_limit)
+        rows = []
+        for s in sends:
+            ts = tasks.get(s.id, [])
+            rows.append({"send": s, "at": self._local(s.due_at), "tasks": ts,
+                         "sent": sum(t.sent for t in ts), "failed": sum(t.failed for t in ts),
+                         "unsent": sum(t.unsent for t in ts)})
+        return self.render("campaigns/status.j2", rows=rows)
+
+    # ── results ──
+
+    async def poll_results(self) -> int:
+        """Look at the tasks due for a look: the outbox row (msgid) first, then get_groupmsg_send_result."""
+        from bot.wecomapi import WECOM_API
+
+        now = self.app.clock.now()
+        claimed, sent = await self.store.claim_polls(now, timedelta(seconds=self.cfg.poll_interval_s))
+        if not claimed:
+            return 0
+        api = self.app.maybe(WECOM_API)
+        updates: list[tuple[int, dict[str, Any]]] = []
+        for c in claimed:
+            row = sent.get(c.outbox_key)
+            if row is None or row.status in ("pending", "sending"):
+                continue  # not sent yet: look again next interval
+            if row.status == "dead":
+                updates.append((c.id, {"state": "failed", "failed": c.customers, "unsent": 0,
+                                       "detail": f"群发任务没有创建：{row.last_error or ''}"[:2000]}))
+                continue
+            msgid = str((row.result or {}).get("msgid") or c.msgid or "")
+            if not msgid or api is None:
+                why = "发送方没有返回 msgid（例如 console sender）" if not msgid else "没有企业微信 API 服务"
+                updates.append((c.id, {"state": "unpolled", "msgid": msgid, "detail": f"{why}，没有查询发送结果"}))
+                continue
+            updates.append((c.id, await self._look(api, c, msgid, now)))
+        if updates:
+            await self.store.update_tasks(updates)
+        return len(claimed)
+
+    async def _look(self, api: Any, c: Any, msgid: str, now: datetime) -> dict[str, Any]:
+        """One task's counts from every page of get_groupmsg_send_result (for its staff member)."""
+        from bot.wecomapi import WeComError
+
+        counts = {0: 0, 1: 0, 2: 0, 3: 0}
+        cursor = ""
+        try:
+            while True:
+                body: dict[str, Any] = {"msgid": msgid, "userid": c.staff, "limit": RESULT_PAGE}
+                if cursor:
+                    body["cursor"] = cursor
+                answer = await api.call("externalcontact/get_groupmsg_send_result", body)
+                for d in answer.get("detail_list") or []:
+                    status = d.get("status") if isinstance(d, dict) else None
+                    counts[status if status in counts else 0] += 1
+                cursor = str(answer.get("next_cursor") or "")
+                if not cursor:
+                    break
+        except WeComError as exc:
+            return {"msgid": msgid, "detail": f"查询结果失败：{exc}"[:2000]}
+        except Exception as exc:  # a bad answer must not stop the other tasks' looks
+            log.warning("mass send %s result poll failed: %s", msgid, exc)
+            return {"msgid": msgid, "detail": f"查询结果失败：{type(exc).__name__}"}
+        values: dict[str, Any] = {"msgid": msgid, "sent": counts[1], "failed": counts[2] + counts[3],
+                                  "unsent": counts[0],
+                                  "detail": f"不是好友 {counts[2]}，当天已收到其他群发 {counts[3]}"}
+        if counts[0] == 0:
+            values.update(state="done", next_poll_at=None)
+        elif now - c.created_at > timedelta(hours=self.cfg.poll_max_hours):
+            values.update(state="unknown", next_poll_at=None,
+                          detail=f"{self.cfg.poll_max_hours:g} 小时后仍有 {counts[0]} 位客户未发送（员工没有确认群发）")
+        return values
