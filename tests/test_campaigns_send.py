@@ -3,7 +3,6 @@ quiet hours, the once-a-day rule, bad segments, and the results polled from WeCo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,9 +11,11 @@ from sqlalchemy import func, select
 
 from bot.app import BotApp
 from bot.campaigns.models import CampaignSend, CampaignTask
-from bot.senders.base import Delivery, SendResult
-from bot.senders.console import RecordingSender
+from bot.senders.base import Delivery
 from bot.testing import Harness
+from tests import campaigns_support
+
+wecom_harness = campaigns_support.wecom_harness  # the fixture
 
 TEXT = "新品白茶到了，老朋友优先预订～"
 
@@ -119,34 +120,6 @@ async def test_send_is_for_operators(harness: Harness) -> None:
     await customers(harness)
     (text,) = await harness.say_texts(f"/send tier:vip {TEXT}", sender="wmA", name="阿安", group=False)
     assert "群发预览" not in text and await count(harness.app, CampaignSend) == 0
-
-
-class ThroughWeCom(RecordingSender):
-    """Records every delivery (for the harness) and sends it through the WeCom API at the fake."""
-
-    def __init__(self, wecom: Any) -> None:
-        super().__init__()
-        self.wecom = wecom
-
-    async def send(self, delivery: Delivery) -> SendResult:
-        self.deliveries.append(delivery)
-        return await self.wecom.send(delivery)
-
-    async def close(self) -> None:
-        await self.wecom.close()
-
-
-@pytest.fixture
-async def wecom_harness(make_bot: Callable[..., BotApp], wecom_config: Callable[..., Any], clock: Any) -> Harness:
-    from bot.senders.wecom import WeComSender
-    from bot.wecomapi import WECOM_API
-
-    cfg = wecom_config(CAMPAIGNS__POLL_AFTER_S="600", CAMPAIGNS__POLL_INTERVAL_S="600")
-    wecom = WeComSender(cfg, clock=clock)
-    app = make_bot(cfg=cfg, sender=ThroughWeCom(wecom))
-    await app.start()
-    app.provide(WECOM_API, wecom)
-    return Harness(app)
 
 
 async def test_results_are_polled_and_shown_by_sends(wecom_harness: Harness, fake_wecom: Any) -> None:

@@ -32,7 +32,7 @@ class Channels(Part):
         for word in (raw or "").split():
             uid = word.lstrip("@＠")
             if not STAFF_RX.fullmatch(uid):
-                return self.render("campaigns/bad_staff.j2", staff=word[:40])
+                return self.render("campaigns/bad_staff.j2", staff=word[:40], many=0)
             if uid not in staff:
                 staff.append(uid)
         if len(staff) > MAX_STAFF:
