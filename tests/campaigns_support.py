@@ -29,14 +29,24 @@ class ThroughWeCom(RecordingSender):
 
 
 @pytest.fixture
-async def wecom_harness(make_bot: Callable[..., BotApp], wecom_config: Callable[..., Any], clock: Any) -> Harness:
-    """The built-in features, sending through the fake WeCom, with the API service features call."""
+def make_wecom_harness(make_bot: Callable[..., BotApp], wecom_config: Callable[..., Any], clock: Any
+                       ) -> Callable[..., Any]:
+    """``await make_wecom_harness(**overrides)``: the built-in features, sending through the fake WeCom, with
+    the API service features call."""
     from bot.senders.wecom import WeComSender
     from bot.wecomapi import WECOM_API
 
-    cfg = wecom_config(CAMPAIGNS__POLL_AFTER_S="600", CAMPAIGNS__POLL_INTERVAL_S="600")
-    wecom = WeComSender(cfg, clock=clock)
-    app = make_bot(cfg=cfg, sender=ThroughWeCom(wecom))
-    await app.start()
-    app.provide(WECOM_API, wecom)
-    return Harness(app)
+    async def build(**overrides: str) -> Harness:
+        cfg = wecom_config(**{"CAMPAIGNS__POLL_AFTER_S": "600", "CAMPAIGNS__POLL_INTERVAL_S": "600", **overrides})
+        wecom = WeComSender(cfg, clock=clock)
+        app = make_bot(cfg=cfg, sender=ThroughWeCom(wecom))
+        await app.start()
+        app.provide(WECOM_API, wecom)
+        return Harness(app)
+
+    return build
+
+
+@pytest.fixture
+async def wecom_harness(make_wecom_harness: Callable[..., Any]) -> Harness:
+    return await make_wecom_harness()

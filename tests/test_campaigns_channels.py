@@ -4,6 +4,7 @@ added with its State is recorded, tagged with the channel's name and counted by 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,7 +15,8 @@ from bot.testing import Harness
 from bot.tiers.models import Member, MemberTag
 from tests import campaigns_support
 
-wecom_harness = campaigns_support.wecom_harness  # the fixture
+wecom_harness = campaigns_support.wecom_harness  # the fixtures
+make_wecom_harness = campaigns_support.make_wecom_harness
 
 
 async def count(app: BotApp, model: type) -> int:
@@ -78,3 +80,30 @@ async def test_bad_channel_names_and_no_wecom_api_create_nothing(harness: Harnes
     assert await count(harness.app, Channel) == 0
     (listing,) = await harness.admin("/channel list", group=False)
     assert "还没有渠道" in listing
+
+
+WELCOME = """\
+id: channel-welcome
+name: 渠道来的新朋友
+trigger: contact_added
+per: member
+where: {states: ["qd*"]}
+steps:
+  - id: welcome
+    at: "+0m"
+    via: welcome
+    text: 欢迎从直播间来的{{ member.name }}～
+"""
+
+
+async def test_a_channel_welcome_script_greets_only_its_customers(make_wecom_harness: Any, fake_wecom: Any,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "sop").mkdir()
+    (tmp_path / "sop" / "channel-welcome.yaml").write_text(WELCOME, encoding="utf-8")
+    h = await make_wecom_harness(SOP__DIR=str(tmp_path / "sop"))
+    await h.admin("/channel add 抖音直播 staff01", group=False)
+    state = fake_wecom.calls("externalcontact/add_contact_way")[0].body["state"]
+    await h.add_contact("wmE", "阿恩", staff="staff01", state=state, welcome_code="W-E")
+    await h.add_contact("wmG", "阿歌", staff="staff01", welcome_code="W-G")
+    (welcome,) = fake_wecom.delivered("externalcontact/send_welcome_msg")
+    assert welcome.body == {"welcome_code": "W-E", "text": {"content": "欢迎从直播间来的阿恩～"}}
