@@ -15,7 +15,8 @@ from bot.senders.base import Delivery
 from bot.testing import Harness
 from tests import campaigns_support
 
-wecom_harness = campaigns_support.wecom_harness  # the fixture
+wecom_harness = campaigns_support.wecom_harness  # the fixtures
+make_wecom_harness = campaigns_support.make_wecom_harness
 
 TEXT = "新品白茶到了，老朋友优先预订～"
 
@@ -65,6 +66,10 @@ async def test_preview_then_confirm_queues_one_task_per_staff_member(harness: Ha
     (answer,) = [d.text for d in sent if d.kind != "mass_send"]
     assert "2 位客户，2 个群发任务" in answer and "跳过没有负责员工的 1 人" in answer
     assert await count(harness.app, CampaignTask) == 2
+    harness.app.clock.advance(timedelta(seconds=601))  # type: ignore[attr-defined]
+    await harness.settle()
+    (status,) = await harness.admin("/sends", group=False)
+    assert "staff01：1 人，未查询（发送方没有返回 msgid" in status  # the recording sender has no msgid
 
 
 async def test_a_customer_gets_one_segment_send_a_day(harness: Harness) -> None:

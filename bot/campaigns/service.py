@@ -181,31 +181,32 @@ class SegmentSends(Part):
 
     async def poll_results(self) -> int:
         """Look at the tasks due for a look: the outbox row (msgid) first, then get_groupmsg_send_result."""
-        from bot.wecomapi import WECOM_API
-
         now = self.app.clock.now()
         claimed, sent = await self.store.claim_polls(now, timedelta(seconds=self.cfg.poll_interval_s))
-        if not claimed:
-            return 0
-        api = self.app.maybe(WECOM_API)
         updates: list[tuple[int, dict[str, Any]]] = []
         for c in claimed:
-            row = sent.get(c.outbox_key)
-            if row is None or row.status in ("pending", "sending"):
-                continue  # not sent yet: look again next interval
-            if row.status == "dead":
-                updates.append((c.id, {"state": "failed", "failed": c.customers, "unsent": 0,
-                                       "detail": f"群发任务没有创建：{row.last_error or ''}"[:2000]}))
-                continue
-            msgid = str((row.result or {}).get("msgid") or c.msgid or "")
-            if not msgid or api is None:
-                why = "发送方没有返回 msgid（例如 console sender）" if not msgid else "没有企业微信 API 服务"
-                updates.append((c.id, {"state": "unpolled", "msgid": msgid, "detail": f"{why}，没有查询发送结果"}))
-                continue
-            updates.append((c.id, await self._look(api, c, msgid, now)))
+            values = await self._poll_one(c, sent.get(c.outbox_key), now)
+            if values is not None:
+                updates.append((c.id, values))
         if updates:
             await self.store.update_tasks(updates)
         return len(claimed)
+
+    async def _poll_one(self, c: Any, row: Any, now: datetime) -> dict[str, Any] | None:
+        """What one look found; None while the task is not sent yet (looked at again next interval)."""
+        from bot.wecomapi import WECOM_API
+
+        if row is None or row.status in ("pending", "sending"):
+            return None
+        if row.status == "dead":
+            return {"state": "failed", "failed": c.customers, "unsent": 0,
+                    "detail": f"群发任务没有创建：{row.last_error or ''}"[:2000]}
+        msgid = str((row.result or {}).get("msgid") or c.msgid or "")
+        api = self.app.maybe(WECOM_API)
+        if not msgid or api is None:
+            why = "发送方没有返回 msgid（例如 console sender）" if not msgid else "没有企业微信 API 服务"
+            return {"state": "unpolled", "msgid": msgid, "detail": f"{why}，没有查询发送结果"}
+        return await self._look(api, c, msgid, now)
 
     async def _look(self, api: Any, c: Any, msgid: str, now: datetime) -> dict[str, Any]:
         """One task's counts from every page of get_groupmsg_send_result (for its staff member)."""
