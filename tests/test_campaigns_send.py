@@ -154,3 +154,13 @@ async def test_results_are_polled_and_shown_by_sends(wecom_harness: Harness, fak
     (status,) = await h.admin("/sends", group=False)
     assert "已发送 1，失败 1，未发送 0" in status
     assert len(fake_wecom.calls("externalcontact/get_groupmsg_send_result")) == 3  # staff01's was done: not again
+
+
+async def test_typed_in_a_group_the_preview_comes_privately_and_confirm_works_there(harness: Harness) -> None:
+    await customers(harness)
+    sent = await harness.say(f"/send tier:vip {TEXT}", sender="admin01", name="管理员", staff=True)
+    (private,) = [d for d in sent if d.kind == "app_message"]
+    assert private.to == ["admin01"] and "客户 2 人" in private.text
+    assert all("客户 2 人" not in d.text for d in sent if d.kind == "reply")  # the group sees a notice only
+    sent = await harness.say(f"/confirm {code_of(private.text)}", sender="admin01", name="管理员", staff=True)
+    assert len(mass_sends(sent)) == 1
