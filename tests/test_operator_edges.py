@@ -16,6 +16,8 @@ ALIASES = {  # alias → the command it names (docs/admin.md lists them)
     "群分层": "group", "脚本": "sop", "朋友圈": "moments",
     "统计": "stats", "数据": "stats", "转人工 列表": "handoff list", "转人工 接手": "handoff take",
     "转人工 结束": "handoff close", "转人工 关闭": "handoff close",
+    "群发": "send", "群发记录": "sends", "send status": "sends", "渠道": "channel", "渠道 新增": "channel add",
+    "渠道 列表": "channel list",
 }
 
 

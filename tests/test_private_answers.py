@@ -79,6 +79,10 @@ PRIVATE = {
     "handoff take": ("/handoff take 1", ""),
     "handoff close": ("/handoff close 1", ""),
     "stats": ("/stats", ""),
+    "send": ("/send tier:prospect 测试群发", "tier:prospect"),
+    "sends": ("/sends", ""),
+    "channel add": ("/channel add 私密渠道", ""),
+    "channel list": ("/channel list", ""),
 }
 
 
