@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.sop.timing import Late, Repeat, due_time, occurrence_nominal, parse_at, parse_duration, parse_quiet
+from bot.hours import parse_quiet
+from bot.sop.timing import Late, Repeat, due_time, occurrence_nominal, parse_at, parse_duration
 
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")

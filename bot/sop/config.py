@@ -29,7 +29,7 @@ class SopConfig(Section):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet(cls, v: str) -> str:
-        from bot.sop.timing import parse_quiet
+        from bot.hours import parse_quiet
 
         try:
             parse_quiet(v)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from bot.hours import QuietHours, parse_quiet
 from bot.sop.contract import (
     Images,
     Links,
@@ -40,7 +41,7 @@ from bot.sop.contract import (
     template_file,
     too_many_attachments,
 )
-from bot.sop.timing import At, Late, QuietHours, Repeat, format_duration, parse_at, parse_duration, parse_quiet
+from bot.sop.timing import At, Late, Repeat, format_duration, parse_at, parse_duration
 from bot.yamldoc import FileProblems, Lines, Problem, load_yaml
 from bot.yamlmodel import FileModel, Units
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.hours import QuietHours, at_local, parse_quiet  # noqa: F401  (re-exported: the SOP reads them here)
+from bot.hours import QuietHours, at_local
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 WEEKDAY_ALIASES: dict[str, int] = {}
