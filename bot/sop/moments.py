@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from bot.hours import at_local
 from bot.sop.contract import (
     Images,
     Links,
@@ -38,7 +39,7 @@ from bot.sop.contract import (
     too_many_attachments,
 )
 from bot.sop.script import TEMPLATE_RX
-from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, at_local, parse_clock
+from bot.sop.timing import WEEKDAY_CN, WEEKDAYS, parse_clock
 from bot.yamldoc import FileProblems, Problem, load_yaml, read_text
 from bot.yamlmodel import FileModel, Units
 
