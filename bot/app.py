@@ -107,12 +107,13 @@ class BotApp:
         from bot.senders.wecom import WeComSender
 
         if isinstance(self.sender, WeComSender):  # the API sender is also the API client features call
-            from bot.channels.enrich import GroupChatEnricher
+            from bot.channels.enrich import ContactEnricher, GroupChatEnricher
             from bot.wecomapi import WECOM_API
 
             self.sender.use_metrics(self.metrics)
             self.provide(WECOM_API, self.sender)
             self.inbox_pump.enrichers.append(GroupChatEnricher(self.sender))  # names and inviters of joiners
+            self.inbox_pump.enrichers.append(ContactEnricher(self.sender))    # an edited contact's tags
         self.outbox_pump = OutboxPump(self.db, self.clock, self.sender, config, self.metrics, self.replica)
         self.lag = LagWatch(self.db, self.clock, config, self.metrics)
         self.timers.after_run.append(self.outbox_pump.kick)

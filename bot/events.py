@@ -155,6 +155,9 @@ class ContactChanged(MemberEvent):
     change: Literal["edited", "removed_by_staff", "removed_by_customer", "transfer_failed"]
     staff: Actor
     detail: str = ""  # Source (DELETE_BY_TRANSFER) or FailReason
+    # edited: the (tag id, tag name) pairs the staff member has on the contact now, when known
+    # (read with externalcontact/get by bot.channels.enrich.ContactEnricher); None: not known
+    tags: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,6 +216,17 @@ class TagAdded(MemberEvent):
     chat: Chat | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class MemberSilent(MemberEvent):
+    """A customer has been quiet for ``days`` days since ``since`` (raised once per silence by the SOP feature's
+    daily check, keyed by member, days and ``since``; heard by the ``silent`` trigger)."""
+
+    type: ClassVar[str] = "member_silent"
+    days: int
+    since: datetime
+    chat: Chat | None = None  # the group the member was last active in, if known
+
+
 EVENT_TYPES: dict[str, type[Event]] = {}
 
 E = TypeVar("E", bound=type[Event])
@@ -227,7 +241,7 @@ def event_type(cls: E) -> E:
 
 
 for _cls in (MessageEvent, MemberJoined, MemberLeft, ContactAdded, ContactChanged, GroupCreated,
-             GroupUpdated, GroupDismissed, EnteredAgent, ArchiveNotify, TierChanged, TagAdded):
+             GroupUpdated, GroupDismissed, EnteredAgent, ArchiveNotify, TierChanged, TagAdded, MemberSilent):
     event_type(_cls)
 
 
@@ -289,6 +303,17 @@ def _str(data: dict[str, Any], name: str, default: str = "") -> str:
     if not isinstance(value, str):
         raise PayloadError(f"{name} must be a string")
     return value
+
+
+def _tags(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """``tags``: a list of {"id", "name"} objects (a contact's WeCom tags), or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("id", ""), str) and isinstance(t.get("name", ""), str)
+            for t in value):
+        raise PayloadError("tags must be a list of {id, name} objects")
+    return tuple((t.get("id", ""), clean_name(t.get("name", ""), 64)) for t in value)
 
 
 def events_from_payload(
@@ -354,7 +379,7 @@ def events_from_payload(
             raise PayloadError("change must be edited, removed_by_staff, removed_by_customer or transfer_failed")
         return [ContactChanged(key=key, change=change, member=_actor(payload.get("member"), "member", staff_ids),
                                staff=_actor({"staff": True, **(payload.get("staff") or {})}, "staff"),
-                               detail=_str(payload, "detail"), **base)]
+                               detail=_str(payload, "detail"), tags=_tags(payload.get("tags")), **base)]
     if etype == "group_created":
         owner = payload.get("owner")
         return [GroupCreated(key=key, chat=_chat(payload.get("chat")),
@@ -379,6 +404,12 @@ def events_from_payload(
         chat = payload.get("chat")
         return [TagAdded(key=key, member=_actor(payload.get("member"), "member", staff_ids), tag=_str(payload, "tag"),
                          chat=_chat(chat) if chat else None, **base)]
+    if etype == "member_silent":
+        chat, days = payload.get("chat"), payload.get("days")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise PayloadError("days must be a positive integer")
+        return [MemberSilent(key=key, member=_actor(payload.get("member"), "member", staff_ids), days=days,
+                             since=_time(payload.get("since"), time), chat=_chat(chat) if chat else None, **base)]
     cls = EVENT_TYPES.get(etype) if isinstance(etype, str) else None
     if cls is None:
         raise PayloadError(f"unknown event type {etype!r}")

@@ -11,7 +11,7 @@ the event says (:func:`profile_from_actor`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from bot.events import Actor
@@ -97,6 +97,13 @@ class MemberDirectory(Protocol):
                         limit: int = 100_000) -> list[MemberProfile]:
         """The customers (not staff) of a segment — in tier ``tier`` (an id), carrying ``tag``, in the group
         ``chat_id`` now — by id. Only ``id``, ``name``, ``tier`` and ``owner_staff`` are filled."""
+        ...
+
+
+    async def became_silent(self, session: Any, days: int, now: datetime, window: timedelta
+                            ) -> list[tuple[MemberProfile, datetime]]:
+        """(profile, quiet since) of the customers whose silence — no message since their last one, or since the
+        bot first saw them — reached ``days`` days within the ``window`` before ``now``."""
         ...
 
 

@@ -1,7 +1,9 @@
 """SOP scripts in chat: runs started by events, stopped by events, and the operators' /sop commands.
 
 Triggers (priority 45, observers): a member joining a group, a contact added,
-a group created, a tag put on a member, a tier change. Stops (priority 41, so a
+a group created, a tag put on a member, a tier change, a customer lost (``churned``:
+deleted the staff member or was deleted, left or was removed from a group) and a
+customer fallen silent (``silent``: ``member_silent`` from the daily check). Stops (priority 41, so a
 run stopped and started by the same event ends before the new one begins): the
 script's ``stop_on`` events; a dismissed group ends every run in it. Both run in
 the event handler's transaction; the step pump is kicked after it commits.
@@ -26,6 +28,7 @@ from bot.events import (
     GroupDismissed,
     MemberJoined,
     MemberLeft,
+    MemberSilent,
     MessageEvent,
     TagAdded,
     TierChanged,
@@ -129,6 +132,26 @@ async def on_tag(event: TagAdded, ctx: Context) -> None:
 async def on_tier(event: TierChanged, ctx: Context) -> None:
     await _trigger(ctx, "tier_changed", chat=event.chat, member=event.member,
                    details={"from_tier": event.from_tier, "to_tier": event.to_tier}, value=event.to_tier)
+
+
+@router.on(ContactChanged, priority=45)
+async def on_lost_contact(event: ContactChanged, ctx: Context) -> None:
+    if event.change in ("removed_by_customer", "removed_by_staff"):
+        await _trigger(ctx, "churned", chat=None, member=event.member, staff_id=event.staff.id,
+                       details={"how": event.change, "staff": event.staff.id}, value=event.change)
+
+
+@router.on(MemberLeft, priority=45)
+async def on_left(event: MemberLeft, ctx: Context) -> None:
+    if not event.member.staff:
+        await _trigger(ctx, "churned", chat=event.chat, member=event.member,
+                       details={"how": event.scene, "chat": event.chat.id}, value=event.scene)
+
+
+@router.on(MemberSilent, priority=45)
+async def on_silent(event: MemberSilent, ctx: Context) -> None:
+    await _trigger(ctx, "silent", chat=event.chat, member=event.member,
+                   details={"days": event.days, "since": event.since.isoformat()}, value=str(event.days))
 
 
 # ── commands ──

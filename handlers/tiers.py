@@ -11,11 +11,20 @@ from typing import Any
 
 from bot.commands import Arg, CommandError
 from bot.context import Context
-from bot.events import ContactAdded, GroupCreated, GroupDismissed, MemberJoined, MemberLeft, MessageEvent
+from bot.events import (
+    ContactAdded,
+    ContactChanged,
+    GroupCreated,
+    GroupDismissed,
+    MemberJoined,
+    MemberLeft,
+    MessageEvent,
+)
 from bot.members import CHANNEL_NAMES
 from bot.roles import OPERATOR
 from bot.routing import Predicate, Router, command_text
-from bot.tiers import LADDER
+from bot.tiers import CUSTOMERS, LADDER
+from bot.tiers.customers import NOTE_LIMIT, SILENT_DAYS
 from bot.tiers.ladder import Award
 from bot.tiers.rules import (
     ACTIONS,
@@ -33,9 +42,11 @@ router.describe("tier", "会员等级：查看、调整、规则、统计、全�
 router.describe("points", "积分：为成员加减积分（运营）")
 router.describe("group", "群分层：设置群服务的等级与容量、群主（运营）")
 router.describe("tag", "成员标签：打标签、去标签、查看（运营）；打标签会触发 tag_added 类 SOP")
+router.describe("members", "客户列表：沉默客户（运营）")
 for alias, path in (("我的", "me"), ("积分", "me"), ("我的积分", "me"), ("排行", "rank"), ("排行榜", "rank"),
                     ("作业", "homework"), ("等级", "tier"), ("等级规则", "tier rules"), ("加积分", "points add"),
-                    ("购买", "purchase"), ("标签", "tag"), ("群分层", "group")):
+                    ("购买", "purchase"), ("标签", "tag"), ("群分层", "group"), ("备注", "note"),
+                    ("档案", "member"), ("客户档案", "member"), ("沉默客户", "members silent")):
     router.alias(alias, path)
 
 is_submission = Predicate(lambda e, app: bool(app.get(LADDER).submissions(e)), "is_checkin_or_homework",
@@ -84,6 +95,21 @@ async def on_join(event: MemberJoined, ctx: Context) -> None:
 @router.on(MemberLeft, priority=30)
 async def on_leave(event: MemberLeft, ctx: Context) -> None:
     await ctx.get(LADDER).left(ctx.session, event.chat, event.member.id, event.time)
+    if not event.member.staff:
+        await ctx.get(CUSTOMERS).churned(ctx.session, member_id=event.member.id,
+                                         kind="removed" if event.scene == "removed" else "left", staff_id="",
+                                         chat_id=event.chat.id, at=event.time, source_event=f"left:{event.key}")
+
+
+@router.on(ContactChanged, priority=30)
+async def on_contact_changed(event: ContactChanged, ctx: Context) -> None:
+    customers = ctx.get(CUSTOMERS)
+    if event.change in ("removed_by_customer", "removed_by_staff"):
+        await customers.churned(ctx.session, member_id=event.member.id, kind=event.change, staff_id=event.staff.id,
+                                chat_id="", at=event.time, source_event=f"contact:{event.key}")
+    elif event.change == "edited" and event.tags is not None:
+        await customers.sync_tags(ctx.session, ctx, event.member.id, event.tags, event.time,
+                                  key=f"wecom-tags:{event.key}")
 
 
 @router.on(ContactAdded, priority=30)
@@ -106,6 +132,10 @@ async def on_group(event: GroupCreated, ctx: Context) -> None:
 @router.on(GroupDismissed, priority=30)
 async def on_dismiss(event: GroupDismissed, ctx: Context) -> None:
     await ctx.get(LADDER).group_dismissed(ctx.session, event.chat.id, event.time)
+    customers = ctx.get(CUSTOMERS)
+    for member_id in await customers.churn_members_of_group(ctx.session, event.chat.id):
+        await customers.churned(ctx.session, member_id=member_id, kind="dismissed", staff_id="", chat_id=event.chat.id,
+                                at=event.time, source_event=f"dismissed:{event.key}:{member_id}")
 
 
 # ── members ──
@@ -238,6 +268,8 @@ async def tag_add(event: MessageEvent, ctx: Context) -> None:
     if m is None:
         return
     added = await ctx.get(LADDER).add_tag(ctx.session, ctx, m, tag, source="operator", at=ctx.now(), key=event.key)
+    if added:
+        await ctx.get(CUSTOMERS).tag_changed(ctx.session, ctx, m, add=[tag], remove=[], key=f"tag:{event.key}")
     await ctx.reply(ctx.render("tiers/tag_done.j2", member=m, tag=tag, added=added, removed=None))
 
 
@@ -249,6 +281,8 @@ async def tag_del(event: MessageEvent, ctx: Context) -> None:
     if m is None:
         return
     removed = await ctx.get(LADDER).remove_tag(ctx.session, m.id, tag)
+    if removed:
+        await ctx.get(CUSTOMERS).tag_changed(ctx.session, ctx, m, add=[], remove=[tag], key=f"tag:{event.key}")
     await ctx.reply(ctx.render("tiers/tag_done.j2", member=m, tag=tag, added=None, removed=removed))
 
 
@@ -264,6 +298,55 @@ async def tag_list(event: MessageEvent, ctx: Context) -> None:
     if m is not None:
         await ctx.reply(ctx.render("tiers/tag_list.j2", member=m, tags=await ladder.tags(ctx.session, m.id),
                                    counts=None))
+
+
+@router.command("note", Arg("member", "成员|list"), Arg("content", "内容", rest=True, optional=True, default=""),
+                roles=[OPERATOR], private=True,
+                help=f"给客户记一条备注（最多 {NOTE_LIMIT} 字，记下作者和时间，显示在 /member 档案里）；"
+                     "/note list @成员 查看备注",
+                examples=["/note @Alice 喜欢岩茶，月底生日", "/note list @Alice"])
+async def note(event: MessageEvent, ctx: Context) -> None:
+    who, text = ctx.args["member"], ctx.args["content"].strip()
+    if who.lower() == "list":
+        await _note_list(ctx, text)
+        return
+    if not text or len(text) > NOTE_LIMIT:
+        await ctx.reply(ctx.render("tiers/note_invalid.j2", empty=not text, length=len(text), limit=NOTE_LIMIT))
+        return
+    m = await _one(ctx, who.lstrip("@＠"))
+    if m is None:
+        return
+    customers = ctx.get(CUSTOMERS)
+    await customers.add_note(ctx.session, m.id, event.sender, text, ctx.now())
+    _, total = await customers.notes(ctx.session, m.id, 0)
+    await ctx.reply(ctx.render("tiers/note_done.j2", member=m, text=text, total=total))
+
+
+async def _note_list(ctx: Context, who: str) -> None:
+    if not who:
+        raise CommandError("请写上成员：/note list @成员")
+    m = await _one(ctx, who.split()[0].lstrip("@＠"))
+    if m is not None:
+        notes, total = await ctx.get(CUSTOMERS).notes(ctx.session, m.id)
+        await ctx.reply(ctx.render("tiers/note_list.j2", member=m, notes=notes, total=total))
+
+
+@router.command("member", Arg("member", "成员", type="mention"), roles=[OPERATOR], private=True,
+                help="客户档案：等级与变动、积分、标签、来源、所在群、最近发言、备注、SOP、转人工和告警",
+                examples=["/member @Alice", "/member wmAbc123"])
+async def member_profile(event: MessageEvent, ctx: Context) -> None:
+    m = await _one(ctx, ctx.args["member"])
+    if m is not None:
+        await ctx.reply(ctx.render("tiers/profile.j2", **await ctx.get(CUSTOMERS).profile(ctx.session, m.id)))
+
+
+@router.command("members silent", Arg("days", "天数", type="int", min=SILENT_DAYS[0], max=SILENT_DAYS[1]),
+                roles=[OPERATOR], private=True,
+                help=f"沉默客户：N 天（{SILENT_DAYS[0]}–{SILENT_DAYS[1]}）没有发言的客户，按群和等级统计",
+                examples=["/members silent 14"])
+async def members_silent(event: MessageEvent, ctx: Context) -> None:
+    report = await ctx.get(CUSTOMERS).silent(ctx.session, ctx.args["days"], ctx.now())
+    await ctx.reply(ctx.render("tiers/silent.j2", **report))
 
 
 @router.command("group set", Arg("tier", "等级"), Arg("capacity", "容量", type="int", optional=True, min=1),

@@ -1,4 +1,5 @@
-"""Fill in what a WeCom group-change callback leaves out, from ``externalcontact/groupchat/get``.
+"""Fill in what WeCom callbacks leave out: group changes from ``externalcontact/groupchat/get``, a contact's
+tags from ``externalcontact/get``.
 
 ``change_external_chat`` / ``add_member`` carries only member ids and the join
 scene (docs/wecom-protocol.md §2). With the WeCom API at hand (``bot.sender =
@@ -8,6 +9,11 @@ a customer (type 2), and who invited them (``invitor``). The group data may lag
 the change event: members it does not list yet keep what the callback said.
 When the call fails the event is dispatched as it came (nothing is lost), with
 the failure noted in the stored payload; it is not asked again.
+
+``change_external_contact`` / ``edit_external_contact`` says only that a staff member
+edited a contact (remark, description, tags). :class:`ContactEnricher` reads the
+contact and adds the tags that staff member has on them (``tags``: id and name each),
+which the tiers feature takes as the member's tags.
 """
 
 from __future__ import annotations
@@ -72,3 +78,34 @@ def _staff_of(group: dict[str, Any]) -> frozenset[str]:
     if group.get("owner"):
         staff.add(group["owner"])
     return frozenset(s for s in staff if isinstance(s, str))
+
+
+class ContactEnricher:
+    """An inbox enricher for payloads marked ``enrich.source = contact`` (an edited external contact)."""
+
+    def __init__(self, api: WeComApi) -> None:
+        self.api = api
+
+    async def __call__(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        mark = payload.get("enrich")
+        if not isinstance(mark, dict) or mark.get("source") != "contact":
+            return None
+        out = {k: v for k, v in payload.items() if k != "enrich"}
+        member, staff = payload.get("member") or {}, payload.get("staff") or {}
+        try:
+            data = await self.api.call("externalcontact/get", None, method="GET",
+                                       params={"external_userid": member.get("id", "")})
+        except WeComError as exc:
+            log.warning("externalcontact/get for %s failed (%s); the edit goes on without tags", member.get("id"), exc)
+            out["enriched"] = f"failed: errcode {exc.errcode}"
+            return out
+        follow = [f for f in data.get("follow_user") or []
+                  if isinstance(f, dict) and f.get("userid") == staff.get("id")]
+        if follow:
+            out["tags"] = [{"id": str(t.get("tag_id") or ""), "name": str(t.get("tag_name") or "")}
+                           for t in follow[0].get("tags") or [] if isinstance(t, dict)]
+        name = (data.get("external_contact") or {}).get("name")
+        if isinstance(name, str) and name:
+            out["member"] = {**member, "name": name}
+        out["enriched"] = "contact"
+        return out

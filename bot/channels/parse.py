@@ -123,6 +123,8 @@ def parse_app_message(plain: str, staff_ids: frozenset[str] = frozenset()) -> Pa
             payload = {**base, "type": "contact_changed", "change": CONTACT_CHANGES[change],
                        "member": {"id": external, "staff": False}, "staff": {"id": staff, "staff": True},
                        "detail": f.get("Source") or f.get("FailReason") or ""}
+            if change == "edit_external_contact":  # the staff member's tags on the contact: externalcontact/get
+                payload["enrich"] = {"source": "contact"}
             return Parsed(key, "contact_changed", payload)
         return None
     if event == "change_external_chat":

@@ -10,6 +10,7 @@ from bot.compliance import MODERATION
 from bot.compliance.alerts import ESCALATE_TASK
 from bot.compliance.archive_route import archive_import
 from bot.compliance.service import Moderation
+from bot.memberfacts import member_facts
 from bot.pump import Reloader
 from bot.textcheck import TEXT_CHECK
 
@@ -21,6 +22,7 @@ def install(app: BotApp) -> None:
     service = Moderation(app)
     app.provide(MODERATION, service)
     app.provide(TEXT_CHECK, service.text_check())
+    member_facts(app).add("合规告警", service.member_facts)  # on the operators' profile (/member)
     app.templates.add_dir(Path(__file__).with_name("templates"))
 
     async def reload(files: bool) -> bool:

@@ -268,6 +268,12 @@ class Moderation:
         rows = await self.store.alerts_page(session, scope, (page - 1) * size, size)
         return {"rows": rows, "total": total, "page": page, "pages": pages, "scope": scope}
 
+    async def member_facts(self, session: Any, member_id: str) -> list[str]:
+        """Alerts on the member's own messages, for the profile (bot.memberfacts)."""
+        open_, _ = await self.store.find_alerts(session, AlertFilter(status="open", staff=member_id), 0, 0)
+        seen, _ = await self.store.find_alerts(session, AlertFilter(status="all", staff=member_id), 0, 0)
+        return [f"待处理 {open_} 条（共 {seen} 条）"] if seen else []
+
     async def find_alerts(self, session: Any, where: AlertFilter, page: int = 1,
                           size: int | None = None) -> dict[str, Any]:
         """The reviewers' queue on the console: alerts by state, category, level, staff, chat and date."""

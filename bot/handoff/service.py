@@ -98,6 +98,14 @@ class HandoffService:
     async def is_open(self, session: Any, member_id: str) -> bool:
         return await store.is_open(session, member_id, self.app.clock.now())
 
+    async def member_facts(self, session: Any, member_id: str) -> list[str]:
+        """The member's open handoff, for the profile (bot.memberfacts)."""
+        row = await store.live_of(session, member_id, self.app.clock.now())
+        if row is None:
+            return []
+        since = f"{row.opened_at.astimezone(self.tz):%m-%d %H:%M} 起"
+        return [f"{row.taken_by} 接待中（{since}）" if row.taken_by else f"等待接待（{since}）"]
+
     # ── a customer's message ──
     def trigger_of(self, text: str) -> tuple[str, str] | None:
         """(reason, word) if ``text`` asks for a person or sounds angry; a negated request (不用转人工) does not."""

@@ -20,6 +20,12 @@ class SopConfig(Section):
     staff: list[str] = Field(default_factory=list, description="who gets remind_staff steps when nobody else is known")
     preview_occurrences: int = Field(3, ge=1, le=100)
     status_limit: int = Field(20, ge=1, le=200)
+    silent_check: str = "0 10 * * *"  # when the daily check for trigger: silent runs
+
+    @field_validator("silent_check")
+    @classmethod
+    def _silent_check(cls, v: str) -> str:
+        return check_crontab(v, "0 10 * * *")
 
     @field_validator("late_grace")
     @classmethod

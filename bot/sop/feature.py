@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.effects import Effects
+from bot.memberfacts import member_facts
 from bot.pump import Reloader
 from bot.sop import MOMENTS, SOP
 from bot.sop.engine import SopEngine, StepPump
@@ -35,6 +37,16 @@ def script_files(cfg: Config, templates: Templates | None) -> ScriptFiles:
     return ScriptFiles(directory, templates=templates, defaults=Defaults.of(cfg.sop), exclude=exclude)
 
 
+async def find_silent(app: BotApp, service: SopService, fire_time: datetime) -> None:
+    """The daily check behind ``trigger: silent`` (``sop.silent_check``)."""
+    async with app.db.session() as s:
+        fx = Effects(app, s, f"sop-silent:{fire_time.isoformat()}")
+        raised = await service.find_silent(s, fx, app.clock.now())
+    fx.kick()
+    if raised:
+        log.info("silent check: %d customers fell silent", raised)
+
+
 def install_sop(app: BotApp) -> None:
     app.templates.add_dir(TEMPLATES)
     files = script_files(app.config, app.templates)
@@ -46,12 +58,14 @@ def install_sop(app: BotApp) -> None:
     pump = StepPump(app, engine)
     service = SopService(app, files, engine, pump)
     app.provide(SOP, service)
+    member_facts(app).add("进行中的 SOP", service.member_facts)  # on the operators' profile (/member)
 
     async def reload(_files: bool) -> bool:
         await asyncio.to_thread(service.reload)  # a changed file's texts are tried (budgeted renders)
         return False
 
     app.pumps.extend([pump, Reloader("sop-reload", app.clock, app.config.sop.reload_interval_s, reload)])
+    app.scheduler.add_cron("sop-silent", lambda at: find_silent(app, service, at), crontab=app.config.sop.silent_check)
 
     async def release() -> None:
         n = await pump.release()

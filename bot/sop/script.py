@@ -49,7 +49,10 @@ if TYPE_CHECKING:
     from bot.templates import Templates
     from bot.textcheck import TextCheck
 
-TRIGGERS = ("member_joined", "contact_added", "group_created", "tag_added", "tier_changed", "manual")
+TRIGGERS = ("member_joined", "contact_added", "group_created", "tag_added", "tier_changed", "churned", "silent",
+            "manual")
+MEMBER_TRIGGERS = ("contact_added", "tag_added", "tier_changed", "churned", "silent")  # per: member only
+SILENT_DAYS = (1, 365)
 STOP_EVENTS = ("member_left", "tier_changed", "tag_added", "contact_removed", "group_dismissed")
 VIAS = ("reply", "group_robot", "appchat", "mass_send", "remind_staff", "app_message", "welcome", "mark_tag")
 GROUP_VIAS = ("reply", "group_robot", "appchat")
@@ -61,7 +64,8 @@ MAX_TEXT = 4000
 WELCOME_WINDOW = timedelta(seconds=20)
 
 TRIGGER_NAMES = {"member_joined": "成员入群", "contact_added": "添加好友", "group_created": "建群",
-                 "tag_added": "打标签", "tier_changed": "等级变化", "manual": "手动启动"}
+                 "tag_added": "打标签", "tier_changed": "等级变化", "churned": "客户流失",
+                 "silent": "客户沉默", "manual": "手动启动"}
 VIA_NAMES = {"reply": "群内回复", "group_robot": "群机器人", "appchat": "群聊消息", "mass_send": "群发任务",
              "remind_staff": "提醒员工", "app_message": "应用消息", "welcome": "欢迎语", "mark_tag": "打标签"}
 
@@ -140,6 +144,7 @@ class Script:
     staff: tuple[str, ...] = ()
     description: str = ""
     enabled: bool = True
+    silent_days: int = 0     # trigger: silent — the days of silence that start a run
     version: str = ""
     file: str = ""
     body: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -484,6 +489,7 @@ class ScriptModel(FileModel):
     late: LateModel = Field(default_factory=LateModel)
     stop_on: Annotated[tuple[Name, ...], names("stop_on", _stop_event)] = ()
     staff: Staff = ()
+    silent_days: Any = Field(default=None, validate_default=True)
     steps: Any = Field(default=None, validate_default=True)
 
     @model_validator(mode="before")
@@ -528,8 +534,22 @@ class ScriptModel(FileModel):
             raise ValueError(f"per 只能是 member（每位成员一次）或 group（每个群一次），收到 {v!r}")
         if v == "member" and trigger == "group_created":
             raise ValueError("trigger: group_created 只能 per: group（建群时还没有成员）")
-        if v == "group" and trigger in ("contact_added", "tag_added", "tier_changed"):
+        if v == "group" and trigger in MEMBER_TRIGGERS:
             raise ValueError(f"trigger: {trigger} 针对一位成员，只能 per: member")
+        return v
+
+    @field_validator("silent_days", mode="before")
+    @classmethod
+    def _silent_days(cls, v: Any, info: ValidationInfo) -> int:
+        trigger = info.data.get("trigger")
+        if trigger != "silent":
+            if v is not None:
+                raise ValueError("silent_days 只用于 trigger: silent")
+            return 0
+        low, high = SILENT_DAYS
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            raise ValueError(f"trigger: silent 需要 silent_days：沉默多少天（{low}–{high} 的整数），"
+                             "例如 silent_days: 14")
         return v
 
     @field_validator("quiet_hours", mode="before")
@@ -605,8 +625,8 @@ def _load(data: dict[str, Any], lines: Lines, *, sources: dict[str, str], file: 
     script = Script(id=head.id, name=(head.name or head.id).strip(), trigger=trigger, per=per, steps=tuple(steps),
                     late=head.late.to_late(), where=head.where.to_where() if head.where else Where(),
                     quiet=head.quiet_hours, stop_on=head.stop_on, staff=head.staff,
-                    description=head.description.strip(), enabled=head.enabled, version=body["version"], file=file,
-                    body=body)
+                    description=head.description.strip(), enabled=head.enabled, silent_days=head.silent_days,
+                    version=body["version"], file=file, body=body)
     return script, units.sorted()
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.commands import CommandError
-from bot.events import EXTERNAL_PREFIXES, Actor, Chat
+from bot.events import EXTERNAL_PREFIXES, Actor, Chat, MemberSilent
 from bot.members import MEMBERS, GroupInfo, MemberDirectory, MemberProfile, profile_of
 from bot.sop.engine import OUTCOME_NAMES, RUN_STATES, SopEngine, StepPump, Subject
 from bot.sop.preview import PreviewItem, timeline
@@ -22,12 +22,14 @@ from bot.watched import Refresh
 
 if TYPE_CHECKING:
     from bot.app import BotApp
+    from bot.effects import Effects
     from bot.sop.files import ScriptFiles
     from bot.sop.script import Script
 
 log = logging.getLogger("siyu.sop")
 
 HERE = ("本群", "here", ".", "当前群")
+SILENT_WINDOW = timedelta(days=2)  # a silence that reached N days this long ago is still found (a missed day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,38 @@ class SopService:
 
     async def live_counts(self, session: Any) -> dict[str, int]:
         return await self.store.live_counts(session)
+
+    async def find_silent(self, session: Any, fx: Effects, now: datetime) -> int:
+        """The daily check behind ``trigger: silent``: for each enabled script's ``silent_days`` N, the customers
+        whose silence reached N days in the last SILENT_WINDOW raise ``member_silent`` — keyed by member, N and
+        the start of the silence, so a silence starts a run once however often it is seen (and again only after
+        the member spoke and fell silent anew). How many events were new."""
+        directory = self.app.maybe(MEMBERS)
+        days = sorted({s.silent_days for s in self.scripts.values() if s.trigger == "silent" and s.enabled})
+        if directory is None or not days:
+            return 0
+        raised = 0
+        for n in days:
+            for profile, since in await directory.became_silent(session, n, now, SILENT_WINDOW):
+                chat = Chat(id=profile.last_chat_id, type="group") if profile.last_chat_id else None
+                raised += await fx.emit(MemberSilent(
+                    key=f"silent:{profile.id}:{n}:{int(since.timestamp())}", time=now, days=n, since=since, chat=chat,
+                    member=Actor(id=profile.id, name=profile.name, staff=profile.staff)))
+        return raised
+
+    async def member_facts(self, session: Any, member_id: str) -> list[str]:
+        """The member's live runs and how far they are, for the profile (bot.memberfacts)."""
+        runs = await self.engine.live_runs(session, member_id=member_id)
+        progress = await self.engine.progress(session, [r.id for r in runs])
+        tz = self.app.config.bot.tz
+        lines = []
+        for r in runs:
+            p = progress.get(r.id, {})
+            script = self.scripts.get(r.script_id)
+            when = f"，下一步 {p['next'].astimezone(tz):%m-%d %H:%M}" if p.get("next") else ""
+            lines.append(f"{script.name if script else r.script_id}（{RUN_STATES.get(r.status, r.status)}，"
+                         f"已完成 {p.get('done', 0)}/{p.get('total', 0)} 步{when}）")
+        return lines
 
     def preview(self, script: Script, anchor: datetime, group: dict[str, Any], limit: int) -> list[PreviewItem]:
         return timeline(script, anchor, self.app.templates, self.app.config.bot.tz, group=group,
@@ -307,6 +341,8 @@ def _fits(script: Script, name: str, value: str, chat: Chat | None, chat_name: s
     if name == "tag_added" and where.tags and value not in where.tags:
         return False
     if name == "tier_changed" and where.tiers and value not in where.tiers:
+        return False
+    if name == "silent" and value != str(script.silent_days):
         return False
     if script.per == "member" and member is None:
         return False

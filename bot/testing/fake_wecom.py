@@ -6,7 +6,8 @@
 ``get_moment_task_result``, ``media/upload_attachment`` (multipart; Moments take
 pictures only as its media_ids), ``groupchat/list``, ``groupchat/get``, ``mark_tag``,
 ``get_groupmsg_send_result`` (a 群发 task's customers: sent, or unsent while its sender is in
-``unconfirmed``, or failed for ``invalid_externals``), ``add_contact_way`` (a channel code's QR) and
+``unconfirmed``, or failed for ``invalid_externals``), ``add_contact_way`` (a channel code's QR),
+``externalcontact/get`` (a contact and the tags each staff member has on them) and
 the 智能机器人 ``aibot/response`` (what a ``response_url`` points at). Every
 answer carries ``errcode``/``errmsg``; required fields, byte limits and the
 access token are checked; every request is recorded.
@@ -131,7 +132,9 @@ class FakeWeCom:
         self.tokens: dict[str, float] = {}    # token -> expiry (self.now() seconds)
         self.groups: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
-        self.contact_tags: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.contact_tags: dict[tuple[str, str], set[str]] = defaultdict(set)  # (staff, contact) -> tag ids
+        self.contacts: dict[str, str] = {}   # external contact id -> name (externalcontact/get)
+        self.tag_names: dict[str, str] = {}  # tag id -> tag name; an unnamed id is its own name
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
         self._used_welcome: set[str] = set()
         self._used_responses: set[str] = set()
@@ -147,7 +150,7 @@ class FakeWeCom:
             "externalcontact/add_moment_task": self._moment,
             "externalcontact/get_moment_task_result": self._moment_result,
             "externalcontact/groupchat/list": self._group_list, "externalcontact/groupchat/get": self._group_get,
-            "externalcontact/mark_tag": self._mark_tag,
+            "externalcontact/mark_tag": self._mark_tag, "externalcontact/get": self._contact_get,
             "externalcontact/get_groupmsg_send_result": self._mass_result,
             "externalcontact/add_contact_way": self._contact_way,
         }
@@ -174,6 +177,12 @@ class FakeWeCom:
         self.groups[chat_id] = {"chat_id": chat_id, "name": name, "owner": owner,
                                 "create_time": int(self.now()), "notice": "", "member_list": members,
                                 "admin_list": [], "status": 0}
+
+    def add_contact(self, external_id: str, name: str, staff: str, tags: dict[str, str] | None = None) -> None:
+        """A customer ``staff`` added, with the tags ({id: name}) that staff member put on them."""
+        self.contacts[external_id] = name
+        self.contact_tags[(staff, external_id)] = set(tags or {})
+        self.tag_names.update(tags or {})
 
     def response_url(self, code: str | None = None) -> str:
         return f"{self.url}/cgi-bin/aibot/response?response_code={code or secrets.token_hex(8)}"
@@ -557,6 +566,20 @@ class FakeWeCom:
         tags.difference_update(remove)
         tags.update(add)
         return {}
+
+
+    def _contact_get(self, rec: Request) -> dict[str, Any]:
+        external = rec.query.get("external_userid", "")
+        if not external:
+            raise Answer(40058, "external_userid is required")
+        if external not in self.contacts:
+            raise Answer(84061, "not external contact")
+        follow = [{"userid": staff, "remark": "", "createtime": int(self.now()),
+                   "tags": [{"group_name": "", "tag_name": self.tag_names.get(t, t), "type": 1, "tag_id": t}
+                            for t in sorted(tags)]}
+                  for (staff, ext), tags in sorted(self.contact_tags.items()) if ext == external]
+        return {"external_contact": {"external_userid": external, "name": self.contacts[external], "type": 1},
+                "follow_user": follow}
 
 
 @contextmanager

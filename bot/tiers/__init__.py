@@ -3,7 +3,8 @@
 The feature's home: :mod:`bot.tiers.feature` assembles it, :mod:`bot.tiers.ladder`
 moves members (the service handlers call), :mod:`bot.tiers.directory` is the
 member directory other features read (``bot.members.MEMBERS``),
-:mod:`bot.tiers.store` holds its SQL, :mod:`bot.tiers.rulesfile` the ``tiers.yaml``
+:mod:`bot.tiers.customers` is what operators see of customers (notes, profile,
+silence, churn), :mod:`bot.tiers.store` holds its SQL, :mod:`bot.tiers.rulesfile` the ``tiers.yaml``
 contract and :mod:`bot.tiers.rules` its evaluation.
 """
 
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 from bot.services import ServiceKey
 
 if TYPE_CHECKING:
+    from bot.tiers.customers import Customers
     from bot.tiers.ladder import Ladder
 
 LADDER: ServiceKey[Ladder] = ServiceKey("ladder")
+CUSTOMERS: ServiceKey[Customers] = ServiceKey("customers")

@@ -9,12 +9,13 @@ characters).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.events import NAME_LIMIT
 from bot.members import GroupInfo, MemberProfile
 from bot.textsafe import clean_name
+from bot.tiers.customers import Customers
 from bot.tiers.rules import Rules
 from bot.tiers.store import TiersStore
 
@@ -28,9 +29,10 @@ def group_info(row: Any) -> GroupInfo:
 class TiersDirectory:
     """A :class:`bot.members.MemberDirectory`; ``rules`` gives the ladder in service (for tier names)."""
 
-    def __init__(self, store: TiersStore, rules: Callable[[], Rules]) -> None:
+    def __init__(self, store: TiersStore, rules: Callable[[], Rules], people: Customers) -> None:
         self.store = store
         self.rules = rules
+        self.people = people  # notes, churn and silence
 
     async def _profile(self, session: Any, m: Any) -> MemberProfile:
         tier = self.rules().tier(m.tier)
@@ -78,3 +80,8 @@ class TiersDirectory:
         rows = await self.store.segment(session, tier=tier, tag=tag, chat_id=chat_id, limit=limit)
         return [MemberProfile(id=r.id, name=clean_name(r.name or "", NAME_LIMIT), tier=r.tier,
                               owner_staff=r.owner_staff or "") for r in rows]
+
+    async def became_silent(self, session: Any, days: int, now: datetime, window: timedelta
+                            ) -> list[tuple[MemberProfile, datetime]]:
+        rows = await self.people.became_silent(session, days, now, window)
+        return [(await self._profile(session, m), m.last_active_at or m.joined_at) for m in rows]

@@ -366,11 +366,17 @@ class Ladder:
                                       group=group))
         if not member.staff and member.id.startswith(("wm", "wo")):
             tag_ids = self.app.config.tiers.wecom_tag_ids
-            add = [tag_ids.get(change.to_tier, f"tier:{change.to_tier}")]
-            remove = [tag_ids.get(change.from_tier, f"tier:{change.from_tier}")]
-            await fx.send("mark_tag", text=f"{change.from_tier} → {change.to_tier}", key=f"{base}:tag",
-                          destination={"userid": member.owner_staff or "", "external_userid": member.id},
-                          payload={"add_tag": add, "remove_tag": remove})
+            await self.mark_tag(fx, member, add=[tag_ids.get(change.to_tier, f"tier:{change.to_tier}")],
+                                remove=[tag_ids.get(change.from_tier, f"tier:{change.from_tier}")],
+                                key=f"{base}:tag", text=f"{change.from_tier} → {change.to_tier}")
+
+    @staticmethod
+    async def mark_tag(fx: Effects, member: Any, *, add: list[str], remove: list[str], key: str,
+                       text: str = "") -> None:
+        """Put and take WeCom tags (tag ids) on an external contact, as seen by the staff member who added them."""
+        await fx.send("mark_tag", text=text or " ".join([*(f"+{t}" for t in add), *(f"-{t}" for t in remove)]),
+                      key=key, destination={"userid": member.owner_staff or "", "external_userid": member.id},
+                      payload={"add_tag": add, "remove_tag": remove})
 
     @staticmethod
     async def _celebrate(fx: Effects, member: Any, text: str, chat: Chat | None, *, key: str) -> None:

@@ -157,3 +157,39 @@ class MemberActivity(SQLModel, table=True):
     chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
     member_id: str = Field(sa_column=Column(String(128), primary_key=True))
     messages: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+
+
+class MemberNote(SQLModel, table=True):
+    """An operator's note on a customer (``/note``), shown on the profile (``/member``)."""
+
+    __tablename__ = "member_note"
+    __table_args__ = (Index("ix_member_note_member", "member_id", "id"),)
+
+    id: int | None = big_id()
+    member_id: str = Field(sa_column=Column(String(128), nullable=False))
+    author_id: str = Field(sa_column=Column(String(128), nullable=False))
+    author_name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = utc_column()
+
+
+class ChurnEvent(SQLModel, table=True):
+    """A customer lost: deleted the staff member, deleted by them, left or removed from a group, group dismissed.
+
+    Stored whether or not the bot knows the member yet; ``notified_at`` is set when the batched notice
+    (``tiers.churn_notify_cron``) that lists it was queued.
+    """
+
+    __tablename__ = "churn_event"
+    __table_args__ = (UniqueConstraint("source_event", name="uq_churn_event_source_event"),
+                      Index("ix_churn_event_pending", "notified_at", "id"),
+                      Index("ix_churn_event_member", "member_id"))
+
+    id: int | None = big_id()
+    member_id: str = Field(sa_column=Column(String(128), nullable=False))
+    kind: str = Field(sa_column=Column(String(24), nullable=False))  # see bot.tiers.churn.KINDS
+    staff_id: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    chat_id: str = Field(default="", sa_column=Column(String(160), nullable=False, server_default=""))
+    source_event: str = Field(sa_column=Column(String(255), nullable=False))
+    at: datetime = utc_column()
+    notified_at: datetime | None = utc_column(nullable=True)

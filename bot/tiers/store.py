@@ -17,10 +17,12 @@ from sqlalchemy import and_, case, func, or_, select, update
 from bot.events import Chat
 from bot.storage.db import insert_adding, insert_ignoring_conflicts
 from bot.tiers.models import (
+    ChurnEvent,
     Group,
     GroupMembership,
     Member,
     MemberActivity,
+    MemberNote,
     MemberTag,
     PointsEntry,
     Purchase,
@@ -38,6 +40,8 @@ TAG_NAMES = Tag.__table__
 CHANGES = TierChange.__table__
 PURCHASES = Purchase.__table__
 ACTIVITY = MemberActivity.__table__
+NOTES = MemberNote.__table__
+CHURN = ChurnEvent.__table__
 
 
 def in_bounds() -> Any:
@@ -211,6 +215,12 @@ class TiersStore:
             MEMBERSHIP.c.member_id == member_id, MEMBERSHIP.c.left_at.is_(None))).order_by(MEMBERSHIP.c.chat_id)
         )).scalars().all())
 
+    async def group_members(self, session: Any, chat_id: str) -> list[str]:
+        """The ids of the group's members now."""
+        return list((await session.execute(select(MEMBERSHIP.c.member_id).where(and_(
+            MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.left_at.is_(None))).order_by(MEMBERSHIP.c.member_id)
+        )).scalars().all())
+
     # ── the ledger and purchases ──
 
     async def entries_on_day(self, session: Any, member_id: str, action: str, day: str) -> int:
@@ -319,6 +329,106 @@ class TiersStore:
         rows = (await session.execute(select(TAGS.c.tag, func.count()).group_by(TAGS.c.tag)
                                       .order_by(func.count().desc(), TAGS.c.tag))).all()
         return [(r[0], int(r[1])) for r in rows]
+
+    # ── notes and the profile ──
+
+    async def add_note(self, session: Any, **values: Any) -> int:
+        return (await session.execute(NOTES.insert().values(**values).returning(NOTES.c.id))).scalar_one()
+
+    async def notes(self, session: Any, member_id: str, limit: int) -> Sequence[Any]:
+        """The member's notes, newest first."""
+        return (await session.execute(select(NOTES).where(NOTES.c.member_id == member_id)
+                                      .order_by(NOTES.c.id.desc()).limit(limit))).all()
+
+    async def note_count(self, session: Any, member_id: str) -> int:
+        return int((await session.execute(select(func.count()).where(NOTES.c.member_id == member_id))
+                    ).scalar_one())
+
+    async def latest_notes(self, session: Any, member_ids: Iterable[str]) -> dict[str, str]:
+        """{member id: text of their newest note} for those of ``member_ids`` with a note."""
+        ids = sorted(set(member_ids))
+        if not ids:
+            return {}
+        newest = select(func.max(NOTES.c.id)).where(NOTES.c.member_id.in_(ids)).group_by(NOTES.c.member_id)
+        return dict((await session.execute(select(NOTES.c.member_id, NOTES.c.text)
+                                           .where(NOTES.c.id.in_(newest)))).all())
+
+    async def recent_activity(self, session: Any, member_id: str, limit: int) -> Sequence[Any]:
+        """(day, chat id, messages) of the member's latest days with a message, newest first."""
+        return (await session.execute(select(ACTIVITY.c.day, ACTIVITY.c.chat_id, ACTIVITY.c.messages)
+                                      .where(ACTIVITY.c.member_id == member_id)
+                                      .order_by(ACTIVITY.c.day.desc(), ACTIVITY.c.chat_id).limit(limit))).all()
+
+    async def group_names(self, session: Any, chat_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(set(chat_ids))
+        if not ids:
+            return {}
+        return dict((await session.execute(select(GROUP.c.chat_id, GROUP.c.name).where(GROUP.c.chat_id.in_(ids))
+                                           )).all())
+
+    async def members_by_id(self, session: Any, member_ids: Iterable[str]) -> dict[str, Any]:
+        ids = sorted(set(member_ids))
+        if not ids:
+            return {}
+        return {r.id: r for r in (await session.execute(select(MEMBER).where(MEMBER.c.id.in_(ids)))).all()}
+
+    # ── churn ──
+
+    async def add_churn(self, session: Any, **values: Any) -> bool:
+        """A churn event (once per source event); False when it was already stored."""
+        row = (await session.execute(self._insert_new(CHURN, ["source_event"]).values(**values)
+                                     .returning(CHURN.c.id))).first()
+        return row is not None
+
+    async def pending_churn(self, session: Any, limit: int) -> Sequence[Any]:
+        """Churn events no notice has listed yet, oldest first (locked on PostgreSQL: one replica sends)."""
+        q = select(CHURN).where(CHURN.c.notified_at.is_(None)).order_by(CHURN.c.id).limit(limit)
+        if not self.db.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return (await session.execute(q)).all()
+
+    async def mark_churn_notified(self, session: Any, ids: Iterable[int], at: datetime) -> None:
+        await session.execute(update(CHURN).where(CHURN.c.id.in_(sorted(ids))).values(notified_at=at))
+
+    async def churn_of(self, session: Any, member_id: str, limit: int) -> Sequence[Any]:
+        return (await session.execute(select(CHURN).where(CHURN.c.member_id == member_id)
+                                      .order_by(CHURN.c.id.desc()).limit(limit))).all()
+
+    # ── silence ──
+
+    def _quiet(self, quiet_before: datetime, quiet_from: datetime | None) -> Any:
+        """Customers whose last message (else first sight) is before ``quiet_before`` (and not before
+        ``quiet_from``)."""
+        last = func.coalesce(MEMBER.c.last_active_at, MEMBER.c.joined_at)
+        cond = and_(MEMBER.c.staff.is_(False), last < quiet_before)
+        return cond if quiet_from is None else and_(cond, last >= quiet_from)
+
+    async def silent(self, session: Any, quiet_before: datetime, limit: int, *, quiet_from: datetime | None = None,
+                     owner: str | None = None) -> Sequence[Any]:
+        """Quiet customers (:meth:`_quiet`), quiet longest last; ``owner``: only those whose owner_staff it is."""
+        cond = self._quiet(quiet_before, quiet_from)
+        if owner is not None:
+            cond = and_(cond, MEMBER.c.owner_staff == owner)
+        last = func.coalesce(MEMBER.c.last_active_at, MEMBER.c.joined_at)
+        return (await session.execute(select(MEMBER).where(cond).order_by(last.desc(), MEMBER.c.id)
+                                      .limit(limit))).all()
+
+    async def silent_buckets(self, session: Any, quiet_before: datetime) -> Sequence[Any]:
+        """(last group chat id or None, tier, customers) of the quiet customers, largest first."""
+        return (await session.execute(
+            select(MEMBER.c.last_chat_id, MEMBER.c.tier, func.count()).where(self._quiet(quiet_before, None))
+            .group_by(MEMBER.c.last_chat_id, MEMBER.c.tier)
+            .order_by(func.count().desc(), MEMBER.c.last_chat_id, MEMBER.c.tier))).all()
+
+    async def silent_owners(self, session: Any, quiet_before: datetime) -> list[str]:
+        """The owner_staff of quiet customers (those with one)."""
+        return list((await session.execute(
+            select(MEMBER.c.owner_staff).where(and_(self._quiet(quiet_before, None), MEMBER.c.owner_staff.is_not(None)))
+            .group_by(MEMBER.c.owner_staff).order_by(MEMBER.c.owner_staff))).scalars().all())
+
+    async def silent_count(self, session: Any, quiet_before: datetime) -> int:
+        return int((await session.execute(select(func.count()).where(self._quiet(quiet_before, None)))
+                    ).scalar_one())
 
     # ── figures (the report, bot.insights): customers only; ``chat_id`` narrows to one group ──
 
