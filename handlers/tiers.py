@@ -108,7 +108,7 @@ async def on_contact_changed(event: ContactChanged, ctx: Context) -> None:
         await customers.churned(ctx.session, member_id=event.member.id, kind=event.change, staff_id=event.staff.id,
                                 chat_id="", at=event.time, source_event=f"contact:{event.key}")
     elif event.change == "edited" and event.tags is not None:
-        await customers.sync_tags(ctx.session, ctx, event.member.id, event.tags, event.time,
+        await customers.sync_tags(ctx.session, ctx, event.member.id, event.staff.id, event.tags, event.time,
                                   key=f"wecom-tags:{event.key}")
 
 

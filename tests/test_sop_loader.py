@@ -165,8 +165,8 @@ def test_parse_script_raises_with_every_problem() -> None:
     with pytest.raises(FileProblems) as exc:
         parse_script("id: x\ntrigger: nope\nsteps: 3\n", "x.yaml")
     assert [str(p) for p in exc.value.problems] == [
-        "x.yaml:2: trigger 只能是 member_joined | contact_added | group_created | tag_added | tier_changed | manual，"
-        "收到 'nope'", "x.yaml:3: steps 应是非空的步骤列表"]
+        "x.yaml:2: trigger 只能是 member_joined | contact_added | group_created | tag_added | tier_changed | churned | "
+        "silent | manual，收到 'nope'", "x.yaml:3: steps 应是非空的步骤列表"]
 
 
 async def test_live_reload_new_runs_get_the_new_version_running_runs_keep_theirs(

@@ -137,6 +137,9 @@ async def test_a_churned_script_starts_when_a_customer_is_lost(make_bot: Callabl
     await h.push(ContactChanged(key=h.key(), time=app.clock.now(), channel="test", change="edited",
                                 member=Actor(id="wmCarol"), staff=Actor(id="staff01", staff=True)))
     assert len(await runs(app)) == 1  # an edit is not a loss
+    await h.join("wmDan", "Dan", chat="g1")
+    await h.leave("wmDan", chat="g1")
+    assert [(r.member_id, r.chat_id) for r in await runs(app)][1:] == [("wmDan", "g1")]
 
 
 # ── silence ──

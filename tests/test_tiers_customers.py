@@ -192,6 +192,10 @@ async def test_tags_edited_in_wecom_become_the_members_tags(
     # what came from WeCom is not sent back
     assert not [r for r in fake_wecom.delivered("externalcontact/mark_tag")
                 if {"etTea", "etHot"} & set(r.body.get("add_tag", []) + r.body.get("remove_tag", []))]
+    # another staff member's tags on the same customer are theirs: they change nothing here
+    fake_wecom.contact_tags[("staff09", "wmBob")] = {"etOther"}
+    await post(app, contact_event("edit_external_contact", staff="staff09", at=1763800250))
+    assert set(await tags_of(app, "wmBob")) == {"红茶爱好者", "tier:prospect"}
     # a failed read leaves the tags as they are
     fake_wecom.fail("externalcontact/get", 48002, errmsg="api forbidden")
     fake_wecom.contact_tags[("staff01", "wmBob")] = set()

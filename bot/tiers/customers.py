@@ -103,14 +103,15 @@ class Customers:
             await self.ladder.mark_tag(fx, member, add=[ids.get(t, t) for t in add],
                                        remove=[ids.get(t, t) for t in remove], key=key)
 
-    async def sync_tags(self, session: Any, fx: Effects, member_id: str, wecom_tags: Iterable[tuple[str, str]],
-                        at: datetime, key: str) -> tuple[list[str], list[str]]:
-        """The tags WeCom has on a contact ((id, name) pairs: ``edit_external_contact``, read with
+    async def sync_tags(self, session: Any, fx: Effects, member_id: str, staff_id: str,
+                        wecom_tags: Iterable[tuple[str, str]], at: datetime, key: str) -> tuple[list[str], list[str]]:
+        """The tags ``staff_id`` has on a contact in WeCom ((id, name) pairs: ``edit_external_contact``, read with
         ``externalcontact/get``) become the member's tags: a tag id named in ``tiers.wecom_tag_ids`` is known
-        by that name, any other by its WeCom name. The ladder's ``tier:…`` tags stay as they are.
-        (added, removed); nothing for a member the bot does not know."""
+        by that name, any other by its WeCom name. The ladder's ``tier:…`` tags stay as they are. Only the
+        tags of the member's owner (who added them, whom ``/tag`` marks as) count; any staff member's while
+        the bot knows no owner. (added, removed); nothing for a member the bot does not know."""
         member = await self.store.member(session, member_id)
-        if member is None:
+        if member is None or (member.owner_staff and member.owner_staff != staff_id):
             return [], []
         by_id = {v: k for k, v in self.cfg.wecom_tag_ids.items()}
         wanted = {by_id.get(tag_id) or name for tag_id, name in wecom_tags} - {""}
