@@ -159,6 +159,12 @@ class ContactChanged(MemberEvent):
     # (read with externalcontact/get by bot.channels.enrich.ContactEnricher); None: not known
     tags: tuple[tuple[str, str], ...] | None = None
 
+    @property
+    def lost(self) -> bool:
+        """The customer is gone from this staff member: deleted either way, except handed to another staff member
+        (``del_external_contact`` with Source DELETE_BY_TRANSFER, 在职/离职继承)."""
+        return self.change in ("removed_by_customer", "removed_by_staff") and self.detail != "DELETE_BY_TRANSFER"
+
 
 @dataclass(frozen=True, kw_only=True)
 class GroupCreated(ChatEvent):

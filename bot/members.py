@@ -3,8 +3,9 @@
 The tiers feature owns members (points, tier, tags, groups) and provides a
 :class:`MemberDirectory` under :data:`MEMBERS`. The knowledge base (scopes by
 tier, answer templates), the SOP engine (``when: member.points < 10``, targets,
-check-in tallies), compliance (group owners) and the handoff (whom to tell) read members and groups through
-it — never the tiers tables; without the tiers feature they fall back to what
+check-in tallies, who fell silent for ``trigger: silent``), compliance (group
+owners) and the handoff (whom to tell) read members and groups through it —
+never the tiers tables; without the tiers feature they fall back to what
 the event says (:func:`profile_from_actor`).
 """
 

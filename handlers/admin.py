@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.command_stage import confirm
 from bot.commands import Arg, CommandRegistry
 from bot.context import Context
@@ -35,8 +37,8 @@ async def help_(event: MessageEvent, ctx: Context) -> None:
         subs = [s for s in registry.subcommands(top) if s.allowed(ctx.roles)]
         if not subs:
             continue
-        if len(subs) == 1 and len(subs[0].path) == 1:
-            lines.append({"usage": subs[0].usage, "help": subs[0].help})
+        if len(subs) == 1 and len(subs[0].path) == 1:  # its help up to the first （ or ；: /help 命令 says the rest
+            lines.append({"usage": subs[0].usage, "help": re.split("[（；]", subs[0].help, maxsplit=1)[0]})
         else:
             about = registry.group_help.get(top) or "、".join(s.path[-1] for s in subs)
             lines.append({"usage": f"/{top} …", "help": about})

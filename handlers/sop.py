@@ -136,7 +136,7 @@ async def on_tier(event: TierChanged, ctx: Context) -> None:
 
 @router.on(ContactChanged, priority=45)
 async def on_lost_contact(event: ContactChanged, ctx: Context) -> None:
-    if event.change in ("removed_by_customer", "removed_by_staff"):
+    if event.lost:
         await _trigger(ctx, "churned", chat=None, member=event.member, staff_id=event.staff.id,
                        details={"how": event.change, "staff": event.staff.id}, value=event.change)
 

@@ -42,7 +42,7 @@ router.describe("tier", "会员等级：查看、调整、规则、统计、全�
 router.describe("points", "积分：为成员加减积分（运营）")
 router.describe("group", "群分层：设置群服务的等级与容量、群主（运营）")
 router.describe("tag", "成员标签：打标签、去标签、查看（运营）；打标签会触发 tag_added 类 SOP")
-router.describe("members", "客户列表：沉默客户（运营）")
+router.describe("members", "沉默客户（运营）")
 for alias, path in (("我的", "me"), ("积分", "me"), ("我的积分", "me"), ("排行", "rank"), ("排行榜", "rank"),
                     ("作业", "homework"), ("等级", "tier"), ("等级规则", "tier rules"), ("加积分", "points add"),
                     ("购买", "purchase"), ("标签", "tag"), ("群分层", "group"), ("备注", "note"),
@@ -104,7 +104,7 @@ async def on_leave(event: MemberLeft, ctx: Context) -> None:
 @router.on(ContactChanged, priority=30)
 async def on_contact_changed(event: ContactChanged, ctx: Context) -> None:
     customers = ctx.get(CUSTOMERS)
-    if event.change in ("removed_by_customer", "removed_by_staff"):
+    if event.lost:
         await customers.churned(ctx.session, member_id=event.member.id, kind=event.change, staff_id=event.staff.id,
                                 chat_id="", at=event.time, source_event=f"contact:{event.key}")
     elif event.change == "edited" and event.tags is not None:
@@ -302,7 +302,7 @@ async def tag_list(event: MessageEvent, ctx: Context) -> None:
 
 @router.command("note", Arg("member", "成员|list"), Arg("content", "内容", rest=True, optional=True, default=""),
                 roles=[OPERATOR], private=True,
-                help=f"给客户记一条备注（最多 {NOTE_LIMIT} 字，记下作者和时间，显示在 /member 档案里）；"
+                help=f"给客户记备注（最多 {NOTE_LIMIT} 字，记下作者和时间，显示在 /member 档案里）；"
                      "/note list @成员 查看备注",
                 examples=["/note @Alice 喜欢岩茶，月底生日", "/note list @Alice"])
 async def note(event: MessageEvent, ctx: Context) -> None:
@@ -332,7 +332,7 @@ async def _note_list(ctx: Context, who: str) -> None:
 
 
 @router.command("member", Arg("member", "成员", type="mention"), roles=[OPERATOR], private=True,
-                help="客户档案：等级与变动、积分、标签、来源、所在群、最近发言、备注、SOP、转人工和告警",
+                help="客户档案（等级与变动、积分、标签、来源、所在群、最近发言、备注、SOP、转人工和告警）",
                 examples=["/member @Alice", "/member wmAbc123"])
 async def member_profile(event: MessageEvent, ctx: Context) -> None:
     m = await _one(ctx, ctx.args["member"])

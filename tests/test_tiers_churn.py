@@ -88,6 +88,8 @@ async def test_wecom_churn_events_are_decoded_stored_and_told_even_for_unknown_m
                               ExternalUserID="wmBob"))
     await post(app, event_xml("change_external_contact", ChangeType="del_external_contact", UserID="staff03",
                               ExternalUserID="wmGhost"))  # the bot never saw wmGhost
+    await post(app, event_xml("change_external_contact", ChangeType="del_external_contact", UserID="staff01",
+                              ExternalUserID="wmEve", Source="DELETE_BY_TRANSFER"))  # handed over, not lost
     await post(app, event_xml("change_external_chat", ChatId="wrG1", ChangeType="update", UpdateDetail="del_member",
                               QuitScene="1", MemChangeCnt="1", MemChangeList="wmCarol"))
     await post(app, event_xml("change_external_chat", ChatId="wrG2", ChangeType="dismiss"))

@@ -100,6 +100,7 @@ async def test_the_profile_shows_what_the_bot_knows_of_a_customer(harness: Harne
     async with harness.app.db.read() as s:
         n = (await s.execute(select(func.count()).select_from(Alert).where(Alert.sender_id == "wmBob"))).scalar_one()
     assert n >= 1 and f"合规告警：待处理 {n} 条（共 {n} 条）" in card
+    assert await harness.admin("/档案 @Bob") == [card]
     (unknown,) = await harness.admin("/member @wmNobody")
     assert "找不到成员 wmNobody" in unknown
 
