@@ -1,4 +1,5 @@
-"""The report in chat: ``/stats [今天|本周|本月|N天]`` (operators; answered 1:1 when typed in a group).
+"""The report in chat: ``/stats [今天|本周|本月|N天]`` and ``/nps [N天]`` (operators; answered 1:1 when typed in a
+group).
 
 The figures come from :class:`bot.insights.report.Insights` — the same query layer as
 ``siyu report`` and the console.
@@ -10,24 +11,45 @@ from bot.commands import Arg
 from bot.context import Context
 from bot.events import MessageEvent
 from bot.insights import INSIGHTS
-from bot.insights.period import local_today, parse_span
+from bot.insights.period import Period, local_today, parse_span
 from bot.roles import OPERATOR
 from bot.routing import Router
 
 router = Router("insights")
 router.alias("统计", "stats")
 router.alias("数据", "stats")
+router.alias("满意度", "nps")
 
 
 @router.command("stats", Arg("span", "今天|昨天|本周|本月|N天", optional=True, default="7天"), roles=[OPERATOR],
                 private=True, help="运营数据：用户、转化、行为、裂变、成交，与上一个同样长的时段对比（默认近 7 天）",
                 examples=["/stats", "/stats 今天", "/stats 本月", "/stats 30天"])
 async def stats(event: MessageEvent, ctx: Context) -> None:
-    tz = ctx.app.config.bot.tz
-    period = parse_span(ctx.args["span"], local_today(ctx.now(), tz), tz)
+    period = await _period(ctx, "insights/stats_usage.j2")
     if period is None:
-        await ctx.reply(ctx.render("insights/stats_usage.j2", span=ctx.args["span"]))
         return
     report = await ctx.get(INSIGHTS).report(ctx.session, period)
     names = {t["tier"]: t["name"] for t in report["conversion"]["funnel"]}
     await ctx.reply(ctx.render("insights/stats.j2", r=report, names=names))
+
+
+@router.command("nps", Arg("span", "N天", optional=True, default="30天"), roles=[OPERATOR], private=True,
+                help="满意度 NPS：推荐、中立、贬损人数与最近的低分原因（默认近 30 天）",
+                examples=["/nps", "/nps 7天", "/nps 本月", "/满意度 90天"])
+async def nps(event: MessageEvent, ctx: Context) -> None:
+    period = await _period(ctx, "insights/nps_usage.j2")
+    if period is None:
+        return
+    insights = ctx.get(INSIGHTS)
+    figures = await insights.nps(ctx.session, period)
+    latest = await insights.detractors(ctx.session, period, ctx.config.report.nps_comments)
+    await ctx.reply(ctx.render("insights/nps.j2", n=figures, period=period, latest=latest))
+
+
+async def _period(ctx: Context, usage: str) -> Period | None:
+    """The period the ``span`` argument names; None (and the command's usage answered) when it names none."""
+    tz = ctx.app.config.bot.tz
+    period = parse_span(ctx.args["span"], local_today(ctx.now(), tz), tz)
+    if period is None:
+        await ctx.reply(ctx.render(usage, span=ctx.args["span"]))
+    return period

@@ -86,6 +86,7 @@ PRIVATE = {
     "sends": ("/sends", ""),
     "channel add": ("/channel add 私密渠道", ""),
     "channel list": ("/channel list", ""),
+    "nps": ("/nps", "满意度（NPS）"),
 }
 
 

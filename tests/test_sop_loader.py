@@ -128,7 +128,7 @@ def test_a_broken_edit_keeps_the_old_version_and_a_fix_replaces_it(tmp_path: Pat
     assert report.rejected == ["s/hello.yaml"] and files.scripts["hello"].version == old
     assert [str(p) for p in files.problems] == [
         "s/hello.yaml:6: via 只能是 reply | group_robot | appchat | mass_send | remind_staff | app_message | "
-        "welcome | mark_tag，收到 'sms'"]
+        "welcome | mark_tag | survey，收到 'sms'"]
     path.write_text(GOOD.replace("欢迎", "热烈欢迎"), encoding="utf-8")
     os.utime(path, ns=(1, 1))  # a different stamp even within the same clock tick
     report = files.refresh()

@@ -12,3 +12,5 @@ class ReportConfig(Section):
                              "without a message (the report's behaviour.silent)")
     default_days: int = Field(30, ge=1, le=366, description="the period of `siyu report` without --since "
                               "(days up to --until, today by default)")
+    nps_comments: int = Field(5, ge=1, le=50, description="how many of the latest detractors (with their comments) "
+                              "/nps lists")

@@ -3,7 +3,7 @@
 :meth:`Insights.report` computes the five dimensions of the seeds (用户、转化、行为、裂变、成交) and
 NPS for a :class:`~bot.insights.period.Period`, each section with the same figures for the
 period before under ``previous``. The statements are the features' (the tiers store, the
-knowledge store); what each figure counts is defined in docs/report.md, line by line.
+knowledge store, the SOP store's survey answers); what each figure counts is defined in docs/report.md, line by line.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from bot.campaigns.store import CampaignsStore
 from bot.insights.period import Period
 from bot.knowledge import store as kb_store
+from bot.sop import store as sop_store
 from bot.tiers.rules import Rules
 from bot.tiers.store import TiersStore
 
@@ -60,9 +61,22 @@ class Insights:
             "behaviour": await self.behaviour(session, period, chat_id, users["total"]),
             "referral": await self.referral(session, period, chat_id, buyers),
             "deals": self.deals(buyers),
-            "nps": {"available": False, "score": None, "responses": 0, "promoters": 0, "passives": 0,
-                    "detractors": 0},
+            "nps": await self.nps(session, period, chat_id),
         }
+
+    # ── NPS ──
+
+    async def nps(self, session: Any, p: Period, chat_id: str | None = None) -> dict[str, Any]:
+        """The survey scores answered in the period: NPS = % promoters (9–10) − % detractors (0–6), to one
+        decimal; ``score`` None (and ``available`` false) without an answer."""
+        counts = await sop_store.nps_counts(session, p.start, p.end, chat_id)
+        n = sum(counts.values())
+        score = round(100 * (counts["promoters"] - counts["detractors"]) / n, 1) if n else None
+        return {"available": bool(n), "score": score, "responses": n, **counts}
+
+    async def detractors(self, session: Any, p: Period, limit: int) -> list[Any]:
+        """The latest detractors of the period with their comments (at most ``limit``)."""
+        return await sop_store.detractor_comments(session, p.start, p.end, limit)
 
     # ── 用户维度 ──
 

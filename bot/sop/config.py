@@ -21,13 +21,17 @@ class SopConfig(Section):
     preview_occurrences: int = Field(3, ge=1, le=100)
     status_limit: int = Field(20, ge=1, le=200)
     silent_check: str = "0 10 * * *"  # when the daily check for trigger: silent runs
+    survey_window: str = Field("48h", description="how long a member's reply counts as the answer to a survey step "
+                               "that gives no window")
+    survey_alert_to: list[str] = Field(default_factory=list, description="who hears of a detractor (0–6) when the "
+                                       "member has no owner (default: bot.ops_users)")
 
     @field_validator("silent_check")
     @classmethod
     def _silent_check(cls, v: str) -> str:
         return check_crontab(v, "0 10 * * *")
 
-    @field_validator("late_grace")
+    @field_validator("late_grace", "survey_window")
     @classmethod
     def _grace(cls, v: str) -> str:
         return check_duration(v)

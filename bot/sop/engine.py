@@ -30,6 +30,7 @@ from bot.sop.checkins import tally
 from bot.sop.render import Renderer, StepView, needs_checkins, needs_profile
 from bot.sop.script import WELCOME_WINDOW, Script, Step
 from bot.sop.store import OPEN_STEP, SopStore
+from bot.sop.survey import Surveys
 from bot.sop.timing import due_time
 from bot.storage.keys import bounded_key
 
@@ -109,6 +110,7 @@ class SopEngine:
         self.store = store
         self.tz = app.config.bot.tz
         self.renderer = Renderer(app.templates, self.tz)
+        self.surveys = Surveys(app, store)
         self._versions: dict[tuple[str, str], Script] = {}
 
     @property
@@ -352,6 +354,7 @@ class StepBatch:
         self.outcomes: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         self.next_rows: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
+        self.surveys: list[dict[str, Any]] = []
         self.profiles: dict[str, dict[str, Any]] = {}
         self.tallies: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -369,6 +372,8 @@ class StepBatch:
             await self.store.set_steps(self.s, ids, values)
         if self.next_rows:
             await self.store.add_steps(self.s, self.next_rows)
+        if self.surveys:
+            await self.store.add_surveys(self.s, self.surveys)
         return written
 
     async def send_step(self, c: Claim, run: Any) -> None:
@@ -385,7 +390,8 @@ class StepBatch:
         - ``via`` decides the delivery kind and destination (:meth:`delivery_for`): ``reply`` /
           ``group_robot`` / ``appchat`` into the run's group, ``mass_send`` by a staff member,
           ``remind_staff`` / ``app_message`` to the staff, ``welcome`` with the contact's welcome code,
-          ``mark_tag`` on the member.
+          ``mark_tag`` on the member, ``survey`` 1:1 to the member (recorded in ``sop_survey``, whose
+          answer bot.sop.survey reads).
         - Idempotency: the outbox key is ``sop:<run>:<step>:<occurrence>``, so an occurrence that is
           processed twice (a lease taken over) is enqueued once.
         """
@@ -417,6 +423,7 @@ class StepBatch:
                 self.record(c.id, "done", "skipped_when", step.when)
                 return
             text = self.engine.renderer.text(step.source, ctx)
+            reason = self.engine.renderer.text(step.reason, ctx) if step.via == "survey" else ""
         except Exception as exc:
             log.warning("SOP run %s step %s failed to render: %s", run.id, step.key, exc)
             self.record(c.id, "done", "error", f"{type(exc).__name__}: {exc}")
@@ -427,7 +434,17 @@ class StepBatch:
             self.record(c.id, "done", delivery, WHY_NOT.get(delivery, OUTCOME_NAMES.get(delivery, delivery)))
             return
         self.deliveries.append(delivery)
+        if step.via == "survey":
+            self.surveys.append(self._survey(c, run, script, step, reason))
         self.record(c.id, "done", outcome, f"迟了 {self._late_by(c.due_at)}" if outcome == "sent_late" else "")
+
+    def _survey(self, c: Claim, run: Any, script: Script, step: Step, reason: str) -> dict[str, Any]:
+        """The ``sop_survey`` row of a survey sent: its answer is awaited for the step's window from now."""
+        window = step.window or self.engine.surveys.default_window
+        return {"run_id": run.id, "step_key": step.key, "occurrence": c.occurrence, "script_id": script.id,
+                "member_id": run.member_id, "member_name": run.member_name, "chat_id": run.chat_id,
+                "state": "asked", "reason": reason, "window_s": int(window.total_seconds()), "asked_at": self.now,
+                "open_until": self.now + window}
 
     def _local(self, at: datetime) -> str:
         return at.astimezone(self.engine.tz).strftime("%m-%d %H:%M")
@@ -486,7 +503,7 @@ class StepBatch:
             d.payload["attachments"] = [dict(a) for a in step.attachments]
         route = {"reply": self._in_group, "group_robot": self._in_group, "appchat": self._in_group,
                  "mass_send": self._mass_send, "remind_staff": self._to_staff, "app_message": self._to_staff,
-                 "welcome": self._welcome, "mark_tag": self._mark_tag}.get(step.via)
+                 "welcome": self._welcome, "mark_tag": self._mark_tag, "survey": self._survey_question}.get(step.via)
         why = route(d, run, script, step) if route is not None else ""
         return why or d.finish()
 
@@ -499,6 +516,14 @@ class StepBatch:
             d.kw["to"] = [run.member_id]
             if step.mention if step.mention is not None else True:
                 d.dest["mention"] = [run.member_id]
+        return ""
+
+    def _survey_question(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
+        """``survey``: the question 1:1 to the run's member, as a reply in their own chat."""
+        if not run.member_id:
+            return "no_member"
+        d.kw.update(kind="reply", to=[run.member_id],
+                    chat={"id": run.member_id, "type": "single", "name": run.member_name})
         return ""
 
     def _mass_send(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:

@@ -8,6 +8,9 @@
 - ``SopStep``: one occurrence of one step with its due time and state. Unique
   (run, step key, occurrence): a step is enqueued once; its outbox key is
   ``sop:<run>:<step>:<occurrence>``.
+- ``SopSurvey``: one ``via: survey`` question sent to one member, unique (run, step
+  key, occurrence), with the state of its answer (``asked`` → ``reasked`` →
+  ``commenting`` → ``done``), the score 0–10, the detractor's comment and their times.
 - ``MomentPost``: one slot of the Moments calendar on one date, unique (date, slot):
   published (or recorded as skipped / missed) once, with the task's polled result.
 - ``MomentOverride``: what operators changed from chat (``/moments skip|set|approve``).
@@ -92,6 +95,35 @@ class SopStep(SQLModel, table=True):
     lease_until: datetime | None = utc_column(nullable=True)
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     done_at: datetime | None = utc_column(nullable=True)
+
+
+class SopSurvey(SQLModel, table=True):
+    __tablename__ = "sop_survey"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_key", "occurrence", name="uq_sop_survey_run_step_occurrence"),
+        Index("ix_sop_survey_member_open", "member_id", "open_until"),
+        Index("ix_sop_survey_answered", "answered_at"),
+    )
+
+    id: int | None = big_id()
+    run_id: int = Field(sa_column=Column(BigId, nullable=False))
+    step_key: str = Field(sa_column=Column(String(40), nullable=False))
+    occurrence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    script_id: str = Field(sa_column=Column(String(64), nullable=False))
+    member_id: str = Field(sa_column=Column(String(128), nullable=False))
+    member_name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    chat_id: str = Field(default="", sa_column=Column(String(160), nullable=False, server_default=""))
+    # asked → (reasked) → done, or → commenting → done for a detractor; the answer is awaited until open_until
+    state: str = Field(default="asked", sa_column=Column(String(12), nullable=False, server_default="asked"))
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # a detractor's question
+    window_s: int = Field(sa_column=Column(Integer, nullable=False))
+    asked_at: datetime = utc_column()
+    open_until: datetime | None = utc_column(nullable=True)   # None once nothing more is awaited
+    score: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    answer: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # the score reply
+    answered_at: datetime | None = utc_column(nullable=True)
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    commented_at: datetime | None = utc_column(nullable=True)
 
 
 class MomentPost(SQLModel, table=True):

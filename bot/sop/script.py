@@ -54,7 +54,8 @@ TRIGGERS = ("member_joined", "contact_added", "group_created", "tag_added", "tie
 MEMBER_TRIGGERS = ("contact_added", "tag_added", "tier_changed", "churned", "silent")  # per: member only
 SILENT_DAYS = (1, 365)
 STOP_EVENTS = ("member_left", "tier_changed", "tag_added", "contact_removed", "group_dismissed")
-VIAS = ("reply", "group_robot", "appchat", "mass_send", "remind_staff", "app_message", "welcome", "mark_tag")
+VIAS = ("reply", "group_robot", "appchat", "mass_send", "remind_staff", "app_message", "welcome", "mark_tag",
+        "survey")
 GROUP_VIAS = ("reply", "group_robot", "appchat")
 ID_RX = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 STEP_ID_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
@@ -67,7 +68,12 @@ TRIGGER_NAMES = {"member_joined": "成员入群", "contact_added": "添加好友
                  "tag_added": "打标签", "tier_changed": "等级变化", "churned": "客户流失",
                  "silent": "客户沉默", "manual": "手动启动"}
 VIA_NAMES = {"reply": "群内回复", "group_robot": "群机器人", "appchat": "群聊消息", "mass_send": "群发任务",
-             "remind_staff": "提醒员工", "app_message": "应用消息", "welcome": "欢迎语", "mark_tag": "打标签"}
+             "remind_staff": "提醒员工", "app_message": "应用消息", "welcome": "欢迎语", "mark_tag": "打标签",
+             "survey": "满意度调查"}
+# via: survey — what a step says when it does not (the score question; the question a detractor gets)
+SURVEY_QUESTION = "您愿意把我们推荐给朋友吗？请回复 0–10 的数字（0 表示完全不愿意，10 表示非常愿意）"
+SURVEY_REASON = "谢谢您的反馈！方便说说哪里让您不满意吗？我们会认真改进🙏"
+MAX_SURVEY_WINDOW = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,8 @@ class Step:
     add_tag: tuple[str, ...] = ()
     remove_tag: tuple[str, ...] = ()
     attachments: tuple[dict[str, Any], ...] = ()
+    window: timedelta | None = None   # via: survey — how long a reply counts as the answer (None: sop.survey_window)
+    reason: str = ""                  # via: survey — the question a detractor (0–6) gets
     line: int = field(default=0, compare=False)
 
     @property
@@ -333,11 +341,13 @@ class StepModel(FileModel):
     remove_tag: Annotated[tuple[Name, ...], names("remove_tag")] = ()
     images: Images = ()
     links: Links = ()
+    window: timedelta | None = None
+    reason: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _what_a_step_needs(cls, raw: Any, info: ValidationInfo) -> Any:
-        """A mapping with an ``at`` and its text (a template, or nothing for ``via: mark_tag``)."""
+        """A mapping with an ``at`` and its text (a template, or nothing for ``via: mark_tag`` and ``survey``)."""
         if not isinstance(raw, dict):
             raise ValueError("每个步骤应是映射，例如 {at: \"+0m\", via: reply, text: …}")
         raw = one_text(raw)
@@ -345,6 +355,8 @@ class StepModel(FileModel):
         number, line = context.get("number", 0), context.get("line", 0)
         if "at" not in raw:
             raw = {**raw, "at": Refused(f"第 {number} 步缺少 at（什么时候发：+0m、day 1 09:30 …）", line)}
+        if raw.get("text") is None and raw.get("template") is None and raw.get("via", "reply") == "survey":
+            raw = {**raw, "text": SURVEY_QUESTION}
         if raw.get("text") is None and raw.get("template") is None and raw.get("via", "reply") != "mark_tag":
             raw = {**raw, "text": Refused(f"第 {number} 步需要 text（直接写内容）或 template（模板文件名）", line)}
         return raw
@@ -402,6 +414,21 @@ class StepModel(FileModel):
             raise ValueError("late 应写成 {grace: 2h, then: send|skip}")
         return v
 
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> timedelta:
+        window = _duration("window", v)
+        if not timedelta(hours=1) <= window <= MAX_SURVEY_WINDOW:
+            raise ValueError("window 应在 1h 到 30d 之间，例如 48h")
+        return window
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("reason 应是文字：给打 0–6 分的成员的追问")
+        return inline_text(v, info, MAX_TEXT, lambda n: f"reason 太长（{n} 字，最多 {MAX_TEXT} 字）")
+
     def rules(self, trigger: str) -> list[tuple[str, tuple[str, ...]]]:
         """Problems of fields that are right alone but not together (message, the key it is about)."""
         out: list[tuple[str, tuple[str, ...]]] = []
@@ -414,6 +441,8 @@ class StepModel(FileModel):
             out.append(("add_tag / remove_tag 只用于 via: mark_tag", ("add_tag",)))
         if (self.images or self.links) and self.via not in ("mass_send", "welcome"):
             out.append(("images / links 只能随 mass_send 或 welcome 发送", ("images",)))
+        if self.via != "survey" and (self.window is not None or self.reason is not None):
+            out.append(("window / reason 只用于 via: survey", ("window" if self.window is not None else "reason",)))
         if self.via == "welcome":
             out += self._welcome_rules(trigger)
         if self.via in GROUP_VIAS and trigger == "contact_added":
@@ -438,7 +467,8 @@ class StepModel(FileModel):
                     repeat=self.repeat.to_repeat() if self.repeat else None,
                     late=self.late.to_late() if self.late else None, staff=self.staff, mention=self.mention,
                     add_tag=self.add_tag, remove_tag=self.remove_tag,
-                    attachments=attachments(self.images, self.links), line=line)
+                    attachments=attachments(self.images, self.links), window=self.window,
+                    reason=(self.reason or SURVEY_REASON) if self.via == "survey" else "", line=line)
 
 
 class WhereModel(FileModel):
@@ -591,6 +621,8 @@ def _steps(units: Units, raw: Any, trigger: str, per: str) -> list[Step]:
             units.problem("一个脚本只能有一个 welcome 步骤（欢迎语码只能用一次）", "steps", i)
         if step.via == "mark_tag" and per == "group":
             units.problem("via: mark_tag 给成员打标签，只能用于 per: member", "steps", i, "via")
+        if step.via == "survey" and per == "group":
+            units.problem("via: survey 私聊问一位成员，只能用于 per: member", "steps", i, "via")
         steps.append(step)
     return steps
 

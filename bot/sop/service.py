@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bot.effects import Effects
     from bot.sop.files import ScriptFiles
     from bot.sop.script import Script
+    from bot.sop.survey import Surveys
 
 log = logging.getLogger("siyu.sop")
 
@@ -54,6 +55,11 @@ class SopService:
     @property
     def scripts(self) -> dict[str, Script]:
         return self.engine.scripts
+
+    @property
+    def surveys(self) -> Surveys:
+        """Members' answers to ``via: survey`` steps (bot.sop.survey)."""
+        return self.engine.surveys
 
     @property
     def directory(self) -> MemberDirectory | None:

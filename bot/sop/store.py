@@ -1,7 +1,8 @@
 """Every SQL statement of SOP runs and the Moments calendar, in one place.
 
-:class:`SopStore` holds runs (``sop_run``), their step occurrences (``sop_step``)
-and script versions (``sop_script_version``); :class:`MomentsStore` the
+:class:`SopStore` holds runs (``sop_run``), their step occurrences (``sop_step``),
+script versions (``sop_script_version``) and the surveys' answers (``sop_survey``;
+:func:`nps_counts` and :func:`detractor_comments` are what the report reads of them); :class:`MomentsStore` the
 calendar's posts (``moment_post``), the chat changes (``moment_override``) and
 the date publishing started. Both take the session of the caller's transaction;
 the few reads and claims that own their transaction say so.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, func, select, update
 
-from bot.sop.models import MomentOverride, MomentPost, SopRun, SopScriptVersion, SopStep
+from bot.sop.models import MomentOverride, MomentPost, SopRun, SopScriptVersion, SopStep, SopSurvey
 from bot.storage.db import insert_ignoring_conflicts
 from bot.storage.models import KeyValue, OutboxRow
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 RUNS = SopRun.__table__
 STEPS = SopStep.__table__
 VERSIONS = SopScriptVersion.__table__
+SURVEYS = SopSurvey.__table__
 POSTS = MomentPost.__table__
 OVERRIDES = MomentOverride.__table__
 OUTBOX = OutboxRow.__table__
@@ -235,6 +237,47 @@ class SopStore:
             res = await s.execute(update(STEPS).where(and_(STEPS.c.state == "claimed", STEPS.c.claimed_by == replica))
                                   .values(state="pending", claimed_by=None, lease_until=None))
         return int(res.rowcount or 0)
+
+    # ── surveys ──
+
+    async def add_surveys(self, s: Any, rows: list[dict[str, Any]]) -> None:
+        """Record surveys sent, leaving out any (run, step, occurrence) recorded already."""
+        stmt = insert_ignoring_conflicts(self.dialect, SURVEYS, ["run_id", "step_key", "occurrence"])
+        for i in range(0, len(rows), _ROWS):
+            await s.execute(stmt.values(rows[i:i + _ROWS]))
+
+    async def open_survey(self, s: Any, member_id: str, now: datetime) -> Any:
+        """The member's latest survey still waiting for a reply at ``now`` (a score, or a detractor's comment)."""
+        return (await s.execute(select(SURVEYS).where(and_(SURVEYS.c.member_id == member_id,
+                                                           SURVEYS.c.open_until > now))
+                                .order_by(SURVEYS.c.asked_at.desc(), SURVEYS.c.id.desc()).limit(1))).first()
+
+    async def set_survey(self, s: Any, survey_id: int, values: dict[str, Any]) -> None:
+        await s.execute(update(SURVEYS).where(SURVEYS.c.id == survey_id).values(**values))
+
+
+def _answered(start: datetime, end: datetime, chat_id: str | None) -> Any:
+    cond = and_(SURVEYS.c.score.is_not(None), SURVEYS.c.answered_at >= start, SURVEYS.c.answered_at < end)
+    return cond if chat_id is None else and_(cond, SURVEYS.c.chat_id == chat_id)
+
+
+async def nps_counts(s: Any, start: datetime, end: datetime, chat_id: str | None = None) -> dict[str, int]:
+    """Scores answered in [start, end) (of one group's runs, or all): promoters 9–10, passives 7–8, detractors 0–6."""
+    rows = (await s.execute(select(SURVEYS.c.score, func.count()).where(_answered(start, end, chat_id))
+                            .group_by(SURVEYS.c.score))).all()
+    out = {"promoters": 0, "passives": 0, "detractors": 0}
+    for score, n in rows:
+        out["promoters" if score >= 9 else "passives" if score >= 7 else "detractors"] += int(n)
+    return out
+
+
+async def detractor_comments(s: Any, start: datetime, end: datetime, limit: int) -> list[Any]:
+    """The latest detractors (0–6) answered in [start, end): member, score, comment (may be empty), times."""
+    return list((await s.execute(
+        select(SURVEYS.c.member_id, SURVEYS.c.member_name, SURVEYS.c.script_id, SURVEYS.c.score,
+               SURVEYS.c.comment, SURVEYS.c.answered_at, SURVEYS.c.commented_at)
+        .where(and_(_answered(start, end, None), SURVEYS.c.score <= 6))
+        .order_by(SURVEYS.c.answered_at.desc(), SURVEYS.c.id.desc()).limit(limit))).all())
 
 
 class MomentsStore:

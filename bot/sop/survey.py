@@ -1,0 +1,161 @@
+"""Satisfaction surveys (NPS): the answers to ``via: survey`` steps.
+
+A survey step asks the member, 1:1, for a score from 0 to 10 (:class:`bot.sop.engine.StepBatch`
+records the question in ``sop_survey`` with the time its answer is awaited until). The member's
+next 1:1 message within that window is read by :meth:`Surveys.on_reply` (the priority-44 handler of
+handlers/sop.py, which stops the event when the reply was the survey's, so the knowledge base
+never sees it):
+
+- a score (:func:`parse_score`: 「9」「9分」「给个8分吧」「九分」「十分」「满分」) is stored; a promoter
+  (9–10) or passive (7–8) is thanked, a detractor (0–6) is asked why and the member's owner told;
+- the detractor's next message is stored as the comment (the owner is told again, with it);
+- a message that holds no score gets one gentle re-ask; after it, such messages are ordinary chat
+  (a score is still taken until the window ends).
+
+A message after the window is ordinary chat. Every statement is in bot.sop.store.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.members import MEMBERS
+from bot.sop.timing import parse_duration
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
+    from bot.context import Context
+    from bot.events import MessageEvent
+    from bot.sop.store import SopStore
+
+MAX_ANSWER = 500          # characters of a score reply kept
+MAX_COMMENT = 1000        # characters of a comment kept
+_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+              "九": 9}
+_CN = "零〇一二两三四五六七八九十"
+# a number, then what follows it; a number followed by a unit (9点, 3盒, 2次 …) is not a score
+_NUMBER_RX = re.compile(rf"(\d+(?:\.\d+)?|[{_CN}]+)\s*(分?)")
+_NOT_A_SCORE = set("点号月日年元块盒包袋斤克个次天周岁%：:")
+_FILLER_RX = re.compile(r"[\s，。！？!?,.~～、吧呀啊哈嗯呢哦喔了的]+")
+
+
+def _chinese(token: str) -> int | None:
+    """「九」 9, 「十」 10, 「十一」 11, 「二十」 20; None for what is not a plain number up to 99."""
+    if all(c in _CN_DIGITS for c in token):
+        return _CN_DIGITS[token] if len(token) == 1 else None
+    tens, ten, ones = token.partition("十")
+    if not ten or "十" in ones or len(tens) > 1 or len(ones) > 1:
+        return None
+    return (_CN_DIGITS.get(tens, 0) if tens else 1) * 10 + (_CN_DIGITS.get(ones, 0) if ones else 0)
+
+
+def _candidates(text: str) -> list[tuple[int | None, bool]]:
+    """(value, followed by 分) of every number in ``text`` that could be a score."""
+    found: list[tuple[int | None, bool]] = []
+    for m in _NUMBER_RX.finditer(text):
+        token, fen = m.group(1), bool(m.group(2))
+        after = text[m.end():m.end() + 1]
+        if not fen and after in _NOT_A_SCORE:
+            continue
+        if token[0].isdigit():
+            value = int(token) if token.isdigit() else None
+        else:
+            if not fen and _FILLER_RX.sub("", text) != token:
+                continue  # 「一般」「一起」: a Chinese numeral counts alone or as 「九分」
+            value = _chinese(token)
+        found.append((value, fen))
+    return found
+
+
+def parse_score(text: str) -> int | None:
+    """The 0–10 score a reply gives, or None: digits (「9」「9分」「给个8分吧」, full-width too), Chinese
+    numerals (「九」「九分」「十分」「零分」), 「满分」 = 10. Chatter around it is ignored; numbers followed by a
+    unit (「9点」「3盒」) are not scores; a number with 分 wins over the others; two different scores, a
+    fraction or one outside 0–10 (「11」) give None."""
+    t = unicodedata.normalize("NFKC", text).strip()
+    if not t or len(t) > 200:
+        return None
+    if "满分" in t:
+        return 10
+    found = _candidates(t)
+    with_fen = [v for v, fen in found if fen]
+    values = set(with_fen) if with_fen else {v for v, _ in found}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    return value if value is not None and 0 <= value <= 10 else None
+
+
+def group_of(score: int) -> str:
+    """promoter (9–10), passive (7–8) or detractor (0–6)."""
+    return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+
+
+class Surveys:
+    """Reading members' replies to surveys, storing them, and telling the owner of a detractor."""
+
+    def __init__(self, app: BotApp, store: SopStore) -> None:
+        self.app = app
+        self.store = store
+
+    @property
+    def default_window(self) -> timedelta:
+        return parse_duration(self.app.config.sop.survey_window)
+
+    async def on_reply(self, ctx: Context, event: MessageEvent) -> bool:
+        """Take the member's 1:1 message as their survey answer when one is awaited; True when it was."""
+        text = event.text.strip()
+        if not text:
+            return False
+        now = ctx.now()
+        row = await self.store.open_survey(ctx.session, event.sender.id, now)
+        if row is None:
+            return False
+        if row.state == "commenting":
+            await self._comment(ctx, row, text, now)
+            return True
+        score = parse_score(text)
+        if score is None:
+            if row.state == "reasked":
+                return False  # asked twice already: ordinary chat
+            await self.store.set_survey(ctx.session, row.id, {"state": "reasked"})
+            await ctx.reply(ctx.render("sop/survey_reask.j2"))
+            return True
+        await self._score(ctx, row, score, text, now)
+        return True
+
+    async def _score(self, ctx: Context, row: Any, score: int, text: str, now: datetime) -> None:
+        values: dict[str, Any] = {"score": score, "answer": text[:MAX_ANSWER], "answered_at": now,
+                                  "state": "done", "open_until": None}
+        if group_of(score) == "detractor":
+            values.update(state="commenting", open_until=now + timedelta(seconds=row.window_s))
+        await self.store.set_survey(ctx.session, row.id, values)
+        if values["state"] == "commenting":
+            await ctx.reply(row.reason or ctx.render("sop/survey_thanks.j2", group="detractor"))
+            await self._alert(ctx, row, score, "", "score")
+        else:
+            await ctx.reply(ctx.render("sop/survey_thanks.j2", group=group_of(score)))
+
+    async def _comment(self, ctx: Context, row: Any, text: str, now: datetime) -> None:
+        comment = text[:MAX_COMMENT]
+        await self.store.set_survey(ctx.session, row.id, {"comment": comment, "commented_at": now, "state": "done",
+                                                          "open_until": None})
+        await ctx.reply(ctx.render("sop/survey_thanks.j2", group="comment"))
+        await self._alert(ctx, row, int(row.score), comment, "comment")
+
+    async def _alert(self, ctx: Context, row: Any, score: int, comment: str, what: str) -> None:
+        """An app message about a detractor to the member's owner, else ``sop.survey_alert_to``, else the ops
+        users: the score (and then the comment) with the member's tier."""
+        directory = self.app.maybe(MEMBERS)
+        profile = await directory.profile(ctx.session, row.member_id) if directory is not None else None
+        staff = ([profile.owner_staff] if profile is not None and profile.owner_staff else
+                 list(self.app.config.sop.survey_alert_to or self.app.config.bot.ops_users))
+        if not staff:
+            return
+        tier = (profile.tier_name or profile.tier) if profile is not None else ""
+        await ctx.send("app_message", to=staff, key=f"survey:{row.id}:{what}",
+                       text=ctx.render("sop/survey_alert.j2", row=row, score=score, comment=comment, tier=tier,
+                                       name=row.member_name or (profile.name if profile else "") or row.member_id))
