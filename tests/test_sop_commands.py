@@ -121,7 +121,7 @@ async def test_stop_asks_for_confirmation_then_cancels_what_is_left(harness: Har
     assert run.status == "stopped" and run.end_reason == "管理员 手动停止"
     at(harness.app.clock, 2026, 11, 24, 9, 30)
     assert sop_sent(await harness.settle()) == []
-    assert [s.outcome for s in await steps(harness.app, run.id)].count("stopped") == 7
+    assert [s.outcome for s in await steps(harness.app, run.id)].count("stopped") == 8
 
 
 async def test_status_lists_runs_and_one_run_step_by_step(harness: Harness) -> None:
@@ -130,7 +130,7 @@ async def test_status_lists_runs_and_one_run_step_by_step(harness: Harness) -> N
     await harness.join("wmCarol", "Carol", chat="g2", chat_name="禾屿茶友会2群")
     (text,) = await harness.admin("/sop status", group=False)
     assert "SOP 运行 2 个" in text
-    assert "#2 新人7天激活 · Carol@禾屿茶友会2群 · 运行中 · 1/8 · 下一步 11-23 10:30" in text
+    assert "#2 新人7天激活 · Carol@禾屿茶友会2群 · 运行中 · 1/9 · 下一步 11-23 10:30" in text
     (text,) = await harness.admin("/sop status 禾屿茶友会2群", group=False)
     assert "「禾屿茶友会2群」的SOP 运行 1 个" in text and "Bob" not in text
     text = await said(harness, "/sop status #1")
