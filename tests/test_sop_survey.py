@@ -197,6 +197,8 @@ async def test_nps_against_a_hand_count_and_the_report_block(h: Harness) -> None
     # in a group: answered 1:1 to the operator
     sent = await h.say("/满意度 7天", sender="op01", name="运营", staff=True, chat="g1")
     assert any(d.kind == "app_message" and d.to == ["op01"] and "NPS：16.7" in d.text for d in sent)
+    stats = "\n".join(await h.say_texts("/stats 7天", sender="op01", name="运营", staff=True, group=False))
+    assert "NPS：16.7（上期 —；6 份，推荐 3 / 中立 1 / 贬损 2）" in stats
     # the report: this week against the one before (no answers then)
     today = clock.now().astimezone(SH).date()
     report = await _report(h.app, Period(today - timedelta(days=6), today, SH))
