@@ -13,16 +13,20 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import BotApp
+from bot.clock import FakeClock
 from bot.config import Config
+from bot.events import Actor, Chat, MemberJoined, MessageEvent
 from bot.insights import INSIGHTS
 from bot.insights.period import Period
 from bot.knowledge.models import KbMiss, KbOutcomeDay
 from bot.members import MEMBERS
 from bot.senders.base import Delivery
+from bot.senders.wecom import WeComSender
 from bot.sop.models import SopSurvey
 from bot.sop.script import SURVEY_QUESTION, parse_script
 from bot.sop.survey import parse_score
 from bot.testing import Harness
+from bot.testing.fake_wecom import FakeWeCom
 from bot.yamldoc import FileProblems
 from tests.sop_support import SH, at, sop_config, sop_sent, started, write_scripts
 
@@ -241,3 +245,25 @@ def test_a_survey_in_a_group_script_or_window_elsewhere_is_refused(tmp_path: Pat
     text = str(err.value)
     assert "via: survey 私聊问一位成员，只能用于 per: member" in text
     assert "window / reason 只用于 via: survey" in text and "window 应在 1h 到 30d 之间" in text
+
+
+async def test_through_wecom_the_question_the_reason_and_the_alert_are_sent(
+        make_bot: Callable[..., BotApp], wecom_config: Callable[..., Config], fake_wecom: FakeWeCom,
+        clock: FakeClock, tmp_path: Path) -> None:
+    cfg = sop_config(wecom_config, write_scripts(tmp_path / "sop", SCRIPTS), SOP__SURVEY_ALERT_TO='["lead01"]')
+    app = make_bot(cfg=cfg, sender=WeComSender(cfg, clock=clock))
+    await app.start()
+    at(clock, 2026, 11, 23, 10, 0)
+    await app.accept_event(MemberJoined(key="j1", time=clock.now(), channel="test", chat=Chat(id="g1", name="茶友群"),
+                                        member=Actor(id="zhangsan", name="张三")))
+    await app.settle()
+    clock.advance(timedelta(hours=1))
+    await app.settle()
+    await app.accept_event(MessageEvent(key="m1", time=clock.now(), channel="test", text="3分",
+                                        chat=Chat(id="zhangsan", type="single", name="张三"),
+                                        sender=Actor(id="zhangsan", name="张三")))
+    await app.settle()
+    sent = [(r.body["touser"], r.body["text"]["content"]) for r in fake_wecom.delivered("message/send")]
+    assert ("zhangsan", SURVEY_QUESTION) in sent
+    assert ("zhangsan", "张三，能说说哪里不满意吗？") in sent
+    assert any(to == "lead01" and "打了 3 分" in text for to, text in sent)
