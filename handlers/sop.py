@@ -1,7 +1,7 @@
 """SOP scripts in chat: runs started by events, stopped by events, and the operators' /sop commands.
 
-A member's 1:1 reply to a survey step (priority 44, after the handoff, before the knowledge
-base) is taken as the answer while one is awaited, and then the event stops there.
+A member's reply to a survey step, where it was asked (priority 44, after the handoff, before the
+knowledge base), is taken as the answer while one is awaited, and then the event stops there.
 Triggers (priority 45, observers): a member joining a group, a contact added,
 a group created, a tag put on a member, a tier change, a customer lost (``churned``:
 deleted the staff member or was deleted, left or was removed from a group) and a
@@ -36,7 +36,7 @@ from bot.events import (
     TierChanged,
 )
 from bot.roles import OPERATOR
-from bot.routing import Router, from_customer, in_single, is_command_text
+from bot.routing import Router, from_customer, is_command_text
 from bot.sop import SOP
 from bot.sop.engine import OUTCOME_NAMES, RUN_STATES, STATE_NAMES, Subject
 from bot.sop.script import TRIGGER_NAMES, VIA_NAMES
@@ -159,7 +159,7 @@ async def on_silent(event: MemberSilent, ctx: Context) -> None:
 # ── survey answers ──
 
 
-@router.message(from_customer & in_single & ~is_command_text, priority=44)
+@router.message(from_customer & ~is_command_text, priority=44)
 async def survey_reply(event: MessageEvent, ctx: Context) -> None:
     if await ctx.get(SOP).surveys.on_reply(ctx, event):
         ctx.stop()  # the member answered a survey: not a question for the knowledge base

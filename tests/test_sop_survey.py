@@ -22,7 +22,7 @@ from bot.knowledge.models import KbMiss, KbOutcomeDay
 from bot.members import MEMBERS
 from bot.senders.base import Delivery
 from bot.senders.wecom import WeComSender
-from bot.sop.models import SopSurvey
+from bot.sop.models import SopStep, SopSurvey
 from bot.sop.script import SURVEY_QUESTION, parse_script
 from bot.sop.survey import parse_score
 from bot.testing import Harness
@@ -47,6 +47,15 @@ SCRIPTS = {
             window: 24h
             reason: "{{ member.name }}，能说说哪里不满意吗？"
         """,
+    "contact.yaml": """
+        id: nps-contact
+        name: 加好友满意度
+        trigger: contact_added
+        where: {states: [nps]}
+        quiet_hours: "off"
+        steps:
+          - {id: ask, at: "+1h", via: survey}
+        """,
 }
 
 
@@ -59,7 +68,7 @@ async def h(make_bot: Callable[..., BotApp], make_config: Callable[..., Config],
     return harness
 
 
-async def asked(h: Harness, member: str = "wmBob", name: str = "Bob") -> Delivery:
+async def asked(h: Harness, member: str = "bob01", name: str = "Bob") -> Delivery:
     """The member joins; an hour later the survey question goes to them 1:1."""
     await h.join(member, name, chat="g1", chat_name="禾屿茶友会1群")
     h.app.clock.advance(timedelta(hours=1))
@@ -67,7 +76,7 @@ async def asked(h: Harness, member: str = "wmBob", name: str = "Bob") -> Deliver
     return question
 
 
-async def reply(h: Harness, text: str, member: str = "wmBob", name: str = "Bob") -> list[Delivery]:
+async def reply(h: Harness, text: str, member: str = "bob01", name: str = "Bob") -> list[Delivery]:
     return await h.say(text, group=False, sender=member, name=name)
 
 
@@ -97,14 +106,14 @@ def test_scores_read_from_replies(text: str, score: int | None) -> None:
 
 async def test_the_question_goes_1to1_and_a_promoter_is_thanked(h: Harness) -> None:
     question = await asked(h)
-    assert question.kind == "reply" and question.chat_id == "wmBob" and question.to == ["wmBob"]
+    assert question.kind == "reply" and question.chat_id == "bob01" and question.to == ["bob01"]
     assert question.text == SURVEY_QUESTION
     before = await kb_seen(h.app)
     (thanks,) = await reply(h, "9")
-    assert thanks.to == ["wmBob"] and "感谢" in thanks.text
+    assert thanks.to == ["bob01"] and "感谢" in thanks.text
     (row,) = await surveys(h.app)
     assert (row.member_id, row.script_id, row.chat_id, row.score, row.answer, row.state) == (
-        "wmBob", "nps-join", "g1", 9, "9", "done")
+        "bob01", "nps-join", "g1", 9, "9", "done")
     assert row.answered_at is not None and row.open_until is None
     assert await kb_seen(h.app) == before          # the score was not a question, nor a miss
 
@@ -122,13 +131,13 @@ async def test_chinese_and_chatty_scores_are_stored_and_kept_from_the_knowledge_
 
 
 async def test_a_detractor_is_asked_why_and_the_owner_told_with_score_tier_and_then_the_comment(h: Harness) -> None:
-    await h.add_contact("wmBob", "Bob", staff="staff07")       # Bob's owner
+    await h.add_contact("bob01", "Bob", staff="staff07")       # Bob's owner
     await asked(h)
     sent = await reply(h, "3")
     why = next(d for d in sent if d.kind == "reply")
-    assert why.text == "Bob，能说说哪里不满意吗？" and why.to == ["wmBob"]
+    assert why.text == "Bob，能说说哪里不满意吗？" and why.to == ["bob01"]
     (alert,) = [d for d in sent if d.kind == "app_message"]
-    assert alert.to == ["staff07"] and "打了 3 分" in alert.text and "Bob（wmBob，" in alert.text
+    assert alert.to == ["staff07"] and "打了 3 分" in alert.text and "Bob（bob01，" in alert.text
     (row,) = await surveys(h.app)
     assert row.state == "commenting" and row.score == 3
     before = await kb_seen(h.app)
@@ -144,13 +153,13 @@ async def test_a_detractor_is_asked_why_and_the_owner_told_with_score_tier_and_t
 
 
 async def test_without_an_owner_the_configured_list_is_told_with_the_tier(h: Harness) -> None:
-    await asked(h, "wmDan", "Dan")
-    sent = await reply(h, "零分", "wmDan", "Dan")
+    await asked(h, "dan01", "Dan")
+    sent = await reply(h, "零分", "dan01", "Dan")
     (alert,) = [d for d in sent if d.kind == "app_message"]
     assert alert.to == ["lead01"] and "打了 0 分" in alert.text
     async with h.app.db.read() as s:
-        profile = await h.app.get(MEMBERS).profile(s, "wmDan")
-    assert profile is not None and profile.tier_name and f"Dan（wmDan，{profile.tier_name}）" in alert.text
+        profile = await h.app.get(MEMBERS).profile(s, "dan01")
+    assert profile is not None and profile.tier_name and f"Dan（dan01，{profile.tier_name}）" in alert.text
 
 
 async def test_a_reply_that_is_no_score_gets_one_reask_then_is_ordinary_chat(h: Harness) -> None:
@@ -180,7 +189,7 @@ async def test_a_reply_after_the_window_is_ordinary_chat(h: Harness) -> None:
 
 async def test_group_messages_and_other_members_are_not_answers(h: Harness) -> None:
     await asked(h)
-    await h.say("9", sender="wmBob", name="Bob", chat="g1", mention=False)     # in the group
+    await h.say("9", sender="bob01", name="Bob", chat="g1", mention=False)     # in the group
     await reply(h, "9", "wmEve", "Eve")                                          # someone never asked
     (row,) = await surveys(h.app)
     assert row.score is None and row.state == "asked"
@@ -188,11 +197,11 @@ async def test_group_messages_and_other_members_are_not_answers(h: Harness) -> N
 
 async def test_nps_against_a_hand_count_and_the_report_block(h: Harness) -> None:
     clock = h.app.clock
-    answers = {"wmA": "10", "wmB": "9分", "wmC": "满分", "wmD": "8", "wmE": "六分", "wmF": "2"}
+    answers = {"u-A": "10", "u-B": "9分", "u-C": "满分", "u-D": "8", "u-E": "六分", "u-F": "2"}
     for member, text in answers.items():
         await asked(h, member, member[2:])
         await reply(h, text, member, member[2:])
-    await reply(h, "发货太慢了", "wmF", "F")
+    await reply(h, "发货太慢了", "u-F", "F")
     # hand count: promoters A B C = 3, passives D = 1, detractors E F = 2 → (3 - 2) / 6 = 16.7
     text = "\n".join(await h.say_texts("/nps 7天", sender="op01", name="运营", staff=True, group=False))
     assert "NPS：16.7（6 份回答）" in text
@@ -267,3 +276,30 @@ async def test_through_wecom_the_question_the_reason_and_the_alert_are_sent(
     assert ("zhangsan", SURVEY_QUESTION) in sent
     assert ("zhangsan", "张三，能说说哪里不满意吗？") in sent
     assert any(to == "lead01" and "打了 3 分" in text for to, text in sent)
+
+
+async def test_an_external_contact_is_asked_in_the_group_and_answers_there(h: Harness) -> None:
+    question = await asked(h, "wmCarol", "Carol")
+    assert question.chat_id == "g1" and question.destination["mention"] == ["wmCarol"]
+    assert question.text == SURVEY_QUESTION
+    await reply(h, "9", "wmCarol", "Carol")          # 1:1 is not where the question was asked
+    (row,) = await surveys(h.app)
+    assert row.score is None
+    before = await kb_seen(h.app)
+    (thanks,) = await h.say("十分", sender="wmCarol", name="Carol", chat="g1", chat_name="禾屿茶友会1群")
+    assert thanks.chat_id == "g1" and thanks.destination.get("mention") == ["wmCarol"] and "感谢" in thanks.text
+    (row,) = await surveys(h.app)
+    assert (row.asked_in, row.score, row.state) == ("g1", 10, "done")
+    assert await kb_seen(h.app) == before           # @-mentioning the bot, the knowledge base would have answered
+    await h.say("十分", sender="wmCarol", name="Carol", chat="g1", chat_name="禾屿茶友会1群")
+    assert await kb_seen(h.app) == before + 1       # answered once: the next is ordinary chat
+
+
+async def test_an_external_contact_without_a_group_is_recorded_not_asked(h: Harness) -> None:
+    await h.add_contact("wmCarol", "Carol", staff="staff01", state="nps")
+    h.app.clock.advance(timedelta(hours=1))
+    assert sop_sent(await h.settle()) == []
+    async with h.app.db.read() as s:
+        outcome = (await s.execute(select(SopStep.__table__.c.outcome).where(
+            SopStep.__table__.c.step_key == "ask"))).scalar()
+    assert outcome == "external" and await surveys(h.app) == []

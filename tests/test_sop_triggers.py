@@ -51,8 +51,9 @@ async def test_the_newcomer_week_goes_out_at_local_times_and_the_owner_is_remind
     outcomes = {s.step_key: s.outcome for s in await steps(harness.app)}
     assert outcomes["day2-brew"] == "skipped_late" and outcomes["day7-review"] == "sent"
     at(clock, 2026, 11, 30, 20, 0)
-    (survey,) = sop_sent(await harness.settle())     # that evening the satisfaction question, 1:1
-    assert survey.key.endswith(":day7-nps:0") and survey.chat_id == "wmBob" and survey.to == ["wmBob"]
+    (survey,) = sop_sent(await harness.settle())     # that evening the satisfaction question (an external
+    assert survey.key.endswith(":day7-nps:0") and survey.chat_id == "g1"   # contact: in the group, @-mentioned)
+    assert survey.destination["mention"] == ["wmBob"]
     assert "推荐给身边爱喝茶的朋友" in survey.text and "0–10" in survey.text
     (run,) = await runs(harness.app)
     assert run.status == "done" and run.active_key is None

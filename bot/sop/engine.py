@@ -44,7 +44,7 @@ OUTCOME_NAMES = {
     "sent": "已发送", "sent_late": "迟发", "skipped_late": "超时跳过", "skipped_when": "条件不满足",
     "skipped_migrated": "迁移时已过期", "no_chat": "没有群", "no_staff": "没有员工", "no_member": "没有成员",
     "no_welcome_code": "没有欢迎语码", "expired": "欢迎语码过期", "error": "出错", "stopped": "已停止",
-    "migrated": "迁移后不再需要",
+    "migrated": "迁移后不再需要", "external": "外部联系人没有群",
 }
 WHY_NOT = {
     "no_chat": "这次运行没有群，群内消息发不出去",
@@ -52,6 +52,7 @@ WHY_NOT = {
     "no_member": "这次运行没有成员",
     "no_welcome_code": "添加好友事件里没有欢迎语码（WelcomeCode）",
     "expired": "欢迎语码只在添加好友后 20 秒内有效，已经过期",
+    "external": "外部联系人收不到应用私聊，这次运行也没有群可以问：满意度调查问外部联系人要在群里",
 }
 STATE_NAMES = {"pending": "待发送", "claimed": "发送中", "paused": "已暂停", "done": "已完成", "cancelled": "已取消"}
 RUN_STATES = {"running": "运行中", "paused": "已暂停", "stopped": "已停止", "done": "已完成"}
@@ -435,16 +436,17 @@ class StepBatch:
             return
         self.deliveries.append(delivery)
         if step.via == "survey":
-            self.surveys.append(self._survey(c, run, script, step, reason))
+            self.surveys.append(self._survey(c, run, script, step, reason, delivery["chat"]["id"]))
         self.record(c.id, "done", outcome, f"迟了 {self._late_by(c.due_at)}" if outcome == "sent_late" else "")
 
-    def _survey(self, c: Claim, run: Any, script: Script, step: Step, reason: str) -> dict[str, Any]:
+    def _survey(self, c: Claim, run: Any, script: Script, step: Step, reason: str, asked_in: str
+                ) -> dict[str, Any]:
         """The ``sop_survey`` row of a survey sent: its answer is awaited for the step's window from now."""
         window = step.window or self.engine.surveys.default_window
         return {"run_id": run.id, "step_key": step.key, "occurrence": c.occurrence, "script_id": script.id,
                 "member_id": run.member_id, "member_name": run.member_name, "chat_id": run.chat_id,
-                "state": "asked", "reason": reason, "window_s": int(window.total_seconds()), "asked_at": self.now,
-                "open_until": self.now + window}
+                "asked_in": asked_in, "state": "asked", "reason": reason, "window_s": int(window.total_seconds()),
+                "asked_at": self.now, "open_until": self.now + window}
 
     def _local(self, at: datetime) -> str:
         return at.astimezone(self.engine.tz).strftime("%m-%d %H:%M")
@@ -519,12 +521,15 @@ class StepBatch:
         return ""
 
     def _survey_question(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
-        """``survey``: the question 1:1 to the run's member, as a reply in their own chat."""
+        """``survey``: the question 1:1 to the run's member (a reply in their own chat: an app message); an
+        external contact, whom app messages do not reach, is asked in the run's group with a mention."""
         if not run.member_id:
             return "no_member"
-        d.kw.update(kind="reply", to=[run.member_id],
-                    chat={"id": run.member_id, "type": "single", "name": run.member_name})
-        return ""
+        d.kw["kind"] = "reply"
+        if not Actor(id=run.member_id).is_external:
+            d.kw.update(to=[run.member_id], chat={"id": run.member_id, "type": "single", "name": run.member_name})
+            return ""
+        return "external" if not run.chat_id else self._in_group(d, run, script, step)
 
     def _mass_send(self, d: _Delivery, run: Any, script: Script, step: Step) -> str:
         """``mass_send``: a task for the first staff member, to the member or to the group."""

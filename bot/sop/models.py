@@ -113,6 +113,8 @@ class SopSurvey(SQLModel, table=True):
     member_id: str = Field(sa_column=Column(String(128), nullable=False))
     member_name: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
     chat_id: str = Field(default="", sa_column=Column(String(160), nullable=False, server_default=""))
+    # where the question went and the answer is read: the member's 1:1 chat (their id) or the run's group
+    asked_in: str = Field(default="", sa_column=Column(String(160), nullable=False, server_default=""))
     # asked → (reasked) → done, or → commenting → done for a detractor; the answer is awaited until open_until
     state: str = Field(default="asked", sa_column=Column(String(12), nullable=False, server_default="asked"))
     reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # a detractor's question

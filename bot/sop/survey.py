@@ -1,10 +1,11 @@
 """Satisfaction surveys (NPS): the answers to ``via: survey`` steps.
 
-A survey step asks the member, 1:1, for a score from 0 to 10 (:class:`bot.sop.engine.StepBatch`
-records the question in ``sop_survey`` with the time its answer is awaited until). The member's
-next 1:1 message within that window is read by :meth:`Surveys.on_reply` (the priority-44 handler of
-handlers/sop.py, which stops the event when the reply was the survey's, so the knowledge base
-never sees it):
+A survey step asks the member for a score from 0 to 10 — 1:1 (an app message), or, for an external
+contact whom app messages do not reach, in the run's group with a mention (:class:`bot.sop.engine.StepBatch`
+records the question in ``sop_survey`` with where it was asked and the time its answer is awaited until).
+The member's next message in that chat within the window is read by :meth:`Surveys.on_reply` (the
+priority-44 handler of handlers/sop.py, which stops the event when the reply was the survey's, so the
+knowledge base never sees it):
 
 - a score (:func:`parse_score`: 「9」「9分」「给个8分吧」「九分」「十分」「满分」) is stored; a promoter
   (9–10) or passive (7–8) is thanked, a detractor (0–6) is asked why and the member's owner told;
@@ -94,6 +95,11 @@ def group_of(score: int) -> str:
     return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
 
 
+async def _say(ctx: Context, text: str) -> None:
+    """Answer where the member wrote: @-mentioning them in a group."""
+    await ctx.reply(text, mention=bool(getattr(ctx.event, "chat", None) and ctx.event.chat.is_group))
+
+
 class Surveys:
     """Reading members' replies to surveys, storing them, and telling the owner of a detractor."""
 
@@ -112,8 +118,8 @@ class Surveys:
             return False
         now = ctx.now()
         row = await self.store.open_survey(ctx.session, event.sender.id, now)
-        if row is None:
-            return False
+        if row is None or row.asked_in != event.chat.id:
+            return False  # nothing awaited, or said elsewhere than where the question was asked
         if row.state == "commenting":
             await self._comment(ctx, row, text, now)
             return True
@@ -122,7 +128,7 @@ class Surveys:
             if row.state == "reasked":
                 return False  # asked twice already: ordinary chat
             await self.store.set_survey(ctx.session, row.id, {"state": "reasked"})
-            await ctx.reply(ctx.render("sop/survey_reask.j2"))
+            await _say(ctx, ctx.render("sop/survey_reask.j2"))
             return True
         await self._score(ctx, row, score, text, now)
         return True
@@ -134,16 +140,16 @@ class Surveys:
             values.update(state="commenting", open_until=now + timedelta(seconds=row.window_s))
         await self.store.set_survey(ctx.session, row.id, values)
         if values["state"] == "commenting":
-            await ctx.reply(row.reason or ctx.render("sop/survey_thanks.j2", group="detractor"))
+            await _say(ctx, row.reason or ctx.render("sop/survey_thanks.j2", group="detractor"))
             await self._alert(ctx, row, score, "", "score")
         else:
-            await ctx.reply(ctx.render("sop/survey_thanks.j2", group=group_of(score)))
+            await _say(ctx, ctx.render("sop/survey_thanks.j2", group=group_of(score)))
 
     async def _comment(self, ctx: Context, row: Any, text: str, now: datetime) -> None:
         comment = text[:MAX_COMMENT]
         await self.store.set_survey(ctx.session, row.id, {"comment": comment, "commented_at": now, "state": "done",
                                                           "open_until": None})
-        await ctx.reply(ctx.render("sop/survey_thanks.j2", group="comment"))
+        await _say(ctx, ctx.render("sop/survey_thanks.j2", group="comment"))
         await self._alert(ctx, row, int(row.score), comment, "comment")
 
     async def _alert(self, ctx: Context, row: Any, score: int, comment: str, what: str) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0202_sop_survey
 Revises: 0201_sop
-Create Date: 2026-12-07 19:33:58.026216
+Create Date: 2026-12-07 20:08:34.849911
 """
 
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ def upgrade() -> None:
     sa.Column('member_id', sa.String(length=128), nullable=False),
     sa.Column('member_name', sa.String(length=128), server_default='', nullable=False),
     sa.Column('chat_id', sa.String(length=160), server_default='', nullable=False),
+    sa.Column('asked_in', sa.String(length=160), server_default='', nullable=False),
     sa.Column('state', sa.String(length=12), server_default='asked', nullable=False),
     sa.Column('reason', sa.Text(), server_default='', nullable=False),
     sa.Column('window_s', sa.Integer(), nullable=False),
