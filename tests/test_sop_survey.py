@@ -303,3 +303,12 @@ async def test_an_external_contact_without_a_group_is_recorded_not_asked(h: Harn
         outcome = (await s.execute(select(SopStep.__table__.c.outcome).where(
             SopStep.__table__.c.step_key == "ask"))).scalar()
     assert outcome == "external" and await surveys(h.app) == []
+
+
+async def test_a_check_in_while_a_survey_waits_is_a_check_in(h: Harness) -> None:
+    await asked(h, "wmCarol", "Carol")
+    sent = await h.say("打卡 白牡丹 清甜", sender="wmCarol", name="Carol", chat="g1", chat_name="禾屿茶友会1群",
+                       mention=False)
+    assert not any("再确认" in d.text for d in sent)
+    (row,) = await surveys(h.app)
+    assert (row.state, row.score) == ("asked", None)
