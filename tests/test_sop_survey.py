@@ -312,3 +312,13 @@ async def test_a_check_in_while_a_survey_waits_is_a_check_in(h: Harness) -> None
     assert not any("再确认" in d.text for d in sent)
     (row,) = await surveys(h.app)
     assert (row.state, row.score) == ("asked", None)
+
+
+async def test_an_external_detractor_in_a_group_is_told_to_the_group_owner(h: Harness) -> None:
+    await h.admin("/group owner @staff02", chat="g1", chat_name="禾屿茶友会1群")
+    await asked(h, "wmCarol", "Carol")
+    sent = await h.say("给5分", sender="wmCarol", name="Carol", chat="g1", chat_name="禾屿茶友会1群", mention=False)
+    (alert,) = [d for d in sent if d.kind == "app_message"]
+    assert alert.to == ["staff02"] and "打了 5 分" in alert.text
+    (why,) = [d for d in sent if d.kind == "reply"]
+    assert why.text == "Carol，能说说哪里不满意吗？" and why.destination.get("mention") == ["wmCarol"]

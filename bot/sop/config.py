@@ -23,8 +23,8 @@ class SopConfig(Section):
     silent_check: str = "0 10 * * *"  # when the daily check for trigger: silent runs
     survey_window: str = Field("48h", description="how long a member's reply counts as the answer to a survey step "
                                "that gives no window")
-    survey_alert_to: list[str] = Field(default_factory=list, description="who hears of a detractor (0–6) when the "
-                                       "member has no owner (default: bot.ops_users)")
+    survey_alert_to: list[str] = Field(default_factory=list, description="who hears of a detractor (0–6) with no "
+                                       "owner, nor a group owner where asked (default: bot.ops_users)")
 
     @field_validator("silent_check")
     @classmethod

@@ -97,7 +97,8 @@ def group_of(score: int) -> str:
 
 async def _say(ctx: Context, text: str) -> None:
     """Answer where the member wrote: @-mentioning them in a group."""
-    await ctx.reply(text, mention=bool(getattr(ctx.event, "chat", None) and ctx.event.chat.is_group))
+    chat = getattr(ctx.event, "chat", None)
+    await ctx.reply(text, mention=chat is not None and chat.is_group)
 
 
 class Surveys:
@@ -112,7 +113,7 @@ class Surveys:
         return parse_duration(self.app.config.sop.survey_window)
 
     async def on_reply(self, ctx: Context, event: MessageEvent) -> bool:
-        """Take the member's 1:1 message as their survey answer when one is awaited; True when it was."""
+        """Take the member's message as their survey answer when one is awaited in this chat; True when it was."""
         text = event.text.strip()
         if not text:
             return False
@@ -153,15 +154,24 @@ class Surveys:
         await self._alert(ctx, row, int(row.score), comment, "comment")
 
     async def _alert(self, ctx: Context, row: Any, score: int, comment: str, what: str) -> None:
-        """An app message about a detractor to the member's owner, else ``sop.survey_alert_to``, else the ops
-        users: the score (and then the comment) with the member's tier."""
+        """An app message about a detractor to the member's owner, else (asked in a group) the group's owner,
+        else ``sop.survey_alert_to``, else the ops users: the score (and then the comment) with the member's tier."""
         directory = self.app.maybe(MEMBERS)
         profile = await directory.profile(ctx.session, row.member_id) if directory is not None else None
-        staff = ([profile.owner_staff] if profile is not None and profile.owner_staff else
-                 list(self.app.config.sop.survey_alert_to or self.app.config.bot.ops_users))
+        staff = await self._staff(ctx, row, profile.owner_staff if profile is not None else "")
         if not staff:
             return
         tier = (profile.tier_name or profile.tier) if profile is not None else ""
         await ctx.send("app_message", to=staff, key=f"survey:{row.id}:{what}",
                        text=ctx.render("sop/survey_alert.j2", row=row, score=score, comment=comment, tier=tier,
                                        name=row.member_name or (profile.name if profile else "") or row.member_id))
+
+    async def _staff(self, ctx: Context, row: Any, owner: str) -> list[str]:
+        if owner:
+            return [owner]
+        directory = self.app.maybe(MEMBERS)
+        if directory is not None and row.asked_in != row.member_id:
+            group = await directory.group(ctx.session, row.asked_in)
+            if group is not None and group.owner_id:
+                return [group.owner_id]
+        return list(self.app.config.sop.survey_alert_to or self.app.config.bot.ops_users)
