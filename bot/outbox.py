@@ -243,6 +243,14 @@ class Outbox:
             rows = (await s.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status))).all()
         return {status: n for status, n in rows}
 
+    async def dead(self, limit: int = 20) -> list[Any]:
+        """The latest deliveries given up on, with why (``last_error``): the console's overview."""
+        async with self.db.read() as s:
+            return list((await s.execute(
+                select(OUTBOX.c.id, OUTBOX.c.kind, OUTBOX.c.chat_id, OUTBOX.c.key, OUTBOX.c.attempts,
+                       OUTBOX.c.created_at, OUTBOX.c.last_error)
+                .where(OUTBOX.c.status == "dead").order_by(OUTBOX.c.id.desc()).limit(limit))).all())
+
 
 class OutboxPump(Pump):
     name = "outbox"

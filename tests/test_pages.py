@@ -107,7 +107,8 @@ async def test_roles_decide_the_pages(client: TestClient, harness: Harness) -> N
     for path in ("/console/knowledge", "/console/members", "/console/sop", "/console/handoffs"):
         assert (await client.get(path)).status == 403, path
     text = await (await client.get("/console/")).text()
-    assert "合规告警" in text and "知识库" not in text  # the menu shows only what the role may open
+    assert 'href="/console/alerts"' in text and 'href="/console/knowledge"' not in text  # the menu: only what
+    assert 'href="/console/handoffs"' not in text                                        # the role may open
 
 
 async def test_posts_without_the_csrf_token_are_refused(client: TestClient, harness: Harness) -> None:
@@ -304,3 +305,274 @@ async def test_sop_runs_and_the_moments_week_on_pages(client: TestClient, harnes
         assert (await s.execute(RUNS.select().where(RUNS.c.id == run.id))).first().status == "paused"
     week = await (await client.get("/console/moments")).text()
     assert "朋友圈周历" in week
+
+
+# ── the overview: the report as charts, the operations health ──
+
+
+def options_of(html: str) -> dict[str, dict[str, object]]:
+    """The ECharts options of a page part, by the chart's label."""
+    import html as html_lib
+    import json
+
+    found = re.findall(r"""<div class="chart" data-option='([^']*)' role="img" aria-label="([^"]+)：""", html)
+    return {label: json.loads(html_lib.unescape(option)) for option, label in found}
+
+
+async def test_the_overview_draws_the_report_of_the_period_against_the_one_before(client: TestClient,
+                                                                                   harness: Harness) -> None:
+    import json
+
+    from bot.insights import INSIGHTS
+    from bot.insights.period import local_today, parse_span
+
+    await harness.say("大家好，我是新来的", sender="wmBob", name="Bob", mention=False)
+    await harness.say("打卡第一天", sender="wmCarol", name="Carol", mention=False)
+    await harness.say("怎么退款", sender="wmBob", name="Bob", group=False)
+    await sign_in(client, harness.app, "op1")
+    shell = await (await client.get("/console/?span=7")).text()
+    assert 'hx-get="/console/overview/report?span=7"' in shell and "运行状态" in shell
+    part = await (await client.get("/console/overview/report?span=7")).text()
+    tz = harness.app.config.bot.tz
+    period = parse_span("7天", local_today(harness.app.clock.now(), tz), tz)
+    async with harness.app.db.read() as s:
+        report = await harness.app.get(INSIGHTS).report(s, period)
+    assert f"{report['period']['since']} ~ {report['period']['until']}（7 天）" in part
+    charts = options_of(part)
+    tiers = charts["各等级人数"]
+    names = {t["tier"]: t["name"] for t in report["conversion"]["funnel"]}
+    assert tiers["xAxis"]["data"] == [names[t] for t in report["users"]["by_tier"]]  # type: ignore[index]
+    assert tiers["series"][0]["data"] == list(report["users"]["by_tier"].values())  # type: ignore[index]
+    assert [s["name"] for s in tiers["series"]] == ["本期", "上期"]  # type: ignore[index, union-attr]
+    funnel = charts["等级漏斗"]["series"][0]["data"]  # type: ignore[index]
+    assert [d["value"] for d in funnel] == [s["members"] for s in report["conversion"]["funnel"]]
+    behaviour = charts["活跃与参与"]["series"]  # type: ignore[index]
+    assert behaviour[0]["data"][0] == report["behaviour"]["active"] == 2  # type: ignore[index]
+    assert charts["知识库问答"]["series"][0]["data"][0] == report["behaviour"]["kb"]["answered"]  # type: ignore[index]
+    for empty in ("裂变", "本期和上期都没有数据"):  # no referral and no purchase: empty states, not empty charts
+        assert empty in part
+    assert "裂变" not in charts and "各等级 GMV" not in charts
+    same = await (await client.get("/console/api/report?span=7")).json()
+    assert same == json.loads(json.dumps(report, default=str))  # the same JSON as `siyu report --json`
+
+
+async def test_a_period_with_no_customers_shows_empty_states(client: TestClient, harness: Harness) -> None:
+    await sign_in(client, harness.app, "op1")
+    part = await (await client.get("/console/overview/report?span=today")).text()
+    assert "还没有客户" in part and "转化：本期和上期都没有客户" in part
+    assert options_of(part) == {}
+
+
+async def test_a_custom_period_is_checked(client: TestClient, harness: Harness) -> None:
+    await sign_in(client, harness.app, "op1")
+    part = await (await client.get("/console/overview/report?span=custom&since=2026-12-05&until=2026-12-01")).text()
+    assert "开始日期 2026-12-05 晚于结束日期 2026-12-01" in part
+    part = await (await client.get("/console/overview/report?since=2026-13-01")).text()
+    assert "YYYY-MM-DD" in part
+    part = await (await client.get("/console/overview/report?since=2025-01-01&until=2026-11-30")).text()
+    assert "一次最多看 366 天" in part
+    r = await client.get("/console/api/report?since=2026-12-05&until=2026-12-01")
+    assert r.status == 400 and "晚于" in (await r.json())["error"]
+    part = await (await client.get("/console/overview/report?span=custom&since=2026-11-01&until=2026-11-07")).text()
+    assert "2026-11-01 ~ 2026-11-07（7 天），对比上期 2026-10-25 ~ 2026-10-31" in part
+
+
+async def test_the_overview_shows_dead_deliveries_and_files_refused_on_reload(
+        make_bot: Callable[..., BotApp], make_config: Callable[..., object], tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from bot.storage.models import OutboxRow
+
+    sop_dir = tmp_path / "sop"
+    sop_dir.mkdir()
+    (sop_dir / "broken.yaml").write_text("id: broken\nsteps: [\n", encoding="utf-8")
+    app = make_bot(cfg=make_config(SOP__DIR=str(sop_dir)))
+    await app.start()
+    harness = Harness(app)
+    await harness.admin("/role grant @rev1 reviewer")
+    async with app.db.session() as s:
+        await app.outbox.enqueue(s, key="t:dead", kind="app_message", to=["staff01"], text="x", source="test")
+    async with app.db.session() as s:
+        await s.execute(update(OutboxRow.__table__).where(OutboxRow.__table__.c.key == "t:dead").values(
+            status="dead", attempts=5, last_error="errcode 81013: all recipients invalid"))
+    async with serve(app) as c:
+        await sign_in(c, app, "rev1")  # reviewers see the health, not the report
+        page = await (await c.get("/console/")).text()
+        assert "errcode 81013: all recipients invalid" in page
+        assert "SOP 脚本：1 个问题" in page and "broken.yaml" in page
+        assert "知识库：正常" in page and "敏感词词库：正常" in page
+        assert "收件箱" in page and "hx-get" not in page
+
+
+async def test_reviewers_do_not_get_the_report_nor_the_handoffs(client: TestClient, harness: Harness) -> None:
+    csrf = await sign_in(client, harness.app, "rev1")
+    assert (await client.get("/console/overview/report?span=7")).status == 403
+    r = await client.get("/console/api/report?span=7")
+    assert r.status == 403 and (await r.json())["error"] == "没有权限"
+    assert (await client.get("/console/handoffs")).status == 403
+    assert (await client.post("/console/handoffs/1", data={"action": "take", "csrf": csrf})).status == 403
+
+
+async def test_operators_cannot_act_on_alerts(client: TestClient, harness: Harness) -> None:
+    alert_id = await raise_alert(harness)
+    csrf = await sign_in(client, harness.app, "op1")
+    r = await client.post(f"/console/alerts/{alert_id}", data={"action": "ack", "csrf": csrf})
+    assert r.status == 403
+    assert (await client.post("/console/alerts/ack", data={"id": str(alert_id), "csrf": csrf})).status == 403
+
+
+async def test_new_pages_need_a_session_and_the_csrf_token(client: TestClient, harness: Harness) -> None:
+    for path in ("/console/handoffs", "/console/overview/report"):
+        r = await client.get(path, allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"].startswith("/console/login")
+    r = await client.get("/console/api/report", allow_redirects=False)
+    assert r.status == 401
+    await sign_in(client, harness.app, "op1")
+    r = await client.post("/console/handoffs/1", data={"action": "take"}, allow_redirects=False)
+    assert r.status == 403 and "CSRF" in await r.text()
+
+
+# ── handoffs ──
+
+
+async def test_an_operator_takes_and_closes_a_handoff_on_the_page(client: TestClient, harness: Harness) -> None:
+    from datetime import timedelta
+
+    from bot.handoff.models import Handoff
+
+    csrf = await sign_in(client, harness.app, "op1")
+    assert "现在没有等待人工的客户" in await (await client.get("/console/handoffs")).text()
+    await harness.say("我要转人工，茶叶收到是碎的", sender="wmBob", name="Bob", group=False)
+    harness.app.clock.advance(timedelta(minutes=75))  # type: ignore[attr-defined]
+    page = await (await client.get("/console/handoffs?id=1")).text()
+    assert "#1" in page and "Bob" in page and "1 小时 15 分钟" in page and "等待接手" in page
+    assert 'class="wanted"' in page and "茶叶收到是碎的" in page
+    r = await client.post("/console/handoffs/1", data={"action": "take", "csrf": csrf})
+    page = await r.text()
+    assert "已接手 #1" in page and "op1 处理中" in page
+    told = [d.text for d in await harness.settle() if d.to == ["wmBob"]]
+    assert told and "已经接手" in told[-1]  # the member is told, as by the chat command
+    (listing,) = await harness.say_texts("/handoff list", sender="op1", staff=True, group=False)
+    assert "op1 处理中" in listing  # the chat command sees what the page did
+    r = await client.post("/console/handoffs/1", data={"action": "close", "csrf": csrf})
+    page = await r.text()
+    assert "已结束 #1" in page and "现在没有等待人工的客户" in page
+    r = await client.post("/console/handoffs/1", data={"action": "close", "csrf": csrf})
+    assert "❌" in await r.text()  # the command's own refusal: already closed
+    async with harness.app.db.read() as s:
+        row = (await s.execute(Handoff.__table__.select())).first()
+        audits = [(a.command, a.outcome, a.actor) for a in (await s.execute(AuditLog.__table__.select())).all()]
+    assert (row.status, row.taken_by, row.closed_by) == ("closed", "op1", "op1")
+    assert ("handoff take", "ok", "op1") in audits and ("handoff close", "ok", "op1") in audits
+    assert (await client.post("/console/handoffs/1", data={"action": "drop", "csrf": csrf})).status == 400
+
+
+# ── the knowledge base's "try a question" ──
+
+
+async def test_trying_a_question_runs_the_matcher_off_the_event_loop(client: TestClient, harness: Harness) -> None:
+    import threading
+
+    from bot.knowledge import KNOWLEDGE
+
+    csrf = await sign_in(client, harness.app, "op1")
+    matcher = harness.app.get(KNOWLEDGE).matcher
+    ran_in: list[str] = []
+    match = matcher.match
+
+    def spy(*a: object, **kw: object) -> object:
+        ran_in.append(threading.current_thread().name)
+        return match(*a, **kw)
+
+    matcher.match = spy  # type: ignore[method-assign]
+    tried = await client.post("/console/knowledge/try", data={"text": "怎么退款", "csrf": csrf})
+    assert "会回答" in await tried.text()
+    assert (await client.get("/console/knowledge?q=退款")).status == 200
+    assert ran_in and threading.main_thread().name not in ran_in
+
+
+# ── 企业微信 sign-in (OAuth) against the fake WeCom ──
+
+
+@pytest.fixture
+async def wecom_app(make_bot: Callable[..., BotApp], wecom_config: Callable[..., object],
+                    clock: object) -> BotApp:
+    from bot.senders.wecom import WeComSender
+
+    cfg = wecom_config()
+    app = make_bot(cfg=cfg, sender=WeComSender(cfg, clock=clock))  # type: ignore[arg-type]
+    await app.start()
+    async with app.db.session() as s:
+        await app.roles.grant(s, "op1", "operator", by="admin01")
+    return app
+
+
+async def wecom_redirect(c: TestClient) -> str:
+    r = await c.get("/console/login/wecom", allow_redirects=False)
+    assert r.status == 302
+    return r.headers["Location"]
+
+
+def local(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_a_staff_member_signs_in_with_wecom(wecom_app: BotApp, fake_wecom: object) -> None:
+    async with serve(wecom_app) as c:
+        login = await (await c.get("/console/login")).text()
+        assert "企业微信登录" in login
+        to = await wecom_redirect(c)
+        assert to.startswith(wecom_app.config.console.wecom_login_url + "?") and "state=" in to
+        back = fake_wecom.authorize(to, "op1")  # type: ignore[attr-defined]
+        r = await c.get(local(back), allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == "/console/"
+        home = await c.get("/console/")
+        text = await home.text()
+        assert home.status == 200 and "op1" in text and "知识库" in text and "合规告警" not in text  # chat's roles
+        calls = fake_wecom.calls("auth/getuserinfo")  # type: ignore[attr-defined]
+        assert len(calls) == 1 and calls[0].ok
+        r = await c.get(local(back), allow_redirects=False)  # the same callback again: the state was used
+        assert "problem=" in r.headers["Location"]
+    async with wecom_app.db.read() as s:
+        rows = (await s.execute(ConsoleSession.__table__.select())).all()
+    assert [(r.user_id, r.via) for r in rows] == [("op1", "wecom")]
+
+
+async def test_a_state_mismatch_is_refused(wecom_app: BotApp, fake_wecom: object) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    async with serve(wecom_app) as c:
+        back = fake_wecom.authorize(await wecom_redirect(c), "op1")  # type: ignore[attr-defined]
+        code = parse_qs(urlsplit(back).query)["code"][0]
+        r = await c.get(f"/console/login/wecom/callback?code={code}&state=forged", allow_redirects=False)
+        assert r.status == 302
+        page = await (await c.get(r.headers["Location"])).text()
+        assert "登录状态不匹配（state），请重新登录" in page
+        assert (await c.get("/console/", allow_redirects=False)).status == 302  # no session
+        assert not fake_wecom.calls("auth/getuserinfo")  # type: ignore[attr-defined]  # the code was never used
+    async with wecom_app.db.read() as s:
+        assert not (await s.execute(ConsoleSession.__table__.select())).all()
+
+
+async def test_a_code_for_someone_without_a_role_or_a_used_code_is_refused(wecom_app: BotApp,
+                                                                          fake_wecom: object) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    async with serve(wecom_app) as c:
+        back = fake_wecom.authorize(await wecom_redirect(c), "staff09")  # type: ignore[attr-defined]
+        r = await c.get(local(back), allow_redirects=False)
+        page = await (await c.get(r.headers["Location"])).text()
+        assert "staff09 没有控制台权限" in page
+        assert (await c.get("/console/", allow_redirects=False)).status == 302
+        back = fake_wecom.authorize(await wecom_redirect(c), "op1")  # type: ignore[attr-defined]
+        code = parse_qs(urlsplit(back).query)["code"][0]
+        fake_wecom.codes.pop(code)  # type: ignore[attr-defined]  # used or expired at WeCom
+        r = await c.get(local(back), allow_redirects=False)
+        page = await (await c.get(r.headers["Location"])).text()
+        assert "企业微信登录失败（40029）" in page
+        assert (await c.get("/console/", allow_redirects=False)).status == 302
+    async with wecom_app.db.read() as s:
+        assert not (await s.execute(ConsoleSession.__table__.select())).all()

@@ -24,3 +24,5 @@ class ConsoleConfig(Section):
     wecom_login_url: str = Field("https://login.work.weixin.qq.com/wwlogin/sso/login",
                                  description="WeCom's sign-in page (扫码登录); the code comes back to "
                                              "/console/login/wecom/callback")
+    report_cache_s: int = Field(60, ge=0, le=3600, description="the overview's report figures are reused this "
+                                "many seconds (the page says when they were computed); 0: computed on every view")

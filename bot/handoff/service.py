@@ -181,10 +181,13 @@ class HandoffService:
         return list(self.cfg.on_duty or self.app.config.bot.ops_users)
 
     # ── staff (chat and console) ──
-    async def list_open(self, session: Any) -> tuple[list[Waiting], int]:
-        """The live handoffs, the longest waiting first (at most ``page_size``), and how many there are."""
+    async def list_open(self, session: Any, *, expire: bool = True) -> tuple[list[Waiting], int]:
+        """The live handoffs, the longest waiting first (at most ``page_size``), and how many there are.
+        ``expire=False`` (a read-only session, the console's page) leaves closing the run-out ones to the
+        next writer: they are not listed either way."""
         now = self.app.clock.now()
-        await store.expire(session, now)
+        if expire:
+            await store.expire(session, now)
         rows = await store.live(session, now, self.cfg.page_size)
         return [_waiting(r, now) for r in rows], await store.count_live(session, now)
 

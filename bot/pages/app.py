@@ -17,6 +17,7 @@ import jinja2
 from aiohttp import web
 
 from bot.pages import security, views
+from bot.pages.overview import ReportCache
 from bot.pages.security import LazyCookieStorage, RateLimit
 
 if TYPE_CHECKING:
@@ -25,12 +26,14 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 BOT = web.AppKey("bot", object)
 LOGIN_LIMIT = web.AppKey("login_limit", RateLimit)
+REPORTS = web.AppKey("reports", ReportCache)
 
 
 def create_console_app(bot: BotApp) -> web.Application:
     app = web.Application()
     app[BOT] = bot
     app[LOGIN_LIMIT] = RateLimit(bot.config.console.login_attempts_per_minute)
+    app[REPORTS] = ReportCache(bot.config.console.report_cache_s)
     # Outermost first: headers on every answer, then the cookie, then who is signed in, then the pages'
     # template context (which reads the session).
     app.middlewares.append(security.headers_middleware)

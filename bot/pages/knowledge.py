@@ -6,6 +6,7 @@ mirrors (bot.pages.actions), so the page validates, checks and audits exactly as
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,16 @@ def _kb(request: web.Request) -> Any:
     return bot_of(request).maybe(KNOWLEDGE)
 
 
+def _search(matcher: Any, q: str) -> list[Any]:
+    """The entries the matcher ranks for ``q``, then those whose id or text contains it (in a thread)."""
+    ranked = [c.entry for c in matcher.match(q).candidates]
+    words = q.lower()
+    seen = {id(e) for e in ranked}
+    ranked += [e for e in matcher.entries if id(e) not in seen and (words in e.id.lower() or any(
+        words in x.lower() for x in (*e.questions, *e.keywords, e.answer)))]
+    return ranked
+
+
 def _one_line(text: str) -> str:
     """Form values become one command argument: newlines kept only where the command takes the rest."""
     return " ".join(text.split())
@@ -46,15 +57,7 @@ async def entries(request: web.Request) -> dict[str, Any]:
         return {"page": "knowledge", "installed": False}
     q = request.query.get("q", "").strip()
     all_entries = list(kb.matcher.entries)
-    if q:
-        result = kb.matcher.match(q)
-        ranked = [c.entry for c in result.candidates]
-        words = q.lower()
-        ranked += [e for e in all_entries if e not in ranked and (words in e.id.lower() or any(
-            words in x.lower() for x in (*e.questions, *e.keywords, e.answer)))]
-        shown = ranked
-    else:
-        shown = all_entries
+    shown = await asyncio.to_thread(_search, kb.matcher, q) if q else all_entries
     try:
         page = max(1, int(request.query.get("page", "1")))
     except ValueError:
@@ -110,7 +113,8 @@ async def try_question(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     text = str(form.get("text", "")).strip()[:500]
     kb = bot_of(request).get(KNOWLEDGE)
-    result = kb.matcher.match(text) if text else None
+    # the matcher off the event loop, as the chat path runs it (bot.knowledge.answering.Answering.match)
+    result = await asyncio.to_thread(kb.matcher.match, text) if text else None
     return aiohttp_jinja2.render_template("knowledge_try.html", request, {
         "text": text, "result": result, "threshold": kb.base.settings.threshold})
 
@@ -126,9 +130,22 @@ async def misses(request: web.Request) -> dict[str, Any]:
         days = kb.cfg.misses_days
     async with bot.db.read() as s:
         rows = await store.recent_misses(s, bot.clock.now() - timedelta(days=days))
-    groups = [g for g in group_misses(rows, kb.matcher.analyzer) if kb.matcher.match(g.text).answer is None]
-    best = {g.text: kb.matcher.match(g.text).candidates[:3] for g in groups[:50]}
-    return {"page": "knowledge", "groups": groups[:50], "best": best, "days": days}
+    groups, best = await asyncio.to_thread(_unanswered, kb.matcher, rows)
+    return {"page": "knowledge", "groups": groups, "best": best, "days": days}
+
+
+def _unanswered(matcher: Any, rows: list[Any], limit: int = 50) -> tuple[list[Any], dict[str, Any]]:
+    """The missed questions the base still cannot answer (at most ``limit``), each with its best three
+    candidates — the grouping and the matching run in a thread."""
+    groups, best = [], {}
+    for g in group_misses(rows, matcher.analyzer):
+        result = matcher.match(g.text)
+        if result.answer is None:
+            groups.append(g)
+            best[g.text] = result.candidates[:3]
+            if len(groups) == limit:
+                break
+    return groups, best
 
 
 @requires(OPERATOR)

@@ -150,13 +150,6 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 
 
 @requires(OPERATOR, REVIEWER)
-@aiohttp_jinja2.template("overview.html")
-async def overview(request: web.Request) -> dict[str, Any]:
-    bot = bot_of(request)
-    return {"page": "overview", "health": await bot.health(), "outbox": await bot.outbox.counts()}
-
-
-@requires(OPERATOR, REVIEWER)
 async def confirm(request: web.Request) -> web.StreamResponse:
     """The console's 确认 button: ``/confirm CODE`` for a command that asked for it on the page."""
     form = await request.post()
@@ -166,22 +159,11 @@ async def confirm(request: web.Request) -> web.StreamResponse:
                                                                      "back": back})
 
 
-def _empty(page: str, title: str, what: str) -> Any:
-    @aiohttp_jinja2.template("empty.html")
-    async def view(request: web.Request) -> dict[str, Any]:
-        return {"page": page, "title": title, "what": what}
-
-    view.__name__ = page
-    return view
-
-
 def add_routes(app: web.Application) -> None:
-    from bot.pages import alerts, knowledge, members, sop  # each page family registers its own routes
+    from bot.pages import alerts, handoffs, knowledge, members, overview, sop  # each family adds its routes
 
-    alerts.add_routes(app)
-    knowledge.add_routes(app)
-    members.add_routes(app)
-    sop.add_routes(app)
+    for family in (overview, alerts, knowledge, members, sop, handoffs):
+        family.add_routes(app)
     r = app.router
     r.add_get("/login", login_page)
     r.add_get("/login/link/{token}", link_page)
@@ -190,5 +172,3 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/login/wecom/callback", wecom_callback)
     r.add_post("/logout", sign_out)
     r.add_post("/confirm", confirm)
-    r.add_get("/", overview)
-    r.add_get("/handoffs", requires(OPERATOR)(_empty("handoffs", "转人工", "等待人工接待的成员")))

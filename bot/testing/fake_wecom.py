@@ -7,8 +7,12 @@
 pictures only as its media_ids), ``groupchat/list``, ``groupchat/get``, ``mark_tag``,
 ``get_groupmsg_send_result`` (a 群发 task's customers: sent, or unsent while its sender is in
 ``unconfirmed``, or failed for ``invalid_externals``), ``add_contact_way`` (a channel code's QR),
-``externalcontact/get`` (a contact and the tags each staff member has on them) and
-the 智能机器人 ``aibot/response`` (what a ``response_url`` points at). Every
+``externalcontact/get`` (a contact and the tags each staff member has on them),
+the 智能机器人 ``aibot/response`` (what a ``response_url`` points at) and the web sign-in
+(OAuth): ``authorize(url)`` plays the browser at WeCom's sign-in page — it checks the app's
+redirect and returns the callback address with a one-time ``code`` and the app's ``state``
+— and ``auth/getuserinfo?code=`` answers who that code belongs to (a code works once, for
+five minutes; an unknown or used one answers 40029). Every
 answer carries ``errcode``/``errmsg``; required fields, byte limits and the
 access token are checked; every request is recorded.
 
@@ -38,6 +42,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -48,6 +53,7 @@ SENDING = ("message/send", "appchat/send", "webhook/send", "externalcontact/send
            "externalcontact/add_msg_template", "externalcontact/add_moment_task", "externalcontact/mark_tag",
            "aibot/response")
 NO_TOKEN = ("gettoken", "webhook/send", "aibot/response")
+CODE_TTL = 300  # an OAuth code works once, this many seconds
 EXTERNAL = ("wm", "wo")
 
 
@@ -138,6 +144,7 @@ class FakeWeCom:
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
         self._used_welcome: set[str] = set()
         self._used_responses: set[str] = set()
+        self.codes: dict[str, tuple[str, float]] = {}  # OAuth code -> (user id, expiry); removed when used
         self._seq = itertools.count(1)
         self.media: dict[str, bytes] = {}     # media_id -> the uploaded file (media/upload_attachment)
         self.files: dict[str, tuple[bytes, str]] = {}  # what /files/<name> serves: (content, content type)
@@ -153,6 +160,7 @@ class FakeWeCom:
             "externalcontact/mark_tag": self._mark_tag, "externalcontact/get": self._contact_get,
             "externalcontact/get_groupmsg_send_result": self._mass_result,
             "externalcontact/add_contact_way": self._contact_way,
+            "auth/getuserinfo": self._getuserinfo,
         }
 
     # ── injecting failures ──
@@ -186,6 +194,27 @@ class FakeWeCom:
 
     def response_url(self, code: str | None = None) -> str:
         return f"{self.url}/cgi-bin/aibot/response?response_code={code or secrets.token_hex(8)}"
+
+    def issue_code(self, user_id: str) -> str:
+        """The code WeCom's sign-in page hands back after ``user_id`` scanned or confirmed (web OAuth)."""
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = (user_id, self.now() + CODE_TTL)
+        return code
+
+    def authorize(self, url: str, user_id: str) -> str:
+        """The browser at WeCom's sign-in page: ``url`` is where the app sent it (``login_type``, ``appid``,
+        ``agentid``, ``redirect_uri``, ``state``); ``user_id`` signs in; the answer is where WeCom sends the
+        browser next — ``redirect_uri`` with a fresh ``code`` and the same ``state``."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        if query.get("appid") != self.corp_id:
+            raise ValueError(f"the sign-in page was opened for another corp: appid={query.get('appid')!r}")
+        if query.get("agentid") != str(self.agent_id):
+            raise ValueError(f"the sign-in page was opened for another app: agentid={query.get('agentid')!r}")
+        redirect = query.get("redirect_uri", "")
+        if not redirect.startswith(("http://", "https://")) or "state" not in query:
+            raise ValueError("the sign-in page needs a redirect_uri and a state")
+        sep = "&" if urlsplit(redirect).query else "?"
+        return f"{redirect}{sep}{urlencode({'code': self.issue_code(user_id), 'state': query['state']})}"
 
     # ── what happened ──
 
@@ -327,6 +356,21 @@ class FakeWeCom:
         token = f"tok{next(self._seq)}-{secrets.token_hex(12)}"
         self.tokens[token] = self.now() + self.token_ttl
         return {"access_token": token, "expires_in": self.token_ttl}
+
+    def _getuserinfo(self, rec: Request) -> dict[str, Any]:
+        """Who signed in with ``code``: a member's ``userid``, or a non-member's ``openid`` (no userid)."""
+        if rec.method != "GET":
+            raise Answer(40058, "auth/getuserinfo is a GET")
+        code = rec.query.get("code", "")
+        if not code:
+            raise Answer(41008, "missing oauth code")
+        found = self.codes.pop(code, None)
+        if found is None or self.now() >= found[1]:
+            raise Answer(40029, "invalid code")
+        user_id = found[0]
+        if not self._valid_user(user_id):
+            return {"openid": f"o{secrets.token_hex(8)}", "external_userid": user_id}
+        return {"userid": user_id, "user_ticket": secrets.token_hex(16), "expires_in": 1800}
 
     def _valid_user(self, uid: str) -> bool:
         if self.users is not None:

@@ -5,15 +5,15 @@ document.addEventListener("htmx:configRequest", function (event) {
   if (meta) { event.detail.headers["X-CSRF-Token"] = meta.content; }
 });
 
-// Charts: <div class="chart" data-chart="ID"> with <script type="application/json" id="ID"> holding an
-// ECharts option (data, not code). Drawn when ECharts is on the page.
+// Charts: <div class="chart" data-option='{...}'> holding an ECharts option (data, not code: the server
+// builds it from the report). An attribute, not a <script type="application/json"> block: htmx drops script
+// elements from what it swaps in (allowScriptTags is off). Drawn when ECharts is on the page.
 function drawCharts(root) {
   if (typeof echarts === "undefined") { return; }
-  (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
-    var source = document.getElementById(el.dataset.chart);
-    if (!source || el.dataset.drawn) { return; }
+  (root || document).querySelectorAll(".chart[data-option]").forEach(function (el) {
+    if (el.dataset.drawn) { return; }
     var chart = echarts.init(el, null, { renderer: "svg" });
-    chart.setOption(JSON.parse(source.textContent));
+    chart.setOption(JSON.parse(el.dataset.option));
     el.dataset.drawn = "1";
     window.addEventListener("resize", function () { chart.resize(); });
   });
