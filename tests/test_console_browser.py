@@ -60,6 +60,13 @@ def browser() -> Iterator[object]:
 
 
 def test_sign_in_with_a_link_see_the_overview_and_sign_out(server: Server, tmp_path: Path, browser: object) -> None:
+    # Customers talk first, so the overview has figures to draw and the handoffs page someone waiting.
+    server.post(_event("evt-q-1", "怎么退款", sender="wmBob", name="Bob", staff=False, group=False))
+    server.post(_event("evt-g-1", "大家好，打卡第一天", sender="wmCarol", name="Carol", staff=False))
+    server.post(_event("evt-h-1", "我要转人工，茶叶收到是碎的", sender="wmDave", name="王大卫", staff=False,
+                       group=False))
+    server.wait_for(lambda: {"wmBob", "wmDave"} <= {t for d in server.deliveries() for t in d.get("to") or ()},
+                    within=60)
     link = invite_link(server, tmp_path)
     assert link.startswith(f"http://127.0.0.1:{server.port}/console/login/link/")
     page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
@@ -72,16 +79,38 @@ def test_sign_in_with_a_link_see_the_overview_and_sign_out(server: Server, tmp_p
     page.get_by_role("button", name="登录").click()
     page.wait_for_url(f"http://127.0.0.1:{server.port}/console/")
     assert page.get_by_role("heading", name="概览").is_visible()
-    assert page.get_by_text("正常").is_visible()
+    assert page.get_by_text("正常", exact=True).first.is_visible()
+    for dim in ("users", "conversion", "behaviour"):  # the report's charts, drawn by ECharts as SVG
+        page.locator(f"#dim-{dim} .chart svg").first.wait_for()
+    assert page.locator("#dim-deals").get_by_text("本期和上期都没有数据").is_visible()  # no purchase yet
     page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+    page.get_by_label("近 30 天").check()
+    page.get_by_role("button", name="查看").click()
+    page.wait_for_url("**/console/?span=30*")
+    page.locator("#dim-users .chart svg").first.wait_for()
+    assert "（30 天）" in page.locator(".period-line").inner_text()
     for path, name in (("alerts", "合规告警"), ("knowledge", "知识库"), ("sop", "SOP 与朋友圈"),
                        ("members", "成员"), ("handoffs", "转人工")):
         page.get_by_role("link", name=name, exact=True).click()
         page.wait_for_url(f"**/console/{path}")
         page.screenshot(path=str(ARTIFACTS / f"{path}.png"), full_page=True)
+    # Handoffs: the customer who asked for a person, taken on the page.
+    row = page.locator("tr", has_text="王大卫")
+    assert "等待接手" in row.inner_text()
+    row.get_by_role("button", name="接手").click()
+    page.get_by_role("status").wait_for()
+    assert "已接手" in page.get_by_role("status").inner_text()
+    assert "admin01 处理中" in page.locator("tr", has_text="王大卫").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "handoffs-taken.png"), full_page=True)
+    server.wait_for(lambda: any("已经接手" in str(d.get("text", "")) for d in server.deliveries()), within=60)
     phone = browser.new_page(viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state())  # type: ignore[attr-defined]
     phone.goto(f"http://127.0.0.1:{server.port}/console/")
+    phone.locator("#dim-users .chart svg").first.wait_for()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
     phone.screenshot(path=str(ARTIFACTS / "overview-phone.png"), full_page=True)
+    phone.goto(f"http://127.0.0.1:{server.port}/console/handoffs")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(ARTIFACTS / "handoffs-phone.png"), full_page=True)
     phone.close()
     page.get_by_role("button", name="退出").click()
     page.wait_for_url("**/console/login")

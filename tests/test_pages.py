@@ -345,7 +345,7 @@ async def test_the_overview_draws_the_report_of_the_period_against_the_one_befor
     assert tiers["series"][0]["data"] == list(report["users"]["by_tier"].values())  # type: ignore[index]
     assert [s["name"] for s in tiers["series"]] == ["本期", "上期"]  # type: ignore[index, union-attr]
     funnel = charts["等级漏斗"]["series"][0]["data"]  # type: ignore[index]
-    assert [d["value"] for d in funnel] == [s["members"] for s in report["conversion"]["funnel"]]
+    assert funnel == [s["members"] for s in report["conversion"]["funnel"]]
     behaviour = charts["活跃与参与"]["series"]  # type: ignore[index]
     assert behaviour[0]["data"][0] == report["behaviour"]["active"] == 2  # type: ignore[index]
     assert charts["知识库问答"]["series"][0]["data"][0] == report["behaviour"]["kb"]["answered"]  # type: ignore[index]

@@ -212,17 +212,17 @@ def bars(categories: list[str], now: list[Any], before: list[Any], *, unit: str 
     }
 
 
-def funnel(steps: list[dict[str, Any]], before: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ladder as two funnels side by side: members at each tier or above, this period and the one before."""
-    def series(name: str, rows: list[dict[str, Any]], left: str) -> dict[str, Any]:
-        return {"name": name, "type": "funnel", "left": left, "width": "42%", "top": 40, "bottom": 8,
-                "sort": "none", "minSize": "8%", "label": {"position": "inside", "formatter": "{b}\n{c}"},
-                "data": [{"name": s["name"], "value": s["members"]} for s in rows]}
-
-    return {"tooltip": {"trigger": "item"},
-            "title": [{"text": NOW, "left": "25%", "textAlign": "center", "textStyle": {"fontSize": 13}},
-                      {"text": BEFORE, "left": "75%", "textAlign": "center", "textStyle": {"fontSize": 13}}],
-            "series": [series(NOW, steps, "4%"), series(BEFORE, before, "54%")]}
+def ladder(steps: list[dict[str, Any]], before: list[dict[str, Any]]) -> dict[str, Any]:
+    """The funnel as horizontal bars, the lowest tier on top: members at each tier or above, this period
+    and the one before."""
+    option = bars([s["name"] for s in steps], [s["members"] for s in steps],
+                  [b["members"] for b in before], unit="人")
+    option["xAxis"], option["yAxis"] = ({"type": "value", "minInterval": 1},
+                                        {"type": "category", "data": option["xAxis"]["data"], "inverse": True})
+    option["tooltip"]["axisPointer"] = {"type": "shadow"}
+    for series in option["series"]:
+        series["label"] = {"show": True, "position": "right"}
+    return option
 
 
 def _union(*keys: Any) -> list[str]:
@@ -249,7 +249,7 @@ def charts(r: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     chans = _union(u["by_channel"], u["previous"]["by_channel"])
     out["users_channel"] = bars([channel_name(x) for x in chans], [u["by_channel"].get(x, 0) for x in chans],
                                 [u["previous"]["by_channel"].get(x, 0) for x in chans], unit="人") if chans else None
-    out["funnel"] = funnel(c["funnel"], c["previous"]["funnel"]) \
+    out["funnel"] = ladder(c["funnel"], c["previous"]["funnel"]) \
         if any(s["members"] for s in c["funnel"] + c["previous"]["funnel"]) else None
     keys = (("active", "活跃"), ("checkin_members", "打卡"), ("homework_members", "作业"), ("silent", "沉默"))
     now, before = [b[k] for k, _ in keys], [b["previous"][k] for k, _ in keys]
