@@ -35,8 +35,11 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> float:
 def group_misses(rows: Iterable[Any], analyzer: Analyzer, *, similarity: float = 0.45) -> list[MissGroup]:
     """Misses grouped by wording: identical normalised texts first, then similar ones (most asked first)."""
     by_key: dict[str, MissGroup] = {}
+    canon: dict[str, str] = {}  # the same question asked again is analysed once
     for r in rows:
-        key = analyzer.canon(r.text) or r.norm
+        if r.text not in canon:
+            canon[r.text] = analyzer.canon(r.text)
+        key = canon[r.text] or r.norm
         g = by_key.get(key)
         if g is None:
             g = by_key[key] = MissGroup(text=r.text)

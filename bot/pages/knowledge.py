@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 EDIT_FIELDS = ["答案", "+问题", "-问题", "问题", "关键词", "匹配", "优先级", "时间", "非服务时间回复", "群内自动",
                "会话", "群", "等级"]
 PAGE = 30
+MISSES_KEPT = web.AppKey("misses_kept", dict)
 
 
 
@@ -130,7 +131,17 @@ async def misses(request: web.Request) -> dict[str, Any]:
         days = kb.cfg.misses_days
     async with bot.db.read() as s:
         rows = await store.recent_misses(s, bot.clock.now() - timedelta(days=days))
-    groups, best = await asyncio.to_thread(_unanswered, kb.matcher, rows)
+    # Grouping thousands of misses takes seconds: the result is kept while the same rows (and what members
+    # picked) meet the same matcher — any new miss, pick or reload computes it again.
+    key = (days, hash(tuple((r.id, r.picked_entry) for r in rows)))
+    kept = request.app[MISSES_KEPT]
+    if kept.get("key") == key and kept.get("matcher") is kb.matcher:
+        groups, best = kept["value"]
+    else:
+        matcher = kb.matcher
+        groups, best = await asyncio.to_thread(_unanswered, matcher, rows)
+        kept.clear()
+        kept.update(key=key, matcher=matcher, value=(groups, best))
     return {"page": "knowledge", "groups": groups, "best": best, "days": days}
 
 
@@ -160,6 +171,7 @@ async def add_phrasing(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    app[MISSES_KEPT] = {}
     r = app.router
     r.add_get("/knowledge", entries)
     r.add_post("/knowledge/add", entry_add)
