@@ -5,8 +5,8 @@ One run, one SQLite database (a fresh temporary file, or --sqlite PATH kept and 
   1. seed what bench/report.py seeds (MEMBERS customers, EVENTS ledger and message events — its ``seed``,
      imported), plus what the other pages read: compliance alerts, knowledge-base misses, live and closed
      handoffs, SOP runs and outbox rows (sent and a few dead);
-  2. start the bot's web server in this process (every feature, no workers) and sign in with a one-time link
-     as an admin, as a browser would;
+  2. start the bot's web server in this process (every feature, no workers; start-up objects frozen out of
+     the garbage collector as ``serve`` does) and sign in with a one-time link as an admin, as a browser would;
   3. request each page --requests times one after another, and a static file (console.css) as often, and
      print per page the first request's time, then p50, p99 and p99 ÷ the static file's p99 of the others.
      The first request of the overview's report part computes ``Insights.report`` for 30 days and the 30
@@ -112,6 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from bot.access import ACCESS
     from bot.app import BotApp
+    from bot.cli import freeze_startup_objects
     from bot.clock import FakeClock
     from bot.config import load_config
     from bot.senders.console import RecordingSender
@@ -139,6 +140,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with app.db.session() as s:
             await s.execute(text("ANALYZE"))
         out["seed_s"] = round(time.perf_counter() - t0, 1)
+        freeze_startup_objects()  # as `serve` does once started: what start-up loaded leaves the GC's walks
         runner = web.AppRunner(create_web_app(app, manage_lifecycle=False), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -238,9 +238,13 @@ class Outbox:
             )).all()
         return [dict(r.payload) | {"key": r.key, "id": r.id} for r in sorted(rows, key=lambda r: r.id)]
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self, statuses: Sequence[str] = ()) -> dict[str, int]:
+        """Rows per status (only ``statuses`` when given: an index range each, not every sent row)."""
+        stmt = select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)
+        if statuses:
+            stmt = stmt.where(OUTBOX.c.status.in_(statuses))
         async with self.db.read() as s:
-            rows = (await s.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status))).all()
+            rows = (await s.execute(stmt)).all()
         return {status: n for status, n in rows}
 
     async def dead(self, limit: int = 20) -> list[Any]:

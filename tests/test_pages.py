@@ -576,3 +576,21 @@ async def test_a_code_for_someone_without_a_role_or_a_used_code_is_refused(wecom
         assert (await c.get("/console/", allow_redirects=False)).status == 302
     async with wecom_app.db.read() as s:
         assert not (await s.execute(ConsoleSession.__table__.select())).all()
+
+
+async def test_the_misses_page_follows_new_misses_and_a_new_phrasing(client: TestClient, harness: Harness) -> None:
+    csrf = await sign_in(client, harness.app, "op1")
+    (text,) = await harness.say_texts("你们卖二手车吗", sender="wmBob", name="Bob", group=False)
+    assert "暂时还答不上来" in text
+    page = await (await client.get("/console/knowledge/misses")).text()
+    assert "你们卖二手车吗" in page
+    (text,) = await harness.say_texts("明天天气如何", sender="wmCarol", name="Carol", group=False)
+    assert "暂时还答不上来" in text
+    page = await (await client.get("/console/knowledge/misses")).text()
+    assert "明天天气如何" in page and "你们卖二手车吗" in page  # a new miss: grouped again, not the kept page
+    r = await client.post("/console/knowledge/add", data={"question": "你们卖二手车吗", "answer": "我们只卖茶，不卖车",
+                                                          "csrf": csrf})
+    assert "❌" not in await r.text()
+    await harness.app.settle()
+    page = await (await client.get("/console/knowledge/misses")).text()
+    assert "你们卖二手车吗" not in page and "明天天气如何" in page  # answered now: the new matcher counts

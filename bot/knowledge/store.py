@@ -169,6 +169,13 @@ async def recent_misses(session: Any, since: datetime, limit: int = 5000) -> lis
                                         .order_by(MISSES.c.at.desc()).limit(limit))).all())
 
 
+async def recent_miss_marks(session: Any, since: datetime, limit: int = 5000) -> list[tuple[int, str | None]]:
+    """(id, picked entry) of the rows :func:`recent_misses` reads: what tells whether they changed."""
+    return [tuple(r) for r in (await session.execute(
+        select(MISSES.c.id, MISSES.c.picked_entry).where(MISSES.c.at >= since)
+        .order_by(MISSES.c.at.desc()).limit(limit))).all()]
+
+
 async def prune(session: Any, now: datetime, misses_days: int) -> tuple[int, int]:
     """Drop expired suggestions and misses past retention."""
     a = await session.execute(delete(SUGGESTIONS).where(SUGGESTIONS.c.expires_at < now - timedelta(days=1)))

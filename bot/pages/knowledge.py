@@ -129,19 +129,20 @@ async def misses(request: web.Request) -> dict[str, Any]:
         days = min(365, max(1, int(request.query.get("days", str(kb.cfg.misses_days)))))
     except ValueError:
         days = kb.cfg.misses_days
-    async with bot.db.read() as s:
-        rows = await store.recent_misses(s, bot.clock.now() - timedelta(days=days))
     # Grouping thousands of misses takes seconds: the result is kept while the same rows (and what members
     # picked) meet the same matcher — any new miss, pick or reload computes it again.
-    key = (days, hash(tuple((r.id, r.picked_entry) for r in rows)))
-    kept = request.app[MISSES_KEPT]
-    if kept.get("key") == key and kept.get("matcher") is kb.matcher:
+    since, kept = bot.clock.now() - timedelta(days=days), request.app[MISSES_KEPT]
+    async with bot.db.read() as s:
+        marks = await store.recent_miss_marks(s, since)
+        same = kept.get("marks") == marks and kept.get("matcher") is kb.matcher
+        rows = [] if same else await store.recent_misses(s, since)
+    if same:
         groups, best = kept["value"]
     else:
         matcher = kb.matcher
         groups, best = await asyncio.to_thread(_unanswered, matcher, rows)
         kept.clear()
-        kept.update(key=key, matcher=matcher, value=(groups, best))
+        kept.update(marks=[(r.id, r.picked_entry) for r in rows], matcher=matcher, value=(groups, best))
     return {"page": "knowledge", "groups": groups, "best": best, "days": days}
 
 
