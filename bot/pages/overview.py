@@ -221,6 +221,7 @@ def ladder(steps: list[dict[str, Any]], before: list[dict[str, Any]]) -> dict[st
     option["xAxis"], option["yAxis"] = ({"type": "value", "minInterval": 1},
                                         {"type": "category", "data": option["xAxis"]["data"], "inverse": True})
     option["tooltip"]["axisPointer"] = {"type": "shadow"}
+    option["grid"]["right"] = 48  # room for the value labels right of the longest bar
     for series in option["series"]:
         series["label"] = {"show": True, "position": "right"}
     return option
