@@ -164,3 +164,12 @@ async def test_typed_in_a_group_the_preview_comes_privately_and_confirm_works_th
     assert all("客户 2 人" not in d.text for d in sent if d.kind == "reply")  # the group sees a notice only
     sent = await harness.say(f"/confirm {code_of(private.text)}", sender="admin01", name="管理员", staff=True)
     assert len(mass_sends(sent)) == 1
+
+
+async def test_a_send_text_is_checked_with_the_compliance_lexicon(harness: Harness) -> None:
+    await customers(harness)
+    (refused,) = await harness.admin("/send tier:vip 这款茶包治百病，快来买", group=False)
+    assert "没有通过合规检查" in refused and "包治百病" in refused and "/confirm" not in refused
+    assert await count(harness.app, CampaignSend) == 0
+    (prompt,) = await harness.admin("/send tier:vip 这是我们最好的白茶", group=False)
+    assert "⚠️" in prompt and "最好的" in prompt and "/confirm" in prompt  # a review term: a warning only

@@ -20,6 +20,7 @@ from bot.campaigns.config import CampaignsConfig
 from bot.campaigns.store import CampaignsStore
 from bot.members import MEMBERS, MemberDirectory, MemberProfile
 from bot.outbox import TEXT_LIMITS
+from bot.textcheck import TEXT_CHECK
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -46,6 +47,7 @@ class Plan:
     by_staff: dict[str, list[str]] = field(default_factory=dict)
     sent_today: int = 0
     no_staff: int = 0
+    warnings: list[str] = field(default_factory=list)  # review terms of the compliance lexicon in the text
 
     @property
     def customers(self) -> int:
@@ -100,6 +102,11 @@ class SegmentSends(Part):
             return Plan(refusal=self.render("campaigns/no_directory.j2"))
         if len(text.encode()) > TEXT_BYTES:
             return Plan(refusal=self.render("campaigns/too_long.j2", size=len(text.encode()), limit=TEXT_BYTES))
+        lexicon = self.app.maybe(TEXT_CHECK)  # the bot's own texts are checked like staff's (bot.textcheck)
+        findings = lexicon.findings(text) if lexicon is not None else []
+        refused = next((f for f in findings if f.refuses), None)
+        if refused is not None:
+            return Plan(refusal=self.render("campaigns/text_refused.j2", finding=str(refused)))
         label, customers = await self._segment(ctx.session, directory, segment)
         if customers is None:
             return Plan(refusal=label)
@@ -108,7 +115,8 @@ class SegmentSends(Part):
         now, tz = ctx.now(), self.app.config.bot.tz
         quiet = self.cfg.quiet
         due = quiet.release(now, tz) if quiet is not None else now
-        plan = Plan(segment=label, due=due, day=due.astimezone(tz).date().isoformat(), quiet=due != now)
+        plan = Plan(segment=label, due=due, day=due.astimezone(tz).date().isoformat(), quiet=due != now,
+                    warnings=[str(f) for f in findings if not f.refuses])
         already = await self.store.sent_on(ctx.session, plan.day, (c.id for c in customers))
         for c in customers:
             if c.id in already:
