@@ -62,6 +62,9 @@ class ServerConfig(Section):
     read_timeout_s: float = Field(10.0, gt=0, le=300, description="a client must send its request line and "
                                   "headers, and a channel's body, within this many seconds; idle keep-alive "
                                   "connections close after it too")
+    ack_timeout_s: float = Field(4.0, gt=0, le=60, description="a callback whose event is not stored within this "
+                                 "many seconds (the database held by another writer) is answered 503, so WeCom, "
+                                 "which gives up after 5 s, sends it again")
 
 
 class DatabaseConfig(Section):

@@ -135,9 +135,16 @@ async def _commit(bot: BotApp, channel_name: str, parsed: Parsed, raw: str) -> b
     except EdgeProblem as exc:
         raise _refuse(400, "malformed", str(exc)) from None
     raw = clean_text(raw)
+    incoming = Incoming(dedup_key=parsed.dedup_key, channel=channel_name, kind=parsed.kind, payload=parsed.payload,
+                        raw=raw, chat_key=parsed.chat_key)
     try:
-        return await bot.accept(Incoming(dedup_key=parsed.dedup_key, channel=channel_name, kind=parsed.kind,
-                                         payload=parsed.payload, raw=raw, chat_key=parsed.chat_key))
+        # Not acknowledged unless stored in time: the sender sends it again (the store may still commit this
+        # one meanwhile; the repeat is then a duplicate, acknowledged as such).
+        return await asyncio.wait_for(bot.accept(incoming), bot.config.server.ack_timeout_s)
+    except TimeoutError:
+        log.warning("a %s event was not stored within %gs (the database is busy); answered 503", channel_name,
+                    bot.config.server.ack_timeout_s)
+        raise _refuse(503, "storage_busy", "could not store the event in time; retry later") from None
     except Exception as exc:
         log.exception("could not store a %s event", channel_name)
         raise _refuse(503, "storage", "could not store the event; retry later") from exc

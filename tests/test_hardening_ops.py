@@ -221,3 +221,35 @@ async def test_slow_clients_are_cut_off(make_bot: Callable[..., BotApp], make_co
         assert b" 408 " in results[2][1]
     finally:
         await runner.cleanup()
+
+
+# ── #12: a database held by another writer delays no acknowledgement past WeCom's patience ──
+
+
+async def test_a_callback_not_stored_in_time_is_answered_503_and_stored_on_the_retry(
+        make_bot: Callable[..., BotApp], make_config: Callable[..., Config]) -> None:
+    app = make_bot(cfg=make_config(SERVER__ACK_TIMEOUT_S="0.2"))
+    await app.start()
+    gate = asyncio.Event()
+    real_insert = app.inbox_writer.insert
+
+    async def held(items: list) -> list[bool]:  # another process holds the database's write lock
+        await gate.wait()
+        return await real_insert(items)
+
+    app.inbox_writer.insert = held  # type: ignore[method-assign]
+    body = json.dumps({"id": "held-1", "type": "message", "time": int(time.time()),
+                       "chat": {"id": "g", "type": "group"}, "sender": {"id": "wmA"}, "text": "你好"}).encode()
+    headers = {"X-Siyu-Signature": webhook_signature(TEST_ENV["SIYU_WEBHOOK__SECRET"], body),
+               "Content-Type": "application/json"}
+    async with serve(app) as client:
+        try:
+            r = await client.post("/webhook", data=body, headers=headers)
+            answer = (r.status, await r.text())
+        finally:
+            gate.set()  # the lock is released; the sender sends the event again
+        assert answer == (503, json.dumps({"error": "could not store the event in time; retry later"})), answer
+        r = await client.post("/webhook", data=body, headers=headers)
+        assert r.status == 200
+    async with app.db.read() as s:
+        assert (await s.execute(text("SELECT count(*) FROM inbox WHERE dedup_key LIKE '%held-1%'"))).scalar_one() == 1
