@@ -106,6 +106,8 @@ async def test_roles_decide_the_pages(client: TestClient, harness: Harness) -> N
     assert (await client.get("/console/alerts")).status == 200
     for path in ("/console/knowledge", "/console/members", "/console/sop", "/console/handoffs"):
         assert (await client.get(path)).status == 403, path
+    for path in ("/console/members/wmBob/note", "/console/members/wmBob/points"):  # operators' actions
+        assert (await client.post(path, data={"text": "x", "points": "1", "reason": "x"})).status == 403, path
     text = await (await client.get("/console/")).text()
     assert 'href="/console/alerts"' in text and 'href="/console/knowledge"' not in text  # the menu: only what
     assert 'href="/console/handoffs"' not in text                                        # the role may open
@@ -285,6 +287,20 @@ async def test_an_operator_finds_a_member_and_grants_points(client: TestClient, 
     r = await client.post("/console/members/wmBob/points", data={"points": "lots", "reason": "x", "csrf": csrf})
     assert "应是整数" in await r.text()  # the command's own usage error, nothing changed
     assert (await client.get("/console/members/nobody")).status == 404
+
+
+async def test_an_operator_adds_a_note_on_the_profile(client: TestClient, harness: Harness) -> None:
+    await harness.say("大家好，我是新来的", sender="wmBob", name="Bob", mention=False)
+    csrf = await sign_in(client, harness.app, "op1")
+    assert "还没有备注" in await (await client.get("/console/members/wmBob")).text()
+    r = await client.post("/console/members/wmBob/note", data={"text": "喜欢白茶，想要礼盒装", "csrf": csrf})
+    assert "喜欢白茶，想要礼盒装" in await r.text()
+    (listed,) = await harness.say_texts("/note list @wmBob", sender="op1", staff=True, group=False)
+    assert "喜欢白茶，想要礼盒装" in listed  # the same note the chat command sees
+    r = await client.post("/console/members/wmBob/note", data={"text": "长" * 501, "csrf": csrf})
+    assert "备注太长了" in await r.text()  # the command's own refusal, nothing stored
+    r = await client.post("/console/members/wmBob/note", data={"text": "没有令牌"})
+    assert r.status in (400, 403)  # no CSRF token: refused
 
 
 async def test_sop_runs_and_the_moments_week_on_pages(client: TestClient, harness: Harness) -> None:

@@ -1,5 +1,6 @@
-"""Members: search, a member's profile (tier, points, ledger, tier history, tags, groups, alerts about their
-messages), and granting points with a reason — the ``/points add`` command it mirrors."""
+"""Members: search, a member's profile (tier, points, ledger, tier history, tags, groups, notes, alerts about
+their messages), granting points with a reason and adding a note — the ``/points add`` and ``/note`` commands
+they mirror."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from bot.pages.actions import run_command
 from bot.pages.security import STAFF, requires
 from bot.pages.views import bot_of
 from bot.roles import OPERATOR
-from bot.tiers import LADDER
+from bot.tiers import CUSTOMERS, LADDER
 
 if TYPE_CHECKING:
     pass
-
 
 
 @requires(OPERATOR)
@@ -49,11 +49,12 @@ async def _profile(request: web.Request, outcome: Any) -> dict[str, Any]:
             raise web.HTTPNotFound(text=f"没有成员 {member_id}", content_type="text/plain")
         card = await ladder.card(s, member_id, bot.clock.now())
         history = await ladder.history(s, member_id)
+        notes, note_count = await bot.get(CUSTOMERS).notes(s, member_id)
         compliance = bot.maybe(MODERATION)
         alerts = (await compliance.find_alerts(s, AlertFilter(status="all", staff=member_id), 1, size=20))["rows"] \
             if compliance is not None else []
     return {"page": "members", "c": card, "h": history, "alerts": alerts, "names": ladder.rules.names,
-            "outcome": outcome}
+            "notes": notes, "note_count": note_count, "outcome": outcome}
 
 
 @requires(OPERATOR)
@@ -66,8 +67,19 @@ async def grant(request: web.Request) -> web.StreamResponse:
     return aiohttp_jinja2.render_template("member.html", request, await _profile(request, outcome))
 
 
+@requires(OPERATOR)
+async def note(request: web.Request) -> web.StreamResponse:
+    """A note on the customer: ``/note @member text``, its reply shown on the profile."""
+    form = await request.post()
+    text = " ".join(str(form.get("text", "")).split())
+    member_id = request.match_info["id"]
+    outcome = await run_command(bot_of(request), request[STAFF], f"note @{member_id} {text}")
+    return aiohttp_jinja2.render_template("member.html", request, await _profile(request, outcome))
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/members", search)
     r.add_get("/members/{id}", profile)
     r.add_post("/members/{id}/points", grant)
+    r.add_post("/members/{id}/note", note)
