@@ -33,7 +33,7 @@ def test_a_joined_member_gets_the_day_one_step_after_waiting_a_day(db_url: str, 
     out = simulate(db_url, tmp_path, ":join\n:wait 1d\n:wait soon\n:nap\n:who\n:quit\n",
                    "--name", "Alice", "--start", "2026-12-07 10:00")
     # the welcome at once, and the run's feedback: how many steps, when the next one is due
-    assert out.index(WELCOME_REPLY) < out.index("已启动 SOP：newcomer-7d（共 8 步，下一步 今天 10:30）")
+    assert out.index(WELCOME_REPLY) < out.index("已启动 SOP：newcomer-7d（共 9 步，下一步 今天 10:30）")
     # a step that cannot be sent says why
     assert "未发送 SOP：newcomer-7d 的 owner-hello：没有员工" in out
     # the day-1 step (day 1 09:30) is sent when the clock gets there, after the night's cron jobs
@@ -53,7 +53,7 @@ def test_quiet_hours_hold_a_step_until_the_wait_passes_them(db_url: str, tmp_pat
     out = simulate(db_url, tmp_path, ":join\n:wait 2h\n:wait 8h\n:quit\n", "--name", "Alice",
                    "--start", "2026-12-07 22:30")
     held = out.index("暂缓 SOP：newcomer-7d 的 welcome 在免打扰时段（22:00-08:00），推迟到 明天 08:00")
-    assert "已启动 SOP：newcomer-7d（共 8 步，下一步 明天 08:00）" in out
+    assert "已启动 SOP：newcomer-7d（共 9 步，下一步 明天 08:00）" in out
     morning = out.index("⏰ 2026-12-08 周二 08:00")
     assert WELCOME_REPLY not in out[:morning]  # nothing sent in the night
     assert held < out.index("现在是 2026-12-08 周二 00:30") < morning
