@@ -245,14 +245,9 @@ class Dispatcher:
                     ).returning(HANDLED.c.handler))
                     if res.first() is None:
                         return False  # this handler already committed its effects for this event
-                    actor = _actor_id(event)
-                    roles = await self.roles_of(session, actor) if actor else frozenset()
-                    ctx = Context(self.app, event, session, spec.name, roles=roles)
-                    ctx.prepared = prepared
-                    await asyncio.wait_for(spec.fn(event, ctx), self.app.config.inbox.handler_timeout_s)
-                outcome.ran.append(spec.name)
-                after.committed.append(ctx)
-                return ctx.stopped
+                    ctx = await self._context(session, spec, event, prepared)
+                    await self._call(spec, event, ctx)
+                return self._ran(spec, ctx, outcome, after)
             except Exception as exc:
                 self.app.roles.forget(session)  # a grant or revoke in the rolled-back savepoint is undone
                 transient = _is_transient(exc)
@@ -271,15 +266,27 @@ class Dispatcher:
         """One handler without a savepoint of its own; a failure raises :class:`BatchAborted`."""
         if not receipts.take(event.key, spec.name):
             return False  # this handler already committed its effects for this event
-        actor = _actor_id(event)
         try:
-            roles = await self.roles_of(session, actor) if actor else frozenset()
-            ctx = Context(self.app, event, session, spec.name, roles=roles)
-            ctx.prepared = prepared
-            await asyncio.wait_for(spec.fn(event, ctx), self.app.config.inbox.handler_timeout_s)
+            ctx = await self._context(session, spec, event, prepared)
+            await self._call(spec, event, ctx)
         except Exception as exc:
             self.app.roles.forget(session)
             raise BatchAborted(f"{spec.name} failed on {event.key}: {type(exc).__name__}") from exc
+        return self._ran(spec, ctx, outcome, after)
+
+    async def _context(self, session: Any, spec: HandlerSpec, event: Event, prepared: Any) -> Context:
+        actor = _actor_id(event)
+        roles = await self.roles_of(session, actor) if actor else frozenset()
+        ctx = Context(self.app, event, session, spec.name, roles=roles)
+        ctx.prepared = prepared
+        return ctx
+
+    async def _call(self, spec: HandlerSpec, event: Event, ctx: Context) -> None:
+        await asyncio.wait_for(spec.fn(event, ctx), self.app.config.inbox.handler_timeout_s)
+
+    @staticmethod
+    def _ran(spec: HandlerSpec, ctx: Context, outcome: Outcome, after: AfterCommit) -> bool:
+        """A handler ran: its context waits for the commit; True if it asked to stop the event."""
         outcome.ran.append(spec.name)
         after.committed.append(ctx)
         return ctx.stopped

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from bot.services import ServiceKey
 from moderation.lexicon import Lexicon, LexiconFiles, with_allow
-from moderation.matcher import Hit, Matcher
+from moderation.matcher import Hit, Matcher, first_of_each_term
 
 WARNED = ("reject", "review")  # info hits are no finding
 
@@ -86,15 +86,9 @@ class LexiconCheck:
         self.applies = applies
 
     def findings(self, text: str) -> list[TextFinding]:
-        seen: set[tuple[str, str]] = set()
-        out = []
-        for h in self.matcher().scan(text):
-            if h.level not in WARNED or not self.applies(h) or (h.category, h.term) in seen:
-                continue
-            seen.add((h.category, h.term))
-            out.append(TextFinding(line=text.count("\n", 0, h.start) + 1, term=h.term, category=h.category,
-                                   level=h.level, matched=h.matched))
-        return out
+        hits = [h for h in self.matcher().scan(text) if h.level in WARNED and self.applies(h)]
+        return [TextFinding(line=text.count("\n", 0, h.start) + 1, term=h.term, category=h.category, level=h.level,
+                            matched=h.matched) for h in first_of_each_term(hits)]
 
 
 def matcher_for(cfg: Any, lexicon: Lexicon) -> Matcher:

@@ -229,16 +229,13 @@ def _repeated_terms(raw: Any, lines: Lines) -> list[Problem]:
     seen: dict[str, int] = {}
     out: list[Problem] = []
     for i, item in enumerate(raw if isinstance(raw, list) else []):
-        text = item.get("term") if isinstance(item, dict) else item
-        if isinstance(text, int) and not isinstance(text, bool):
-            text = str(text)
-        if not isinstance(text, str):
+        try:  # a term that is not a word is its own problem (TermModel)
+            text = _word(item.get("term") if isinstance(item, dict) else item, "")
+        except ValueError:
             continue
-        form, problem = check_term_text(text)
-        if problem:
-            continue
+        form = fold_text(text)
         if form in seen:
-            out.append(lines.problem(f"{text.strip()} 重复了（规范化后与第 {seen[form]} 行相同）", "terms", i))
+            out.append(lines.problem(f"{text} 重复了（规范化后与第 {seen[form]} 行相同）", "terms", i))
         else:
             seen[form] = lines.line("terms", i)
     return out
@@ -253,10 +250,9 @@ def parse_category(data: Any, lines: Lines, path: str, digest: str = "") -> Cate
     units.problems += _repeated_terms(data.get("terms"), lines)
     if model is None or units.problems:
         raise FileProblems(units.sorted())
-    terms = [Term(text=t.term, form=fold_text(t.term), category=model.category, level=t.level or model.level,
-                  scope=default_scope(fold_text(t.term), t.scope or model.scope),
-                  source=f"{path}:{lines.line('terms', i)}")
-             for i, t in enumerate(model.terms)]
+    terms = [Term(text=t.term, form=form, category=model.category, level=t.level or model.level,
+                  scope=default_scope(form, t.scope or model.scope), source=f"{path}:{lines.line('terms', i)}")
+             for i, t in enumerate(model.terms) for form in [fold_text(t.term)]]
     allow = [Term(text=word, form=fold_text(word), category=model.category, level="info", scope="anywhere",
                   source=f"{path}:{lines.line('allow', i)}", allow=True)
              for i, word in enumerate(model.allow)]

@@ -553,3 +553,15 @@ def phrase_found(phrase: str, texts: Iterable[str], *, max_gap: int = 3) -> bool
     probe = Matcher(Lexicon(terms=[Term(text=phrase, form=form, category="probe", level="review",
                                         scope=default_scope(form, None))]), max_gap=max_gap, detect=False)
     return any(probe.scan(t) for t in texts)
+
+
+def first_of_each_term(hits: list[Hit]) -> list[Hit]:
+    """The first hit of each (category, term), in order: one alert (or one finding of a text check) per term
+    however often a text says it."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for h in hits:
+        if (h.category, h.term) not in seen:
+            seen.add((h.category, h.term))
+            out.append(h)
+    return out

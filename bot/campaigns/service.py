@@ -20,7 +20,7 @@ from bot.campaigns.config import CampaignsConfig
 from bot.campaigns.store import CampaignsStore
 from bot.members import MEMBERS, MemberDirectory, MemberProfile
 from bot.outbox import TEXT_LIMITS
-from bot.textcheck import TEXT_CHECK
+from bot.textcheck import TEXT_CHECK, warnings_of
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -116,7 +116,7 @@ class SegmentSends(Part):
         quiet = self.cfg.quiet
         due = quiet.release(now, tz) if quiet is not None else now
         plan = Plan(segment=label, due=due, day=due.astimezone(tz).date().isoformat(), quiet=due != now,
-                    warnings=[str(f) for f in findings if not f.refuses])
+                    warnings=warnings_of(findings))
         already = await self.store.sent_on(ctx.session, plan.day, (c.id for c in customers))
         for c in customers:
             if c.id in already:

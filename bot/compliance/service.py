@@ -27,7 +27,7 @@ from bot.storage.keys import bounded_key
 from bot.textcheck import LexiconCheck, matcher_for, staff_categories
 from moderation import words
 from moderation.lexicon import LEVEL_RANK, DbWord, Lexicon, LexiconFiles, Term, check_term_text
-from moderation.matcher import Hit, Matcher, phrase_found
+from moderation.matcher import Hit, Matcher, first_of_each_term, phrase_found
 from moderation.normalize import fold_text
 
 if TYPE_CHECKING:
@@ -377,18 +377,6 @@ def behaviour_hit(msg: Observed, levels: dict[str, str]) -> Hit | None:
         return None
     return Hit(term=term, category=f"行为：{term}", level=level, start=0, end=len(msg.text), matched=msg.text,
                stage="behaviour", normalised=term, source=f"msgtype:{msg.msgtype}")
-
-
-def first_of_each_term(hits: list[Hit]) -> list[Hit]:
-    """The first hit of each (category, term): a message makes one alert per term however often it says it
-    (a message of 5,000 repeats costs two statements, not 10,000)."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for h in hits:
-        if (h.category, h.term) not in seen:
-            seen.add((h.category, h.term))
-            out.append(h)
-    return out
 
 
 def _alert_row(msg: Observed, h: Hit, audience: str, version: str, context: list[dict[str, Any]],
