@@ -145,6 +145,13 @@ async def pending_offer(session: Any, chat_id: str, member_id: str) -> Any:
         SUGGESTIONS.c.chat_id == chat_id, SUGGESTIONS.c.member_id == member_id)))).first()
 
 
+async def offered_at(session: Any, chat_id: str, member_id: str, now: datetime) -> datetime | None:
+    """When the member's suggestions still open in this chat were offered (bot.openquestions), or None."""
+    return (await session.execute(select(SUGGESTIONS.c.created_at).where(and_(
+        SUGGESTIONS.c.chat_id == chat_id, SUGGESTIONS.c.member_id == member_id,
+        SUGGESTIONS.c.expires_at > now)))).scalar()
+
+
 async def drop_offer(session: Any, offer_id: int) -> None:
     await session.execute(delete(SUGGESTIONS).where(SUGGESTIONS.c.id == offer_id))
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from bot.effects import Effects
 from bot.memberfacts import member_facts
+from bot.openquestions import open_questions
 from bot.pump import Reloader
 from bot.sop import MOMENTS, SOP
 from bot.sop.engine import SopEngine, StepPump
@@ -59,6 +60,7 @@ def install_sop(app: BotApp) -> None:
     service = SopService(app, files, engine, pump)
     app.provide(SOP, service)
     member_facts(app).add("进行中的 SOP", service.member_facts)  # on the operators' profile (/member)
+    open_questions(app).add("survey", service.surveys.asked_at)  # a survey's 0–10 question awaits a score
 
     async def reload(_files: bool) -> bool:
         await asyncio.to_thread(service.reload)  # a changed file's texts are tried (budgeted renders)
