@@ -11,6 +11,7 @@ from bot.commands import Arg
 from bot.context import Context
 from bot.events import MessageEvent
 from bot.insights import INSIGHTS
+from bot.insights.labels import channel_label
 from bot.insights.period import Period, local_today, parse_span
 from bot.roles import OPERATOR
 from bot.routing import Router
@@ -30,7 +31,7 @@ async def stats(event: MessageEvent, ctx: Context) -> None:
         return
     report = await ctx.get(INSIGHTS).report(ctx.session, period)
     names = {t["tier"]: t["name"] for t in report["conversion"]["funnel"]}
-    await ctx.reply(ctx.render("insights/stats.j2", r=report, names=names))
+    await ctx.reply(ctx.render("insights/stats.j2", r=report, names=names, channel=channel_label))
 
 
 @router.command("nps", Arg("span", "N天", optional=True, default="30天"), roles=[OPERATOR], private=True,

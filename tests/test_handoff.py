@@ -97,6 +97,13 @@ async def test_anger_opens_one_and_a_plain_question_or_a_negation_does_not(h: Ha
     assert "Bob（wmBob" in sent[0].text                             # the name without its bidi override
 
 
+async def test_nobody_answering_asks_for_a_person(h: Harness) -> None:
+    """「人呢？？怎么没人回」 is a customer waiting for a person, not a question for the knowledge base."""
+    sent = await h.say("人呢？？？怎么没人回", group=False, sender="wmDan", name="Dan")
+    assert kinds(sent) == [("app_message", ("duty01",)), ("reply", ("wmDan",))]
+    assert "触发词：没人回" in sent[0].text and "已经为您转接人工客服" in sent[1].text
+
+
 async def test_staff_never_open_one(h: Harness) -> None:
     await h.say("客户说要投诉，我来转人工处理", sender="staff02", name="王姐", staff=True, mention=False)
     await h.say("转人工", sender="staff02", name="王姐", staff=True, group=False)
