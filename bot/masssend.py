@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 
+from bot.pump import Pump
 from bot.storage.models import OutboxRow
 
 if TYPE_CHECKING:
@@ -176,3 +177,15 @@ class TaskPoller:
             values.update(state="unknown", next_poll_at=None,
                           detail=f"{self.times.max_hours:g} 小时后仍有 {n[UNSENT]} 位客户未发送（员工没有确认群发）")
         return Look(values, statuses)
+
+
+class ResultsPump(Pump):
+    """The pump of one feature's task table: each tick, one round of ``poll`` (:meth:`TaskPoller.poll`)."""
+
+    def __init__(self, name: str, poll: Callable[[], Awaitable[int]]) -> None:
+        super().__init__()
+        self.name = name
+        self.poll = poll
+
+    async def drain_once(self) -> int:
+        return await self.poll()
