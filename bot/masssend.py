@@ -76,10 +76,6 @@ class Look:
     values: dict[str, Any]
     statuses: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def final(self) -> bool:
-        return self.values.get("state", "queued") != "queued"
-
 
 Record = Callable[[Any, Any, Look], Awaitable[None]]
 

@@ -8,7 +8,8 @@ claims due occurrences with a lease, and in a second transaction — guarded by
 the claim, so a replica whose lease ran out and was taken over changes nothing —
 hands each to :meth:`StepBatch.send_step`, **where a step is sent**: the late
 rule, the ``when:`` condition, the text, and the outbox row under the key
-``sop:<run>:<step>:<occurrence>``. A repeating step gets its next occurrence in
+``sop:<run>:<step>:<occurrence>`` (a member run's ``mass_send`` joins the day's 群发 task of its
+staff member instead: bot.sop.mass). A repeating step gets its next occurrence in
 that same transaction; a run with nothing left is done. Every statement is in
 bot.sop.store.
 """
