@@ -214,3 +214,22 @@ async def test_a_claim_taken_over_after_its_lease_makes_the_same_task_once(
     got = Counter(m for d in sent for m in d.destination["external_userids"])
     assert got == Counter(STAFF_A + STAFF_B) and dead.deliveries == []
     assert len({d.key for d in sent}) == len(sent) <= 4   # at most one task more per staff for the held three
+
+
+def test_the_shipped_mass_send_texts_are_written_for_everyone() -> None:
+    """The example's 群发 steps merge: none names the customer (one text for every customer of the day)."""
+    import yaml
+
+    shipped = Path(__file__).resolve().parent.parent / "sop_templates"
+    found = 0
+    for path in sorted(shipped.glob("*.yaml")):
+        script = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(script, dict) or "steps" not in script:
+            continue
+        for step in script["steps"]:
+            if step.get("via") != "mass_send":
+                continue
+            found += 1
+            text = step.get("text") or (shipped / "templates" / step["template"]).read_text(encoding="utf-8")
+            assert "member.name" not in text, f"{path.name}:{step['id']}"
+    assert found >= 5
