@@ -5,6 +5,7 @@ script below, by the definitions of docs/report.md."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -147,24 +148,21 @@ def split(report: dict[str, Any], which: str) -> dict[str, Any]:
 
 async def test_the_report_matches_a_hand_count_of_two_scripted_weeks(scripted: tuple[Harness, Config]) -> None:
     h, _ = scripted
-    async with h.app.db.read() as s:
-        report = await h.app.get(INSIGHTS).report(s, WEEK2)
+    report = await h.app.get(INSIGHTS).report(WEEK2)
     assert report["period"]["since"] == "2026-11-08" and report["period"]["until"] == "2026-11-14"
     assert report["period"]["previous"]["since"] == "2026-11-01"
     assert report["period"]["previous"]["until"] == "2026-11-07"
     check(split(report, "now"), WEEK2_EXPECTED)
     check(split(report, "previous"), WEEK1_EXPECTED)
-    async with h.app.db.read() as s:   # the previous period, asked for itself, is the same
-        alone = await h.app.get(INSIGHTS).report(s, WEEK1)
+    alone = await h.app.get(INSIGHTS).report(WEEK1)   # the previous period, asked for itself, is the same
     assert split(alone, "now") == split(report, "previous")
 
 
 async def test_the_report_of_one_group_counts_its_members_and_what_happened_in_it(
         scripted: tuple[Harness, Config]) -> None:
     h, _ = scripted
-    async with h.app.db.read() as s:
-        g1 = await h.app.get(INSIGHTS).report(s, WEEK2, "g1")
-        g2 = await h.app.get(INSIGHTS).report(s, WEEK2, "g2")
+    g1 = await h.app.get(INSIGHTS).report(WEEK2, "g1")
+    g2 = await h.app.get(INSIGHTS).report(WEEK2, "g2")
     assert g1["scope"] == {"group": "g1"}
     assert (g1["users"]["new"], g1["users"]["total"], g1["users"]["by_tier"]) == (1, 3, {"active": 1, "vip": 2})
     b = g1["behaviour"]
@@ -237,6 +235,43 @@ async def test_stats_answers_operators_privately_and_refuses_an_unknown_span(scr
     assert "GMV ¥250.00（上期 ¥100.00）" in text and "暂无满意度调查数据" in text
     (usage,) = await h.admin("/stats 明年", group=False)
     assert "看不懂时段「明年」" in usage
+
+
+async def test_stats_reads_before_its_transaction_so_callbacks_are_taken_while_it_computes(
+        scripted: tuple[Harness, Config], clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/stats computes its report before the command's write transaction opens, on read sessions of its own:
+    held half-way through its statements, the bot still takes a callback's event (the inbox write a
+    callback's 200 waits for) and answers health checks; released, it answers with the same figures."""
+    h, _ = scripted
+    clock.set(at(14, 20))
+    spoken = await ann_messages_on_the_14th(h)
+    store = h.app.get(INSIGHTS).store
+    reading, go = asyncio.Event(), asyncio.Event()
+    real = store.activity_by_chat
+
+    async def held(*args: Any, **kw: Any) -> Any:
+        reading.set()
+        await go.wait()
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(store, "activity_by_chat", held)
+    stats = asyncio.create_task(h.say("/stats 7天", sender="admin01", name="管理员", staff=True, group=False))
+    await asyncio.wait_for(reading.wait(), 60)
+    taken = await asyncio.wait_for(h.app.accept_event(h.message("还在吗", sender="wmAnn", name="Ann", chat="g1",
+                                                                mention=False)), 60)
+    assert taken and (await h.app.health())["status"] == "ok"
+    assert not stats.done()  # the report is still being computed
+    go.set()
+    answer = [d.text for d in await asyncio.wait_for(stats, 60) if "运营数据" in d.text]
+    assert len(answer) == 1 and "新增 3（上期 2）" in answer[0] and "GMV ¥250.00（上期 ¥100.00）" in answer[0]
+    await h.settle()  # Ann's message, taken meanwhile, is handled once the inbox gets to it
+    assert await ann_messages_on_the_14th(h) == spoken + 1
+
+
+async def ann_messages_on_the_14th(h: Harness) -> int:
+    async with h.app.db.read() as s:
+        return sum((await s.execute(select(MemberActivity.messages).where(
+            MemberActivity.day == "2026-11-14", MemberActivity.member_id == "wmAnn"))).scalars().all())
 
 
 def test_spans_are_local_days_ending_today() -> None:

@@ -223,8 +223,7 @@ async def test_nps_against_a_hand_count_and_the_report_block(h: Harness) -> None
 
 
 async def _report(app: BotApp, period: Period) -> dict[str, Any]:
-    async with app.db.read() as s:
-        return await app.get(INSIGHTS).report(s, period)
+    return await app.get(INSIGHTS).report(period)
 
 
 @pytest.mark.parametrize("arg", ["0天", "400天", "abc", "-3"])

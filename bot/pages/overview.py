@@ -110,8 +110,7 @@ class ReportCache:
         future: asyncio.Future[tuple[datetime, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self.running[key] = future
         try:
-            async with bot.db.read() as s:
-                report = await bot.get(INSIGHTS).report(s, period)
+            report = await bot.get(INSIGHTS).report(period)
             at = bot.clock.now()
             if self.ttl > 0:
                 self.kept = {k: v for k, v in self.kept.items() if self.clock() - v[0] < self.ttl}

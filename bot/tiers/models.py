@@ -61,7 +61,8 @@ class Group(SQLModel, table=True):
 class GroupMembership(SQLModel, table=True):
     __tablename__ = "group_membership"
     __table_args__ = (Index("ix_group_membership_member", "member_id"),
-                      Index("ix_group_membership_joined_at", "joined_at"))
+                      Index("ix_group_membership_joined_at", "joined_at"),
+                      Index("ix_group_membership_chat_present", "chat_id", "joined_at", "left_at"))  # group sizes
 
     chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
     member_id: str = Field(sa_column=Column(String(128), primary_key=True))
@@ -114,7 +115,9 @@ class PointsEntry(SQLModel, table=True):
 
 class TierChange(SQLModel, table=True):
     __tablename__ = "tier_change"
-    __table_args__ = (Index("ix_tier_change_member", "member_id"), Index("ix_tier_change_at", "at"))
+    # the report reads a member's changes in time order, and the changes of a period, without the rows
+    __table_args__ = (Index("ix_tier_change_member_at", "member_id", "at", "direction", "to_tier"),
+                      Index("ix_tier_change_at_member", "at", "member_id", "direction", "from_tier"))
 
     id: int | None = big_id()
     member_id: str = Field(sa_column=Column(String(128), nullable=False))
