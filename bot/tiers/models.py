@@ -60,7 +60,8 @@ class Group(SQLModel, table=True):
 
 class GroupMembership(SQLModel, table=True):
     __tablename__ = "group_membership"
-    __table_args__ = (Index("ix_group_membership_member", "member_id"),
+    # a member's memberships, earliest first, without reading the rows (the report's channel of a new member)
+    __table_args__ = (Index("ix_group_membership_member_joined", "member_id", "joined_at", "chat_id", "join_scene"),
                       Index("ix_group_membership_joined_at", "joined_at"),
                       Index("ix_group_membership_chat_present", "chat_id", "joined_at", "left_at"))  # group sizes
 
