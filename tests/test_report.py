@@ -237,6 +237,30 @@ async def test_stats_answers_operators_privately_and_refuses_an_unknown_span(scr
     assert "看不懂时段「明年」" in usage
 
 
+async def test_channels_take_the_earliest_group_and_days_between_steps_are_exact(
+        make_bot: Callable[..., BotApp], clock: FakeClock) -> None:
+    """The edges of what SQL counts now: a customer in two groups is counted by the scene of the earlier
+    join, one added by staff is ``contact``; a rise 2 days 6 hours after joining is 2.25 days exactly, which
+    rounds (half to even, as Python rounds 2.25) to 2.2 — not 2.3, as a day count with a rounding error would."""
+    app = make_bot()
+    await app.start()
+    h = Harness(app)
+    clock.set(at(1, 10))
+    await h.join("wmAnn", "Ann", chat="g1", chat_name="茶友一群", scene="qrcode")
+    clock.set(at(2, 10))
+    await h.add_contact("wmCarol", "Carol", staff="staff01")
+    clock.set(at(3, 16))
+    await h.join("wmBob", "Bob", chat="g1", chat_name="茶友一群", inviter="wmAnn")  # Ann: referral +30 → active
+    clock.set(at(4, 10))
+    await h.join("wmAnn", "Ann", chat="g2", chat_name="茶友二群", scene="invite")  # her second group, later
+    clock.set(at(8, 9))
+    report = await app.get(INSIGHTS).report(WEEK1)
+    assert report["users"]["new"] == 3
+    assert report["users"]["by_channel"] == {"contact": 1, "group:invite": 1, "group:qrcode": 1}
+    active = next(s for s in report["conversion"]["funnel"] if s["tier"] == "active")
+    assert (active["reached"], active["median_days"]) == (1, 2.2)
+
+
 async def test_stats_reads_before_its_transaction_so_callbacks_are_taken_while_it_computes(
         scripted: tuple[Harness, Config], clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     """/stats computes its report before the command's write transaction opens, on read sessions of its own:
