@@ -292,6 +292,28 @@ async def test_stats_reads_before_its_transaction_so_callbacks_are_taken_while_i
     assert await ann_messages_on_the_14th(h) == spoken + 1
 
 
+async def test_stats_reads_nothing_for_a_member_without_the_role_or_for_a_bad_span(
+        scripted: tuple[Harness, Config], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report is read before the transaction only for an author who may run /stats with a span that
+    parses: a customer typing /stats, or an operator typing a bad span, costs no report."""
+    h, _ = scripted
+    insights = h.app.get(INSIGHTS)
+    asked: list[Period] = []
+    real = insights.report
+
+    async def counted(period: Period, chat_id: str | None = None) -> dict[str, Any]:
+        asked.append(period)
+        return await real(period, chat_id)
+
+    monkeypatch.setattr(insights, "report", counted)
+    denied = await h.say_texts("/stats 30天", sender="wmAnn", name="Ann", chat="g1")
+    assert any("需要运营权限" in t for t in denied)
+    (usage,) = await h.admin("/stats 明年", group=False)
+    assert "看不懂时段「明年」" in usage and asked == []
+    await h.admin("/stats 7天", group=False)
+    assert asked == [parse_span("7天", date(2026, 11, 15), TZ)]  # once, before the transaction
+
+
 async def ann_messages_on_the_14th(h: Harness) -> int:
     async with h.app.db.read() as s:
         return sum((await s.execute(select(MemberActivity.messages).where(
