@@ -11,7 +11,8 @@ One run, one database (a fresh SQLite file, or the empty PostgreSQL database giv
   3. the report: ``Insights.report`` for the 30 days up to today and the 30 before (what ``siyu report``
      and ``/stats 30天`` run; the two periods are read at the same time, each on its own connection), warm,
      best of --repeat; then the same for one group (``--group``), and each period's figures alone (the CPU
-     time of each connection's share).
+     time of each connection's share); then once more, the scan and the report, each with a 5 ms ticker on
+     the event loop: the longest it was late is how long the report held the loop that serves callbacks.
 
 With --sqlite PATH or --pg URL, a database an earlier run filled is reused as it is (seed once, measure
 many times); --profile prints the wall and CPU time spent in each statement (statements of the two
@@ -170,6 +171,26 @@ async def timed(fn: Any, repeat: int) -> tuple[float, float, Any]:
     return best, cpu, out
 
 
+async def ticking(fn: Any) -> tuple[Any, float]:
+    """(fn's result, the longest the event loop went past a 5 ms sleep's deadline meanwhile, in ms): how
+    long fn held the loop that serves callbacks and pages."""
+    worst, done = 0.0, False
+
+    async def tick() -> None:
+        nonlocal worst
+        while not done:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, time.perf_counter() - t0 - 0.005)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await fn(), worst * 1000
+    finally:
+        done = True
+        await ticker
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import text
 
@@ -226,12 +247,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 return await insights.figures(s, p, None)
 
         period_cpu = [(await timed(lambda p=p: alone(p), args.repeat))[1] for p in (period, period.previous())]
+        _, scan_stall = await ticking(scan)
+        _, report_stall = await ticking(report)
         out.update({
             "rows": counts, "scan_s": round(scan_s, 3), "report_s": round(report_s, 3),
             "report_group_s": round(group_s, 3), "ratio": round(report_s / scan_s, 2),
             "scan_cpu_s": round(scan_cpu, 3), "report_cpu_s": round(report_cpu, 3),
             "report_group_cpu_s": round(group_cpu, 3), "cpu_ratio": round(report_cpu / max(scan_cpu, 1e-6), 2),
             "period_cpu_s": [round(c, 3) for c in period_cpu],
+            "loop_stall_ms": {"scan": round(scan_stall, 1), "report": round(report_stall, 1)},
             "sample": {"users.new": r["users"]["new"], "users.total": r["users"]["total"],
                        "behaviour.active": r["behaviour"]["active"], "behaviour.messages": r["behaviour"]["messages"],
                        "behaviour.silent": r["behaviour"]["silent"], "deals.purchases": r["deals"]["purchases"],
@@ -305,6 +329,8 @@ def main() -> int:
     print(f"  the same for one group           {res['report_group_s']:>7.3f}s {res['report_group_cpu_s']:>7.3f}s")
     print(f"  each period alone (CPU; the report reads the two at once, on two connections): "
           f"{res['period_cpu_s'][0]:.3f}s, {res['period_cpu_s'][1]:.3f}s")
+    print(f"  the event loop's longest stall while the report computes: {res['loop_stall_ms']['report']} ms "
+          f"(while the count(*) scan runs: {res['loop_stall_ms']['scan']} ms)")
     print(f"  {res['sample']}")
     return 0
 

@@ -111,18 +111,18 @@ class Insights:
         index = {t.id: i for i, t in enumerate(tiers)}
         held = users["by_tier"]
         at_or_above = [sum(n for t, n in held.items() if index.get(t, -1) >= i) for i in range(len(tiers))]
-        reached: list[list[float]] = [[] for _ in tiers]   # per step: days from the step below, per member
-        for row in await self.store.first_rises(session, p.start, p.end, chat_id, [t.id for t in tiers]):
-            for k, micros in enumerate(row, start=1):
-                if micros is not None:
-                    reached[k].append(int(micros) / 10**6 / 86400)  # as timedelta.total_seconds() / 86400
+        reached = [0] * len(tiers)                # per step: customers who reached it in the period
+        middle: list[list[float]] = [[] for _ in tiers]  # per step: the median's one or two middle values, days
+        for step, n, micros in await self.store.first_rises(session, p.start, p.end, chat_id, [t.id for t in tiers]):
+            reached[step] = int(n)
+            middle[step].append(int(micros) / 10**6 / 86400)  # as timedelta.total_seconds() / 86400
         funnel = []
         for k, t in enumerate(tiers):
             funnel.append({
                 "tier": t.id, "name": t.name, "members": at_or_above[k],
                 "rate": ratio(at_or_above[k], at_or_above[k - 1]) if k else None,
-                "reached": users["new"] if k == 0 else len(reached[k]),
-                "median_days": round(statistics.median(reached[k]), 1) if k and reached[k] else None,
+                "reached": users["new"] if k == 0 else reached[k],
+                "median_days": round(statistics.median(middle[k]), 1) if k and middle[k] else None,
             })
         return {"funnel": funnel}
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, or_, select, update
+from sqlalchemy import BigInteger, Integer, and_, case, cast, func, literal, or_, select, union_all, update
 
 from bot.events import Chat
 from bot.storage.db import insert_adding, insert_ignoring_conflicts
@@ -497,10 +497,11 @@ class TiersStore:
 
     async def first_rises(self, session: Any, start: datetime, end: datetime, chat_id: str | None,
                           ladder: Sequence[str]) -> Sequence[Any]:
-        """For each customer who moved up in [start, end): one row with, per step k ≥ 1 of ``ladder`` (tier
-        ids, lowest first), the microseconds from first reaching step k − 1 (step 0: ``joined_at``) to first
-        reaching step k or higher (an upward change before ``end`` whose ``to_tier`` is step k or above),
-        when that first time lies in [start, end) — else None."""
+        """Per step k ≥ 1 of ``ladder`` (tier ids, lowest first) that someone reached in [start, end): (k,
+        customers who reached it, the median's one or two middle values) — counted over the customers who
+        moved up in [start, end) whose first time at step k or higher (an upward change before ``end`` with
+        ``to_tier`` k or above) lies in [start, end), of the whole microseconds from their first time at
+        step k − 1 (step 0: ``joined_at``). Rows (k, n, micros), one or two per step, in SQL."""
         rank = case({t: i for i, t in enumerate(ladder)}, value=CHANGES.c.to_tier, else_=0)
         risen = select(CHANGES.c.member_id).where(and_(CHANGES.c.direction == "up", CHANGES.c.at >= start,
                                                        CHANGES.c.at < end))
@@ -510,11 +511,17 @@ class TiersStore:
                 func.sum(case((and_(rank >= k, CHANGES.c.at < start), 1), else_=0)).label(f"before{k}")))
         ).select_from(CHANGES.join(MEMBER, MEMBER.c.id == CHANGES.c.member_id)).where(and_(
             CHANGES.c.direction == "up", CHANGES.c.at < end, CHANGES.c.member_id.in_(risen),
-            self._customers(end, chat_id))).group_by(CHANGES.c.member_id, MEMBER.c.joined_at).subquery()
-        return (await session.execute(select(*(
-            case((and_(firsts.c[f"a{k}"].is_not(None), firsts.c[f"before{k}"] == 0),
-                  self._micros(firsts.c[f"a{k - 1}"], firsts.c[f"a{k}"])))
-            for k in range(1, len(ladder)))))).all()
+            self._customers(end, chat_id))).group_by(CHANGES.c.member_id, MEMBER.c.joined_at).cte("firsts")
+        steps = union_all(*(
+            select(literal(k).label("step"), self._micros(firsts.c[f"a{k - 1}"], firsts.c[f"a{k}"]).label("micros"))
+            .where(and_(firsts.c[f"a{k}"].is_not(None), firsts.c[f"before{k}"] == 0))
+            for k in range(1, len(ladder)))).subquery("steps")
+        ranked = select(steps.c.step, steps.c.micros,
+                        func.row_number().over(partition_by=steps.c.step, order_by=steps.c.micros).label("rn"),
+                        func.count().over(partition_by=steps.c.step).label("n")).subquery("ranked")
+        middle = or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == ranked.c.n // 2 + 1)
+        return (await session.execute(select(ranked.c.step, ranked.c.n, ranked.c.micros).where(middle)
+                                      .order_by(ranked.c.step, ranked.c.rn))).all()
 
     async def activity_by_chat(self, session: Any, since: str, until: str, chat_id: str | None) -> Sequence[Any]:
         """(chat id, messages, members who sent one) per chat from local day ``since`` to ``until``
