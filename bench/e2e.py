@@ -270,6 +270,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+COUNT_STATEMENTS = """
+import atexit, collections, json, re, runpy, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+counts = collections.Counter()
+@event.listens_for(Engine, "before_cursor_execute")
+def _count(conn, cursor, statement, *args):
+    counts[re.sub(r"\\s+", " ", statement)[:90]] += 1
+atexit.register(lambda: open({out!r}, "w").write(json.dumps(counts.most_common(), ensure_ascii=False, indent=0)))
+sys.argv = ["bot", *sys.argv[1:]]
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
 class Serve:
     def __init__(self, db: str, fake_url: str, tmp: Path, name: str, extra: dict[str, str]) -> None:
         self.port = free_port()
@@ -282,7 +296,10 @@ class Serve:
                "SIYU_BOT__INSTANCE_ID": f"bench-{name}", **extra}
         profile = ["-m", "cProfile", "-o", f"{os.environ['SIYU_E2E_PROFILE']}.{name}"] \
             if os.environ.get("SIYU_E2E_PROFILE") else []  # a profile of each serve process, for digging
-        cmd = [sys.executable, *profile, "-m", "bot", "serve", "--config", str(REPO / "config.example.toml")]
+        serve = ["-m", "bot", "serve", "--config", str(REPO / "config.example.toml")]
+        if os.environ.get("SIYU_E2E_STATEMENTS"):  # count each process's SQL statements by their opening
+            serve = ["-c", COUNT_STATEMENTS.format(out=f"{os.environ['SIYU_E2E_STATEMENTS']}.{name}"), *serve[2:]]
+        cmd = [sys.executable, *profile, *serve]
         self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
 
     def wait_ready(self) -> None:

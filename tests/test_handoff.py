@@ -239,3 +239,23 @@ async def test_the_console_calls_the_same_service(h: Harness, clock: FakeClock) 
     sent = await h.settle()
     (told,) = [d.text for d in sent if d.to == ["wmAlice"]]
     assert told == "Alice，客服「小周」已经接手您的问题，会直接和您联系，请留意消息～"
+
+
+async def test_a_handoff_opened_in_a_batch_holds_the_next_events_of_that_batch(h: Harness) -> None:
+    """The live holds are read once per transaction: the handoff the first event opens keeps the knowledge
+    base away from the member's next message in the same batch, and one closed lets it answer again."""
+    app = h.app
+    for text in ("我要转人工", "怎么退款"):
+        await app.accept_event(h.message(text, group=False))
+    assert await app.inbox_pump.drain_once() == 2  # one batch
+    sent = await h.settle()
+    assert kinds(sent) == [("app_message", ("duty01",)), ("reply", ("wmAlice",))]
+    assert "已经为您转接人工客服" in sent[1].text
+    (row,) = await handoffs(app)
+    assert [m["text"] for m in row.messages] == ["我要转人工", "怎么退款"]
+
+    await app.accept_event(h.message(f"/handoff close {row.id}", sender="op01", name="小林", staff=True,
+                                     group=False))
+    await app.accept_event(h.message("你好，我要转人工", group=False))
+    assert await app.inbox_pump.drain_once() == 2  # closed and opened again in one batch
+    assert [r.status for r in await handoffs(app)] == ["closed", "open"]
