@@ -315,6 +315,14 @@ class Serve:
                 time.sleep(0.2)
         raise RuntimeError("serve did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the process has used (its threads included): what an event costs, whatever the load."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -341,6 +349,7 @@ async def run_one(label: str, db: str, replicas: int, args: argparse.Namespace, 
         already = sum(b.get(("siyu_processed_total", st), 0) for b in base for st in ("done", "failed"))
         sent = await post_all(ports, posts, args.concurrency, rate)
         done_at = await wait_processed(ports, unique + int(already), args.timeout)
+        cpu_s = sum(s.cpu_s() for s in servers)
     finally:
         for s in servers:
             s.stop()
@@ -358,6 +367,7 @@ async def run_one(label: str, db: str, replicas: int, args: argparse.Namespace, 
         "acknowledged_per_s": round(len(posts) / ack_s, 1), "processed_per_s": round(unique / proc_s, 1),
     }
     out["ratio"] = round(out["processed_per_s"] / out["acknowledged_per_s"], 3)
+    out["serve_cpu_ms_per_event"] = round(cpu_s * 1000 / unique, 2)  # intake and processing together
     for name, values in (("all", every), *lat.items()):
         out[f"{name}_replies"] = len(values)
         out[f"{name}_p50_ms"] = round(pct(values, 0.5) * 1000, 1)
@@ -408,11 +418,11 @@ async def run(args: argparse.Namespace) -> None:
                     [str(REPO / "scripts" / "pg-test-server"), "stop", str(tmp / "pg")], check=False)
     print()
     print(f"{'database':11s} {'replicas':>8s} {'mode':>16s} {'ack/s':>8s} {'proc/s':>8s} {'ratio':>6s} "
-          f"{'p50 ms':>7s} {'p99 ms':>7s} {'1:1 p99':>8s} {'group p99':>9s}")
+          f"{'p50 ms':>7s} {'p99 ms':>7s} {'1:1 p99':>8s} {'group p99':>9s} {'cpu ms/event':>12s}")
     for r in results:
         print(f"{r['run']:11s} {r['replicas']:8d} {r['mode']:>16s} {r['acknowledged_per_s']:8.0f} "
               f"{r['processed_per_s']:8.0f} {r['ratio']:6.2f} {r['all_p50_ms']:7.0f} {r['all_p99_ms']:7.0f} "
-              f"{r['1:1_p99_ms']:8.0f} {r['group_p99_ms']:9.0f}")
+              f"{r['1:1_p99_ms']:8.0f} {r['group_p99_ms']:9.0f} {r['serve_cpu_ms_per_event']:12.2f}")
 
 
 def main() -> None:
