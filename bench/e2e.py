@@ -23,6 +23,11 @@ which the callback itself may still answer), so their latency is printed apart f
     .venv/bin/python bench/e2e.py --n 5000 --seconds 10   # shorter
     .venv/bin/python bench/e2e.py --pg postgresql://user@host/db   # also PostgreSQL, 1 then 2 replicas
     .venv/bin/python bench/e2e.py --pg start              # PostgreSQL from scripts/pg-test-server
+
+Each run also prints the ``serve`` processes' CPU time per event (intake and processing, start-up
+included), which the load of a shared machine changes less than the rates. ``SIYU_E2E_PROFILE=/tmp/p``
+writes a cProfile of each ``serve`` process to ``/tmp/p.<run>``; ``SIYU_E2E_STATEMENTS=/tmp/s`` writes
+its SQL statements, counted by their opening, to ``/tmp/s.<run>``.
 """
 
 from __future__ import annotations
