@@ -290,8 +290,9 @@ runpy.run_module("bot", run_name="__main__")
 
 
 class Serve:
-    def __init__(self, db: str, fake_url: str, tmp: Path, name: str, extra: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, db: str, fake_url: str, tmp: Path, name: str, extra: dict[str, str],
+                 port: int | None = None) -> None:
+        self.port = port or free_port()  # a restarted replica keeps its port (bench/chaos.py)
         self.log = tmp / f"serve-{name}-{self.port}.log"
         env = {**os.environ, **TEST_ENV, "PYTHONPATH": str(REPO), "SIYU_DATABASE__URL": db,
                "SIYU_SERVER__PORT": str(self.port), "SIYU_BOT__SENDER": "wecom", "SIYU_WECOM__API_BASE": fake_url,

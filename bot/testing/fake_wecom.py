@@ -21,6 +21,15 @@ Failures to inject (each for the next ``times`` calls of a path):
 ``fail(path, errcode)``, ``http_error(path, 502)``, ``delay(path, seconds)`` (the call
 still takes effect after the delay, like a reply lost on the way back; ``drop=True``
 makes it fail instead), and ``expire_tokens()`` (every issued token answers 42001).
+``chaos(rate, kinds=..., seed=...)`` fails that fraction of the sending calls at random (seeded):
+``busy`` (-1), ``rate_limit`` (45009), ``expired_token`` (the caller's token expires: 42001),
+``timeout`` (no answer within ``timeout_s``, no effect), ``http_502`` and ``lost_response``
+(the call takes effect, then the connection is closed before the answer); ``injected`` counts them.
+
+Documented rate limits the fake enforces as WeCom does (message/send 30/min and 1000/h per member:
+the excess is dropped silently; group robots 20/min: 45009) are counted in ``over_limit`` whenever a
+sender goes past them. ``by_content()`` counts what took effect by path, destination and content, so a
+message shown twice is seen even when its two requests differ (another idempotency key, another flag).
 
 Error codes the docs do not pin down are the fake's choice: 40058 for a missing
 or malformed parameter, 45002 for a text over its byte limit, 40050 for an
@@ -35,10 +44,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import secrets
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +66,8 @@ SENDING = ("message/send", "appchat/send", "webhook/send", "externalcontact/send
 NO_TOKEN = ("gettoken", "webhook/send", "aibot/response")
 CODE_TTL = 300  # an OAuth code works once, this many seconds
 EXTERNAL = ("wm", "wo")
+# what chaos() injects: an errcode answer, an HTTP error, no answer, or an answer lost after the effect
+FAULT_KINDS = ("busy", "rate_limit", "expired_token", "timeout", "http_502", "lost_response")
 
 
 class Answer(Exception):
@@ -79,6 +91,7 @@ class Request:
     errmsg: str = ""
     effect: str = ""               # "delivered", "duplicate" (dropped by the duplicate check), "dropped" (rate)
     answer: dict[str, Any] = field(default_factory=dict)
+    fault: str = ""                # the chaos() fault injected into this call, if any
 
     @property
     def ok(self) -> bool:
@@ -94,10 +107,44 @@ class _Fault:
     drop: bool = False
 
 
+@dataclass
+class _Chaos:
+    rate: float
+    kinds: tuple[str, ...]
+    rng: random.Random
+    paths: frozenset[str]
+    timeout_s: float
+
+    def draw(self, path: str) -> str:
+        if path not in self.paths or self.rng.random() >= self.rate:
+            return ""
+        kind = self.rng.choice(self.kinds)
+        return "busy" if kind == "expired_token" and path in NO_TOKEN else kind
+
+
 def _ids(value: Any) -> list[str]:
     if isinstance(value, str):
         return [v for v in value.split("|") if v]
     return [str(v) for v in value or [] if v]
+
+
+def _destination(rec: Request) -> str:
+    """Who a sending call reaches: members, a chat, a robot, a response_url, a contact."""
+    body = rec.body or {}
+    parts = [f"{k}={body[k]}" for k in ("touser", "toparty", "totag", "chatid", "chat_id_list", "external_userid",
+                                         "welcome_code", "sender", "userid") if body.get(k)]
+    parts += [f"{k}={rec.query[k]}" for k in ("key", "response_code") if rec.query.get(k)]
+    return " ".join(parts)
+
+
+def _shown(rec: Request) -> str:
+    """What a sending call shows: its text content (else the whole body, without the duplicate-check flags)."""
+    body = rec.body or {}
+    part = body.get(str(body.get("msgtype", "text"))) or body.get("text")
+    if isinstance(part, dict) and isinstance(part.get("content"), str):
+        return part["content"]
+    rest = {k: v for k, v in body.items() if k not in ("enable_duplicate_check", "duplicate_check_interval")}
+    return json.dumps(rest, ensure_ascii=False, sort_keys=True)
 
 
 def _need(body: dict[str, Any], name: str) -> Any:
@@ -144,6 +191,9 @@ class FakeWeCom:
         self.contacts: dict[str, str] = {}   # external contact id -> name (externalcontact/get)
         self.tag_names: dict[str, str] = {}  # tag id -> tag name; an unnamed id is its own name
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
+        self._chaos: _Chaos | None = None
+        self.injected: Counter[str] = Counter()   # chaos() faults by kind
+        self.over_limit: Counter[str] = Counter()  # calls past a documented rate limit, by limit
         self._used_welcome: set[str] = set()
         self._used_responses: set[str] = set()
         self.codes: dict[str, tuple[str, float]] = {}  # OAuth code -> (user id, expiry); removed when used
@@ -175,6 +225,16 @@ class FakeWeCom:
 
     def delay(self, path: str, seconds: float, times: int = 1, *, drop: bool = False) -> None:
         self._faults[path].extend(_Fault(delay=seconds, drop=drop) for _ in range(times))
+
+    def chaos(self, rate: float, *, kinds: tuple[str, ...] = FAULT_KINDS, seed: int = 0,
+              paths: tuple[str, ...] = SENDING, timeout_s: float = 2.0) -> None:
+        """From now on fail ``rate`` of the calls to ``paths`` at random, with one of ``kinds`` each
+        (seeded: the same calls fail the same way). ``timeout_s`` is how long a ``timeout`` holds the call:
+        more than the client waits. ``rate=0`` stops it."""
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        self._chaos = _Chaos(rate, tuple(kinds), random.Random(seed), frozenset(paths), timeout_s) if rate else None
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes expired (WeCom may expire one early)."""
@@ -226,6 +286,10 @@ class FakeWeCom:
     def delivered(self, path: str | None = None) -> list[Request]:
         """Requests that took effect (a message that reached someone, a task created, a tag set)."""
         return [r for r in self.requests if r.effect == "delivered" and (path is None or r.path == path)]
+
+    def by_content(self) -> Counter[tuple[str, str, str]]:
+        """How often each (path, destination, content) took effect: more than 1 is a message shown twice."""
+        return Counter((r.path, _destination(r), _shown(r)) for r in self.delivered())
 
     # ── the server ──
 
@@ -305,6 +369,12 @@ class FakeWeCom:
             rec.body = body
             if body is None:
                 return self._answer(rec, 40058, "the body is not a JSON object")
+        kind = self._chaos.draw(path) if self._chaos is not None else ""
+        if kind:
+            rec.fault = kind
+            self.injected[kind] += 1
+            if kind != "lost_response":
+                return await self._inject(rec, kind)
         fault = self._faults[path].pop(0) if self._faults.get(path) else None
         if fault is not None:
             if fault.delay:
@@ -329,7 +399,28 @@ class FakeWeCom:
             return self._answer(rec, a.errcode, a.errmsg)
         if not rec.effect and path in SENDING:
             rec.effect = "delivered"
-        return self._answer(rec, 0, "ok", answer)
+        response = self._answer(rec, 0, "ok", answer)
+        if rec.fault == "lost_response" and request.transport is not None:
+            request.transport.close()  # done, but the caller never hears of it
+        return response
+
+    async def _inject(self, rec: Request, kind: str) -> web.Response:
+        """A chaos() fault that keeps the call from taking effect."""
+        if kind == "http_502":
+            rec.status = 502
+            return web.Response(status=502, text="injected HTTP error")
+        if kind == "timeout":
+            assert self._chaos is not None
+            await asyncio.sleep(self._chaos.timeout_s)
+            return self._answer(rec, -1, "system busy (the caller stopped waiting)")
+        if kind == "expired_token":
+            token = rec.query.get("access_token", "")
+            if token in self.tokens:
+                self.tokens[token] = float("-inf")
+            return self._answer(rec, 42001, "access_token expired")
+        if kind == "rate_limit":
+            return self._answer(rec, 45009, "api freq out of limit")
+        return self._answer(rec, -1, "system busy")
 
     def _answer(self, rec: Request, errcode: int, errmsg: str, extra: dict[str, Any] | None = None, *,
                 http_status: int = 200) -> web.Response:
@@ -398,10 +489,15 @@ class FakeWeCom:
         if prev is not None:
             rec.effect = "duplicate"
             return {"invaliduser": "|".join(invalid), "msgid": prev.answer.get("msgid", "")}
-        # per member 30/min: WeCom drops the excess silently
-        recent = [r for r in self.delivered("message/send") if rec.at - r.at < 60]
-        if any(sum(u in _ids((r.body or {}).get("touser")) for r in recent) >= 30 for u in valid):
-            rec.effect = "dropped"
+        # per member 30/min and 1000/h: WeCom drops the excess silently
+        hour = [r for r in self.delivered("message/send") if rec.at - r.at < 3600]
+        for limit, window, name in ((30, 60, "message/send 30/min per member"),
+                                    (1000, 3600, "message/send 1000/h per member")):
+            if any(sum(u in _ids((r.body or {}).get("touser")) for r in hour if rec.at - r.at < window) >= limit
+                   for u in valid):
+                rec.effect = "dropped"
+                self.over_limit[name] += 1
+                break
         return {"invaliduser": "|".join(invalid), "msgid": f"msg{next(self._seq)}"}
 
     def _duplicate_of(self, rec: Request) -> Request | None:
@@ -441,6 +537,7 @@ class FakeWeCom:
         _content(body, msgtype, 2048 if msgtype == "text" else 4096)
         sent = [r for r in self.delivered("webhook/send") if r.query.get("key") == key and rec.at - r.at < 60]
         if len(sent) >= 20:
+            self.over_limit["webhook/send 20/min per robot"] += 1
             raise Answer(45009, "api freq out of limit")
         return {}
 
