@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,9 +196,12 @@ def restart_pg(pg_dir: Path) -> None:
 async def chaos_monkey(victim: Replica, kill_at: list[float], pg_at: float | None, pg_dir: Path | None,
                        log: list[str]) -> None:
     start = time.monotonic()
+    rng = random.Random(len(kill_at))
     plan = sorted([(t, "kill") for t in kill_at] + ([(pg_at, "pg")] if pg_at is not None else []))
     for at, what in plan:
-        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        # a moment that passed while the victim restarted becomes a few seconds into its new life
+        due = max(start + at, time.monotonic() + rng.uniform(2.0, 10.0)) if log else start + at
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
         if what == "kill":
             victim.kill()
             log.append(f"{time.monotonic() - start:6.1f}s SIGKILL {victim.name} (life {victim.lives})")
@@ -443,13 +447,15 @@ async def run(args: argparse.Namespace) -> int:
             return int(result["growth_after_warmup_pct"] >= 10)
         plans = [] if args.pg_only else [Plan("sqlite", f"sqlite:///{tmp}/chaos.db", 1, args.n, args.rate,
                                               args.kills, args.fault_rate, args.seed)]
-        pg, started = args.pg, False
-        if pg == "start":
-            pg, started = start_pg(tmp), True
+        pg, pg_dir = args.pg, None
+        if pg == "start":  # in a directory the postgres user may enter
+            pg_dir = Path(tempfile.mkdtemp(prefix="siyu-chaos-pg-"))
+            pg_dir.chmod(0o755)
+            pg = start_pg(pg_dir)
         if pg:
             db = await fresh_pg(pg, "chaos")
             plans.append(Plan("postgresql", db, 2, args.n, args.rate, args.kills, args.fault_rate, args.seed,
-                              pg_dir=tmp / "pg" if started else None, pg_restart=args.pg_restart and started))
+                              pg_dir=pg_dir / "pg" if pg_dir else None, pg_restart=args.pg_restart and bool(pg_dir)))
         try:
             for plan in plans:
                 counts = await run_chaos(plan, fake, tmp)
@@ -458,9 +464,10 @@ async def run(args: argparse.Namespace) -> int:
                                            else "FAILED: " + "; ".join(counts["failed_checks"])), flush=True)
                 failed += bool(counts["failed_checks"])
         finally:
-            if started:
-                subprocess.run([str(REPO / "scripts" / "pg-test-server"), "stop", str(tmp / "pg")],  # noqa: ASYNC221
+            if pg_dir is not None:
+                subprocess.run([str(REPO / "scripts" / "pg-test-server"), "stop", str(pg_dir / "pg")],  # noqa: ASYNC221
                                check=False)
+                shutil.rmtree(pg_dir, ignore_errors=True)
     return int(failed > 0)
 
 
