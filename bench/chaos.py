@@ -187,10 +187,12 @@ def pg_ctl() -> str:
 
 
 def restart_pg(pg_dir: Path) -> None:
-    cmd = [pg_ctl(), "-D", str(pg_dir / "data"), "-m", "fast", "-w", "restart"]
+    # the server's output to its log file: a pipe held open by the postmaster would never close
+    cmd = [pg_ctl(), "-D", str(pg_dir / "data"), "-l", str(pg_dir / "server.log"), "-m", "fast", "-w", "restart"]
     if os.getuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=pg_dir)
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=pg_dir, timeout=120)
 
 
 async def chaos_monkey(victim: Replica, kill_at: list[float], pg_at: float | None, pg_dir: Path | None,
