@@ -155,9 +155,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                      ("misses", "/console/knowledge/misses"), ("sop", "/console/sop"), ("moments", "/console/moments"),
                      ("members", "/console/members?q=成员12"), ("member profile", "/console/members/wm0000001"),
                      ("handoffs", "/console/handoffs")]
+            pages.append(("overview report", "/console/overview/report?span=30"))
+            pages = [(name, url) for name, url in pages if not args.only or any(w in name for w in args.only)]
             static = await timings(http, base + "/console/static/console.css", args.requests)
             rows = {name: await timings(http, base + url, args.requests) for name, url in pages}
-            rows["overview report"] = await timings(http, base + "/console/overview/report?span=30", args.requests)
         s99 = pct(static[1:], 0.99)
         out["static"] = {"p50_ms": round(pct(static[1:], 0.5), 2), "p99_ms": round(s99, 2)}
         out["pages"] = {name: {"first_ms": round(v[0], 1), "p50_ms": round(pct(v[1:], 0.5), 1),
@@ -210,6 +211,7 @@ def main() -> int:
     ap.add_argument("--sqlite", metavar="PATH", help="keep the SQLite database in PATH (reused when it exists: "
                     "a database bench/report.py --sqlite left gets the pages' rows added once)")
     ap.add_argument("--seed", type=int, default=16, help="random seed of the generated data")
+    ap.add_argument("--only", nargs="+", metavar="WORD", help="only the pages whose name holds one of these words")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     res = asyncio.run(run(args))
