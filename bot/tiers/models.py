@@ -103,7 +103,6 @@ class PointsEntry(SQLModel, table=True):
         Index("ix_points_entry_member_action_day", "member_id", "action", "day"),
         Index("ix_points_entry_at", "at"),
         Index("ix_points_entry_action_day", "action", "day", "member_id"),  # the report's daily counts
-        Index("ix_points_entry_member", "member_id", "id"),  # a member's latest entries (the profile)
     )
 
     id: int | None = big_id()

@@ -142,14 +142,10 @@ def upgrade() -> None:
     create_triggers(dialect)
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.create_index('ix_member_activity_order', ['staff', sa.text('last_active_at DESC'), 'id'], unique=False)
-    with op.batch_alter_table('points_entry', schema=None) as batch_op:
-        batch_op.create_index('ix_points_entry_member', ['member_id', 'id'], unique=False)
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    with op.batch_alter_table('points_entry', schema=None) as batch_op:
-        batch_op.drop_index('ix_points_entry_member')
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.drop_index('ix_member_activity_order')
     for table, *_ in SOURCES:
