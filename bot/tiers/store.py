@@ -181,9 +181,11 @@ class TiersStore:
             rows = await self._walk(session, contains, limit)
             if len(rows) == limit:
                 return rows
-        return (await session.execute(select(MEMBER).where(and_(
-            contains, MEMBER.c.id.in_(select(SEARCH.c.member_id).where(posting))))
-            .order_by(*ACTIVITY_ORDER).limit(limit))).all()
+        exact = len(folded) <= 2  # the grams a text of one or two characters begins are exactly its places
+        candidates = MEMBER.c.id.in_(select(SEARCH.c.member_id).where(posting))
+        return (await session.execute(select(MEMBER).where(and_(MEMBER.c.staff.is_(False) if exact else contains,
+                                                                candidates))
+                                      .order_by(*ACTIVITY_ORDER).limit(limit))).all()
 
     async def _walk(self, session: Any, cond: Any, limit: int) -> list[Any]:
         """The first ``limit`` customers meeting ``cond`` among the first SEARCH_WALK in ACTIVITY_ORDER (fewer
