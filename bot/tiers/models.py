@@ -43,9 +43,11 @@ class Member(SQLModel, table=True):
     last_chat_id: str | None = Field(default=None, sa_column=Column(String(160), nullable=True))
 
 
-# the member search: customers by last activity, the most recent first (never active last), then by id
+# the member search: customers by last activity, the most recent first (never active last), then by id;
+# and a candidate's place in that order without reading its row
 Index("ix_member_activity_order", Member.__table__.c.staff, Member.__table__.c.last_active_at.desc(),
       Member.__table__.c.id)
+Index("ix_member_search_key", "id", "staff", "last_active_at", _table=Member.__table__)
 
 
 class Group(SQLModel, table=True):

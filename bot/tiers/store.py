@@ -181,11 +181,16 @@ class TiersStore:
             rows = await self._walk(session, contains, limit)
             if len(rows) == limit:
                 return rows
-        exact = len(folded) <= 2  # the grams a text of one or two characters begins are exactly its places
         candidates = MEMBER.c.id.in_(select(SEARCH.c.member_id).where(posting))
-        return (await session.execute(select(MEMBER).where(and_(MEMBER.c.staff.is_(False) if exact else contains,
-                                                                candidates))
-                                      .order_by(*ACTIVITY_ORDER).limit(limit))).all()
+        if len(folded) > 2:
+            return (await session.execute(select(MEMBER).where(and_(contains, candidates))
+                                          .order_by(*ACTIVITY_ORDER).limit(limit))).all()
+        # The grams a text of one or two characters begins are exactly its places: the candidates are
+        # ordered on ix_member_search_key alone, and only the rows shown are read.
+        first = (select(MEMBER.c.id).where(and_(MEMBER.c.staff.is_(False), candidates))
+                 .order_by(*ACTIVITY_ORDER).limit(limit))
+        return (await session.execute(select(MEMBER).where(MEMBER.c.id.in_(first.scalar_subquery()))
+                                      .order_by(*ACTIVITY_ORDER))).all()
 
     async def _walk(self, session: Any, cond: Any, limit: int) -> list[Any]:
         """The first ``limit`` customers meeting ``cond`` among the first SEARCH_WALK in ACTIVITY_ORDER (fewer

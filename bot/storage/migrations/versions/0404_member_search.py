@@ -142,11 +142,13 @@ def upgrade() -> None:
     create_triggers(dialect)
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.create_index('ix_member_activity_order', ['staff', sa.text('last_active_at DESC'), 'id'], unique=False)
+        batch_op.create_index('ix_member_search_key', ['id', 'staff', 'last_active_at'], unique=False)
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     with op.batch_alter_table('member', schema=None) as batch_op:
+        batch_op.drop_index('ix_member_search_key')
         batch_op.drop_index('ix_member_activity_order')
     for table, *_ in SOURCES:
         if dialect == "sqlite":
