@@ -23,6 +23,11 @@ which the callback itself may still answer), so their latency is printed apart f
     .venv/bin/python bench/e2e.py --n 5000 --seconds 10   # shorter
     .venv/bin/python bench/e2e.py --pg postgresql://user@host/db   # also PostgreSQL, 1 then 2 replicas
     .venv/bin/python bench/e2e.py --pg start              # PostgreSQL from scripts/pg-test-server
+
+Each run also prints the ``serve`` processes' CPU time per event (intake and processing, start-up
+included), which the load of a shared machine changes less than the rates. ``SIYU_E2E_PROFILE=/tmp/p``
+writes a cProfile of each ``serve`` process to ``/tmp/p.<run>``; ``SIYU_E2E_STATEMENTS=/tmp/s`` writes
+its SQL statements, counted by their opening, to ``/tmp/s.<run>``.
 """
 
 from __future__ import annotations
@@ -270,6 +275,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+COUNT_STATEMENTS = """
+import atexit, collections, json, re, runpy, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+counts = collections.Counter()
+@event.listens_for(Engine, "before_cursor_execute")
+def _count(conn, cursor, statement, *args):
+    counts[re.sub(r"\\s+", " ", statement)[:90]] += 1
+atexit.register(lambda: open({out!r}, "w").write(json.dumps(counts.most_common(), ensure_ascii=False, indent=0)))
+sys.argv = ["bot", *sys.argv[1:]]
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
 class Serve:
     def __init__(self, db: str, fake_url: str, tmp: Path, name: str, extra: dict[str, str]) -> None:
         self.port = free_port()
@@ -282,7 +301,10 @@ class Serve:
                "SIYU_BOT__INSTANCE_ID": f"bench-{name}", **extra}
         profile = ["-m", "cProfile", "-o", f"{os.environ['SIYU_E2E_PROFILE']}.{name}"] \
             if os.environ.get("SIYU_E2E_PROFILE") else []  # a profile of each serve process, for digging
-        cmd = [sys.executable, *profile, "-m", "bot", "serve", "--config", str(REPO / "config.example.toml")]
+        serve = ["-m", "bot", "serve", "--config", str(REPO / "config.example.toml")]
+        if os.environ.get("SIYU_E2E_STATEMENTS"):  # count each process's SQL statements by their opening
+            serve = ["-c", COUNT_STATEMENTS.format(out=f"{os.environ['SIYU_E2E_STATEMENTS']}.{name}"), *serve[2:]]
+        cmd = [sys.executable, *profile, *serve]
         self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
 
     def wait_ready(self) -> None:
@@ -297,6 +319,14 @@ class Serve:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("serve did not start")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the process has used (its threads included): what an event costs, whatever the load."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -324,6 +354,7 @@ async def run_one(label: str, db: str, replicas: int, args: argparse.Namespace, 
         already = sum(b.get(("siyu_processed_total", st), 0) for b in base for st in ("done", "failed"))
         sent = await post_all(ports, posts, args.concurrency, rate)
         done_at = await wait_processed(ports, unique + int(already), args.timeout)
+        cpu_s = sum(s.cpu_s() for s in servers)
     finally:
         for s in servers:
             s.stop()
@@ -341,6 +372,7 @@ async def run_one(label: str, db: str, replicas: int, args: argparse.Namespace, 
         "acknowledged_per_s": round(len(posts) / ack_s, 1), "processed_per_s": round(unique / proc_s, 1),
     }
     out["ratio"] = round(out["processed_per_s"] / out["acknowledged_per_s"], 3)
+    out["serve_cpu_ms_per_event"] = round(cpu_s * 1000 / unique, 2)  # intake and processing together
     for name, values in (("all", every), *lat.items()):
         out[f"{name}_replies"] = len(values)
         out[f"{name}_p50_ms"] = round(pct(values, 0.5) * 1000, 1)
@@ -391,11 +423,11 @@ async def run(args: argparse.Namespace) -> None:
                     [str(REPO / "scripts" / "pg-test-server"), "stop", str(tmp / "pg")], check=False)
     print()
     print(f"{'database':11s} {'replicas':>8s} {'mode':>16s} {'ack/s':>8s} {'proc/s':>8s} {'ratio':>6s} "
-          f"{'p50 ms':>7s} {'p99 ms':>7s} {'1:1 p99':>8s} {'group p99':>9s}")
+          f"{'p50 ms':>7s} {'p99 ms':>7s} {'1:1 p99':>8s} {'group p99':>9s} {'cpu ms/event':>12s}")
     for r in results:
         print(f"{r['run']:11s} {r['replicas']:8d} {r['mode']:>16s} {r['acknowledged_per_s']:8.0f} "
               f"{r['processed_per_s']:8.0f} {r['ratio']:6.2f} {r['all_p50_ms']:7.0f} {r['all_p99_ms']:7.0f} "
-              f"{r['1:1_p99_ms']:8.0f} {r['group_p99_ms']:9.0f}")
+              f"{r['1:1_p99_ms']:8.0f} {r['group_p99_ms']:9.0f} {r['serve_cpu_ms_per_event']:12.2f}")
 
 
 def main() -> None:

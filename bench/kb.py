@@ -7,12 +7,14 @@
     python bench/kb.py --check-dev            # dev questions that copy or nearly copy a held-out one
     python bench/kb.py --try-phrasings FILE   # would these stored phrasings help? (two-fold, dev sets)
     python bench/kb.py --dev --chatter-failures   # the chatter lines the bot would reply to
+    python bench/kb.py --set min_support=0.2 [--set …]   # the same measures with other matcher weights
 
 Every run also prints, for the example base, how often the bot would reply to everyday chatter
 (knowledge_base/eval/chatter.yaml: answers + "did you mean" + "can't answer", as in a 1:1 chat;
 target ≤ 1%) and how often it answers a question of the question sets with the wrong entry
 (an outright answer that is not the labelled one, or any answer to a question labelled none;
-target ≤ 2%).
+target ≤ 2%), split into answers to questions nothing should answer (off-topic) and answers with
+the wrong entry.
 
 Accuracy (hit@1) on knowledge_base/eval/questions.yaml (held out: the matcher's
 weights were chosen on the dev sets eval/dev.yaml and eval/dev_voices.yaml) for
@@ -264,11 +266,12 @@ def evaluate(m: Matcher, entries: list[Entry], items: list[Item]) -> dict[str, A
         "exact": round(accuracy(exact_baseline(entries), items), 3),
         "contains": round(accuracy(contains_baseline(entries), items), 3),
     }
-    answered = suggested = first = top3 = answerable = wrong = 0
+    answered = suggested = first = top3 = answerable = wrong = off_topic = 0
     for q, e, w in items:
         r = m.match(q, w)
         answered += right(r.entry.id if r.entry else None, e)
         wrong += r.entry is not None and not right(r.entry.id, e)
+        off_topic += r.entry is not None and e is None
         ids = expected_ids(e)
         if not ids:
             continue
@@ -279,6 +282,7 @@ def evaluate(m: Matcher, entries: list[Entry], items: list[Item]) -> dict[str, A
         top3 += any(i in ids for i in ranked)
     out["full"] = round(answered / len(items), 3)
     out["wrong"] = round(wrong / len(items), 3)
+    out["wrong_count"], out["off_topic_answered"] = wrong, off_topic
     out["full_in_suggestions"] = round(suggested / len(items), 3)
     out["rank1"] = round(first / max(1, answerable), 3)
     out["rank3"] = round(top3 / max(1, answerable), 3)
@@ -317,6 +321,25 @@ GRID: dict[str, tuple[float, ...]] = {
     "denied_weight": (0.0, 0.1, 0.2, 0.4, 1.0),
     "min_support": (0.0, 0.1, 0.15, 0.2, 0.3),
 }
+
+
+def settings_from(pairs: list[str]) -> MatchSettings:
+    """MatchSettings with ``NAME=VALUE`` overrides (``--set``); an unknown name or a bad value stops the bench."""
+    fields = {f.name: f for f in dataclasses.fields(MatchSettings)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, raw = pair.partition("=")
+        name = name.strip()
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            raise SystemExit(f"--set {pair}: no matcher setting {name!r}"
+                             + (f" (did you mean {close[0]}?)" if close else ""))
+        kind = type(getattr(MatchSettings(), name))
+        try:
+            changes[name] = (raw.strip().lower() in ("1", "true", "yes")) if kind is bool else kind(raw)
+        except ValueError:
+            raise SystemExit(f"--set {pair}: {raw!r} is not a {kind.__name__}") from None
+    return dataclasses.replace(MatchSettings(), **changes)
 
 
 def tune(files: KnowledgeFiles, items: list[Item], rounds: int = 2) -> None:
@@ -396,6 +419,44 @@ def try_phrasings(files: KnowledgeFiles, added: dict[str, list[str]], items: lis
     return out
 
 
+def report(out: dict[str, Any], sets: tuple[str, ...], changed: list[str]) -> None:
+    """The bench's figures as text: hit@1 of each question set, chatter replies, wrong answers, latency."""
+    lat = out["latency"]
+    labels = {HELD_OUT: "held-out eval set", "dev": "dev set (used to choose the weights)",
+              "dev_voices": "second dev set, other voices (used to choose the weights)",
+              "dev_all": "both dev sets together",
+              "chatter_questions": "questions that look like chatter (eval/chatter.yaml)"}
+    for name in sets:
+        r = out[name]
+        print(f"hit@1 on the {labels.get(name, name)}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
+        print(f"  exact {r['exact']:.3f}   contains {r['contains']:.3f}   full {r['full']:.3f}"
+              f"   (+{r['full_in_suggestions']:.3f} offered as a suggestion)")
+        print(f"  full matcher, answerable questions: right entry ranked first {r['rank1']:.3f}, "
+              f"in the top three {r['rank3']:.3f}; answered with a wrong entry {r['wrong']:.3f}")
+        for line in r.get("failures", ()):
+            print("   ", line)
+    c = out["chatter"]
+    print(f"replies to chatter (eval/chatter.yaml, 1:1): {c['replied']} of {c['lines']} lines = {c['rate']:.2%}"
+          f"   (answers {c['answers']}, suggestions {c['suggestions']}, can't answer {c['cannot_answer']};"
+          " target ≤ 1%)")
+    for line in c.get("failures", ()):
+        print("   ", line)
+    w = out["wrong_answers"]
+    print(f"wrong answers over the question sets above ({w['questions']} questions): {w['rate']:.2%}"
+          f"   (target ≤ 2%; {w['wrong_entry']} with the wrong entry, {w['off_topic']} to questions nothing"
+          " should answer)")
+    if changed:
+        print("  matcher settings changed: " + ", ".join(changed))
+    print(f"latency over a generated base of {lat['entries']} entries (built in {lat['build_s']} s), "
+          f"{lat['questions']} questions:")
+    print(f"  full matcher  p50 {lat['full_p50_ms']:.3f} ms   p99 {lat['full_p99_ms']:.3f} ms")
+    print(f"  exact dict    p50 {lat['dict_p50_ms']:.4f} ms   p99 {lat['dict_p99_ms']:.4f} ms")
+    print(f"  full matcher, CPU time of the matching thread: p50 {lat['full_cpu_p50_ms']:.3f} ms   "
+          f"p99 {lat['full_cpu_p99_ms']:.3f} ms")
+    print(f"  ratio full/dict: p50 ×{lat['ratio_p50']}   p99 ×{lat['ratio_p99']}"
+          f"   (generated questions answered: {lat['generated_answered']:.3f})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=5000, help="size of the generated base (default 5000)")
@@ -412,6 +473,8 @@ def main() -> int:
                     help="list dev questions that copy or nearly copy a held-out or a stored question")
     ap.add_argument("--try-phrasings", metavar="FILE",
                     help="YAML mapping entry id → candidate questions: would adding them help? (two-fold, dev sets)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="measure with this matcher setting changed (bot.knowledge.matcher.MatchSettings; repeatable)")
     args = ap.parse_args()
     out: dict[str, Any] = {}
 
@@ -447,7 +510,7 @@ def main() -> int:
         tune(files, [i for items in dev_items.values() for i in items])
         return 0
 
-    settings = MatchSettings()
+    settings = settings_from(args.set)
     m = build_matcher(entries, files.synonyms, files.stopwords, settings, chatter=files.chatter)
     names = DEV_SETS if args.dev else (HELD_OUT, *DEV_SETS)
     for name in names:
@@ -469,7 +532,9 @@ def main() -> int:
     question_sets = [out[n] for n in (*names, "chatter_questions")]
     asked = sum(r["questions"] for r in question_sets)
     out["wrong_answers"] = {"questions": asked,
-                            "rate": round(sum(r["wrong"] * r["questions"] for r in question_sets) / asked, 4)}
+                            "rate": round(sum(r["wrong_count"] for r in question_sets) / asked, 4),
+                            "off_topic": sum(r["off_topic_answered"] for r in question_sets),
+                            "wrong_entry": sum(r["wrong_count"] - r["off_topic_answered"] for r in question_sets)}
 
     entries_g, queries = generated(args.entries)
     t0 = time.perf_counter()
@@ -497,36 +562,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    labels = {HELD_OUT: "held-out eval set", "dev": "dev set (used to choose the weights)",
-              "dev_voices": "second dev set, other voices (used to choose the weights)",
-              "dev_all": "both dev sets together",
-              "chatter_questions": "questions that look like chatter (eval/chatter.yaml)"}
-    for name in (*names, *(("dev_all",) if args.dev else ()), "chatter_questions"):
-        r = out[name]
-        print(f"hit@1 on the {labels.get(name, name)}: {r['questions']} questions ({r['unanswerable']} unanswerable)")
-        print(f"  exact {r['exact']:.3f}   contains {r['contains']:.3f}   full {r['full']:.3f}"
-              f"   (+{r['full_in_suggestions']:.3f} offered as a suggestion)")
-        print(f"  full matcher, answerable questions: right entry ranked first {r['rank1']:.3f}, "
-              f"in the top three {r['rank3']:.3f}; answered with a wrong entry {r['wrong']:.3f}")
-        for line in r.get("failures", ()):
-            print("   ", line)
-    c = out["chatter"]
-    print(f"replies to chatter (eval/chatter.yaml, 1:1): {c['replied']} of {c['lines']} lines = {c['rate']:.2%}"
-          f"   (answers {c['answers']}, suggestions {c['suggestions']}, can't answer {c['cannot_answer']};"
-          " target ≤ 1%)")
-    for line in c.get("failures", ()):
-        print("   ", line)
-    w = out["wrong_answers"]
-    print(f"wrong answers over the question sets above ({w['questions']} questions): {w['rate']:.2%}"
-          "   (target ≤ 2%)")
-    print(f"latency over a generated base of {lat['entries']} entries (built in {lat['build_s']} s), "
-          f"{lat['questions']} questions:")
-    print(f"  full matcher  p50 {lat['full_p50_ms']:.3f} ms   p99 {lat['full_p99_ms']:.3f} ms")
-    print(f"  exact dict    p50 {lat['dict_p50_ms']:.4f} ms   p99 {lat['dict_p99_ms']:.4f} ms")
-    print(f"  full matcher, CPU time of the matching thread: p50 {lat['full_cpu_p50_ms']:.3f} ms   "
-          f"p99 {lat['full_cpu_p99_ms']:.3f} ms")
-    print(f"  ratio full/dict: p50 ×{lat['ratio_p50']}   p99 ×{lat['ratio_p99']}"
-          f"   (generated questions answered: {lat['generated_answered']:.3f})")
+    report(out, (*names, *(("dev_all",) if args.dev else ()), "chatter_questions"), args.set)
     return 0
 
 

@@ -9,11 +9,18 @@ One run, one database (a fresh SQLite file, or the empty PostgreSQL database giv
   2. baseline: ``SELECT count(*)`` of every table the report reads (member, group_membership,
      points_entry, member_activity, purchase, tier_change, kb_outcome_day), warm;
   3. the report: ``Insights.report`` for the 30 days up to today and the 30 before (what ``siyu report``
-     and ``/stats 30天`` run), warm, best of --repeat; then the same for one group (``--group``).
+     and ``/stats 30天`` run; the two periods are read at the same time, each on its own connection), warm,
+     best of --repeat; then the same for one group (``--group``), and each period's figures alone (the CPU
+     time of each connection's share); then once more, the scan and the report, each with a 5 ms ticker on
+     the event loop: the longest it was late is how long the report held the loop that serves callbacks.
+
+With --sqlite PATH or --pg URL, a database an earlier run filled is reused as it is (seed once, measure
+many times); --profile prints the wall and CPU time spent in each statement (statements of the two
+periods overlap, so their times add up to more than the report's).
 
     .venv/bin/python bench/report.py                                  # 300,000 members, 1,000,000 events
     .venv/bin/python bench/report.py --members 30000 --events 100000  # a quicker look
-    .venv/bin/python bench/report.py --pg postgresql://user@host/db   # an empty database it may fill
+    .venv/bin/python bench/report.py --pg postgresql://user@host/db   # a database it may fill (or filled before)
 """
 
 from __future__ import annotations
@@ -141,6 +148,19 @@ async def seed(app: Any, args: argparse.Namespace) -> dict[str, int]:
             "member_activity_rows": len(activity)}
 
 
+async def seeded(app: Any) -> dict[str, int]:
+    """What an earlier run seeded (the database given is reused as it is)."""
+    from sqlalchemy import text
+
+    async with app.db.read() as s:
+        def count(sql: str) -> Any:
+            return s.execute(text(sql))
+        return {"groups": (await count("SELECT count(*) FROM member_group")).scalar_one(),
+                "tier_changes": (await count("SELECT count(*) FROM tier_change")).scalar_one(),
+                "purchases": (await count("SELECT count(*) FROM purchase")).scalar_one(),
+                "member_activity_rows": (await count("SELECT count(*) FROM member_activity")).scalar_one()}
+
+
 async def timed(fn: Any, repeat: int) -> tuple[float, float, Any]:
     """(best wall seconds, best CPU seconds of this process — its database threads included, result)."""
     best, cpu, out = float("inf"), float("inf"), None
@@ -149,6 +169,26 @@ async def timed(fn: Any, repeat: int) -> tuple[float, float, Any]:
         out = await fn()
         best, cpu = min(best, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
     return best, cpu, out
+
+
+async def ticking(fn: Any) -> tuple[Any, float]:
+    """(fn's result, the longest the event loop went past a 5 ms sleep's deadline meanwhile, in ms): how
+    long fn held the loop that serves callbacks and pages."""
+    worst, done = 0.0, False
+
+    async def tick() -> None:
+        nonlocal worst
+        while not done:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, time.perf_counter() - t0 - 0.005)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await fn(), worst * 1000
+    finally:
+        done = True
+        await ticker
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,7 +205,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     tmp = tempfile.TemporaryDirectory(prefix="siyu-bench-report-")
     url = args.pg or f"sqlite:///{args.sqlite or tmp.name + '/bench.db'}"
-    reuse = bool(args.sqlite) and Path(args.sqlite).exists()  # noqa: ASYNC240 - once, before anything runs
     cfg = load_config(REPO / "config.example.toml", {"SIYU_DATABASE__URL": url, "SIYU_LOG__LEVEL": "WARNING"})
     app = BotApp(cfg, sender=RecordingSender(), clock=FakeClock(NOW), run_workers=False,
                  features=[feature("admin"), feature("tiers"), feature("insights")])
@@ -174,8 +213,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"database": app.db.dialect, "members": args.members, "events": args.events}
     try:
         t0 = time.perf_counter()
-        out.update({"groups": 0, "tier_changes": 0, "purchases": 0, "member_activity_rows": 0} if reuse
-                   else await seed(app, args))
+        async with app.db.read() as s:
+            reuse = (await s.execute(text("SELECT count(*) FROM member"))).scalar_one() > 0
+        out.update(await seeded(app) if reuse else await seed(app, args))
         out["seed_s"] = round(time.perf_counter() - t0, 1)
         if app.db.is_sqlite:
             async with app.db.session() as s:
@@ -192,19 +232,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         period = period_of_days(local_today(NOW, cfg.bot.tz), 30, cfg.bot.tz)
 
         async def report(group: str | None = None) -> dict[str, Any]:
-            async with app.db.read() as s:
-                return await insights.report(s, period, group)
+            return await insights.report(period, group)
 
+        scan_s, scan_cpu, counts = await timed(scan, args.repeat)
         if args.profile:
             profile(insights.store)
-        scan_s, scan_cpu, counts = await timed(scan, args.repeat)
         report_s, report_cpu, r = await timed(report, args.repeat)
+        if args.profile:
+            profile(insights.store, off=True)
         group_s, group_cpu, _ = await timed(lambda: report("wrGroup0001"), args.repeat)
+
+        async def alone(p: Any) -> dict[str, Any]:  # one period by itself: what each of the two connections does
+            async with app.db.read() as s:
+                return await insights.figures(s, p, None)
+
+        period_cpu = [(await timed(lambda p=p: alone(p), args.repeat))[1] for p in (period, period.previous())]
+        _, scan_stall = await ticking(scan)
+        _, report_stall = await ticking(report)
         out.update({
             "rows": counts, "scan_s": round(scan_s, 3), "report_s": round(report_s, 3),
             "report_group_s": round(group_s, 3), "ratio": round(report_s / scan_s, 2),
             "scan_cpu_s": round(scan_cpu, 3), "report_cpu_s": round(report_cpu, 3),
             "report_group_cpu_s": round(group_cpu, 3), "cpu_ratio": round(report_cpu / max(scan_cpu, 1e-6), 2),
+            "period_cpu_s": [round(c, 3) for c in period_cpu],
+            "loop_stall_ms": {"scan": round(scan_stall, 1), "report": round(report_stall, 1)},
             "sample": {"users.new": r["users"]["new"], "users.total": r["users"]["total"],
                        "behaviour.active": r["behaviour"]["active"], "behaviour.messages": r["behaviour"]["messages"],
                        "behaviour.silent": r["behaviour"]["silent"], "deals.purchases": r["deals"]["purchases"],
@@ -217,10 +268,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 SPENT: Counter[str] = Counter()
+SPENT_CPU: Counter[str] = Counter()
+WRAPPED: set[str] = set()
 
 
-def profile(store: Any) -> None:
-    """Time every statement method of the store (--profile)."""
+def profile(store: Any, off: bool = False) -> None:
+    """Time every statement method of the store (--profile): wall and CPU seconds of the process, summed
+    over the timed runs of the whole-bot report; ``off``: stop timing."""
+    if off:
+        for name in [n for n in vars(store) if n in SPENT or n in WRAPPED]:
+            delattr(store, name)
+        return
     for name in dir(store):
         fn = getattr(store, name)
         if name.startswith("_") or not asyncio.iscoroutinefunction(fn):
@@ -228,22 +286,26 @@ def profile(store: Any) -> None:
 
         def wrap(fn: Any = fn, name: str = name) -> Any:
             async def timed_call(*a: Any, **kw: Any) -> Any:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     return await fn(*a, **kw)
                 finally:
                     SPENT[name] += time.perf_counter() - t0
+                    SPENT_CPU[name] += time.process_time() - c0
             return timed_call
 
         setattr(store, name, wrap())
+        WRAPPED.add(name)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", type=int, default=300_000, help="customers to seed (default 300,000)")
     ap.add_argument("--events", type=int, default=1_000_000, help="ledger and message events (default 1,000,000)")
-    ap.add_argument("--pg", help="PostgreSQL URL of an empty database (default: a temporary SQLite file)")
-    ap.add_argument("--sqlite", metavar="PATH", help="keep the SQLite database in PATH (reused when it exists)")
+    ap.add_argument("--pg", help="PostgreSQL URL of a database to fill, or one an earlier run filled (reused as it "
+                    "is); default: a temporary SQLite file")
+    ap.add_argument("--sqlite", metavar="PATH", help="keep the SQLite database in PATH (reused when an earlier run "
+                    "filled it)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each, the best counts (default 3)")
     ap.add_argument("--seed", type=int, default=16, help="random seed of the generated data")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -251,8 +313,9 @@ def main() -> int:
     args = ap.parse_args()
     res = asyncio.run(run(args))
     if args.profile:
+        print(f"  {'statement (summed over the runs)':<34} {'wall':>8} {'CPU':>8}", file=sys.stderr)
         for name, spent in SPENT.most_common():
-            print(f"  {name:<24} {spent:8.3f} s", file=sys.stderr)
+            print(f"  {name:<34} {spent:7.3f}s {SPENT_CPU[name]:7.3f}s", file=sys.stderr)
     if args.json:
         print(json.dumps(res, ensure_ascii=False))
         return 0
@@ -264,6 +327,10 @@ def main() -> int:
     print(f"  report, 30 days + the 30 before  {res['report_s']:>7.3f}s {res['report_cpu_s']:>7.3f}s   "
           f"ratio {res['ratio']} (CPU {res['cpu_ratio']}) of the scan")
     print(f"  the same for one group           {res['report_group_s']:>7.3f}s {res['report_group_cpu_s']:>7.3f}s")
+    print(f"  each period alone (CPU; the report reads the two at once, on two connections): "
+          f"{res['period_cpu_s'][0]:.3f}s, {res['period_cpu_s'][1]:.3f}s")
+    print(f"  the event loop's longest stall while the report computes: {res['loop_stall_ms']['report']} ms "
+          f"(while the count(*) scan runs: {res['loop_stall_ms']['scan']} ms)")
     print(f"  {res['sample']}")
     return 0
 

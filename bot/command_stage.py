@@ -36,11 +36,33 @@ def build_router() -> Router:
     """The command stage: runs before the features and blocks them when a command matched."""
     router = Router("commands")
 
-    @router.message(is_command_text, priority=10, block=True)
+    @router.message(is_command_text, priority=10, block=True, prepare=prepare)
     async def handle(event: MessageEvent, ctx: Context) -> None:
         await execute(ctx, event, command_text(event.text) or "")
 
     return router
+
+
+async def prepare(event: MessageEvent, app: BotApp) -> Any:
+    """The typed command's own ``prepare`` (CommandSpec.prepare), before the transaction opens: only when
+    the author may run it and its arguments parse (else the handler answers as usual, with nothing read)."""
+    body = command_text(event.text) or ""
+    try:
+        tokens = tokenize(body)
+    except CommandError:
+        return None
+    spec, consumed, _top = app.commands.resolve(tokens)
+    if spec is None or spec.prepare is None:
+        return None
+    async with app.db.read() as session:
+        roles = await app.dispatcher.roles_of(session, event.sender.id)
+    if not spec.allowed(roles) or (spec.where != "any" and spec.where != event.chat.type):
+        return None
+    try:
+        args = spec.parse(body, tokens[consumed:])
+    except CommandError:
+        return None
+    return await spec.prepare(event, app, args)
 
 
 async def execute(ctx: Context, event: MessageEvent, body: str, *, confirmed: bool = False) -> None:

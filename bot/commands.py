@@ -192,12 +192,16 @@ class CommandSpec:
     examples: list[str] = field(default_factory=list)
     private: bool = False  # its answer holds staff, customer or compliance data: answered 1:1 when typed in a group
     preview: HandlerFn | None = None  # confirm=True: what will happen, shown with the code (None back: refused)
+    # Reads that take long (a report): called with (event, app, args) before the handler's transaction opens,
+    # for an author who may run the command; the result is ``ctx.prepared`` (None: the handler does it itself).
+    prepare: Callable[[Any, Any, Args], Awaitable[Any]] | None = None
 
     @classmethod
     def declare(cls, path: str, fn: HandlerFn, args: list[Any], *, router: str, help: str = "",
                 roles: Iterable[str] = (), where: str = "any", confirm: bool = False,
                 audit: bool | None = None, examples: Sequence[str] = (), private: bool = False,
-                preview: HandlerFn | None = None) -> CommandSpec:
+                preview: HandlerFn | None = None,
+                prepare: Callable[[Any, Any, Args], Awaitable[Any]] | None = None) -> CommandSpec:
         parts = tuple(p.lower() for p in path.split())
         if not 1 <= len(parts) <= 2:
             raise ValueError(f"command path {path!r} must be 'cmd' or 'cmd sub'")
@@ -208,11 +212,13 @@ class CommandSpec:
                 raise TypeError(f"{path}: arguments are declared with Arg(...), got {a!r}")
         if preview is not None and not confirm:
             raise ValueError(f"{path}: a preview is shown with the confirmation code; it needs confirm=True")
+        if prepare is not None and confirm:
+            raise ValueError(f"{path}: a confirmed command runs later; it cannot prepare before its transaction")
         if any(a.rest for a in args[:-1]):
             raise ValueError(f"{path}: only the last argument may take the rest of the text")
         return cls(path=parts, fn=fn, args=list(args), router=router, help=help, roles=frozenset(roles),
                    where=where, confirm=confirm, audit=audit, examples=list(examples), private=private,
-                   preview=preview)
+                   preview=preview, prepare=prepare)
 
     @property
     def name(self) -> str:

@@ -33,6 +33,7 @@ from bot.context import Context
 from bot.events import EnteredAgent, Event, MessageEvent
 from bot.roles import ADMIN
 from bot.routing import HandlerSpec, Router
+from bot.storage import snapshots
 from bot.storage.db import insert_ignoring_conflicts
 from bot.storage.keys import bounded_key
 from bot.storage.models import HandledEvent
@@ -249,7 +250,7 @@ class Dispatcher:
                     await self._call(spec, event, ctx)
                 return self._ran(spec, ctx, outcome, after)
             except Exception as exc:
-                self.app.roles.forget(session)  # a grant or revoke in the rolled-back savepoint is undone
+                snapshots.forget(session)  # what the rolled-back savepoint wrote is undone: read tables again
                 transient = _is_transient(exc)
                 if transient and attempt < self.handler_attempts:
                     await asyncio.sleep(0.05 * attempt)
@@ -270,7 +271,7 @@ class Dispatcher:
             ctx = await self._context(session, spec, event, prepared)
             await self._call(spec, event, ctx)
         except Exception as exc:
-            self.app.roles.forget(session)
+            snapshots.forget(session)
             raise BatchAborted(f"{spec.name} failed on {event.key}: {type(exc).__name__}") from exc
         return self._ran(spec, ctx, outcome, after)
 

@@ -40,8 +40,4 @@ MEMBER_FACTS: ServiceKey[MemberFacts] = ServiceKey("member_facts")
 
 def member_facts(app: Any) -> MemberFacts:
     """The app's fact sources (made on first use, so features may add to it in any order)."""
-    facts = app.maybe(MEMBER_FACTS)
-    if facts is None:
-        facts = MemberFacts()
-        app.provide(MEMBER_FACTS, facts)
-    return facts
+    return app.services.shared(MEMBER_FACTS, MemberFacts)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 
 from bot.clock import Clock
 from bot.config import Config
@@ -400,10 +400,14 @@ class OutboxPump(Pump):
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes:
             return
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row_id, values in outcomes:  # rows with the same columns to set: one executemany
+            shapes[tuple(sorted(values))].append({"row_id": row_id, **{f"v_{k}": v for k, v in values.items()}})
         async with self.db.session() as s:
-            for row_id, values in outcomes:
-                await s.execute(update(OUTBOX).where(and_(OUTBOX.c.id == row_id, OUTBOX.c.locked_by == self.replica))
-                                .values(**values))
+            for columns, params in shapes.items():
+                stmt = update(OUTBOX).where(and_(OUTBOX.c.id == bindparam("row_id"),
+                                                 OUTBOX.c.locked_by == self.replica))
+                await s.execute(stmt.values({c: bindparam(f"v_{c}") for c in columns}), params)
 
     async def release(self) -> int:
         async with self.db.session() as s:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, delete, select
 
 from bot.clock import Clock
+from bot.storage import snapshots
 from bot.storage.db import insert_ignoring_conflicts
 from bot.storage.models import RoleGrant
 
@@ -18,7 +19,7 @@ REVIEWER = "reviewer"
 ROLES = (ADMIN, OPERATOR, REVIEWER)
 
 GRANTS = RoleGrant.__table__
-_SNAPSHOT = "siyu.roles"  # key of a transaction's copy of the grants in session.info
+_SNAPSHOT = "roles"  # the name of a transaction's copy of the grants (bot.storage.snapshots)
 
 
 class Roles:
@@ -31,16 +32,11 @@ class Roles:
         """The user's roles as this transaction sees them.
 
         The grants are read once per transaction (one query for a whole inbox batch, not one per event
-        and handler) and kept in ``session.info``; grant and revoke drop that copy (read again on the next
-        lookup), and so does a savepoint that rolls back (:meth:`forget`). Another replica's grant is seen by
-        the next transaction that starts after it committed — the same as reading the table each time.
+        and handler, :func:`bot.storage.snapshots.snapshot`); grant and revoke drop that copy (read again on
+        the next lookup), and so does a savepoint that rolls back. Another replica's grant is seen by the
+        next transaction that starts after it committed — the same as reading the table each time.
         """
-        grants = session.info.get(_SNAPSHOT)
-        if grants is None:
-            grants = defaultdict(set)
-            for uid, role in (await session.execute(select(GRANTS.c.user_id, GRANTS.c.role))).all():
-                grants[uid].add(role)
-            session.info[_SNAPSHOT] = grants
+        grants = await snapshots.snapshot(session, _SNAPSHOT, _load_grants)
         roles = set(grants.get(user_id, ()))
         if user_id in self.admins:
             roles.add(ADMIN)
@@ -48,7 +44,7 @@ class Roles:
 
     def forget(self, session: Any) -> None:
         """Drop this transaction's copy of the grants (read again on the next :meth:`of`)."""
-        session.info.pop(_SNAPSHOT, None)
+        snapshots.forget(session, _SNAPSHOT)
 
     async def grant(self, session: Any, user_id: str, role: str, by: str) -> bool:
         if role not in ROLES or role == ADMIN:
@@ -72,3 +68,10 @@ class Roles:
             q = q.where(GRANTS.c.role == role)
         out += [(r.user_id, r.role, r.granted_by) for r in (await session.execute(q)).all()]
         return out
+
+
+async def _load_grants(session: Any) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = defaultdict(set)
+    for uid, role in (await session.execute(select(GRANTS.c.user_id, GRANTS.c.role))).all():
+        grants[uid].add(role)
+    return grants

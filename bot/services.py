@@ -7,6 +7,7 @@ key lives here, at the bottom, so a feature never imports the app to name it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -39,3 +40,10 @@ class Services:
 
     def maybe(self, key: ServiceKey[T]) -> T | None:
         return self._services.get(key)
+
+    def shared(self, key: ServiceKey[T], make: Callable[[], T]) -> T:
+        """The service under ``key``, made with ``make`` on first use: a registry several features add
+        to in their ``install``, in any order (bot.memberfacts, bot.openquestions)."""
+        if key not in self._services:
+            self._services[key] = make()
+        return self._services[key]

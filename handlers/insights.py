@@ -7,13 +7,19 @@ The figures come from :class:`bot.insights.report.Insights` — the same query l
 
 from __future__ import annotations
 
-from bot.commands import Arg
+from typing import TYPE_CHECKING, Any
+
+from bot.commands import Arg, Args
 from bot.context import Context
 from bot.events import MessageEvent
 from bot.insights import INSIGHTS
+from bot.insights.labels import channel_label
 from bot.insights.period import Period, local_today, parse_span
 from bot.roles import OPERATOR
 from bot.routing import Router
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
 
 router = Router("insights")
 router.alias("统计", "stats")
@@ -21,16 +27,25 @@ router.alias("数据", "stats")
 router.alias("满意度", "nps")
 
 
+async def report_first(event: MessageEvent, app: BotApp, args: Args) -> tuple[Period, dict[str, Any]] | None:
+    """The report of the span asked for, read before the command's transaction opens (the command stage's
+    prepare): a report over many members takes seconds and must not hold the database's writer."""
+    tz = app.config.bot.tz
+    period = parse_span(args["span"], local_today(app.clock.now(), tz), tz)
+    return None if period is None else (period, await app.get(INSIGHTS).report(period))
+
+
 @router.command("stats", Arg("span", "今天|昨天|本周|本月|N天", optional=True, default="7天"), roles=[OPERATOR],
                 private=True, help="运营数据：用户、转化、行为、裂变、成交，与上一个同样长的时段对比（默认近 7 天）",
-                examples=["/stats", "/stats 今天", "/stats 本月", "/stats 30天"])
+                examples=["/stats", "/stats 今天", "/stats 本月", "/stats 30天"], prepare=report_first)
 async def stats(event: MessageEvent, ctx: Context) -> None:
     period = await _period(ctx, "insights/stats_usage.j2")
     if period is None:
         return
-    report = await ctx.get(INSIGHTS).report(ctx.session, period)
+    ready = ctx.prepared
+    report = ready[1] if ready is not None and ready[0] == period else await ctx.get(INSIGHTS).report(period)
     names = {t["tier"]: t["name"] for t in report["conversion"]["funnel"]}
-    await ctx.reply(ctx.render("insights/stats.j2", r=report, names=names))
+    await ctx.reply(ctx.render("insights/stats.j2", r=report, names=names, channel=channel_label))
 
 
 @router.command("nps", Arg("span", "N天", optional=True, default="30天"), roles=[OPERATOR], private=True,

@@ -4,8 +4,9 @@ Members ask in 1:1 chats, by @-mentioning the bot in a group, or with ``/ask``.
 Whether and how the bot answers is decided in one place,
 :meth:`bot.knowledge.answering.Answering.respond` (its docstring states the
 rules: chatter, groups, ``group_auto``, cooldown, staff, threshold, suggestions, misses).
-A number answers "did you mean" (priority 25, a follow-up); answers run at
-priority 50 and block. The /kb commands each call one method of
+A number answers "did you mean" (priority 46, after a survey's score at 44: the
+question asked last takes the number, bot.openquestions); answers run at priority 50
+and block. The /kb commands each call one method of
 :class:`bot.knowledge.service.KnowledgeService`.
 """
 
@@ -70,7 +71,7 @@ for alias, path in (("知识库", "kb"), ("问", "ask"), ("提问", "ask"), ("�
 
 # ── members ──
 
-@router.message(is_pick_text & is_not_command, priority=25)
+@router.message(is_pick_text & is_not_command, priority=46)
 async def pick_suggestion(event: MessageEvent, ctx: Context) -> None:
     number = _pick_number(_clean(event, ctx))
     if number is not None:
@@ -80,7 +81,7 @@ async def pick_suggestion(event: MessageEvent, ctx: Context) -> None:
 def _question(event: MessageEvent, app: Any) -> str | None:
     text = strip_bot_mention(event.text, app.bot_names).strip()
     if _pick_number(text) is not None or command_text(text) is not None:
-        return None  # a number answers "did you mean" (priority 25); "@bot /cmd" is a command, not a question
+        return None  # a number answers "did you mean" (priority 46); "@bot /cmd" is a command, not a question
     return text
 
 

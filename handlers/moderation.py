@@ -94,10 +94,11 @@ async def change(ctx: Context, event: MessageEvent, action: str, note: str = "")
                                category=done.category, status=done.status, proposal=done.proposal))
 
 
-@router.command("alerts ack", ALERT_ID, roles=[REVIEWER], private=True, help="确认收到一条预警（停止升级提醒）",
-                examples=["/alerts ack 12"])
+@router.command("alerts ack", ALERT_ID, Arg("note", "备注", rest=True, optional=True, default=""), roles=[REVIEWER],
+                private=True, help="确认收到一条预警（停止升级提醒），可附备注",
+                examples=["/alerts ack 12", "/alerts ack 12 已联系员工"])
 async def alerts_ack(event: MessageEvent, ctx: Context) -> None:
-    await change(ctx, event, "ack")
+    await change(ctx, event, "ack", ctx.args["note"] or "")
 
 
 @router.command("alerts resolve", ALERT_ID, Arg("note", "备注", rest=True, optional=True, default=""),

@@ -67,7 +67,8 @@ async def test_a_customer_added_through_a_channel_carries_it_and_is_counted(weco
     (listing,) = await h.admin("/channel list", group=False)
     assert "· 抖音直播" in listing and "已添加 1 人" in listing and "https://" in listing
     texts = await h.admin("/stats 今天", group=False)
-    assert any("channel:抖音直播 1" in t and "state:other-way 1" in t and "contact 1" in t for t in texts)
+    (stats,) = [t for t in texts if "来源：" in t]
+    assert "渠道 抖音直播 1" in stats and "渠道码 other-way 1" in stats and "员工添加 1" in stats
 
 
 async def test_bad_channel_names_and_no_wecom_api_create_nothing(harness: Harness) -> None:

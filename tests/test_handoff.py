@@ -97,6 +97,13 @@ async def test_anger_opens_one_and_a_plain_question_or_a_negation_does_not(h: Ha
     assert "Bob（wmBob" in sent[0].text                             # the name without its bidi override
 
 
+async def test_nobody_answering_asks_for_a_person(h: Harness) -> None:
+    """「人呢？？怎么没人回」 is a customer waiting for a person, not a question for the knowledge base."""
+    sent = await h.say("人呢？？？怎么没人回", group=False, sender="wmDan", name="Dan")
+    assert kinds(sent) == [("app_message", ("duty01",)), ("reply", ("wmDan",))]
+    assert "触发词：没人回" in sent[0].text and "已经为您转接人工客服" in sent[1].text
+
+
 async def test_staff_never_open_one(h: Harness) -> None:
     await h.say("客户说要投诉，我来转人工处理", sender="staff02", name="王姐", staff=True, mention=False)
     await h.say("转人工", sender="staff02", name="王姐", staff=True, group=False)
@@ -232,3 +239,21 @@ async def test_the_console_calls_the_same_service(h: Harness, clock: FakeClock) 
     sent = await h.settle()
     (told,) = [d.text for d in sent if d.to == ["wmAlice"]]
     assert told == "Alice，客服「小周」已经接手您的问题，会直接和您联系，请留意消息～"
+
+
+async def test_a_handoff_opened_in_a_batch_holds_the_next_events_of_that_batch(h: Harness) -> None:
+    """The live holds are read once per transaction: the handoff the first event opens keeps the knowledge
+    base away from the member's next message in the same batch, and once it is closed the bot answers again."""
+    app = h.app
+    for text in ("我要转人工", "怎么退款"):
+        await app.accept_event(h.message(text, group=False))
+    assert await app.inbox_pump.drain_once() == 2  # one batch
+    sent = await h.settle()
+    assert kinds(sent) == [("app_message", ("duty01",)), ("reply", ("wmAlice",))]
+    assert "已经为您转接人工客服" in sent[1].text
+    (row,) = await handoffs(app)
+    assert [m["text"] for m in row.messages] == ["我要转人工", "怎么退款"]
+
+    await op(h, f"/handoff close {row.id}")  # committed: the next transaction reads the holds again
+    sent = await h.say("怎么退款", group=False)
+    assert kinds(sent) == [("reply", ("wmAlice",))] and "转接人工" not in sent[0].text  # the bot answers again

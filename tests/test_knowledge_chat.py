@@ -455,3 +455,28 @@ async def test_reset_of_an_unchanged_file_entry_says_so(h: Harness) -> None:
 async def test_mentioned_command_is_not_taken_for_a_question(h: Harness) -> None:
     await h.say_texts("@小域 /whoami")
     assert await count(h, KbMiss) == 0
+
+
+async def test_a_group_switched_in_a_batch_or_by_another_replica_is_seen_by_the_next_question(
+        h: Harness, make_bot: Callable[..., BotApp], kb_config: Config) -> None:
+    """The groups switched off are read once per transaction: a switch in the same batch is seen by the
+    events after it, and a switch committed by another replica by the next batch."""
+    app = h.app
+    for text, sender in (("怎么退款", "wmAlice"), ("/kb off", "admin01"), ("退款多久到账", "wmAlice")):
+        await app.accept_event(h.message(text, sender=sender, staff=sender == "admin01"))
+    assert await app.inbox_pump.drain_once() == 3  # one batch
+    texts = [d.text for d in await h.settle()]
+    assert texts[0] == "Alice您好，收到商品7天内可以退款" and "已关闭" in texts[1] and len(texts) == 2
+
+    other = make_bot(cfg=kb_config)  # a second replica on the same database switches the group back on
+    other.provide(MEMBERS, Directory())
+    await other.start()
+    try:
+        await other.accept_event(h.message("/kb on", sender="admin01", staff=True))
+        await other.settle()
+        assert await h.say_texts("退款多久到账") == ["退款1-3个工作日到账"]
+        await other.accept_event(h.message("/kb off", sender="admin01", staff=True))
+        await other.settle()
+        assert await h.say_texts("退款多久到账") == []
+    finally:
+        await other.stop()

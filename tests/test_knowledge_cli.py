@@ -190,3 +190,32 @@ def test_candidate_phrasings_are_measured_on_questions_they_do_not_copy() -> Non
     assert all(0 <= h["without"] <= 2 and 0 <= h["with"] <= 2 for h in halves)
     with pytest.raises(SystemExit, match="no-such-entry"):
         try_phrasings(files, {"no-such-entry": ["随便问问"]}, items, held_out=[])
+
+
+def test_the_bench_measures_other_settings_and_splits_wrong_answers(kb: Path) -> None:
+    import sys
+
+    from bot.knowledge.base import build_matcher
+    from bot.knowledge.entry import Where
+    from bot.knowledge.files import KnowledgeFiles
+    from bot.knowledge.matcher import MatchSettings
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from kb import evaluate, settings_from
+
+    s = settings_from(["min_support=0.2", "spelling=false", "max_suggestions=2"])
+    assert (s.min_support, s.spelling, s.max_suggestions, s.threshold) == (0.2, False, 2, MatchSettings().threshold)
+    with pytest.raises(SystemExit, match="did you mean min_support"):
+        settings_from(["min_suport=0.2"])
+    with pytest.raises(SystemExit, match="not a float"):
+        settings_from(["threshold=high"])
+
+    files = KnowledgeFiles(kb)
+    files.refresh()
+    m = build_matcher(files.entries, files.synonyms, files.stopwords, MatchSettings())
+    where = Where(chat="single")
+    asked = [("怎么退款", "refund", where), ("怎么退款", "points-use", where), ("怎么退款", None, where),
+             ("今天天气真好", None, where)]
+    r = evaluate(m, files.entries, asked)
+    # one right, one answered with another entry, one answered although nothing should be
+    assert (r["wrong_count"], r["off_topic_answered"]) == (2, 1)

@@ -173,7 +173,7 @@ async def test_the_console_page_finds_members_by_part_of_a_name_a_tag_or_an_id(h
 
 async def test_migrating_indexes_the_members_already_there(h: Harness) -> None:
     """The migration's backfill: names, tags and notes written while there was no index are indexed by it."""
-    migration: Any = import_module("bot.storage.migrations.versions.0404_member_search")
+    migration: Any = import_module("bot.storage.migrations.versions.0405_member_search")
     await h.say("hi", sender="wmZhao", name="赵小云", mention=False)
     await h.say_texts("/tag add @wmZhao 岩茶爱好者", sender="op1", staff=True, group=False)
     await h.say_texts("/note @wmZhao 月底生日", sender="op1", staff=True, group=False)

@@ -168,7 +168,9 @@ async def test_reviewer_commands_and_roles(h: Harness, mbot: BotApp) -> None:
     shown = (await say(f"/alerts show {a.id}"))[0]
     for piece in ("张三", "新人群", "微信", "原文", "【微信】"):
         assert piece in shown
-    assert "已确认" in (await say(f"/alerts ack {a.id}"))[0]
+    acked = (await say(f"/alerts ack {a.id} 已联系员工"))[0]
+    assert "已确认" in acked and "备注：已联系员工" in acked
+    assert {r.id: r.note for r in await alerts(mbot)}[a.id] == "已联系员工"
     assert "无需重复" in (await say(f"/alerts ack {a.id}"))[0]
     fp = (await say(f"/alerts fp {a.id} 只是说发消息"))[0]
     assert "误报" in fp and "/word allow 私下联系" in fp

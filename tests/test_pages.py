@@ -351,8 +351,7 @@ async def test_the_overview_draws_the_report_of_the_period_against_the_one_befor
     part = await (await client.get("/console/overview/report?span=7")).text()
     tz = harness.app.config.bot.tz
     period = parse_span("7天", local_today(harness.app.clock.now(), tz), tz)
-    async with harness.app.db.read() as s:
-        report = await harness.app.get(INSIGHTS).report(s, period)
+    report = await harness.app.get(INSIGHTS).report(period)
     assert f"{report['period']['since']} ~ {report['period']['until']}（7 天）" in part
     charts = options_of(part)
     tiers = charts["各等级人数"]

@@ -5,6 +5,7 @@ script below, by the definitions of docs/report.md."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -147,24 +148,21 @@ def split(report: dict[str, Any], which: str) -> dict[str, Any]:
 
 async def test_the_report_matches_a_hand_count_of_two_scripted_weeks(scripted: tuple[Harness, Config]) -> None:
     h, _ = scripted
-    async with h.app.db.read() as s:
-        report = await h.app.get(INSIGHTS).report(s, WEEK2)
+    report = await h.app.get(INSIGHTS).report(WEEK2)
     assert report["period"]["since"] == "2026-11-08" and report["period"]["until"] == "2026-11-14"
     assert report["period"]["previous"]["since"] == "2026-11-01"
     assert report["period"]["previous"]["until"] == "2026-11-07"
     check(split(report, "now"), WEEK2_EXPECTED)
     check(split(report, "previous"), WEEK1_EXPECTED)
-    async with h.app.db.read() as s:   # the previous period, asked for itself, is the same
-        alone = await h.app.get(INSIGHTS).report(s, WEEK1)
+    alone = await h.app.get(INSIGHTS).report(WEEK1)   # the previous period, asked for itself, is the same
     assert split(alone, "now") == split(report, "previous")
 
 
 async def test_the_report_of_one_group_counts_its_members_and_what_happened_in_it(
         scripted: tuple[Harness, Config]) -> None:
     h, _ = scripted
-    async with h.app.db.read() as s:
-        g1 = await h.app.get(INSIGHTS).report(s, WEEK2, "g1")
-        g2 = await h.app.get(INSIGHTS).report(s, WEEK2, "g2")
+    g1 = await h.app.get(INSIGHTS).report(WEEK2, "g1")
+    g2 = await h.app.get(INSIGHTS).report(WEEK2, "g2")
     assert g1["scope"] == {"group": "g1"}
     assert (g1["users"]["new"], g1["users"]["total"], g1["users"]["by_tier"]) == (1, 3, {"active": 1, "vip": 2})
     b = g1["behaviour"]
@@ -237,6 +235,89 @@ async def test_stats_answers_operators_privately_and_refuses_an_unknown_span(scr
     assert "GMV ¥250.00（上期 ¥100.00）" in text and "暂无满意度调查数据" in text
     (usage,) = await h.admin("/stats 明年", group=False)
     assert "看不懂时段「明年」" in usage
+
+
+async def test_channels_take_the_earliest_group_and_days_between_steps_are_exact(
+        make_bot: Callable[..., BotApp], clock: FakeClock) -> None:
+    """The edges of what SQL counts now: a customer in two groups is counted by the scene of the earlier
+    join, one added by staff is ``contact``; a rise 2 days 6 hours after joining is 2.25 days exactly, which
+    rounds (half to even, as Python rounds 2.25) to 2.2 — not 2.3, as a day count with a rounding error would."""
+    app = make_bot()
+    await app.start()
+    h = Harness(app)
+    clock.set(at(1, 10))
+    await h.join("wmAnn", "Ann", chat="g1", chat_name="茶友一群", scene="qrcode")
+    clock.set(at(2, 10))
+    await h.add_contact("wmCarol", "Carol", staff="staff01")
+    clock.set(at(3, 16))
+    await h.join("wmBob", "Bob", chat="g1", chat_name="茶友一群", inviter="wmAnn")  # Ann: referral +30 → active
+    clock.set(at(4, 10))
+    await h.join("wmAnn", "Ann", chat="g2", chat_name="茶友二群", scene="invite")  # her second group, later
+    clock.set(at(8, 9))
+    report = await app.get(INSIGHTS).report(WEEK1)
+    assert report["users"]["new"] == 3
+    assert report["users"]["by_channel"] == {"contact": 1, "group:invite": 1, "group:qrcode": 1}
+    active = next(s for s in report["conversion"]["funnel"] if s["tier"] == "active")
+    assert (active["reached"], active["median_days"]) == (1, 2.2)
+
+
+async def test_stats_reads_before_its_transaction_so_callbacks_are_taken_while_it_computes(
+        scripted: tuple[Harness, Config], clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/stats computes its report before the command's write transaction opens, on read sessions of its own:
+    held half-way through its statements, the bot still takes a callback's event (the inbox write a
+    callback's 200 waits for) and answers health checks; released, it answers with the same figures."""
+    h, _ = scripted
+    clock.set(at(14, 20))
+    spoken = await ann_messages_on_the_14th(h)
+    store = h.app.get(INSIGHTS).store
+    reading, go = asyncio.Event(), asyncio.Event()
+    real = store.activity_by_chat
+
+    async def held(*args: Any, **kw: Any) -> Any:
+        reading.set()
+        await go.wait()
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(store, "activity_by_chat", held)
+    stats = asyncio.create_task(h.say("/stats 7天", sender="admin01", name="管理员", staff=True, group=False))
+    await asyncio.wait_for(reading.wait(), 60)
+    taken = await asyncio.wait_for(h.app.accept_event(h.message("还在吗", sender="wmAnn", name="Ann", chat="g1",
+                                                                mention=False)), 60)
+    assert taken and (await h.app.health())["status"] == "ok"
+    assert not stats.done()  # the report is still being computed
+    go.set()
+    answer = [d.text for d in await asyncio.wait_for(stats, 60) if "运营数据" in d.text]
+    assert len(answer) == 1 and "新增 3（上期 2）" in answer[0] and "GMV ¥250.00（上期 ¥100.00）" in answer[0]
+    await h.settle()  # Ann's message, taken meanwhile, is handled once the inbox gets to it
+    assert await ann_messages_on_the_14th(h) == spoken + 1
+
+
+async def test_stats_reads_nothing_for_a_member_without_the_role_or_for_a_bad_span(
+        scripted: tuple[Harness, Config], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report is read before the transaction only for an author who may run /stats with a span that
+    parses: a customer typing /stats, or an operator typing a bad span, costs no report."""
+    h, _ = scripted
+    insights = h.app.get(INSIGHTS)
+    asked: list[Period] = []
+    real = insights.report
+
+    async def counted(period: Period, chat_id: str | None = None) -> dict[str, Any]:
+        asked.append(period)
+        return await real(period, chat_id)
+
+    monkeypatch.setattr(insights, "report", counted)
+    denied = await h.say_texts("/stats 30天", sender="wmAnn", name="Ann", chat="g1")
+    assert any("需要运营权限" in t for t in denied)
+    (usage,) = await h.admin("/stats 明年", group=False)
+    assert "看不懂时段「明年」" in usage and asked == []
+    await h.admin("/stats 7天", group=False)
+    assert asked == [parse_span("7天", date(2026, 11, 15), TZ)]  # once, before the transaction
+
+
+async def ann_messages_on_the_14th(h: Harness) -> int:
+    async with h.app.db.read() as s:
+        return sum((await s.execute(select(MemberActivity.messages).where(
+            MemberActivity.day == "2026-11-14", MemberActivity.member_id == "wmAnn"))).scalars().all())
 
 
 def test_spans_are_local_days_ending_today() -> None:

@@ -94,3 +94,14 @@ def test_a_bad_start_time_is_refused(db_url: str, tmp_path: Path) -> None:
                           cwd=tmp_path, env=env)
     assert done.returncode == 2
     assert "--start 'tomorrow' 应写成" in done.stderr
+
+
+def test_the_days_mass_send_steps_show_as_one_task_per_staff_member(db_url: str, tmp_path: Path) -> None:
+    scripts = tmp_path / "s"
+    scripts.mkdir()
+    (scripts / "care.yaml").write_text(
+        "id: care\nname: 新客关怀\ntrigger: contact_added\nper: member\nsteps:\n"
+        "  - {id: tips, at: \"+1d\", via: mass_send, text: 今天分享白茶冲泡的三个小技巧}\n", encoding="utf-8")
+    out = simulate(db_url, tmp_path, ":add\n:wait 1h\n:as Bob\n:add\n:wait 1d\n:quit\n", "--name", "Alice",
+                   "--start", "2026-12-07 10:00", env={"SIYU_SOP__DIR": str(scripts)})
+    assert out.count("── [群发任务] staff01 → 2 位客户") == 1 and out.count("[群发任务]") == 1

@@ -223,8 +223,7 @@ async def test_nps_against_a_hand_count_and_the_report_block(h: Harness) -> None
 
 
 async def _report(app: BotApp, period: Period) -> dict[str, Any]:
-    async with app.db.read() as s:
-        return await app.get(INSIGHTS).report(s, period)
+    return await app.get(INSIGHTS).report(period)
 
 
 @pytest.mark.parametrize("arg", ["0天", "400天", "abc", "-3"])
@@ -322,3 +321,38 @@ async def test_an_external_detractor_in_a_group_is_told_to_the_group_owner(h: Ha
     assert alert.to == ["staff02"] and "打了 5 分" in alert.text
     (why,) = [d for d in sent if d.kind == "reply"]
     assert why.text == "Carol，能说说哪里不满意吗？" and why.destination.get("mention") == ["wmCarol"]
+
+
+async def test_a_score_answers_the_survey_asked_after_the_suggestions(h: Harness) -> None:
+    """「您是不是想问」 still open when the survey asks: the number is the score, not a pick (and not 「已过期」)."""
+    await h.join("bob01", "Bob", chat="g1", chat_name="禾屿茶友会1群")
+    h.app.clock.advance(timedelta(minutes=58))
+    (offer,) = await reply(h, "积分")
+    assert "回复数字" in offer.text
+    h.app.clock.advance(timedelta(minutes=2))
+    (question,) = sop_sent(await h.settle())
+    assert question.text == SURVEY_QUESTION
+    reason, alert = await reply(h, "2")            # a detractor's score: the survey asks why, the owner is told
+    assert alert.to == ["lead01"] and "2 分" in alert.text
+    assert reason.text == "Bob，能说说哪里不满意吗？"
+    (row,) = await surveys(h.app)
+    assert (row.score, row.state) == (2, "commenting")
+
+
+async def test_a_number_picks_from_suggestions_offered_after_the_survey(h: Harness) -> None:
+    """The list offered after the survey's question takes the number; the survey waits for the next reply."""
+    await asked(h)
+    (reask,) = await reply(h, "积分")             # no score: asked once more
+    assert "0–10" in reask.text
+    h.app.clock.advance(timedelta(minutes=1))
+    (offer,) = await reply(h, "积分")             # then ordinary chat: the knowledge base offers a list
+    assert "回复数字" in offer.text
+    h.app.clock.advance(timedelta(minutes=1))
+    (answer,) = await reply(h, "1")
+    assert "感谢" not in answer.text and "回复数字" not in answer.text
+    (row,) = await surveys(h.app)
+    assert (row.score, row.state) == (None, "reasked")
+    (thanks,) = await reply(h, "9")
+    assert "感谢" in thanks.text
+    (row,) = await surveys(h.app)
+    assert (row.score, row.state) == (9, "done")

@@ -9,24 +9,13 @@ from bot.campaigns import CAMPAIGNS, CHANNELS
 from bot.campaigns.channels import Channels
 from bot.campaigns.service import SegmentSends
 from bot.campaigns.store import CampaignsStore
+from bot.masssend import ResultsPump
 from bot.members import CHANNEL_NAMES
-from bot.pump import Pump
 
 if TYPE_CHECKING:
     from bot.app import BotApp
 
 TEMPLATES = Path(__file__).with_name("templates")
-
-
-class SendResultsPump(Pump):
-    name = "campaign-results"
-
-    def __init__(self, sends: SegmentSends) -> None:
-        super().__init__()
-        self.sends = sends
-
-    async def drain_once(self) -> int:
-        return await self.sends.poll_results()
 
 
 def install(app: BotApp) -> None:
@@ -37,4 +26,4 @@ def install(app: BotApp) -> None:
     app.provide(CAMPAIGNS, sends)
     app.provide(CHANNELS, channels)
     app.provide(CHANNEL_NAMES, channels)
-    app.pumps.append(SendResultsPump(sends))
+    app.pumps.append(ResultsPump("campaign-results", sends.poll_results))

@@ -10,7 +10,6 @@ with ``externalcontact/get_groupmsg_send_result`` (:meth:`SegmentSends.poll_resu
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,21 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from bot.campaigns.config import CampaignsConfig
 from bot.campaigns.store import CampaignsStore
+from bot.masssend import PollTimes, TaskPoller, task_deliveries
 from bot.members import MEMBERS, MemberDirectory, MemberProfile
 from bot.outbox import TEXT_LIMITS
 from bot.textcheck import TEXT_CHECK, warnings_of
+from bot.wecomapi import WECOM_API
 
 if TYPE_CHECKING:
     from bot.app import BotApp
     from bot.context import Context
 
-log = logging.getLogger("siyu.campaigns")
-
 KINDS = {"tier": "tier", "等级": "tier", "tag": "tag", "标签": "tag", "group": "group", "群": "group"}
 SEGMENT_RX = re.compile(r"([^:：]+)[:：](.+)")
-TASK_RECIPIENTS = 10_000   # add_msg_template takes at most 10,000 external_userids
 TEXT_BYTES = TEXT_LIMITS["text"]
-RESULT_PAGE = 1000
 
 
 @dataclass(slots=True)
@@ -67,6 +64,10 @@ class Part:
 
 
 class SegmentSends(Part):
+    def __init__(self, app: BotApp, cfg: CampaignsConfig, store: CampaignsStore) -> None:
+        super().__init__(app, cfg, store)
+        self.poller = TaskPoller(app.db, store.tasks, PollTimes(cfg.poll_after_s, cfg.poll_interval_s,
+                                                                cfg.poll_max_hours), lambda: app.maybe(WECOM_API))
 
     # ── planning ──
 
@@ -160,13 +161,12 @@ class SegmentSends(Part):
             got = await self.store.claim_recipients(ctx.session, send_id, plan.day, members)
             plan.sent_today += len(members) - len(got)  # another send took them in between
             mine = [m for m in members if m in got]
-            for n, first in enumerate(range(0, len(mine), TASK_RECIPIENTS)):
-                chunk = mine[first:first + TASK_RECIPIENTS]
-                key = f"send:{send_id}:{staff}" + (f":{n}" if n else "")
-                await ctx.send("mass_send", key=key, text=text, not_before=plan.due,
-                               destination={"sender": staff, "external_userids": chunk})
-                tasks.append({"send_id": send_id, "staff": staff[:128], "outbox_key": key, "customers": len(chunk),
-                              "state": "queued", "unsent": len(chunk), "created_at": now, "detail": "",
+            deliveries = task_deliveries(f"send:{send_id}:{staff}", staff, mine, text, not_before=plan.due)
+            await ctx.send_many(deliveries)
+            for d in deliveries:
+                n = len(d["destination"]["external_userids"])
+                tasks.append({"send_id": send_id, "staff": staff[:128], "outbox_key": d["key"], "customers": n,
+                              "state": "queued", "unsent": n, "created_at": now, "detail": "",
                               "next_poll_at": plan.due + timedelta(seconds=self.cfg.poll_after_s)})
         await self.store.add_tasks(ctx.session, tasks)
         reached = sum(t["customers"] for t in tasks)
@@ -188,63 +188,6 @@ class SegmentSends(Part):
     # ── results ──
 
     async def poll_results(self) -> int:
-        """Look at the tasks due for a look: the outbox row (msgid) first, then get_groupmsg_send_result."""
-        now = self.app.clock.now()
-        claimed, sent = await self.store.claim_polls(now, timedelta(seconds=self.cfg.poll_interval_s))
-        updates: list[tuple[int, dict[str, Any]]] = []
-        for c in claimed:
-            values = await self._poll_one(c, sent.get(c.outbox_key), now)
-            if values is not None:
-                updates.append((c.id, values))
-        if updates:
-            await self.store.update_tasks(updates)
-        return len(claimed)
-
-    async def _poll_one(self, c: Any, row: Any, now: datetime) -> dict[str, Any] | None:
-        """What one look found; None while the task is not sent yet (looked at again next interval)."""
-        from bot.wecomapi import WECOM_API
-
-        if row is None or row.status in ("pending", "sending"):
-            return None
-        if row.status == "dead":
-            return {"state": "failed", "failed": c.customers, "unsent": 0,
-                    "detail": f"群发任务没有创建：{row.last_error or ''}"[:2000]}
-        msgid = str((row.result or {}).get("msgid") or c.msgid or "")
-        api = self.app.maybe(WECOM_API)
-        if not msgid or api is None:
-            why = "发送方没有返回 msgid（例如 console sender）" if not msgid else "没有企业微信 API 服务"
-            return {"state": "unpolled", "msgid": msgid, "detail": f"{why}，没有查询发送结果"}
-        return await self._look(api, c, msgid, now)
-
-    async def _look(self, api: Any, c: Any, msgid: str, now: datetime) -> dict[str, Any]:
-        """One task's counts from every page of get_groupmsg_send_result (for its staff member)."""
-        from bot.wecomapi import WeComError
-
-        counts = {0: 0, 1: 0, 2: 0, 3: 0}
-        cursor = ""
-        try:
-            while True:
-                body: dict[str, Any] = {"msgid": msgid, "userid": c.staff, "limit": RESULT_PAGE}
-                if cursor:
-                    body["cursor"] = cursor
-                answer = await api.call("externalcontact/get_groupmsg_send_result", body)
-                for d in answer.get("detail_list") or []:
-                    status = d.get("status") if isinstance(d, dict) else None
-                    counts[status if status in counts else 0] += 1
-                cursor = str(answer.get("next_cursor") or "")
-                if not cursor:
-                    break
-        except WeComError as exc:
-            return {"msgid": msgid, "detail": f"查询结果失败：{exc}"[:2000]}
-        except Exception as exc:  # a bad answer must not stop the other tasks' looks
-            log.warning("mass send %s result poll failed: %s", msgid, exc)
-            return {"msgid": msgid, "detail": f"查询结果失败：{type(exc).__name__}"}
-        values: dict[str, Any] = {"msgid": msgid, "sent": counts[1], "failed": counts[2] + counts[3],
-                                  "unsent": counts[0],
-                                  "detail": f"不是好友 {counts[2]}，当天已收到其他群发 {counts[3]}"}
-        if counts[0] == 0:
-            values.update(state="done", next_poll_at=None)
-        elif now - c.created_at > timedelta(hours=self.cfg.poll_max_hours):
-            values.update(state="unknown", next_poll_at=None,
-                          detail=f"{self.cfg.poll_max_hours:g} 小时后仍有 {counts[0]} 位客户未发送（员工没有确认群发）")
-        return values
+        """Look at the tasks due for a look (bot.masssend.TaskPoller: the outbox row, then
+        get_groupmsg_send_result); returns how many were looked at."""
+        return await self.poller.poll(self.app.clock.now())

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select, update
 
 from bot.campaigns.models import CampaignRecipient, CampaignSend, CampaignTask, Channel, ChannelContact
 from bot.storage.db import insert_ignoring_conflicts
-from bot.storage.models import OutboxRow
 
 if TYPE_CHECKING:
     from bot.storage.db import Database
@@ -20,12 +19,12 @@ TASKS = CampaignTask.__table__
 RECIPIENTS = CampaignRecipient.__table__
 CHANNELS = Channel.__table__
 CONTACTS = ChannelContact.__table__
-OUTBOX = OutboxRow.__table__
 
 
 class CampaignsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.tasks = TASKS   # polled by bot.masssend.TaskPoller
 
     # ── sends ──
 
@@ -66,33 +65,6 @@ class CampaignsStore:
                                             .order_by(TASKS.c.id))).all():
                 tasks[t.send_id].append(t)
         return sends, tasks
-
-    # ── result polling (own transactions) ──
-
-    async def claim_polls(self, now: datetime, interval: timedelta, limit: int = 50
-                          ) -> tuple[list[Any], dict[str, Any]]:
-        """Take the queued tasks due for a look (their next look moved on by ``interval``), and the outbox rows
-        of their deliveries by key."""
-        pick = select(TASKS.c.id).where(and_(TASKS.c.state == "queued", TASKS.c.next_poll_at <= now)).limit(limit)
-        if not self.db.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        async with self.db.session() as s:
-            claimed = (await s.execute(
-                update(TASKS).where(TASKS.c.id.in_(pick.scalar_subquery()))
-                .values(next_poll_at=now + interval, polls=TASKS.c.polls + 1)
-                .returning(TASKS.c.id, TASKS.c.outbox_key, TASKS.c.staff, TASKS.c.msgid, TASKS.c.created_at,
-                           TASKS.c.customers))).all()
-            if not claimed:
-                return [], {}
-            sent = {r.key: r for r in (await s.execute(
-                select(OUTBOX.c.key, OUTBOX.c.status, OUTBOX.c.result, OUTBOX.c.last_error, OUTBOX.c.sent_at)
-                .where(OUTBOX.c.key.in_([c.outbox_key for c in claimed])))).all()}
-        return list(claimed), sent
-
-    async def update_tasks(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
-        async with self.db.session() as s:
-            for task_id, values in updates:
-                await s.execute(update(TASKS).where(TASKS.c.id == task_id).values(**values))
 
     # ── channels ──
 

@@ -302,7 +302,9 @@ class Moderation:
             upd = {"status": "acked", "acked_by": who, "acked_at": now}
         else:
             upd = {"status": "resolved" if action == "resolve" else "false_positive", "resolved_by": who,
-                   "resolved_at": now, "note": note[:1000]}
+                   "resolved_at": now}
+        if note:
+            upd["note"] = note[:1000]  # the latest note given; none keeps the one given with the ack
         if action == "fp":
             done.proposal = proposal_for(row)
             await self.store.add_false_positive(

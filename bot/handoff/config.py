@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from bot.configbase import Section, check_duration
 from bot.hours import Spans, parse_spans
 
-REQUESTS = ["转人工", "人工客服", "找真人", "真人", "投诉"]
+REQUESTS = ["转人工", "人工客服", "找真人", "真人", "投诉", "客服呢", "没人回", "没人理"]
 ANGER = ["垃圾", "骗子", "气死", "太差了", "坑人", "欺骗", "差评", "给我退钱", "赶紧退钱", "马上退钱"]
 
 

@@ -55,7 +55,7 @@ async def _report(args: argparse.Namespace) -> dict[str, Any]:
         async with app.db.read() as s:
             if args.group and await app.get(MEMBERS).group(s, args.group) is None:
                 raise SystemExit(f"siyu report: no group {args.group!r} is known (use its chat id)")
-            return await app.get(INSIGHTS).report(s, period, args.group)
+        return await app.get(INSIGHTS).report(period, args.group)
     finally:
         await app.stop()
 

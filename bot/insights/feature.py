@@ -17,6 +17,6 @@ if TYPE_CHECKING:
 def install(app: BotApp) -> None:
     """Needs the tiers feature installed first (the ladder's store and rules)."""
     ladder = app.get(LADDER)
-    app.provide(INSIGHTS, Insights(ladder.store, lambda: ladder.rules, silent_days=app.config.report.silent_days,
-                                   channels=CampaignsStore(app.db)))
+    app.provide(INSIGHTS, Insights(app.db, ladder.store, lambda: ladder.rules,
+                                   silent_days=app.config.report.silent_days, channels=CampaignsStore(app.db)))
     app.templates.add_dir(Path(__file__).with_name("templates"))

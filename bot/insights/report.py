@@ -8,15 +8,17 @@ knowledge store, the SOP store's survey answers); what each figure counts is def
 
 from __future__ import annotations
 
+import asyncio
 import statistics
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from bot.campaigns.store import CampaignsStore
 from bot.insights.period import Period
 from bot.knowledge import store as kb_store
 from bot.sop import store as sop_store
+from bot.storage.db import Database
 from bot.tiers.rules import Rules
 from bot.tiers.store import TiersStore
 
@@ -27,29 +29,35 @@ def ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def days_between(a: datetime, b: datetime) -> float:
-    return (b - a).total_seconds() / 86400
-
-
 class Insights:
     """The report over the tiers feature's members, ledger and purchases and the knowledge base's outcomes."""
 
-    def __init__(self, store: TiersStore, rules: Callable[[], Rules], *, silent_days: int,
+    def __init__(self, db: Database, store: TiersStore, rules: Callable[[], Rules], *, silent_days: int,
                  channels: CampaignsStore | None = None) -> None:
+        self.db = db
         self.store = store
         self.rules = rules          # the ladder in service (tiers.yaml is reloaded while the bot runs)
         self.silent_days = silent_days
         self.channels = channels    # the names of channel codes (渠道活码) by their state
 
-    async def report(self, session: Any, period: Period, chat_id: str | None = None) -> dict[str, Any]:
-        """The whole report: ``period``, ``scope`` and one object per section, each with ``previous``."""
-        now = await self.figures(session, period, chat_id)
-        before = await self.figures(session, period.previous(), chat_id)
+    async def report(self, period: Period, chat_id: str | None = None) -> dict[str, Any]:
+        """The whole report: ``period``, ``scope`` and one object per section, each with ``previous``.
+
+        It reads on read sessions of its own, never in a writer's transaction (on SQLite a handler's
+        session holds the write lock): the period and the one before at the same time, each on its own
+        connection. Every figure is a SQL aggregate or a few rows (the database's threads do the work),
+        so the event loop goes on serving pages and callbacks meanwhile."""
+        now, before = await asyncio.gather(self._read_figures(period, chat_id),
+                                           self._read_figures(period.previous(), chat_id))
         out: dict[str, Any] = {"period": {**period.to_json(), "previous": period.previous().to_json()},
                                "scope": {"group": chat_id}}
         for name in SECTIONS:
             out[name] = {**now[name], "previous": before[name]}
         return out
+
+    async def _read_figures(self, period: Period, chat_id: str | None) -> dict[str, Any]:
+        async with self.db.read() as session:
+            return await self.figures(session, period, chat_id)
 
     async def figures(self, session: Any, period: Period, chat_id: str | None) -> dict[str, Any]:
         """The sections for one period (no ``previous``)."""
@@ -84,37 +92,16 @@ class Insights:
         new, total = await self.store.member_counts(session, p.start, p.end, chat_id)
         by_tier = await self.store.tier_counts_at(session, p.end, chat_id)
         order = {t.id: i for i, t in enumerate(self.rules().tiers)}
-        sources = await self.store.new_members_sources(session, p.start, p.end, chat_id)
-        names = await self.channels.channel_names(session, (r.source_state for r in sources if r.source_state)) \
+        channels = await self.store.new_members_channels(session, p.start, p.end, chat_id)
+        names = await self.channels.channel_names(session, (state for state, *_ in channels if state)) \
             if self.channels is not None else {}
         by_channel: dict[str, int] = {}
-        for channel in self._channels(sources, names):
-            by_channel[channel] = by_channel.get(channel, 0) + 1
+        for state, contact, scene, n in channels:
+            channel = _channel(state, contact, scene, names)
+            by_channel[channel] = by_channel.get(channel, 0) + int(n)
         return {"new": new, "total": total,
                 "by_tier": dict(sorted(by_tier.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))),
                 "by_channel": dict(sorted(by_channel.items(), key=lambda kv: (-kv[1], kv[0])))}
-
-    @staticmethod
-    def _channels(rows: Any, names: dict[str, str]) -> Iterator[str]:
-        """Each new customer's channel: ``channel:<name>`` (the state of a channel code made with /channel add),
-        ``state:<code>`` (another contact way's state), else ``contact`` (added by staff), else
-        ``group:<scene>`` of their earliest group join (invite, qrcode, other), else ``unknown``."""
-        first: dict[str, Any] = {}
-        for r in rows:
-            seen = first.get(r.id)
-            if seen is None or (r.joined_at is not None and (seen.joined_at is None or r.joined_at < seen.joined_at)):
-                first[r.id] = r
-        for r in first.values():
-            if r.source_state in names:
-                yield f"channel:{names[r.source_state]}"
-            elif r.source_state:
-                yield f"state:{r.source_state}"
-            elif r.owner_staff:
-                yield "contact"
-            elif r.join_scene:
-                yield f"group:{r.join_scene}"
-            else:
-                yield "unknown"
 
     # ── 转化维度 ──
 
@@ -124,25 +111,18 @@ class Insights:
         index = {t.id: i for i, t in enumerate(tiers)}
         held = users["by_tier"]
         at_or_above = [sum(n for t, n in held.items() if index.get(t, -1) >= i) for i in range(len(tiers))]
-        reached: list[list[float]] = [[] for _ in tiers]   # per step: days from the step below, per member
-        rises = await self.store.rises(session, p.start, p.end, chat_id)
-        for member_rows in _by_member(rises):
-            arrival: list[datetime | None] = [member_rows[0].joined_at] + [None] * (len(tiers) - 1)
-            for r in member_rows:
-                for k in range(1, index.get(r.to_tier, 0) + 1):
-                    if arrival[k] is None:
-                        arrival[k] = r.at
-            for k in range(1, len(tiers)):
-                at, below = arrival[k], arrival[k - 1]
-                if at is not None and below is not None and p.start <= at < p.end:
-                    reached[k].append(days_between(below, at))
+        reached = [0] * len(tiers)                # per step: customers who reached it in the period
+        middle: list[list[float]] = [[] for _ in tiers]  # per step: the median's one or two middle values, days
+        for step, n, micros in await self.store.first_rises(session, p.start, p.end, chat_id, [t.id for t in tiers]):
+            reached[step] = int(n)
+            middle[step].append(int(micros) / 10**6 / 86400)  # as timedelta.total_seconds() / 86400
         funnel = []
         for k, t in enumerate(tiers):
             funnel.append({
                 "tier": t.id, "name": t.name, "members": at_or_above[k],
                 "rate": ratio(at_or_above[k], at_or_above[k - 1]) if k else None,
-                "reached": users["new"] if k == 0 else len(reached[k]),
-                "median_days": round(statistics.median(reached[k]), 1) if k and reached[k] else None,
+                "reached": users["new"] if k == 0 else reached[k],
+                "median_days": round(statistics.median(middle[k]), 1) if k and middle[k] else None,
             })
         return {"funnel": funnel}
 
@@ -206,16 +186,17 @@ class Insights:
         }
 
 
-def _by_member(rows: Any) -> Iterator[list[Any]]:
-    """Rows ordered by member, one list per member."""
-    batch: list[Any] = []
-    for r in rows:
-        if batch and batch[0].member_id != r.member_id:
-            yield batch
-            batch = []
-        batch.append(r)
-    if batch:
-        yield batch
+def _channel(state: str, contact: Any, scene: str | None, names: dict[str, str]) -> str:
+    """A new customer's channel: ``channel:<name>`` (the state of a channel code made with /channel add),
+    ``state:<code>`` (another contact way's state), else ``contact`` (added by staff), else
+    ``group:<scene>`` of their earliest group join (invite, qrcode, other), else ``unknown``."""
+    if state in names:
+        return f"channel:{names[state]}"
+    if state:
+        return f"state:{state}"
+    if contact:
+        return "contact"
+    return f"group:{scene}" if scene else "unknown"
 
 
 def flatten(report: dict[str, Any]) -> list[tuple[str, Any, Any]]:

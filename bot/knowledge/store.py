@@ -12,6 +12,7 @@ from bot.knowledge.contract import TemplateCheck
 from bot.knowledge.entry import Entry, Source
 from bot.knowledge.loader import EntryInvalid, entry_from_data
 from bot.knowledge.models import KbCooldown, KbEntryRow, KbGroup, KbMiss, KbOutcomeDay, KbSuggestion
+from bot.storage import snapshots
 from bot.storage.db import insert_adding, insert_ignoring_conflicts
 
 ENTRIES = KbEntryRow.__table__
@@ -20,6 +21,7 @@ GROUPS = KbGroup.__table__
 SUGGESTIONS = KbSuggestion.__table__
 COOLDOWNS = KbCooldown.__table__
 OUTCOMES = KbOutcomeDay.__table__
+_SWITCHED_OFF = "knowledge.groups_off"  # this transaction's set of the groups switched off (/kb off)
 OUTCOME_NAMES = ("answered", "suggested", "missed", "picked")
 
 
@@ -94,8 +96,14 @@ async def row_of(session: Any, entry_id: str) -> Any:
 # ── per-group switch ──
 
 async def group_enabled(session: Any, chat_id: str) -> bool:
-    row = (await session.execute(select(GROUPS.c.enabled).where(GROUPS.c.chat_id == chat_id))).first()
-    return True if row is None else bool(row.enabled)
+    """Whether the knowledge base answers in the group: the groups switched off are read once per
+    transaction (a copy in the session, :mod:`bot.storage.snapshots`; :func:`set_group` drops it)."""
+    return chat_id not in await snapshots.snapshot(session, _SWITCHED_OFF, _switched_off)
+
+
+async def _switched_off(session: Any) -> frozenset[str]:
+    rows = await session.execute(select(GROUPS.c.chat_id).where(GROUPS.c.enabled.is_(False)))
+    return frozenset(r.chat_id for r in rows.all())
 
 
 async def set_group(session: Any, chat_id: str, enabled: bool, *, actor: str, now: datetime) -> bool:
@@ -106,6 +114,7 @@ async def set_group(session: Any, chat_id: str, enabled: bool, *, actor: str, no
     if (await session.execute(stmt)).first() is None:
         await session.execute(update(GROUPS).where(GROUPS.c.chat_id == chat_id).values(
             enabled=enabled, changed_by=actor, changed_at=now))
+    snapshots.forget(session, _SWITCHED_OFF)
     return before != enabled
 
 
@@ -143,6 +152,13 @@ async def pending_offer(session: Any, chat_id: str, member_id: str) -> Any:
     """The member's suggestions in this chat (expired or not), or None."""
     return (await session.execute(select(SUGGESTIONS).where(and_(
         SUGGESTIONS.c.chat_id == chat_id, SUGGESTIONS.c.member_id == member_id)))).first()
+
+
+async def offered_at(session: Any, chat_id: str, member_id: str, now: datetime) -> datetime | None:
+    """When the member's suggestions still open in this chat were offered (bot.openquestions), or None."""
+    return (await session.execute(select(SUGGESTIONS.c.created_at).where(and_(
+        SUGGESTIONS.c.chat_id == chat_id, SUGGESTIONS.c.member_id == member_id,
+        SUGGESTIONS.c.expires_at > now)))).scalar()
 
 
 async def drop_offer(session: Any, offer_id: int) -> None:

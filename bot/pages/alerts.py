@@ -101,7 +101,7 @@ async def act(request: web.Request) -> web.StreamResponse:
     alert_id = request.match_info["id"]
     if not alert_id.isdigit():
         raise web.HTTPBadRequest(text="预警编号应是数字", content_type="text/plain")
-    body = f"alerts {action} {alert_id}" + (f" {note}" if note and action != "ack" else "")
+    body = f"alerts {action} {alert_id}" + (f" {note}" if note else "")
     outcome = await run_command(bot_of(request), request[STAFF], body)
     return aiohttp_jinja2.render_template("alert.html", request, await _one(request, outcome))
 

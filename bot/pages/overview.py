@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bot.compliance import MODERATION
 from bot.insights import INSIGHTS
+from bot.insights.labels import channel_label
 from bot.insights.period import MAX_DAYS, Period, local_today, parse_span
 from bot.knowledge import KNOWLEDGE
 from bot.pages.security import STAFF, requires
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from bot.app import BotApp
 
 SPANS = {"today": ("今天", "今天"), "7": ("7天", "近 7 天"), "30": ("30天", "近 30 天")}
-CHANNELS = {"contact": "员工添加", "group:invite": "群邀请", "group:qrcode": "扫码入群", "group:other": "群内发言",
-            "unknown": "未知"}
 NOW, BEFORE = "本期", "上期"
 DEAD_SHOWN = 20
 
@@ -111,8 +110,7 @@ class ReportCache:
         future: asyncio.Future[tuple[datetime, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self.running[key] = future
         try:
-            async with bot.db.read() as s:
-                report = await bot.get(INSIGHTS).report(s, period)
+            report = await bot.get(INSIGHTS).report(period)
             at = bot.clock.now()
             if self.ttl > 0:
                 self.kept = {k: v for k, v in self.kept.items() if self.clock() - v[0] < self.ttl}
@@ -234,12 +232,6 @@ def _union(*keys: Any) -> list[str]:
     return out
 
 
-def channel_name(channel: str) -> str:
-    if channel.startswith("state:"):
-        return f"渠道码 {channel[6:]}"
-    return CHANNELS.get(channel, channel)
-
-
 def charts(r: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     """One option per chart; None where both periods have nothing to draw (the page says so)."""
     u, c, b, f, d = r["users"], r["conversion"], r["behaviour"], r["referral"], r["deals"]
@@ -249,7 +241,7 @@ def charts(r: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     out["users_tier"] = bars([names.get(t, t) for t in tiers], [u["by_tier"].get(t, 0) for t in tiers],
                              [u["previous"]["by_tier"].get(t, 0) for t in tiers], unit="人") if tiers else None
     chans = _union(u["by_channel"], u["previous"]["by_channel"])
-    out["users_channel"] = bars([channel_name(x) for x in chans], [u["by_channel"].get(x, 0) for x in chans],
+    out["users_channel"] = bars([channel_label(x) for x in chans], [u["by_channel"].get(x, 0) for x in chans],
                                 [u["previous"]["by_channel"].get(x, 0) for x in chans], unit="人") if chans else None
     out["funnel"] = ladder(c["funnel"], c["previous"]["funnel"]) \
         if any(s["members"] for s in c["funnel"] + c["previous"]["funnel"]) else None

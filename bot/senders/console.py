@@ -52,6 +52,9 @@ class ConsoleSender:
             where = f"{chat['name']}({d.chat_id})"
         target = f" → {where}" if where else ""
         to = f" @{','.join(d.to)}" if d.to else ""
+        if d.kind == "mass_send" and d.destination.get("sender"):   # one 群发 task: whose, for how many
+            customers = d.destination.get("external_userids") or []
+            to = f" {d.destination['sender']}" + (f" → {len(customers)} 位客户" if customers else "")
         head = f"── [{KIND_LABELS.get(d.kind, d.kind)}]{target}{to}"
         body = d.text
         if d.kind == "mark_tag":

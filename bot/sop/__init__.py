@@ -4,7 +4,8 @@
 late), ``files`` (the script directory with live reload), ``render`` (texts and
 ``when:`` conditions in the sandbox), ``engine`` (runs, step occurrences and the
 pump that sends them — ``StepPump.send_step`` is where a step is sent),
-``checkins`` (the 打卡 tally), ``preview`` (timelines), ``service`` (what the
+``mass`` (the day's ``mass_send`` steps of a staff member merged into one 群发 task, and
+their results), ``checkins`` (the 打卡 tally), ``preview`` (timelines), ``service`` (what the
 /sop commands do), ``moments`` (the calendar contract), ``publisher``
 (publishing slots and polling task results), ``store`` (every SQL statement),
 ``models`` (tables), ``config`` (the ``[sop]`` and ``[moments]`` sections),

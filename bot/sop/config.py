@@ -26,6 +26,11 @@ class SopConfig(Section):
     survey_alert_to: list[str] = Field(default_factory=list, description="who hears of a detractor (0–6) with no "
                                        "owner, nor a group owner where asked (default: bot.ops_users)")
 
+    mass_poll_after_s: float = Field(600.0, gt=0, description="the first look at a merged mass_send task's "
+                                     "results, after it was made (staff confirm 群发 tasks in WeCom first)")
+    mass_poll_interval_s: float = Field(1800.0, gt=0, description="the next looks, while customers are unsent")
+    mass_poll_max_hours: float = Field(72.0, gt=0, description="then the unsent customers' steps are unconfirmed")
+
     @field_validator("silent_check")
     @classmethod
     def _silent_check(cls, v: str) -> str:

@@ -8,7 +8,8 @@ claims due occurrences with a lease, and in a second transaction — guarded by
 the claim, so a replica whose lease ran out and was taken over changes nothing —
 hands each to :meth:`StepBatch.send_step`, **where a step is sent**: the late
 rule, the ``when:`` condition, the text, and the outbox row under the key
-``sop:<run>:<step>:<occurrence>``. A repeating step gets its next occurrence in
+``sop:<run>:<step>:<occurrence>`` (a member run's ``mass_send`` joins the day's 群发 task of its
+staff member instead: bot.sop.mass). A repeating step gets its next occurrence in
 that same transaction; a run with nothing left is done. Every statement is in
 bot.sop.store.
 """
@@ -19,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.effects import Effects
@@ -27,6 +28,7 @@ from bot.events import Actor
 from bot.members import MEMBERS, profile_of
 from bot.pump import Pump
 from bot.sop.checkins import tally
+from bot.sop.mass import QUEUED_DETAIL, MassMerge
 from bot.sop.render import Renderer, StepView, needs_checkins, needs_profile
 from bot.sop.script import WELCOME_WINDOW, Script, Step
 from bot.sop.store import OPEN_STEP, SopStore
@@ -44,7 +46,8 @@ OUTCOME_NAMES = {
     "sent": "已发送", "sent_late": "迟发", "skipped_late": "超时跳过", "skipped_when": "条件不满足",
     "skipped_migrated": "迁移时已过期", "no_chat": "没有群", "no_staff": "没有员工", "no_member": "没有成员",
     "no_welcome_code": "没有欢迎语码", "expired": "欢迎语码过期", "error": "出错", "stopped": "已停止",
-    "migrated": "迁移后不再需要", "external": "外部联系人没有群",
+    "migrated": "迁移后不再需要", "external": "外部联系人没有群", "mass_failed": "群发失败",
+    "unconfirmed": "员工未确认群发",
 }
 WHY_NOT = {
     "no_chat": "这次运行没有群，群内消息发不出去",
@@ -328,6 +331,10 @@ class StepPump(Pump):
                 return 0
             work = [c for c in claimed if c.id in held]
             runs = await self.store.runs_by_id(s, {c.run_id for c in work})
+            more = await self._same_day(s, work, runs, now)
+            if more:
+                work += more
+                runs.update(await self.store.runs_by_id(s, {c.run_id for c in more} - set(runs)))
             fx = Effects(self.app, s, source="sop:steps")
             batch = StepBatch(self, fx, now)
             for c in work:
@@ -336,6 +343,27 @@ class StepPump(Pump):
             await self.engine.finish_runs(s, {c.run_id for c in work})
         fx.kick()
         return written
+
+    async def _same_day(self, s: Any, work: Sequence[Claim], runs: dict[int, Any], now: datetime) -> list[Claim]:
+        """The pending occurrences due later the same local day of the ``mass_send`` steps of member runs in
+        ``work``: they go into the same 群发 task (bot.sop.mass)."""
+        tz, seen, more = self.engine.tz, set(), []
+        for c in work:
+            run = runs.get(c.run_id)
+            day = c.due_at.astimezone(tz).date()
+            key = (getattr(run, "script_id", ""), c.step_key, c.version, day)
+            if run is None or run.per != "member" or key in seen:
+                continue
+            seen.add(key)
+            script = await self.engine.version(s, run.script_id, c.version)
+            step = script.steps[c.step_index] if script is not None and c.step_index < len(script.steps) else None
+            if step is None or step.key != c.step_key or step.via != "mass_send":
+                continue
+            day_end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+            rows = await self.store.claim_same_day(s, self.replica, run.script_id, c.step_key, c.version, day_end,
+                                                   now + timedelta(seconds=self.cfg.lease_s))
+            more += [Claim(r.id, r.run_id, r.step_key, r.step_index, r.version, r.occurrence, r.due_at) for r in rows]
+        return more
 
     async def release(self) -> int:
         return await self.store.release(self.replica)
@@ -358,13 +386,18 @@ class StepBatch:
         self.surveys: list[dict[str, Any]] = []
         self.profiles: dict[str, dict[str, Any]] = {}
         self.tallies: dict[tuple[str, str], dict[str, Any]] = {}
+        self.merge = MassMerge(self.engine.tz, timedelta(seconds=self.app.config.sop.mass_poll_after_s))
 
     def record(self, step_id: int, state: str, outcome: str, detail: str = "") -> None:
         self.outcomes[(state, outcome, detail[:500])].append(step_id)
 
     async def flush(self) -> int:
-        """Write the outbox rows, the outcomes and the next occurrences; returns the outbox rows written."""
-        written = await self.fx.send_many(self.deliveries)
+        """Write the outbox rows (the merged 群发 tasks too), the outcomes and the next occurrences; returns the
+        outbox rows written."""
+        tasks, task_rows = self.merge.tasks(self.now)
+        written = await self.fx.send_many(self.deliveries + tasks)
+        if task_rows:
+            await self.store.add_mass_tasks(self.s, task_rows)
         for (state, outcome, detail), ids in self.outcomes.items():
             values: dict[str, Any] = {"state": state, "outcome": outcome, "detail": detail, "claimed_by": None,
                                       "lease_until": None}
@@ -395,6 +428,8 @@ class StepBatch:
           answer bot.sop.survey reads).
         - Idempotency: the outbox key is ``sop:<run>:<step>:<occurrence>``, so an occurrence that is
           processed twice (a lease taken over) is enqueued once.
+        - A ``mass_send`` of a member run is not sent alone: the batch merges the same day's occurrences of the
+          step with the same text and staff member into one 群发 task (bot.sop.mass, keyed by the task).
         """
         if run is None:
             self.record(c.id, "cancelled", "error", "找不到这次运行")
@@ -434,10 +469,15 @@ class StepBatch:
         if isinstance(delivery, str):
             self.record(c.id, "done", delivery, WHY_NOT.get(delivery, OUTCOME_NAMES.get(delivery, delivery)))
             return
+        late = f"迟了 {self._late_by(c.due_at)}" if outcome == "sent_late" else ""
+        if step.via == "mass_send" and run.per == "member":
+            self.merge.add(script.id, step.key, c.due_at, delivery, c.id)
+            self.record(c.id, "done", outcome, "，".join(x for x in (late, QUEUED_DETAIL) if x))
+            return
         self.deliveries.append(delivery)
         if step.via == "survey":
             self.surveys.append(self._survey(c, run, script, step, reason, delivery["chat"]["id"]))
-        self.record(c.id, "done", outcome, f"迟了 {self._late_by(c.due_at)}" if outcome == "sent_late" else "")
+        self.record(c.id, "done", outcome, late)
 
     def _survey(self, c: Claim, run: Any, script: Script, step: Step, reason: str, asked_in: str
                 ) -> dict[str, Any]:

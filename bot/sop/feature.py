@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.effects import Effects
+from bot.masssend import ResultsPump
 from bot.memberfacts import member_facts
+from bot.openquestions import open_questions
 from bot.pump import Reloader
 from bot.sop import MOMENTS, SOP
 from bot.sop.engine import SopEngine, StepPump
 from bot.sop.files import ScriptFiles
+from bot.sop.mass import MassResults
 from bot.sop.publisher import MomentResultsPump, MomentsPump, MomentsService, approval_reminder
 from bot.sop.script import Defaults
 from bot.sop.service import SopService
@@ -59,12 +62,15 @@ def install_sop(app: BotApp) -> None:
     service = SopService(app, files, engine, pump)
     app.provide(SOP, service)
     member_facts(app).add("进行中的 SOP", service.member_facts)  # on the operators' profile (/member)
+    open_questions(app).add("survey", service.surveys.asked_at)  # a survey's 0–10 question awaits a score
 
     async def reload(_files: bool) -> bool:
         await asyncio.to_thread(service.reload)  # a changed file's texts are tried (budgeted renders)
         return False
 
-    app.pumps.extend([pump, Reloader("sop-reload", app.clock, app.config.sop.reload_interval_s, reload)])
+    mass = MassResults(app, engine.store)
+    app.pumps.extend([pump, ResultsPump("sop-mass-results", mass.poll),
+                      Reloader("sop-reload", app.clock, app.config.sop.reload_interval_s, reload)])
     app.scheduler.add_cron("sop-silent", lambda at: find_silent(app, service, at), crontab=app.config.sop.silent_check)
 
     async def release() -> None:

@@ -8,6 +8,8 @@
 - ``SopStep``: one occurrence of one step with its due time and state. Unique
   (run, step key, occurrence): a step is enqueued once; its outbox key is
   ``sop:<run>:<step>:<occurrence>``.
+- ``SopMassTask``: one 群发 task merging the ``mass_send`` occurrences of one step, day, staff
+  member and text (bot.masssend), with which occurrence is whose and its polled result.
 - ``SopSurvey``: one ``via: survey`` question sent to one member, unique (run, step
   key, occurrence), with the state of its answer (``asked`` → ``reasked`` →
   ``commenting`` → ``done``), the score 0–10, the detractor's comment and their times.
@@ -95,6 +97,37 @@ class SopStep(SQLModel, table=True):
     lease_until: datetime | None = utc_column(nullable=True)
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     done_at: datetime | None = utc_column(nullable=True)
+
+
+class SopMassTask(SQLModel, table=True):
+    """One 群发 task (add_msg_template) made of the ``mass_send`` occurrences of one script step that fell due
+    the same local day for customers of one staff member with the same text: its outbox key, which
+    occurrence each customer's is (``recipients``: member id → step ids) and what polling found
+    (the columns of bot.masssend.TASK_COLUMNS; ``state`` queued → done | failed | unpolled | unknown)."""
+
+    __tablename__ = "sop_mass_task"
+    __table_args__ = (
+        UniqueConstraint("outbox_key", name="uq_sop_mass_task_outbox_key"),
+        Index("ix_sop_mass_task_poll", "state", "next_poll_at"),
+    )
+
+    id: int | None = big_id()
+    outbox_key: str = Field(sa_column=Column(String(255), nullable=False))
+    script_id: str = Field(sa_column=Column(String(64), nullable=False))
+    step_key: str = Field(sa_column=Column(String(40), nullable=False))
+    day: str = Field(sa_column=Column(String(10), nullable=False))      # the local day its steps fell due
+    staff: str = Field(sa_column=Column(String(128), nullable=False))
+    recipients: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    customers: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    state: str = Field(default="queued", sa_column=Column(String(12), nullable=False, server_default="queued"))
+    msgid: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    sent: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    failed: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    unsent: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    polls: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    next_poll_at: datetime | None = utc_column(nullable=True)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    created_at: datetime = utc_column()
 
 
 class SopSurvey(SQLModel, table=True):

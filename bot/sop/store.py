@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, func, select, update
 
-from bot.sop.models import MomentOverride, MomentPost, SopRun, SopScriptVersion, SopStep, SopSurvey
+from bot.sop.models import MomentOverride, MomentPost, SopMassTask, SopRun, SopScriptVersion, SopStep, SopSurvey
 from bot.storage.db import insert_ignoring_conflicts
 from bot.storage.models import KeyValue, OutboxRow
 
@@ -27,6 +27,7 @@ RUNS = SopRun.__table__
 STEPS = SopStep.__table__
 VERSIONS = SopScriptVersion.__table__
 SURVEYS = SopSurvey.__table__
+MASS_TASKS = SopMassTask.__table__
 POSTS = MomentPost.__table__
 OVERRIDES = MomentOverride.__table__
 OUTBOX = OutboxRow.__table__
@@ -230,6 +231,27 @@ class SopStore:
         if not self.db.is_sqlite:
             mine = mine.with_for_update()
         return set((await s.execute(mine)).scalars())
+
+    async def claim_same_day(self, s: Any, replica: str, script_id: str, step_key: str, version: str,
+                             before: datetime, lease_until: datetime) -> list[Any]:
+        """Lease, in the caller's transaction, the pending occurrences of one step of one script version in
+        member runs due before ``before`` (the end of their local day): they join that day's 群发 task."""
+        pick = (select(STEPS.c.id).join(RUNS, RUNS.c.id == STEPS.c.run_id)
+                .where(and_(STEPS.c.state == "pending", STEPS.c.step_key == step_key, STEPS.c.version == version,
+                            STEPS.c.due_at < before, RUNS.c.script_id == script_id, RUNS.c.per == "member")))
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(of=STEPS, skip_locked=True)
+        return list((await s.execute(
+            update(STEPS).where(STEPS.c.id.in_(pick.scalar_subquery()))
+            .values(state="claimed", claimed_by=replica, attempts=STEPS.c.attempts + 1, lease_until=lease_until)
+            .returning(STEPS.c.id, STEPS.c.run_id, STEPS.c.step_key, STEPS.c.step_index, STEPS.c.version,
+                       STEPS.c.occurrence, STEPS.c.due_at))).all())
+
+    async def add_mass_tasks(self, s: Any, rows: list[dict[str, Any]]) -> None:
+        """Record merged 群发 tasks, leaving out any whose outbox key is recorded already."""
+        stmt = insert_ignoring_conflicts(self.dialect, MASS_TASKS, ["outbox_key"])
+        for i in range(0, len(rows), _ROWS):
+            await s.execute(stmt.values(rows[i:i + _ROWS]))
 
     async def release(self, replica: str) -> int:
         """Hand back every occurrence this replica holds (own transaction)."""

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.members import MEMBERS
+from bot.openquestions import open_questions
 from bot.sop.timing import parse_duration
 
 if TYPE_CHECKING:
@@ -101,6 +102,11 @@ async def _say(ctx: Context, text: str) -> None:
     await ctx.reply(text, mention=chat is not None and chat.is_group)
 
 
+def _last_asked(row: Any) -> datetime:
+    """When the survey last asked the member something: the score question, or a detractor's reason."""
+    return row.answered_at if row.state == "commenting" and row.answered_at else row.asked_at
+
+
 class Surveys:
     """Reading members' replies to surveys, storing them, and telling the owner of a detractor."""
 
@@ -112,6 +118,11 @@ class Surveys:
     def default_window(self) -> timedelta:
         return parse_duration(self.app.config.sop.survey_window)
 
+    async def asked_at(self, session: Any, chat_id: str, member_id: str, now: datetime) -> datetime | None:
+        """When the member's survey still open in this chat asked its question (bot.openquestions), or None."""
+        row = await self.store.open_survey(session, member_id, now)
+        return _last_asked(row) if row is not None and row.asked_in == chat_id else None
+
     async def on_reply(self, ctx: Context, event: MessageEvent) -> bool:
         """Take the member's message as their survey answer when one is awaited in this chat; True when it was."""
         text = event.text.strip()
@@ -121,6 +132,9 @@ class Surveys:
         row = await self.store.open_survey(ctx.session, event.sender.id, now)
         if row is None or row.asked_in != event.chat.id:
             return False  # nothing awaited, or said elsewhere than where the question was asked
+        if await open_questions(self.app).newer(ctx.session, event.chat.id, event.sender.id, _last_asked(row), now,
+                                                besides="survey"):
+            return False  # the bot asked something else since (e.g. 「您是不是想问」): the reply answers that
         if row.state == "commenting":
             await self._comment(ctx, row, text, now)
             return True

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from bot.storage.onehop import use_one_hop
+
 _WRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("siyu_sqlite_writing", default=False)
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -123,10 +125,12 @@ class Database:
         self.dialect = self.engine.dialect.name
         self.read_engine = self.engine
         if self.dialect == "sqlite":
+            use_one_hop(self.engine)
             _configure_sqlite(self.engine, sqlite_synchronous, immediate=True)
             if ":memory:" not in url:
                 # Reads never take the write lock, so a read while a write transaction is open cannot deadlock.
                 self.read_engine = create_async_engine(url, **kwargs)
+                use_one_hop(self.read_engine)
                 _configure_sqlite(self.read_engine, sqlite_synchronous, immediate=False)
         # SQLite has one writer at a time. Queue writers of this process here instead of letting them
         # spin in SQLite's busy handler, whose sleeps grow to 100 ms.

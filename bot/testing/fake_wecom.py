@@ -2,7 +2,8 @@
 
 ``FakeWeCom`` is an aiohttp server on a free loopback port. It implements
 ``gettoken``, ``message/send``, ``appchat/send``, ``webhook/send`` (group robots),
-``externalcontact/send_welcome_msg``, ``add_msg_template``, ``add_moment_task``,
+``externalcontact/send_welcome_msg``, ``add_msg_template`` (at most ``mass_limit`` external_userids),
+``add_moment_task``,
 ``get_moment_task_result``, ``media/upload_attachment`` (multipart; Moments take
 pictures only as its media_ids), ``groupchat/list``, ``groupchat/get``, ``mark_tag``,
 ``get_groupmsg_send_result`` (a 群发 task's customers: sent, or unsent while its sender is in
@@ -132,6 +133,7 @@ class FakeWeCom:
         self.invalid_externals: set[str] = set()  # add_msg_template puts these in fail_list
         self.unconfirmed: set[str] = set()    # senders who have not confirmed their 群发 tasks yet
         self.mass_tasks: dict[str, dict[str, Any]] = {}   # msgid -> the add_msg_template body
+        self.mass_limit = 10_000   # external_userids one add_msg_template takes (a test may lower it)
         self.contact_ways: dict[str, dict[str, Any]] = {}  # config_id -> the add_contact_way body
         self.moment_polls = 1                 # get_moment_task_result answers "done" from this poll on
         self.requests: list[Request] = []
@@ -485,6 +487,8 @@ class FakeWeCom:
         if chat_type == "group" or not body.get("external_userid"):
             _need(body, "sender")
         self._texts(body, 4000)
+        if len(_ids(body.get("external_userid"))) > self.mass_limit:
+            raise Answer(40058, f"external_userid: at most {self.mass_limit}")
         fail = [e for e in _ids(body.get("external_userid")) if e in self.invalid_externals]
         msgid = f"msgTpl{next(self._seq)}"
         self.mass_tasks[msgid] = body

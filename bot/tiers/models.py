@@ -67,8 +67,10 @@ class Group(SQLModel, table=True):
 
 class GroupMembership(SQLModel, table=True):
     __tablename__ = "group_membership"
-    __table_args__ = (Index("ix_group_membership_member", "member_id"),
-                      Index("ix_group_membership_joined_at", "joined_at"))
+    # a member's memberships, earliest first, without reading the rows (the report's channel of a new member)
+    __table_args__ = (Index("ix_group_membership_member_joined", "member_id", "joined_at", "chat_id", "join_scene"),
+                      Index("ix_group_membership_joined_at", "joined_at"),
+                      Index("ix_group_membership_chat_present", "chat_id", "joined_at", "left_at"))  # group sizes
 
     chat_id: str = Field(sa_column=Column(String(160), primary_key=True))
     member_id: str = Field(sa_column=Column(String(128), primary_key=True))
@@ -121,7 +123,9 @@ class PointsEntry(SQLModel, table=True):
 
 class TierChange(SQLModel, table=True):
     __tablename__ = "tier_change"
-    __table_args__ = (Index("ix_tier_change_member", "member_id"), Index("ix_tier_change_at", "at"))
+    # the report reads a member's changes in time order, and the changes of a period, without the rows
+    __table_args__ = (Index("ix_tier_change_member_at", "member_id", "at", "direction", "to_tier"),
+                      Index("ix_tier_change_at_member", "at", "member_id", "direction", "from_tier"))
 
     id: int | None = big_id()
     member_id: str = Field(sa_column=Column(String(128), nullable=False))
@@ -207,7 +211,7 @@ class MemberSearchGram(SQLModel, table=True):
     the characters from there on, up to three, as one integer (:func:`bot.tiers.store.gram_code`).
 
     ``source`` is the text it came from: ``n`` the name, ``t<tag>`` a tag, ``o<note id>`` a note. Written
-    only by the triggers of migration ``0404_member_search`` on ``member``, ``member_tag`` and ``member_note``.
+    only by the triggers of migration ``0405_member_search`` on ``member``, ``member_tag`` and ``member_note``.
     """
 
     __tablename__ = "member_search_gram"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, true, update
+from sqlalchemy import BigInteger, Integer, and_, case, cast, func, literal, or_, select, true, union_all, update
 
 from bot.events import Chat
 from bot.storage.db import insert_adding, insert_ignoring_conflicts
@@ -569,44 +569,76 @@ class TiersStore:
 
     async def tier_counts_at(self, session: Any, end: datetime, chat_id: str | None) -> dict[str, int]:
         """Customers by the tier they held at ``end``: today's tier, except for those whose tier changed
-        since, who held the ``from_tier`` of their first change at or after ``end``."""
+        since, who held the ``from_tier`` of their first change at or after ``end`` (counted in SQL)."""
         who = self._customers(end, chat_id)
-        counts = {t: int(n) for t, n in (await session.execute(
-            select(MEMBER.c.tier, func.count()).where(who).group_by(MEMBER.c.tier))).all()}
-        moved = (await session.execute(
-            select(CHANGES.c.member_id, MEMBER.c.tier, CHANGES.c.from_tier)
-            .join(MEMBER, MEMBER.c.id == CHANGES.c.member_id)
-            .where(and_(CHANGES.c.at >= end, who)).order_by(CHANGES.c.at, CHANGES.c.id))).all()
-        seen: set[str] = set()
-        for member_id, now_tier, then_tier in moved:  # each member's first change at or after ``end``
-            if member_id in seen:
-                continue
-            seen.add(member_id)
-            counts[now_tier] = counts.get(now_tier, 0) - 1
-            counts[then_tier] = counts.get(then_tier, 0) + 1
+        counts = Counter({t: int(n) for t, n in (await session.execute(
+            select(MEMBER.c.tier, func.count()).where(who).group_by(MEMBER.c.tier))).all()})
+        change, earlier = CHANGES.alias("c"), CHANGES.alias("earlier")
+        first = ~select(earlier.c.id).where(and_(
+            earlier.c.member_id == change.c.member_id, earlier.c.at >= end,
+            or_(earlier.c.at < change.c.at, and_(earlier.c.at == change.c.at, earlier.c.id < change.c.id)))).exists()
+        for now_tier, then_tier, n in (await session.execute(
+                select(MEMBER.c.tier, change.c.from_tier, func.count())
+                .select_from(change.join(MEMBER, MEMBER.c.id == change.c.member_id))
+                .where(and_(change.c.at >= end, who, first)).group_by(MEMBER.c.tier, change.c.from_tier))).all():
+            counts[now_tier] -= int(n)
+            counts[then_tier] += int(n)
         return {t: n for t, n in counts.items() if n}
 
-    async def new_members_sources(self, session: Any, start: datetime, end: datetime, chat_id: str | None
-                                  ) -> Sequence[Any]:
-        """(id, source_state, owner_staff, inviter_id, join_scene, membership joined_at) of the customers
-        first seen in [start, end) — one row per group membership, or one with None for those in none."""
+    async def new_members_channels(self, session: Any, start: datetime, end: datetime, chat_id: str | None
+                                   ) -> Sequence[Any]:
+        """(source_state, added by staff (0/1), join scene, customers) of the customers first seen in
+        [start, end), counted in SQL: ``source_state`` when they have one; else whether an owner_staff
+        added them; else the join scene of their earliest group membership (None: in no group)."""
+        stated = MEMBER.c.source_state != ""
+        contact = and_(~stated, func.coalesce(MEMBER.c.owner_staff, "") != "")
+        other = MEMBERSHIP.alias("other")
+        earliest = and_(MEMBERSHIP.c.member_id == MEMBER.c.id, ~select(other.c.chat_id).where(and_(
+            other.c.member_id == MEMBER.c.id, or_(other.c.joined_at < MEMBERSHIP.c.joined_at, and_(
+                other.c.joined_at == MEMBERSHIP.c.joined_at, other.c.chat_id < MEMBERSHIP.c.chat_id)))).exists())
+        kind = case((contact, 1), else_=0)
+        scene = case((or_(stated, contact), None), else_=MEMBERSHIP.c.join_scene)
         return (await session.execute(
-            select(MEMBER.c.id, MEMBER.c.source_state, MEMBER.c.owner_staff, MEMBER.c.inviter_id,
-                   MEMBERSHIP.c.join_scene, MEMBERSHIP.c.joined_at)
-            .select_from(MEMBER.outerjoin(MEMBERSHIP, MEMBERSHIP.c.member_id == MEMBER.c.id))
-            .where(and_(self._customers(end, chat_id), MEMBER.c.joined_at >= start)))).all()
+            select(MEMBER.c.source_state, kind, scene, func.count())
+            .select_from(MEMBER.outerjoin(MEMBERSHIP, earliest))
+            .where(and_(self._customers(end, chat_id), MEMBER.c.joined_at >= start))
+            .group_by(MEMBER.c.source_state, kind, scene))).all()
 
-    async def rises(self, session: Any, start: datetime, end: datetime, chat_id: str | None) -> Sequence[Any]:
-        """(member id, joined_at, to_tier, at) of every upward tier change before ``end`` of the customers
-        who moved up in [start, end), in order of member and time."""
+    def _micros(self, since: Any, until: Any) -> Any:
+        """``until − since`` of two UTC datetime columns in whole microseconds, exactly (SQLite keeps them as
+        fixed-width ISO text: whole seconds from strftime('%s'), the microseconds from the text)."""
+        if self.dialect == "sqlite":
+            return ((func.strftime("%s", until) - func.strftime("%s", since)) * 1_000_000
+                    + cast(func.substr(until, 21, 6), Integer) - cast(func.substr(since, 21, 6), Integer))
+        return cast(func.round(func.extract("epoch", until - since) * 1_000_000), BigInteger)
+
+    async def first_rises(self, session: Any, start: datetime, end: datetime, chat_id: str | None,
+                          ladder: Sequence[str]) -> Sequence[Any]:
+        """Per step k ≥ 1 of ``ladder`` (tier ids, lowest first) that someone reached in [start, end): (k,
+        customers who reached it, the median's one or two middle values) — counted over the customers who
+        moved up in [start, end) whose first time at step k or higher (an upward change before ``end`` with
+        ``to_tier`` k or above) lies in [start, end), of the whole microseconds from their first time at
+        step k − 1 (step 0: ``joined_at``). Rows (k, n, micros), one or two per step, in SQL."""
+        rank = case({t: i for i, t in enumerate(ladder)}, value=CHANGES.c.to_tier, else_=0)
         risen = select(CHANGES.c.member_id).where(and_(CHANGES.c.direction == "up", CHANGES.c.at >= start,
                                                        CHANGES.c.at < end))
-        return (await session.execute(
-            select(CHANGES.c.member_id, MEMBER.c.joined_at, CHANGES.c.to_tier, CHANGES.c.at)
-            .join(MEMBER, MEMBER.c.id == CHANGES.c.member_id)
-            .where(and_(CHANGES.c.direction == "up", CHANGES.c.at < end, CHANGES.c.member_id.in_(risen),
-                        self._customers(end, chat_id)))
-            .order_by(CHANGES.c.member_id, CHANGES.c.at, CHANGES.c.id))).all()
+        firsts = select(MEMBER.c.joined_at.label("a0"), *(
+            col for k in range(1, len(ladder)) for col in (
+                func.min(case((rank >= k, CHANGES.c.at))).label(f"a{k}"),
+                func.sum(case((and_(rank >= k, CHANGES.c.at < start), 1), else_=0)).label(f"before{k}")))
+        ).select_from(CHANGES.join(MEMBER, MEMBER.c.id == CHANGES.c.member_id)).where(and_(
+            CHANGES.c.direction == "up", CHANGES.c.at < end, CHANGES.c.member_id.in_(risen),
+            self._customers(end, chat_id))).group_by(CHANGES.c.member_id, MEMBER.c.joined_at).cte("firsts")
+        steps = union_all(*(
+            select(literal(k).label("step"), self._micros(firsts.c[f"a{k - 1}"], firsts.c[f"a{k}"]).label("micros"))
+            .where(and_(firsts.c[f"a{k}"].is_not(None), firsts.c[f"before{k}"] == 0))
+            for k in range(1, len(ladder)))).subquery("steps")
+        ranked = select(steps.c.step, steps.c.micros,
+                        func.row_number().over(partition_by=steps.c.step, order_by=steps.c.micros).label("rn"),
+                        func.count().over(partition_by=steps.c.step).label("n")).subquery("ranked")
+        middle = or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == ranked.c.n // 2 + 1)
+        return (await session.execute(select(ranked.c.step, ranked.c.n, ranked.c.micros).where(middle)
+                                      .order_by(ranked.c.step, ranked.c.rn))).all()
 
     async def activity_by_chat(self, session: Any, since: str, until: str, chat_id: str | None) -> Sequence[Any]:
         """(chat id, messages, members who sent one) per chat from local day ``since`` to ``until``

@@ -1,7 +1,7 @@
 """member search: an n-gram index of members' names, tags and notes, kept in step by triggers
 
-Revision ID: 0404_member_search
-Revises: 0403_member_notes_churn
+Revision ID: 0405_member_search
+Revises: 0404_report_indexes
 Create Date: 2026-12-07 22:20:00
 
 ``member_search_gram`` holds, for every position of a member's name, of each of their tags and of
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0404_member_search'
-down_revision: str | Sequence[str] | None = '0403_member_notes_churn'
+revision: str = '0405_member_search'
+down_revision: str | Sequence[str] | None = '0404_report_indexes'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
