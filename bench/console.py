@@ -4,7 +4,8 @@ One run, one SQLite database (a fresh temporary file, or --sqlite PATH kept and 
 
   1. seed what bench/report.py seeds (MEMBERS customers, EVENTS ledger and message events — its ``seed``,
      imported), plus what the other pages read: compliance alerts, knowledge-base misses, live and closed
-     handoffs, SOP runs and outbox rows (sent and a few dead);
+     handoffs, SOP runs and outbox rows (sent and a few dead); and for the member search Chinese names
+     (one member in ten), nicknames (小王 …, one in a hundred), tags and notes;
   2. start the bot's web server in this process (every feature, no workers; start-up objects frozen out of
      the garbage collector as ``serve`` does) and sign in with a one-time link as an admin, as a browser would;
   3. request each page --requests times one after another, and a static file (console.css) as often, and
@@ -100,6 +101,39 @@ async def seed_pages(app: Any, args: argparse.Namespace) -> dict[str, int]:
             "outbox_rows": len(outbox)}
 
 
+SURNAMES = "王李张刘陈杨黄赵周吴"
+GIVEN = ("小明", "华", "伟", "芳", "娜", "静", "丽", "强", "磊", "小军", "秀英", "建国")
+NOTES_TEXT = ("喜欢岩茶，月底生日", "想要礼盒装，送长辈", "问过团购价", "直播课第三期学员")
+TAGS = ("岩茶爱好者", "直播课学员", "老客户", "团购", "VIP客户", "红茶")
+
+
+async def seed_customers(app: Any, args: argparse.Namespace) -> dict[str, int]:
+    """What the member search finds besides 成员N: one member in ten renamed to a Chinese name (王小明, 李华 …),
+    one in a hundred to a nickname (小王, 小李 …), tags on one in twenty, a note on one in a hundred."""
+    from sqlalchemy import bindparam, update
+
+    from bot.tiers.store import MEMBER, NOTES
+    from bot.tiers.store import TAGS as MEMBER_TAGS
+
+    rng = random.Random(args.seed + 2)
+    renamed = [{"mid": f"wm{i:07d}", "new_name": rng.choice(SURNAMES) + rng.choice(GIVEN)}
+               for i in range(7, args.members, 10)]
+    renamed += [{"mid": f"wm{i:07d}", "new_name": "小" + rng.choice(SURNAMES) + rng.choice(("", "", "同学", "老师"))}
+                for i in range(3, args.members, 100)]
+    for part in chunks(iter(renamed), 5000):
+        async with app.db.session() as s:
+            await s.execute(update(MEMBER).where(MEMBER.c.id == bindparam("mid"))
+                            .values(name=bindparam("new_name")).execution_options(synchronize_session=False), part)
+    tags = [{"member_id": f"wm{i:07d}", "tag": rng.choice(TAGS), "source": "operator", "added_at": NOW}
+            for i in range(1, args.members, 20)]
+    await insert(app, MEMBER_TAGS, tags)
+    notes = [{"member_id": f"wm{i:07d}", "author_id": "op01", "author_name": "运营",
+              "text": rng.choice(NOTES_TEXT), "at": NOW}
+             for i in range(5, args.members, 100)]
+    await insert(app, NOTES, notes)
+    return {"renamed": len(renamed), "tags": len(tags), "notes": len(notes)}
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -138,6 +172,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not done:
             out["seeded_pages"] = await seed_pages(app, args)
         async with app.db.session() as s:
+            tagged = (await s.execute(text("SELECT count(*) FROM member_tag"))).scalar_one()
+        if not tagged:
+            out["seeded_customers"] = await seed_customers(app, args)
+        async with app.db.session() as s:
             await s.execute(text("ANALYZE"))
         out["seed_s"] = round(time.perf_counter() - t0, 1)
         freeze_startup_objects()  # as `serve` does once started: what start-up loaded leaves the GC's walks
@@ -153,11 +191,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pages = [("overview", "/console/?span=30"), ("alerts", "/console/alerts"),
                      ("alert detail", f"/console/alerts/{alert_id}"), ("knowledge", "/console/knowledge"),
                      ("misses", "/console/knowledge/misses"), ("sop", "/console/sop"), ("moments", "/console/moments"),
-                     ("members", "/console/members?q=成员12"), ("member profile", "/console/members/wm0000001"),
+                     ("members", "/console/members?q=成员12"), ("members, 1 character", "/console/members?q=王"),
+                     ("members, 2 characters", "/console/members?q=小王"),
+                     ("members, a tag", "/console/members?q=岩茶"),
+                     ("members, an id's start", "/console/members?q=wm00012"),
+                     ("member profile", "/console/members/wm0000001"),
                      ("handoffs", "/console/handoffs")]
+            pages.append(("overview report", "/console/overview/report?span=30"))
+            pages = [(name, url) for name, url in pages if not args.only or any(w in name for w in args.only)]
             static = await timings(http, base + "/console/static/console.css", args.requests)
             rows = {name: await timings(http, base + url, args.requests) for name, url in pages}
-            rows["overview report"] = await timings(http, base + "/console/overview/report?span=30", args.requests)
         s99 = pct(static[1:], 0.99)
         out["static"] = {"p50_ms": round(pct(static[1:], 0.5), 2), "p99_ms": round(s99, 2)}
         out["pages"] = {name: {"first_ms": round(v[0], 1), "p50_ms": round(pct(v[1:], 0.5), 1),
@@ -210,6 +253,7 @@ def main() -> int:
     ap.add_argument("--sqlite", metavar="PATH", help="keep the SQLite database in PATH (reused when it exists: "
                     "a database bench/report.py --sqlite left gets the pages' rows added once)")
     ap.add_argument("--seed", type=int, default=16, help="random seed of the generated data")
+    ap.add_argument("--only", nargs="+", metavar="WORD", help="only the pages whose name holds one of these words")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     res = asyncio.run(run(args))

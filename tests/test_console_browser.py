@@ -103,6 +103,17 @@ def test_sign_in_with_a_link_see_the_overview_and_sign_out(server: Server, tmp_p
     assert "admin01 处理中" in page.locator("tr", has_text="王大卫").inner_text()
     page.screenshot(path=str(ARTIFACTS / "handoffs-taken.png"), full_page=True)
     server.wait_for(lambda: any("已经接手" in str(d.get("text", "")) for d in server.deliveries()), within=60)
+    # Members: two characters of a Chinese name find the customer; their profile opens from the result.
+    page.get_by_role("link", name="成员", exact=True).click()
+    page.get_by_role("searchbox").fill("大卫")
+    page.get_by_role("button", name="搜索").click()
+    page.wait_for_url("**/console/members?q=*")
+    page.screenshot(path=str(ARTIFACTS / "members-search.png"), full_page=True)
+    page.get_by_role("link", name="王大卫").click()
+    page.wait_for_url("**/console/members/wmDave")
+    assert page.get_by_role("heading", name="王大卫").is_visible()
+    assert "积分流水" in page.content()
+    page.screenshot(path=str(ARTIFACTS / "member-profile.png"), full_page=True)
     phone = browser.new_page(viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state())  # type: ignore[attr-defined]
     phone.goto(f"http://127.0.0.1:{server.port}/console/")
     phone.locator("#dim-users .chart svg").first.wait_for()

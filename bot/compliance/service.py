@@ -275,12 +275,13 @@ class Moderation:
         return [f"待处理 {open_} 条（共 {seen} 条）"] if seen else []
 
     async def find_alerts(self, session: Any, where: AlertFilter, page: int = 1,
-                          size: int | None = None) -> dict[str, Any]:
-        """The reviewers' queue on the console: alerts by state, category, level, staff, chat and date."""
+                          size: int | None = None, *, categories: bool = True) -> dict[str, Any]:
+        """The reviewers' queue on the console: alerts by state, category, level, staff, chat and date
+        (``categories``: with every category there is, for the filter's choices — a walk over all alerts)."""
         size = size or self.cfg.page_size
         total, rows = await self.store.find_alerts(session, where, (max(1, page) - 1) * size, size)
         return {"rows": rows, "total": total, "page": max(1, page), "pages": max(1, math.ceil(total / size)),
-                "categories": await self.store.alert_categories(session)}
+                "categories": await self.store.alert_categories(session) if categories else []}
 
     async def alert(self, session: Any, alert_id: int) -> Any:
         return await self.store.alert(session, alert_id)

@@ -4,7 +4,7 @@ they mirror."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -16,9 +16,6 @@ from bot.pages.security import STAFF, requires
 from bot.pages.views import bot_of
 from bot.roles import OPERATOR
 from bot.tiers import CUSTOMERS, LADDER
-
-if TYPE_CHECKING:
-    pass
 
 
 @requires(OPERATOR)
@@ -51,8 +48,8 @@ async def _profile(request: web.Request, outcome: Any) -> dict[str, Any]:
         history = await ladder.history(s, member_id)
         notes, note_count = await bot.get(CUSTOMERS).notes(s, member_id)
         compliance = bot.maybe(MODERATION)
-        alerts = (await compliance.find_alerts(s, AlertFilter(status="all", staff=member_id), 1, size=20))["rows"] \
-            if compliance is not None else []
+        alerts = (await compliance.find_alerts(s, AlertFilter(status="all", staff=member_id), 1, size=20,
+                                               categories=False))["rows"] if compliance is not None else []
     return {"page": "members", "c": card, "h": history, "alerts": alerts, "names": ladder.rules.names,
             "notes": notes, "note_count": note_count, "outcome": outcome}
 

@@ -415,7 +415,8 @@ class Ladder:
         }
 
     async def search(self, session: Any, text: str, limit: int = 50) -> list[Any]:
-        """Members whose id or name contains ``text`` (the console's member search)."""
+        """Customers whose id starts with ``text`` or whose name, a tag or a note contains it, the most
+        recently active first (the console's member search; :meth:`TiersStore.search_members`)."""
         return list(await self.store.search_members(session, text.strip()[:64], limit))
 
     async def history(self, session: Any, member_id: str, *, entries: int = 30, changes: int = 20) -> dict[str, Any]:

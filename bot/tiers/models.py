@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.storage.models import big_id, utc_column
@@ -41,6 +41,13 @@ class Member(SQLModel, table=True):
     spend_cents: int = Field(default=0)
     last_active_at: datetime | None = utc_column(nullable=True)
     last_chat_id: str | None = Field(default=None, sa_column=Column(String(160), nullable=True))
+
+
+# the member search: customers by last activity, the most recent first (never active last), then by id;
+# and a candidate's place in that order without reading its row
+Index("ix_member_activity_order", Member.__table__.c.staff, Member.__table__.c.last_active_at.desc(),
+      Member.__table__.c.id)
+Index("ix_member_search_key", "id", "staff", "last_active_at", _table=Member.__table__)
 
 
 class Group(SQLModel, table=True):
@@ -197,3 +204,27 @@ class ChurnEvent(SQLModel, table=True):
     source_event: str = Field(sa_column=Column(String(255), nullable=False))
     at: datetime = utc_column()
     notified_at: datetime | None = utc_column(nullable=True)
+
+
+class MemberSearchGram(SQLModel, table=True):
+    """The member search's index: every position of a member's name, tags and notes (A–Z folded to a–z),
+    the characters from there on, up to three, as one integer (:func:`bot.tiers.store.gram_code`).
+
+    ``source`` is the text it came from: ``n`` the name, ``t<tag>`` a tag, ``o<note id>`` a note. Written
+    only by the triggers of migration ``0405_member_search`` on ``member``, ``member_tag`` and ``member_note``.
+    """
+
+    __tablename__ = "member_search_gram"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    gram: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    member_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    source: str = Field(sa_column=Column(String(80), primary_key=True))
+
+
+class MemberSearchPosition(SQLModel, table=True):
+    """The numbers 1…1024: the positions the search triggers take grams at (SQLite allows no WITH in a trigger)."""
+
+    __tablename__ = "member_search_position"
+
+    n: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))

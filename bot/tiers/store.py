@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, literal, or_, select, union_all, update
+from sqlalchemy import BigInteger, Integer, and_, case, cast, func, literal, or_, select, true, union_all, update
 
 from bot.events import Chat
 from bot.storage.db import insert_adding, insert_ignoring_conflicts
@@ -23,6 +23,7 @@ from bot.tiers.models import (
     Member,
     MemberActivity,
     MemberNote,
+    MemberSearchGram,
     MemberTag,
     PointsEntry,
     Purchase,
@@ -42,12 +43,40 @@ PURCHASES = Purchase.__table__
 ACTIVITY = MemberActivity.__table__
 NOTES = MemberNote.__table__
 CHURN = ChurnEvent.__table__
+SEARCH = MemberSearchGram.__table__
 
 
 def in_bounds() -> Any:
     """Ledger entries within the documented bounds (between, not abs(): abs() of the lowest integer overflows)."""
     return and_(LEDGER.c.points.between(-POINTS_PER_ENTRY, POINTS_PER_ENTRY),
                 LEDGER.c.amount_cents.between(0, AMOUNT_LIMIT_YUAN * 100))
+
+
+SEARCH_DENSE = 5000   # postings from which a search text counts as common
+SEARCH_WALK = 5000    # members walked in activity order for a common text
+_UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+_FOLD = str.maketrans(_UPPER, _LOWER)
+_LAST_CHAR = chr(0x10FFFF)
+ACTIVITY_ORDER = (MEMBER.c.last_active_at.desc().nulls_last(), MEMBER.c.id)
+
+
+def fold(text: str) -> str:
+    """What the member search compares: A–Z as a–z, everything else as written."""
+    return text.translate(_FOLD)
+
+
+def gram_code(gram: str) -> int:
+    """Up to three characters as one integer, 21 bits each (a missing character is 0), the first highest:
+    the grams starting with one or two characters are one range of codes."""
+    codes = [ord(c) for c in gram[:3]] + [0, 0, 0]
+    return (codes[0] << 42) | (codes[1] << 21) | codes[2]
+
+
+def in_activity_order(rows: Iterable[Any]) -> list[Any]:
+    """ACTIVITY_ORDER in Python: the most recently active first, never active last, then by id."""
+    by_id = sorted(rows, key=lambda r: r.id)
+    return sorted(by_id, key=lambda r: (r.last_active_at is None,
+                                        -r.last_active_at.timestamp() if r.last_active_at is not None else 0.0))
 
 
 def _sum(column: Any) -> Any:
@@ -113,13 +142,101 @@ class TiersStore:
             return list(rows)
         return list((await session.execute(select(MEMBER).where(MEMBER.c.name == who).limit(limit))).all())
 
-    async def search_members(self, session: Any, text: str, limit: int) -> Sequence[Any]:
-        """Members (not staff) whose id or name contains ``text``, most recently active first."""
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        cond = and_(MEMBER.c.staff.is_(False), (MEMBER.c.id.like(like, escape="\\") |
-                                                 MEMBER.c.name.like(like, escape="\\")))
-        return (await session.execute(select(MEMBER).where(cond).order_by(
-            MEMBER.c.last_active_at.desc().nulls_last(), MEMBER.c.id).limit(limit))).all()
+    async def search_members(self, session: Any, text: str, limit: int) -> list[Any]:
+        """Customers (not staff) whose id starts with ``text`` or whose name, a tag or a note contains it
+        (A–Z and a–z alike), most recently active first, then by id: the console's member search.
+
+        The texts are read through ``member_search_gram`` (:func:`gram_code`): a one- or two-character
+        ``text`` is the range of grams it begins; a longer one is looked up by the rarest of its trigrams
+        and each candidate checked. Where the text is common (SEARCH_DENSE postings or more), the customers
+        are walked in order instead (:meth:`_walk`), and the candidates read only when the first SEARCH_WALK
+        hold fewer than ``limit`` matches.
+        """
+        text = text.strip()
+        if not text:
+            return []
+        found = {r.id: r for r in await self._members_by_id_prefix(session, text, limit)}
+        for r in await self._members_by_text(session, fold(text), limit):
+            found.setdefault(r.id, r)
+        return in_activity_order(found.values())[:limit]
+
+    async def _members_by_id_prefix(self, session: Any, text: str, limit: int) -> Sequence[Any]:
+        if self.db.is_sqlite:  # BINARY: the primary key's order is the code points'
+            starts = and_(MEMBER.c.id >= text, MEMBER.c.id < text + _LAST_CHAR)
+        else:
+            starts = MEMBER.c.id.startswith(text, autoescape=True)
+        return (await session.execute(select(MEMBER).where(and_(MEMBER.c.staff.is_(False), starts))
+                                      .order_by(*ACTIVITY_ORDER).limit(limit))).all()
+
+    async def _members_by_text(self, session: Any, folded: str, limit: int) -> Sequence[Any]:
+        if len(folded) <= 2:
+            lo = gram_code(folded)
+            posting: Any = and_(SEARCH.c.gram >= lo, SEARCH.c.gram < lo + (1 << (21 * (3 - len(folded)))))
+        else:
+            posting = SEARCH.c.gram == await self._rarest_trigram(session, folded)
+        contains = and_(MEMBER.c.staff.is_(False), self._contains(folded))
+        dense = (await session.execute(select(func.count()).select_from(
+            select(SEARCH.c.member_id).where(posting).limit(SEARCH_DENSE).subquery()))).scalar_one() >= SEARCH_DENSE
+        if dense:
+            rows = await self._walk(session, contains, limit)
+            if len(rows) == limit:
+                return rows
+        candidates = MEMBER.c.id.in_(select(SEARCH.c.member_id).where(posting))
+        if len(folded) > 2:
+            return (await session.execute(select(MEMBER).where(and_(contains, candidates))
+                                          .order_by(*ACTIVITY_ORDER).limit(limit))).all()
+        # The grams a text of one or two characters begins are exactly its places: the candidates are
+        # ordered on ix_member_search_key alone, and only the rows shown are read.
+        first = (select(MEMBER.c.id).where(and_(MEMBER.c.staff.is_(False), candidates))
+                 .order_by(*ACTIVITY_ORDER).limit(limit))
+        return (await session.execute(select(MEMBER).where(MEMBER.c.id.in_(first.scalar_subquery()))
+                                      .order_by(*ACTIVITY_ORDER))).all()
+
+    async def _walk(self, session: Any, cond: Any, limit: int) -> list[Any]:
+        """The first ``limit`` customers meeting ``cond`` among the first SEARCH_WALK in ACTIVITY_ORDER (fewer
+        when those hold fewer): each part below is one range of ``ix_member_activity_order``, walked in order."""
+        edge = (await session.execute(select(MEMBER.c.last_active_at, MEMBER.c.id).where(MEMBER.c.staff.is_(False))
+                                      .order_by(*ACTIVITY_ORDER).offset(SEARCH_WALK - 1).limit(1))).first()
+        if edge is None:  # fewer customers than that: all of them
+            parts = [true()]
+        elif edge.last_active_at is not None:  # and the others active at that same time
+            parts = [MEMBER.c.last_active_at >= edge.last_active_at]
+        else:  # everyone active, then the never active up to that one
+            parts = [MEMBER.c.last_active_at.is_not(None),
+                     and_(MEMBER.c.last_active_at.is_(None), MEMBER.c.id <= edge.id)]
+        rows: list[Any] = []
+        for part in parts:
+            rows += (await session.execute(select(MEMBER).where(and_(cond, part)).order_by(*ACTIVITY_ORDER)
+                                           .limit(limit - len(rows)))).all()
+            if len(rows) == limit:
+                break
+        return rows
+
+    async def _rarest_trigram(self, session: Any, folded: str) -> int:
+        """Of (up to 8 of) the text's trigrams, the one fewest texts hold (counted up to SEARCH_DENSE)."""
+        grams = sorted({gram_code(folded[i:i + 3]) for i in range(len(folded) - 2)})
+        grams = grams[:: max(1, len(grams) // 8)][:8]
+        counts = [select(func.count()).select_from(select(SEARCH.c.gram).where(SEARCH.c.gram == g)
+                                                   .limit(SEARCH_DENSE).subquery()).scalar_subquery()
+                  for g in grams]
+        row = (await session.execute(select(*counts))).one()
+        return min(zip(row, grams, strict=True))[1]
+
+    def _contains(self, folded: str, cols: Any = None) -> Any:
+        """The member's name, one of their tags or one of their notes contains ``folded`` (folded alike)."""
+        cols = cols if cols is not None else MEMBER.c
+        pattern = "%" + folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        def has(column: Any) -> Any:
+            return self._fold(column).like(pattern, escape="\\")
+
+        return or_(has(cols.name),
+                   select(TAGS.c.tag).where(and_(TAGS.c.member_id == cols.id, has(TAGS.c.tag))).exists(),
+                   select(NOTES.c.id).where(and_(NOTES.c.member_id == cols.id, has(NOTES.c.text))).exists())
+
+    def _fold(self, column: Any) -> Any:
+        """A–Z to a–z in SQL, as :func:`fold` and the search triggers do (SQLite's lower() folds only these)."""
+        return func.lower(column) if self.db.is_sqlite else func.translate(column, _UPPER, _LOWER)
 
     async def members_after(self, session: Any, last: str, limit: int) -> Sequence[Any]:
         """The next ``limit`` members by id after ``last`` (a walk over everyone)."""
