@@ -450,9 +450,8 @@ async def run(args: argparse.Namespace) -> int:
         plans = [] if args.pg_only else [Plan("sqlite", f"sqlite:///{tmp}/chaos.db", 1, args.n, args.rate,
                                               args.kills, args.fault_rate, args.seed)]
         pg, pg_dir = args.pg, None
-        if pg == "start":  # in a directory the postgres user may enter
+        if pg == "start":
             pg_dir = Path(tempfile.mkdtemp(prefix="siyu-chaos-pg-"))
-            pg_dir.chmod(0o755)
             pg = start_pg(pg_dir)
         if pg:
             db = await fresh_pg(pg, "chaos")

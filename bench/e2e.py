@@ -382,6 +382,8 @@ async def run_one(label: str, db: str, replicas: int, args: argparse.Namespace, 
 
 
 def start_pg(tmp: Path) -> str:
+    """A PostgreSQL of scripts/pg-test-server under ``tmp`` (opened to the postgres user it runs as)."""
+    tmp.chmod(0o755)
     out = subprocess.run([str(REPO / "scripts" / "pg-test-server"), "start", str(tmp / "pg")], check=True,
                          capture_output=True, text=True).stdout
     return out.strip().splitlines()[-1]
