@@ -69,6 +69,9 @@ async def test_a_customer_added_through_a_channel_carries_it_and_is_counted(weco
     texts = await h.admin("/stats 今天", group=False)
     (stats,) = [t for t in texts if "来源：" in t]
     assert "渠道 抖音直播 1" in stats and "渠道码 other-way 1" in stats and "员工添加 1" in stats
+    cards = {who: (await h.admin(f"/member @{who}", group=False))[0] for who in ("wmE", "wmF", "wmG")}
+    assert "来源：渠道「抖音直播」" in cards["wmE"] and "来源：渠道码 other-way" in cards["wmF"]
+    assert "来源：员工添加" in cards["wmG"]
 
 
 async def test_bad_channel_names_and_no_wecom_api_create_nothing(harness: Harness) -> None:

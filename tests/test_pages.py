@@ -289,6 +289,19 @@ async def test_an_operator_finds_a_member_and_grants_points(client: TestClient, 
     assert (await client.get("/console/members/nobody")).status == 404
 
 
+async def test_the_profile_shows_the_channel_and_what_other_features_know(client: TestClient,
+                                                                          harness: Harness) -> None:
+    """The page shows what /member shows: where the customer came from, an open handoff, their SOP runs."""
+    await harness.add_contact("wmCarol", "Carol", staff="staff05")
+    await harness.say("找真人", group=False, sender="wmCarol", name="Carol")
+    await sign_in(client, harness.app, "op1")
+    page = await (await client.get("/console/members/wmCarol")).text()
+    assert "<dd>员工添加" in page and "服务记录" in page
+    assert "<dt>转人工</dt><dd>等待接待" in page
+    (card,) = await harness.say_texts("/member @wmCarol", sender="op1", staff=True, group=False)
+    assert "来源：员工添加" in card and "转人工：等待接待" in card
+
+
 async def test_an_operator_adds_a_note_on_the_profile(client: TestClient, harness: Harness) -> None:
     await harness.say("大家好，我是新来的", sender="wmBob", name="Bob", mention=False)
     csrf = await sign_in(client, harness.app, "op1")

@@ -86,7 +86,7 @@ async def test_the_profile_shows_what_the_bot_knows_of_a_customer(harness: Harne
     assert "客户档案：Bob（wmBob）" in card
     assert "等级：活跃成员" in card and "积分 63" in card
     assert "红茶爱好者" in card and "tier:active" in card
-    assert "渠道 live-0912" in card and "添加人 staff01" in card
+    assert "渠道码 live-0912" in card and "添加人 staff01" in card
     assert "所在群：茶友1群" in card
     assert "茶友1群 3 条" in card  # today's messages in the group
     assert "潜客 → 活跃成员" in card  # the tier history

@@ -1,6 +1,6 @@
-"""Members: search, a member's profile (tier, points, ledger, tier history, tags, groups, notes, alerts about
-their messages), granting points with a reason and adding a note — the ``/points add`` and ``/note`` commands
-they mirror."""
+"""Members: search, a member's profile (tier, points, ledger, tier history, tags, channel, groups, notes, alerts
+about their messages, and what other features add to ``/member``: SOP runs, handoffs …), granting points with a
+reason and adding a note — the ``/points add`` and ``/note`` commands they mirror."""
 
 from __future__ import annotations
 
@@ -46,12 +46,15 @@ async def _profile(request: web.Request, outcome: Any) -> dict[str, Any]:
             raise web.HTTPNotFound(text=f"没有成员 {member_id}", content_type="text/plain")
         card = await ladder.card(s, member_id, bot.clock.now())
         history = await ladder.history(s, member_id)
-        notes, note_count = await bot.get(CUSTOMERS).notes(s, member_id)
+        customers = bot.get(CUSTOMERS)
+        notes, note_count = await customers.notes(s, member_id)
+        more = await customers.profile(s, member_id)  # what /member shows besides: channel, churn, other features
         compliance = bot.maybe(MODERATION)
         alerts = (await compliance.find_alerts(s, AlertFilter(status="all", staff=member_id), 1, size=20,
                                                categories=False))["rows"] if compliance is not None else []
     return {"page": "members", "c": card, "h": history, "alerts": alerts, "names": ladder.rules.names,
-            "notes": notes, "note_count": note_count, "outcome": outcome}
+            "notes": notes, "note_count": note_count, "outcome": outcome, "channel": more["channel"],
+            "facts": more["facts"], "churn": more["churn"], "kinds": more["kinds"], "group_names": more["group_names"]}
 
 
 @requires(OPERATOR)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.events import Actor
 from bot.memberfacts import MEMBER_FACTS
+from bot.members import CHANNEL_NAMES
 from bot.storage.keys import bounded_key
 from bot.tiers.ladder import Ladder
 
@@ -64,7 +65,7 @@ class Customers:
     # ── the profile ──
 
     async def profile(self, session: Any, member_id: str) -> dict[str, Any]:
-        """What ``/member`` shows (tiers/profile.j2)."""
+        """What ``/member`` and the console's member page show (tiers/profile.j2, member.html)."""
         store = self.store
         m = await store.member(session, member_id)
         groups = await store.member_groups(session, member_id)
@@ -74,11 +75,21 @@ class Customers:
         notes, note_total = await self.notes(session, member_id, NOTES_SHOWN)
         facts = self.app.maybe(MEMBER_FACTS)
         return {"m": m, "tier": self.ladder.rules.tier(m.tier), "names": self.ladder.rules.names,
+                "channel": await self.channel_of(session, m),
                 "changes": await store.recent_changes(session, member_id, 5),
                 "tags": await store.member_tags(session, member_id), "groups": groups, "group_names": names,
                 "activity": activity, "notes": notes, "note_total": note_total,
                 "churn": await store.churn_of(session, member_id, 3), "kinds": KINDS,
                 "facts": await facts.collect(session, member_id) if facts is not None else []}
+
+    async def channel_of(self, session: Any, m: Any) -> str:
+        """Where the customer came from, in words: the channel code's name (渠道活码), another contact way's
+        state, the staff member who added them, else 未知渠道."""
+        names = self.app.maybe(CHANNEL_NAMES)
+        if m.source_state:
+            name = await names.channel_name(session, m.source_state) if names is not None else None
+            return f"渠道「{name}」" if name else f"渠道码 {m.source_state}"
+        return "员工添加" if m.owner_staff else "未知渠道"
 
     # ── whom to tell ──
 
