@@ -142,9 +142,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     elif action == "referral":
                         await ladder.award(s, fx, who, "referral", source_event=f"referral:{n}", at=at, chat=chat)
                     else:  # what the group-message handler does: refresh the member, their membership, award
-                        await ladder.touch(s, Actor(id=who), at, chat=chat, active=True)
-                        await ladder.joined(s, chat, Actor(id=who), at, scene="other", inviter=None)
-                        await ladder.award(s, fx, who, action, source_event=f"{action}:{n}", at=at, chat=chat)
+                        seen = await ladder.refresh(s, Actor(id=who), at, chat=chat, active=True, actions=(action,))
+                        await ladder.joined(s, chat, Actor(id=who), at, scene="other", inviter=None, seen=seen)
+                        await ladder.award(s, fx, who, action, source_event=f"{action}:{n}", at=at, chat=chat,
+                                           seen=seen)
         siyu_s = time.perf_counter() - t0
 
         # The daily review applies what time alone changes (silence, days since join) to everyone.

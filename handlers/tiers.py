@@ -60,16 +60,19 @@ async def on_message(event: MessageEvent, ctx: Context) -> None:
     if event.sender.staff or command_text(event.text) is not None:
         return
     ladder, at = ctx.get(LADDER), event.time
-    await ladder.touch(ctx.session, event.sender, at, chat=event.chat, active=True)
+    submissions = ladder.submissions(event)
+    group = event.chat.is_group
+    seen = await ladder.refresh(ctx.session, event.sender, at, chat=event.chat, active=True,
+                                actions=("message", *submissions) if group else tuple(submissions))
     await ladder.count_message(ctx.session, event.sender.id, event.chat, at)
-    if event.chat.is_group:
+    if group:
         # Members who were there before the bot show up first by speaking.
-        await ladder.joined(ctx.session, event.chat, event.sender, at, scene="other", inviter=None)
+        await ladder.joined(ctx.session, event.chat, event.sender, at, scene="other", inviter=None, seen=seen)
         await ladder.award(ctx.session, ctx, event.sender.id, "message", source_event=f"message:{event.key}",
-                           at=at, chat=event.chat)
-    for action in ladder.submissions(event):
+                           at=at, chat=event.chat, seen=seen)
+    for action in submissions:
         award = await ladder.award(ctx.session, ctx, event.sender.id, action, source_event=f"{action}:{event.key}",
-                                   at=at, chat=event.chat, reason=ACTIONS[action])
+                                   at=at, chat=event.chat, reason=ACTIONS[action], seen=seen)
         if not award.duplicate:
             await _acknowledge(ctx, event, award, action)
 
@@ -83,13 +86,13 @@ async def submitted(event: MessageEvent, ctx: Context) -> None:
 async def on_join(event: MemberJoined, ctx: Context) -> None:
     ladder, at = ctx.get(LADDER), event.time
     inviter = event.inviter.id if event.inviter and event.scene == "invite" else None
-    await ladder.touch(ctx.session, event.member, at, chat=event.chat, inviter=inviter)
-    await ladder.joined(ctx.session, event.chat, event.member, at, scene=event.scene, inviter=inviter)
+    seen = await ladder.refresh(ctx.session, event.member, at, chat=event.chat, inviter=inviter)
+    await ladder.joined(ctx.session, event.chat, event.member, at, scene=event.scene, inviter=inviter, seen=seen)
     if inviter and event.inviter and not event.inviter.staff and not event.member.staff \
             and ladder.rules.action("referral") is not None:
-        await ladder.touch(ctx.session, event.inviter, at)
+        by = await ladder.refresh(ctx.session, event.inviter, at, actions=("referral",))
         await ladder.award(ctx.session, ctx, inviter, "referral", source_event=f"referral:{event.member.id}",
-                           at=at, chat=event.chat, reason=f"邀请 {event.member.display} 入群")
+                           at=at, chat=event.chat, reason=f"邀请 {event.member.display} 入群", seen=by)
 
 
 @router.on(MemberLeft, priority=30)
@@ -161,9 +164,10 @@ async def homework(event: MessageEvent, ctx: Context) -> None:
     if ladder.rules.action("homework") is None:
         await ctx.reply(ctx.render("tiers/homework.j2", award=None, enabled=False))
         return
-    await ladder.touch(ctx.session, event.sender, event.time, chat=event.chat, active=True)
+    seen = await ladder.refresh(ctx.session, event.sender, event.time, chat=event.chat, active=True,
+                                actions=("homework",))
     award = await ladder.award(ctx.session, ctx, event.sender.id, "homework", source_event=f"homework:{event.key}",
-                               at=event.time, chat=event.chat, reason=ctx.args["content"][:200])
+                               at=event.time, chat=event.chat, reason=ctx.args["content"][:200], seen=seen)
     await _acknowledge(ctx, event, award, "homework")
 
 

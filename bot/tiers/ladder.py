@@ -15,6 +15,7 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from bot.commands import strip_bot_mention
@@ -78,6 +79,19 @@ class Award:
 
 
 @dataclass(slots=True)
+class Seen:
+    """A member's row as :meth:`Ladder.refresh` left it (locked), with what their next ledger entries need,
+    read in the same statement. Good for the rest of one event's handler only: the awards and the
+    membership it records keep it current, nothing else does."""
+
+    row: Any
+    day: str                      # the local day of ``today``
+    chat_id: str | None = None    # the chat ``in_chat`` is about (None: not asked)
+    in_chat: int | None = None    # 1 in that group now, 0 left it, None never in it
+    today: dict[str, int] = field(default_factory=dict)  # ledger entries per action on ``day`` (those read)
+
+
+@dataclass(slots=True)
 class Difference:
     member_id: str
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (stored, recomputed)
@@ -122,7 +136,17 @@ class Ladder:
     async def touch(self, session: Any, actor: Actor, at: datetime, *, chat: Chat | None = None,
                     active: bool = False, state: str | None = None, owner_staff: str | None = None,
                     inviter: str | None = None) -> Any:
-        """Create or refresh a member and lock their row for the rest of the transaction.
+        """Create or refresh a member and lock their row for the rest of the transaction; their row."""
+        seen = await self.refresh(session, actor, at, chat=chat, active=active, state=state,
+                                  owner_staff=owner_staff, inviter=inviter)
+        return seen.row
+
+    async def refresh(self, session: Any, actor: Actor, at: datetime, *, chat: Chat | None = None,
+                      active: bool = False, state: str | None = None, owner_staff: str | None = None,
+                      inviter: str | None = None, actions: tuple[str, ...] = ()) -> Seen:
+        """:meth:`touch`, and in the same statement what the event's next steps need: whether the member is in
+        ``chat`` (a group; for :meth:`joined`) and, on SQLite, their entries of ``actions`` today (the daily
+        caps of :meth:`award`). Pass the result to those two as ``seen``.
 
         A known member costs one statement: the UPDATE (which also takes the row lock on PostgreSQL)
         returns the row; only a new member is inserted and read back.
@@ -138,18 +162,21 @@ class Ladder:
             values["source_state"] = state
         if owner_staff:
             values["owner_staff"] = owner_staff
-        row = await (self.store.update_member(session, actor.id, values) if values
-                     else self.store.lock(session, actor.id))
-        if row is not None:
-            return row
-        await self.store.insert_member(
-            session, id=actor.id, name=actor.name, staff=actor.staff, joined_at=at, source_state=state or "",
-            inviter_id=inviter, owner_staff=owner_staff, tier=self.rules.lowest.id, tier_since=at,
-            **dict.fromkeys(TOTALS, 0), last_active_at=at if active else None,
-            last_chat_id=chat.id if chat and chat.is_group else None)
-        if values:  # another transaction may have inserted the member in between
-            await self.store.set_member(session, actor.id, **values)
-        return await self.store.lock(session, actor.id)
+        day, chat_id = self.local_day(at), chat.id if chat is not None and chat.is_group else None
+        asked = tuple(a for a in actions if (rule := self.rules.action(a)) is not None and rule.daily_cap is not None)
+        row = await self.store.refresh_member(session, actor.id, values, chat_id=chat_id, day=day, actions=asked)
+        if row is None:
+            await self.store.insert_member(
+                session, id=actor.id, name=actor.name, staff=actor.staff, joined_at=at, source_state=state or "",
+                inviter_id=inviter, owner_staff=owner_staff, tier=self.rules.lowest.id, tier_since=at,
+                **dict.fromkeys(TOTALS, 0), last_active_at=at if active else None,
+                last_chat_id=chat.id if chat and chat.is_group else None)
+            # another transaction may have inserted the member in between: values again, and read back
+            row = await self.store.refresh_member(session, actor.id, values, chat_id=chat_id, day=day,
+                                                  actions=asked)
+        extra = row._mapping
+        return Seen(row, day, chat_id, extra["in_chat"] if chat_id is not None else None,
+                    {a: extra[f"today_{i}"] for i, a in enumerate(asked) if f"today_{i}" in extra})
 
     async def group(self, session: Any, chat: Chat, at: datetime) -> Any:
         """The group's row (created on first sight)."""
@@ -179,14 +206,21 @@ class Ladder:
         return list(await self.store.tiered_groups(session))
 
     async def joined(self, session: Any, chat: Chat, member: Actor, at: datetime, *, scene: str,
-                     inviter: str | None) -> bool:
-        """Record a membership; False if the member was already in the group."""
-        current = await self.store.membership(session, chat.id, member.id)
-        if current is not None and current.left_at is None:
+                     inviter: str | None, seen: Seen | None = None) -> bool:
+        """Record a membership; False if the member was already in the group. ``seen``: what
+        :meth:`refresh` read of the member in this chat (no query then)."""
+        if seen is not None and seen.row.id == member.id and seen.chat_id == chat.id:
+            state = seen.in_chat
+        else:
+            current = await self.store.membership(session, chat.id, member.id)
+            state = None if current is None else int(current.left_at is None)
+        if state == 1:
             return False
         await self.store.ensure_group(session, chat, at)
-        await self.store.enter(session, chat.id, member.id, first=current is None, at=at, scene=scene,
+        await self.store.enter(session, chat.id, member.id, first=state is None, at=at, scene=scene,
                                inviter=inviter)
+        if seen is not None and seen.row.id == member.id and seen.chat_id == chat.id:
+            seen.in_chat = 1
         return True
 
     async def left(self, session: Any, chat: Chat, member_id: str, at: datetime) -> None:
@@ -205,23 +239,29 @@ class Ladder:
 
     async def award(self, session: Any, fx: Effects, member_id: str, action: str, *, source_event: str,
                     at: datetime, points: int | None = None, reason: str = "", chat: Chat | None = None,
-                    amount_cents: int = 0) -> Award:
+                    amount_cents: int = 0, seen: Seen | None = None) -> Award:
         """Add one ledger entry (capped, once per source event) and re-evaluate the member.
 
         Concurrent awards for one member are serialised by the member's row lock (PostgreSQL) or
-        the single writer (SQLite), taken before the cap is counted.
+        the single writer (SQLite), taken before the cap is counted. ``seen``: the member as
+        :meth:`refresh` locked and read them in this event (then neither is read again; it is kept current).
         """
         rule = self.rules.action(action) if action in ACTIONS else None
         granted = points if points is not None else (rule.points if rule else 0)
-        current = await self.store.lock(session, member_id)
+        day = self.local_day(at)
+        if seen is not None and seen.row.id != member_id:
+            seen = None
+        current = seen.row if seen is not None else await self.store.lock(session, member_id)
         if current is None:
             raise LookupError(f"no member {member_id!r}")
         result = Award(member_id, action)
-        day = self.local_day(at)
-        if rule is not None and rule.daily_cap is not None and points is None:
+        capped = rule is not None and rule.daily_cap is not None and points is None
+        if capped:
             # daily_cap counts the times an action earns points in one local day; beyond it the
             # action is not recorded at all, so it neither adds points nor counts as a check-in.
-            if await self.store.entries_on_day(session, member_id, action, day) >= rule.daily_cap:
+            known = seen.today.get(action) if seen is not None and seen.day == day else None
+            today = known if known is not None else await self.store.entries_on_day(session, member_id, action, day)
+            if today >= rule.daily_cap:
                 result.capped = True
                 return result
         if beyond_limits(current, granted, amount_cents):
@@ -229,26 +269,37 @@ class Ladder:
             log.warning("member %s: %+d points / %d cents not recorded, their totals would leave the bounds",
                         member_id, granted, amount_cents)
             return result
-        entry = await self.store.add_entry(
-            session, member_id=member_id, action=action, points=granted, amount_cents=amount_cents,
-            reason=reason[:500], source_event=bounded_key(source_event, 255), chat_id=chat.id if chat else "",
-            day=day, at=at)
-        if entry is None:
+        if not await self.store.add_entry(
+                session, member_id=member_id, action=action, points=granted, amount_cents=amount_cents,
+                reason=reason[:500], source_event=bounded_key(source_event, 255), chat_id=chat.id if chat else "",
+                day=day, at=at):
             result.duplicate = True
             return result
         result.points = granted
-        member = await self.store.add_totals(session, member_id, granted, COUNTERS.get(action), amount_cents)
-        if member is None:
+        counter = COUNTERS.get(action)
+        if not await self.store.add_totals(session, member_id, granted, counter, amount_cents):
             raise LookupError(f"no member {member_id!r}")  # rolls the entry back with the transaction
+        # the row as the UPDATE left it, without reading it back: the lock kept anyone else from moving it
+        member = SimpleNamespace(**(vars(current) if isinstance(current, SimpleNamespace) else current._mapping))
+        member.points += granted
+        member.spend_cents += amount_cents
+        if counter is not None:
+            setattr(member, counter, getattr(member, counter) + 1)
         result.decision, result.change = await self.reevaluate(
             session, fx, member_id, at, source_event=source_event, chat=chat,
             reason=f"{LEDGER_ACTIONS.get(action, action)} +{granted}", member=member)
+        if result.change is not None:
+            member.tier, member.tier_since = result.change.to_tier, at
+        if seen is not None:
+            seen.row = member
+            if seen.day == day and action in seen.today:
+                seen.today[action] += 1
         if action == "checkin" and points is None:
-            result.streak = await self._streak_bonus(session, fx, member_id, day, at, chat)
+            result.streak = await self._streak_bonus(session, fx, member_id, day, at, chat, seen)
         return result
 
     async def _streak_bonus(self, session: Any, fx: Effects, member_id: str, day: str, at: datetime,
-                            chat: Chat | None) -> Award | None:
+                            chat: Chat | None, seen: Seen | None = None) -> Award | None:
         """The ``streak`` bonus when this check-in day is the ``days``-th of a run of consecutive check-in
         days (the day before the run has none): once a streak, however long it goes on."""
         streak = self.rules.streak
@@ -260,7 +311,7 @@ class Ladder:
         if not all(d in days for d in run[:-1]) or run[-1] in days:
             return None
         bonus = await self.award(session, fx, member_id, STREAK, source_event=f"streak:{member_id}:{day}", at=at,
-                                 points=streak.points, reason=f"连续打卡 {streak.days} 天", chat=chat)
+                                 points=streak.points, reason=f"连续打卡 {streak.days} 天", chat=chat, seen=seen)
         return bonus if bonus.points else None
 
     async def purchase(self, session: Any, fx: Effects, member_id: str, amount_cents: int, *, sku: str,

@@ -108,10 +108,28 @@ class TiersStore:
             q = q.with_for_update()
         return (await session.execute(q)).first()
 
-    async def update_member(self, session: Any, member_id: str, values: dict[str, Any]) -> Any:
-        """Set ``values`` on a member; their row afterwards, or None if there is no such member."""
-        return (await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**values)
-                                      .returning(*MEMBER.c))).first()
+    async def refresh_member(self, session: Any, member_id: str, values: dict[str, Any], *, chat_id: str | None,
+                             day: str, actions: Sequence[str]) -> Any:
+        """Set ``values`` on a member (locking the row) and read, in the same statement, what their next
+        ledger entries need: ``in_chat`` (1 in the group ``chat_id`` now, 0 left it, None never in it) and
+        ``today_<i>``, their entries of ``actions[i]`` on the local ``day``. Their row afterwards, or None.
+
+        The counts come with the lock only on SQLite, whose one writer has nothing to wait for: a
+        PostgreSQL statement reads with the snapshot it started with, before it waited for the lock, so
+        there the counts are read after it (``actions`` is ignored, no ``today_*``)."""
+        extra = [] if chat_id is None else [select(case((MEMBERSHIP.c.left_at.is_(None), 1), else_=0)).where(and_(
+            MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.member_id == member_id)).scalar_subquery().label("in_chat")]
+        if self.db.is_sqlite:
+            extra += [select(func.count()).where(and_(LEDGER.c.member_id == member_id, LEDGER.c.action == action,
+                                                      LEDGER.c.day == day)).scalar_subquery().label(f"today_{i}")
+                      for i, action in enumerate(actions)]
+        if values:
+            q: Any = update(MEMBER).where(MEMBER.c.id == member_id).values(**values).returning(*MEMBER.c, *extra)
+        else:
+            q = select(*MEMBER.c, *extra).where(MEMBER.c.id == member_id)
+            if not self.db.is_sqlite:
+                q = q.with_for_update(of=MEMBER)
+        return (await session.execute(q)).first()
 
     async def set_member(self, session: Any, member_id: str, **values: Any) -> None:
         await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**values))
@@ -121,14 +139,16 @@ class TiersStore:
         await session.execute(self._insert_new(MEMBER, ["id"]).values(**values))
 
     async def add_totals(self, session: Any, member_id: str, points: int, counter: str | None,
-                         amount_cents: int) -> Any:
-        """Move the running totals by one ledger entry; the member's row afterwards (None: no member)."""
+                         amount_cents: int) -> bool:
+        """Move the running totals by one ledger entry (in the statement, not from a value read before);
+        False when there is no such member."""
         totals: dict[str, Any] = {"points": MEMBER.c.points + points}
         if counter is not None:
             totals[counter] = MEMBER.c[counter] + 1
         if amount_cents:
             totals["spend_cents"] = MEMBER.c.spend_cents + amount_cents
-        return await self.update_member(session, member_id, totals)
+        res = await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**totals))
+        return bool(res.rowcount)
 
     async def count_message(self, session: Any, member_id: str, chat_id: str, day: str) -> None:
         """One more message of the member in the chat on the local ``day``."""
@@ -349,11 +369,10 @@ class TiersStore:
         return set((await session.execute(select(LEDGER.c.day).distinct().where(and_(
             LEDGER.c.member_id == member_id, LEDGER.c.action == action, LEDGER.c.day >= since)))).scalars().all())
 
-    async def add_entry(self, session: Any, **values: Any) -> int | None:
-        """A ledger entry; its id, or None when its source event is already in the ledger."""
-        row = (await session.execute(self._insert_new(LEDGER, ["source_event"]).values(**values)
-                                     .returning(LEDGER.c.id))).first()
-        return None if row is None else row.id
+    async def add_entry(self, session: Any, **values: Any) -> bool:
+        """A ledger entry; False when its source event is already in the ledger (nothing written)."""
+        res = await session.execute(self._insert_new(LEDGER, ["source_event"]).values(**values))
+        return bool(res.rowcount)
 
     async def add_purchase(self, session: Any, **values: Any) -> int | None:
         """A purchase; its id, or None when its source is already recorded."""
