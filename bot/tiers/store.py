@@ -12,7 +12,21 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, literal, or_, select, true, union_all, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 
 from bot.events import Chat
 from bot.storage.db import insert_adding, insert_ignoring_conflicts
@@ -88,6 +102,7 @@ class TiersStore:
 
     def __init__(self, db: Any) -> None:
         self.db = db
+        self._statements: dict[Any, Any] = {}  # the per-event statements, made once (their values bound)
 
     @property
     def dialect(self) -> str:
@@ -103,10 +118,11 @@ class TiersStore:
 
     async def lock(self, session: Any, member_id: str) -> Any:
         """The member's row, locked for the rest of the transaction (PostgreSQL; SQLite has one writer)."""
-        q = select(MEMBER).where(MEMBER.c.id == member_id)
-        if not self.db.is_sqlite:
-            q = q.with_for_update()
-        return (await session.execute(q)).first()
+        q = self._statements.get("lock")
+        if q is None:
+            q = select(MEMBER).where(MEMBER.c.id == bindparam("m_id"))
+            self._statements["lock"] = q = q if self.db.is_sqlite else q.with_for_update()
+        return (await session.execute(q, {"m_id": member_id})).first()
 
     async def refresh_member(self, session: Any, member_id: str, values: dict[str, Any], *, chat_id: str | None,
                              day: str, actions: Sequence[str]) -> Any:
@@ -117,19 +133,33 @@ class TiersStore:
         The counts come with the lock only on SQLite, whose one writer has nothing to wait for: a
         PostgreSQL statement reads with the snapshot it started with, before it waited for the lock, so
         there the counts are read after it (``actions`` is ignored, no ``today_*``)."""
-        extra = [] if chat_id is None else [select(case((MEMBERSHIP.c.left_at.is_(None), 1), else_=0)).where(and_(
-            MEMBERSHIP.c.chat_id == chat_id, MEMBERSHIP.c.member_id == member_id)).scalar_subquery().label("in_chat")]
-        if self.db.is_sqlite:
-            extra += [select(func.count()).where(and_(LEDGER.c.member_id == member_id, LEDGER.c.action == action,
-                                                      LEDGER.c.day == day)).scalar_subquery().label(f"today_{i}")
-                      for i, action in enumerate(actions)]
-        if values:
-            q: Any = update(MEMBER).where(MEMBER.c.id == member_id).values(**values).returning(*MEMBER.c, *extra)
+        n = len(actions) if self.db.is_sqlite else 0
+        q = self._refresh_statement(tuple(sorted(values)), chat_id is not None, n)
+        params = {"m_id": member_id, "chat": chat_id, "day": day, **{f"v_{k}": v for k, v in values.items()},
+                  **{f"act_{i}": a for i, a in enumerate(actions[:n])}}
+        return (await session.execute(q, params)).first()
+
+    def _refresh_statement(self, keys: tuple[str, ...], in_chat: bool, counts: int) -> Any:
+        """The statement of :meth:`refresh_member` for these value keys, made once (all its values bound)."""
+        cached = self._statements.get(("refresh", keys, in_chat, counts))
+        if cached is not None:
+            return cached
+        member_id = bindparam("m_id")
+        extra = [select(case((MEMBERSHIP.c.left_at.is_(None), 1), else_=0)).where(and_(
+            MEMBERSHIP.c.chat_id == bindparam("chat"), MEMBERSHIP.c.member_id == member_id)
+        ).scalar_subquery().label("in_chat")] if in_chat else []
+        extra += [select(func.count()).where(and_(
+            LEDGER.c.member_id == member_id, LEDGER.c.action == bindparam(f"act_{i}"),
+            LEDGER.c.day == bindparam("day"))).scalar_subquery().label(f"today_{i}") for i in range(counts)]
+        if keys:
+            q: Any = update(MEMBER).where(MEMBER.c.id == member_id).values(
+                {k: bindparam(f"v_{k}") for k in keys}).returning(*MEMBER.c, *extra)
         else:
             q = select(*MEMBER.c, *extra).where(MEMBER.c.id == member_id)
             if not self.db.is_sqlite:
                 q = q.with_for_update(of=MEMBER)
-        return (await session.execute(q)).first()
+        self._statements[("refresh", keys, in_chat, counts)] = q
+        return q
 
     async def set_member(self, session: Any, member_id: str, **values: Any) -> None:
         await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**values))
@@ -142,12 +172,16 @@ class TiersStore:
                          amount_cents: int) -> bool:
         """Move the running totals by one ledger entry (in the statement, not from a value read before);
         False when there is no such member."""
-        totals: dict[str, Any] = {"points": MEMBER.c.points + points}
-        if counter is not None:
-            totals[counter] = MEMBER.c[counter] + 1
-        if amount_cents:
-            totals["spend_cents"] = MEMBER.c.spend_cents + amount_cents
-        res = await session.execute(update(MEMBER).where(MEMBER.c.id == member_id).values(**totals))
+        key = ("totals", counter, bool(amount_cents))
+        q = self._statements.get(key)
+        if q is None:
+            totals: dict[str, Any] = {"points": MEMBER.c.points + bindparam("points")}
+            if counter is not None:
+                totals[counter] = MEMBER.c[counter] + 1
+            if amount_cents:
+                totals["spend_cents"] = MEMBER.c.spend_cents + bindparam("cents")
+            q = self._statements[key] = update(MEMBER).where(MEMBER.c.id == bindparam("m_id")).values(totals)
+        res = await session.execute(q, {"m_id": member_id, "points": points, "cents": amount_cents})
         return bool(res.rowcount)
 
     async def count_message(self, session: Any, member_id: str, chat_id: str, day: str) -> None:
@@ -361,8 +395,12 @@ class TiersStore:
     # ── the ledger and purchases ──
 
     async def entries_on_day(self, session: Any, member_id: str, action: str, day: str) -> int:
-        return (await session.execute(select(func.count()).where(and_(
-            LEDGER.c.member_id == member_id, LEDGER.c.action == action, LEDGER.c.day == day)))).scalar_one()
+        q = self._statements.get("on_day")
+        if q is None:
+            q = self._statements["on_day"] = select(func.count()).where(and_(
+                LEDGER.c.member_id == bindparam("m_id"), LEDGER.c.action == bindparam("action"),
+                LEDGER.c.day == bindparam("day")))
+        return (await session.execute(q, {"m_id": member_id, "action": action, "day": day})).scalar_one()
 
     async def days_with(self, session: Any, member_id: str, action: str, since: str) -> set[str]:
         """The local days (ISO) from ``since`` on with an entry of ``action`` for the member."""
@@ -371,7 +409,10 @@ class TiersStore:
 
     async def add_entry(self, session: Any, **values: Any) -> bool:
         """A ledger entry; False when its source event is already in the ledger (nothing written)."""
-        res = await session.execute(self._insert_new(LEDGER, ["source_event"]).values(**values))
+        q = self._statements.get("entry")
+        if q is None:
+            q = self._statements["entry"] = self._insert_new(LEDGER, ["source_event"])
+        res = await session.execute(q, values)
         return bool(res.rowcount)
 
     async def add_purchase(self, session: Any, **values: Any) -> int | None:
