@@ -10,7 +10,8 @@ One run, one database (a fresh SQLite file, or the PostgreSQL database given wit
   4. siyu: every event through ``Ladder.award`` / ``Ladder.purchase`` — member row lock, duplicate and
      daily-cap checks, the entry, running totals, re-evaluation, and for each tier change its
      TierChange row, member/operator messages, mark_tag and the tier_changed event — in transactions of
-     --batch events;
+     --batch events; a member's own doing first refreshes them as the message handler does
+     (``Ladder.refresh``: their row, membership and the day's counts in one statement, then ``joined``);
   5. the daily review (what time alone changes: silence, days since join), then a full recompute
      from the ledger, which must find no difference from the incremental state.
 
