@@ -6,7 +6,8 @@
   PostgreSQL, the write lock on SQLite), dispatches their events and marks them
   done, a batch in one transaction (:meth:`InboxPump.process_batch`). A row whose
   worker died is claimable again once its lease runs out. Events of one chat are
-  handled in order.
+  handled in order, across replicas too: a chat with a row in processing is not claimed again until that
+  row is done (or its lease ran out), and on PostgreSQL replicas claim one after another.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 
 from bot.clock import Clock
 from bot.config import InboxConfig
@@ -138,6 +139,7 @@ class InboxWriter:
 _INSERTS: dict[str, Any] = {}
 DEDUP_KEY_LIMIT = 255   # inbox.dedup_key; a longer key keeps a prefix and the SHA-256 of the whole
 CHAT_KEY_LIMIT = 160    # inbox.chat_key: events of one chat are processed in order by it
+_CLAIM_LOCK = 7_264_003  # pg_advisory_xact_lock key: one replica claims inbox rows at a time
 
 
 def _insert_stmt(dialect: str) -> Any:
@@ -219,6 +221,11 @@ class InboxPump(Pump):
         claimable = or_(and_(INBOX.c.status == "pending",
                              or_(INBOX.c.locked_until.is_(None), INBOX.c.locked_until <= now)),
                         and_(expired, INBOX.c.attempts < self.max_attempts))
+        # A chat another claim is still processing waits for it (per-chat order across replicas and workers).
+        busy = INBOX.alias("busy")
+        in_hand = select(busy.c.id).where(and_(busy.c.status == "processing", busy.c.locked_until >= now,
+                                               busy.c.chat_key == INBOX.c.chat_key)).exists()
+        claimable = and_(claimable, or_(INBOX.c.chat_key == "", ~in_hand))
         pick = select(INBOX.c.id).where(claimable).order_by(INBOX.c.id).limit(limit)
         if not self.db.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
@@ -231,6 +238,8 @@ class InboxPump(Pump):
                        INBOX.c.chat_key, INBOX.c.attempts)
         )
         async with self.db.connection() as conn:
+            if not self.db.is_sqlite:  # claims one after another: each sees the chats the one before took
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
             given_up = (await conn.execute(
                 update(INBOX).where(and_(expired, INBOX.c.attempts >= self.max_attempts))
                 .values(status="failed", locked_by=None, locked_until=None, processed_at=now,

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from bot.app import BotApp
+from bot.config import Config
 from bot.context import Context
 from bot.events import MessageEvent
 from bot.inbox import Incoming
@@ -60,6 +61,34 @@ async def test_two_replicas_process_every_event_once(make_bot: Callable[..., Bot
     assert await count(a, InboxRow, InboxRow.status == "done") == 150
     assert await count(a, OutboxRow) == 150
     assert await count(a, HandledEvent) == 150
+
+
+async def test_two_replicas_keep_each_chats_order(make_bot: Callable[..., BotApp],
+                                                  make_config: Callable[..., Config]) -> None:
+    """A chat whose rows one replica is processing is not claimed by the other until they are done."""
+    handled: list[tuple[str, int]] = []
+
+    def ordered_feature(app: BotApp) -> Router:
+        r = Router("ordered")
+
+        @r.message()
+        async def note(event: MessageEvent, ctx: Context) -> None:
+            await asyncio.sleep(0)  # let the other replica interleave
+            handled.append((event.chat.id, int(event.text[1:])))
+
+        return r
+
+    cfg = make_config(INBOX__BATCH_SIZE="8")  # small claims: the replicas take turns within a chat
+    a, b = make_bot(cfg=cfg, features=[ordered_feature]), make_bot(cfg=cfg, features=[ordered_feature])
+    await a.start()
+    await b.start()
+    for i in range(200):
+        await a.accept(incoming(i, chat=f"g{i % 3}"))
+    await asyncio.gather(a.inbox_pump.drain(), b.inbox_pump.drain())
+    assert await count(a, InboxRow, InboxRow.status == "done") == 200
+    for chat in ("g0", "g1", "g2"):
+        numbers = [n for c, n in handled if c == chat]
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(range(int(chat[1]), 200, 3)), chat
 
 
 async def test_a_row_whose_worker_died_is_processed_after_its_lease(make_bot: Callable[..., BotApp]) -> None:
