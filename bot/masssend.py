@@ -80,6 +80,27 @@ class Look:
 Record = Callable[[Any, Any, Look], Awaitable[None]]
 
 
+async def claim_due(db: Database, table: Table, next_look: datetime, now: datetime, limit: int = 50
+                    ) -> tuple[list[Any], dict[str, Any]]:
+    """Take the rows of ``table`` (a 群发 task or a Moments post) queued and due for a look: in their own
+    transaction, ``polls`` + 1 and the next look at ``next_look``; and the outbox rows of their deliveries
+    by key (``outbox_key``)."""
+    pick = select(table.c.id).where(and_(table.c.state == "queued", table.c.next_poll_at <= now)).limit(limit)
+    if not db.is_sqlite:
+        pick = pick.with_for_update(skip_locked=True)
+    async with db.session() as s:
+        claimed = (await s.execute(
+            update(table).where(table.c.id.in_(pick.scalar_subquery()))
+            .values(next_poll_at=next_look, polls=table.c.polls + 1)
+            .returning(*table.c))).all()
+        if not claimed:
+            return [], {}
+        rows = {r.key: r for r in (await s.execute(
+            select(OUTBOX.c.key, OUTBOX.c.status, OUTBOX.c.result, OUTBOX.c.last_error)
+            .where(OUTBOX.c.key.in_([c.outbox_key for c in claimed])))).all()}
+    return list(claimed), rows
+
+
 class TaskPoller:
     """Looks at the queued tasks of one task table (``state`` queued, ``next_poll_at`` due)."""
 
@@ -91,7 +112,8 @@ class TaskPoller:
 
     async def poll(self, now: datetime, record: Record | None = None, limit: int = 50) -> int:
         """One round: claim the tasks due for a look, look at each, write what was found; returns how many."""
-        claimed, rows = await self._claim(now, limit)
+        claimed, rows = await claim_due(self.db, self.table, now + timedelta(seconds=self.times.interval_s), now,
+                                        limit)
         looks: list[tuple[Any, Look]] = []
         for c in claimed:
             look = await self.look(c, rows.get(c.outbox_key), now)
@@ -105,24 +127,6 @@ class TaskPoller:
                     if record is not None:
                         await record(s, c, look)
         return len(claimed)
-
-    async def _claim(self, now: datetime, limit: int) -> tuple[list[Any], dict[str, Any]]:
-        """Take the queued tasks due for a look (their next look moved on), and their outbox rows by key."""
-        t = self.table
-        pick = select(t.c.id).where(and_(t.c.state == "queued", t.c.next_poll_at <= now)).limit(limit)
-        if not self.db.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        async with self.db.session() as s:
-            claimed = (await s.execute(
-                update(t).where(t.c.id.in_(pick.scalar_subquery()))
-                .values(next_poll_at=now + timedelta(seconds=self.times.interval_s), polls=t.c.polls + 1)
-                .returning(*t.c))).all()
-            if not claimed:
-                return [], {}
-            rows = {r.key: r for r in (await s.execute(
-                select(OUTBOX.c.key, OUTBOX.c.status, OUTBOX.c.result, OUTBOX.c.last_error)
-                .where(OUTBOX.c.key.in_([c.outbox_key for c in claimed])))).all()}
-        return list(claimed), rows
 
     async def look(self, c: Any, row: Any, now: datetime) -> Look | None:
         """What one look found; None while the task is not sent yet (looked at again next interval)."""

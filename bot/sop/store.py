@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, func, select, update
 
+from bot.masssend import claim_due
 from bot.sop.models import MomentOverride, MomentPost, SopMassTask, SopRun, SopScriptVersion, SopStep, SopSurvey
 from bot.storage.db import insert_ignoring_conflicts
-from bot.storage.models import KeyValue, OutboxRow
+from bot.storage.models import KeyValue
 
 if TYPE_CHECKING:
     from bot.storage.db import Database
@@ -30,7 +31,6 @@ SURVEYS = SopSurvey.__table__
 MASS_TASKS = SopMassTask.__table__
 POSTS = MomentPost.__table__
 OVERRIDES = MomentOverride.__table__
-OUTBOX = OutboxRow.__table__
 KV = KeyValue.__table__
 
 LIVE_RUN = ("running", "paused")
@@ -346,20 +346,7 @@ class MomentsStore:
                           ) -> tuple[list[Any], dict[str, Any]]:
         """Take the queued posts due for a look (own transaction; next look moved on by ``interval``), and the
         outbox rows of their deliveries by key."""
-        pick = select(POSTS.c.id).where(and_(POSTS.c.state == "queued", POSTS.c.next_poll_at <= now)).limit(limit)
-        if not self.db.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        async with self.db.session() as s:
-            claimed = (await s.execute(
-                update(POSTS).where(POSTS.c.id.in_(pick.scalar_subquery()))
-                .values(next_poll_at=now + interval, polls=POSTS.c.polls + 1)
-                .returning(POSTS.c.id, POSTS.c.outbox_key, POSTS.c.created_at, POSTS.c.polls, POSTS.c.jobid))).all()
-            if not claimed:
-                return [], {}
-            sent = {r.key: r for r in (await s.execute(
-                select(OUTBOX.c.key, OUTBOX.c.status, OUTBOX.c.result, OUTBOX.c.last_error)
-                .where(OUTBOX.c.key.in_([c.outbox_key for c in claimed])))).all()}
-        return list(claimed), sent
+        return await claim_due(self.db, POSTS, now + interval, now, limit)
 
     async def update_posts(self, updates: list[tuple[int, dict[str, Any]]], now: datetime) -> None:
         """Write what polling found (own transaction)."""
