@@ -48,13 +48,12 @@ async def _profile(request: web.Request, outcome: Any) -> dict[str, Any]:
         history = await ladder.history(s, member_id)
         customers = bot.get(CUSTOMERS)
         notes, note_count = await customers.notes(s, member_id)
-        more = await customers.profile(s, member_id)  # what /member shows besides: channel, churn, other features
+        record = await customers.record(s, card["m"])  # as /member: channel, churn, what other features know
         compliance = bot.maybe(MODERATION)
         alerts = (await compliance.find_alerts(s, AlertFilter(status="all", staff=member_id), 1, size=20,
                                                categories=False))["rows"] if compliance is not None else []
     return {"page": "members", "c": card, "h": history, "alerts": alerts, "names": ladder.rules.names,
-            "notes": notes, "note_count": note_count, "outcome": outcome, "channel": more["channel"],
-            "facts": more["facts"], "churn": more["churn"], "kinds": more["kinds"], "group_names": more["group_names"]}
+            "notes": notes, "note_count": note_count, "outcome": outcome, **record}
 
 
 @requires(OPERATOR)

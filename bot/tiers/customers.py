@@ -73,14 +73,20 @@ class Customers:
         names = await store.group_names(session, [*groups, *(a.chat_id for a in activity if a.chat_id),
                                                   *([m.last_chat_id] if m.last_chat_id else [])])
         notes, note_total = await self.notes(session, member_id, NOTES_SHOWN)
-        facts = self.app.maybe(MEMBER_FACTS)
         return {"m": m, "tier": self.ladder.rules.tier(m.tier), "names": self.ladder.rules.names,
-                "channel": await self.channel_of(session, m),
                 "changes": await store.recent_changes(session, member_id, 5),
                 "tags": await store.member_tags(session, member_id), "groups": groups, "group_names": names,
-                "activity": activity, "notes": notes, "note_total": note_total,
-                "churn": await store.churn_of(session, member_id, 3), "kinds": KINDS,
-                "facts": await facts.collect(session, member_id) if facts is not None else []}
+                "activity": activity, "notes": notes, "note_total": note_total, **await self.record(session, m)}
+
+    async def record(self, session: Any, m: Any) -> dict[str, Any]:
+        """Of member row ``m``: where they came from (``channel``), their latest churn events (``churn``, with
+        ``kinds`` and ``churn_names`` of their groups) and what the other features know (``facts``) — shown
+        by ``/member`` and the console's member page."""
+        churn = await self.store.churn_of(session, m.id, 3)
+        facts = self.app.maybe(MEMBER_FACTS)
+        return {"channel": await self.channel_of(session, m), "churn": churn, "kinds": KINDS,
+                "churn_names": await self.store.group_names(session, [c.chat_id for c in churn if c.chat_id]),
+                "facts": await facts.collect(session, m.id) if facts is not None else []}
 
     async def channel_of(self, session: Any, m: Any) -> str:
         """Where the customer came from, in words: the channel code's name (渠道活码), another contact way's
